@@ -287,15 +287,18 @@ class Importer:
         contents, or another file while the record's own is elsewhere still (hers, which a move of the
         source was put beside: the same bytes once, written over at the source's next edit; attack round
         60a (2)).  A file of the same contents that took the record's place (her editor's save: a new
-        file renamed over it) is the import's still (61a (2))."""
+        file renamed over it, or written after the old one was renamed to a backup, ``a.txt~``) is the
+        import's still (61a (2), 62a (1)): the file's identity counts only where the record was put
+        beside the place."""
+        place = self._vault_path(location)
         try:
-            node = self.vol.resolve(self._vault_path(location))
+            node = self.vol.resolve(place)
         except FsError:
             return False  # gone from the vault: written anew
         if not node.is_reg:
             return False
         own = self.vol.find(record.fid)
-        if own is not None and own.ino != node.ino:
+        if own is not None and own.ino != node.ino and os.fsencode(record.vault_path) != place:
             return True
         return await file_digest(self.vol, node) != record.sha256
 

@@ -102,8 +102,6 @@ def _edits_after_a_save(vault: Path, inbox: Path, backup: bool) -> tuple[list[st
     return trio.run(main)
 
 
-@pytest.mark.xfail(strict=True, reason="62a (1): a no-op editor save keeping a rename backup (a.txt~): "
-                   "the source's edits go beside for good")
 def test_edits_after_her_no_op_save_with_a_rename_backup_are_imported_over_it(vault: Path,
                                                                              inbox: Path) -> None:
     assert _edits_after_a_save(vault, inbox, backup=True) == ([VERSION] * 3, True, 2)
