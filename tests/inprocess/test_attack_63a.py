@@ -1,6 +1,76 @@
-"""Attack round 63a (a short one at the fixes of rounds 59 to 62).
+"""Attack round 63a (a short one at the fixes of rounds 59 to 62: rekeys_owed.py and its users, the
+importer's ``_changed_in_vault``/``_move``/``_find_moved``, the ledger's owner binding).
 
-Docstring completed below once the runs are in.
+(1) medium (honest data written over; also a local user who writes the watched folder): her save of an
+imported file while the import of the source's edit is under way is written over, unsaid.
+Attacker: none (honest use: she edits Imported/a.txt while the watcher imports a.txt's new version; a
+large or slow source makes the window long), or whoever writes the watched folder and times a big edit.
+Steps: a.txt imported to Imported/a.txt; the source edited; ``Importer.take`` checks the place
+(``_changed_in_vault``: the record's bytes, nothing of hers) and copies the source into a temporary file;
+meanwhile she saves her edit of Imported/a.txt (an editor's save, or any write); the import's
+``write_file`` then renames its temporary file over the place.  Seen: Imported/a.txt holds the source's
+v2, her edit only as that file's older version (``.versions``: namespace.py's rename over makes it the
+``previous``), no alarm.  Expected: her edit kept at its place, the source beside it (as when her save
+comes just before the take: the control).  Cause: importer.py ``take`` judges the place once before
+``_copy`` (``_changed_in_vault``, also ``_in_vault`` for a new source), and placing.py ``write_file``
+renames over whatever is at the name then (``noreplace=False``), never asking whether it is still the
+node judged.  Impact: her edit silently leaves the file's current contents (recoverable from its
+history only if she looks).  Fix: pass the node judged (or None) to ``write_file`` and place with
+``RENAME_EXCHANGE``/``noreplace`` only if the place still holds it (checked on the trio loop right before
+the rename, no await between), else put the copy beside (as ``_move`` does since 59a (1)).
+Test: ``test_63a_1_her_save_during_the_imports_copy_is_not_written_over`` (her save made after the
+last chunk is read, before the rename: deterministic); control
+``test_control_63a_1_her_save_before_the_take_is_kept_and_the_source_goes_beside``.
+
+(2) medium-low (honest data written over; a local user who owns the source sets its mtime at will):
+the copy an edit is put beside as is named by the source's mtime to the minute (``copy_name``), and
+``_copy(beside=True)`` renames over that name: the source's next edit stamped in the same minute is
+written over her edit of that copy (her merge of the conflict), unsaid.
+Steps: a.txt imported; she edits Imported/a.txt; the source edited (mtime T) goes beside as
+``a (conflict import <T's minute>).txt`` (the record now names it); she saves her merge into that copy;
+the source edited again, stamped T + 1 s.  Seen: the copy holds v3, her merge only its older version;
+expected: her merge kept, v3 in a copy of its own (what happens when the second edit is stamped in
+another minute: the control).  Cause: importer.py ``_copy`` (``copy_name(name, "import",
+before.mtime_ns)``, then ``write_file``'s rename over); ``_changed_in_vault`` judges only the place,
+never the copy the record names.  By reading, the same for a source with no record put beside a
+file of hers (40c (4)) whose copy name is taken.  Impact: as (1).  Fix: never rename over at a beside name
+(``noreplace``, and the next free name on ``Exists``), or judge the record's own file as the place is.
+
+(3) low (robustness across builds; honest use): a re-keys-owed record written by the build before
+8904923 (``taken`` a list) is read with every listed Share taken back "whatever its body"
+(``rekeys_owed.owed``: ``SAFE_INTEGER``) until its debts are paid; a debt owed for good (its file
+deleted: ``_pay_owed`` skips it) keeps that for good, so 61a (1) stays for such a device: her re-share
+of the folder on her desktop is taken back at the laptop's every load after the first (a
+``replayed-grant`` alarm on her own Share, the folder re-keyed away from bob).
+Steps: 61a (1)'s second scene (docs/notes.txt moved out and owed, the laptop's ``unshare`` of docs killed
+before the Share goes; on the desktop notes.txt deleted and docs shared with bob WRITE), the laptop's
+record rewritten in the older format before the desktop's re-share.  Seen: unlocks 1-3 (shared), (not
+shared, replayed-grant), (not shared, replayed-grant); expected: shared at each (the control, this
+build's record).  Cause: rekeys_owed.py ``owed`` (list -> ``SAFE_INTEGER`` stamps, kept by ``owe``'s
+``max`` and ``_write`` while a debt names the Share); loading.py ``newest <= made`` always true.  Fix: at
+the first load that reads a list, record for each listed Share the stamp of the newest body seen then
+(``Freshness.newest_seen``, as ``unshare`` would have) and write the record back; or drop a debt's
+Share names once its file is gone for good.
+Test: ``test_63a_3_an_older_builds_record_owed_for_good_does_not_take_back_her_re_share_for_good``;
+control ``test_control_63a_3_the_same_with_this_builds_record``.
+
+Tried and held (read, or run where a test is named): the load's taking back (``newest_seen <= made``)
+against a newer signing seen then rolled back (v1 replayed after v2 seen: ``_replay``, older than the
+tip), a concurrent body of hers raising ``seen``'s stamp after the taking back was saved (the deletion
+mark already saved: refused); ``given_again`` then a failed put (61a's reading: the load's mark saved);
+``_pay_owed``'s payment without a re-key after a stale device's unshare (read: ``her_key_at`` derives
+for the recipients seen here, bob not among them once his Share is taken back at the load); a kill at
+each step of ``_move`` (rename / old record's deletion / new record: the next take finds it "moved by hand" or
+``_already_there``) and of ``_copy`` (the record's fid stale: ``_already_there``); ``_find_moved`` with
+a file of the record's bytes at the freed inode made by the folder's other writer (only a rename in her
+vault; the source removed only where the vault file reads back the record's bytes); 710e3ac's
+``vault_path != place`` (``import_into`` is normalised by ``settings.parse``, ``path_of`` gives the
+place the import wrote; a file of hers at the place with the record's bytes while the record's own
+file lives elsewhere is the backup case 62a chose to write over: same bytes, nothing lost); the
+ledger's ``saw_owner`` on every path (first owner wins, ``mine`` over ``owners``, ``_bound`` only for
+nodes held with their key after the settling), read only: nothing beyond 58b's limits found.
+Not tried: two processes of hers writing the re-keys-owed record; a real mount for (1) (in-process,
+the save injected between the import's last chunk and its rename).
 """
 
 from __future__ import annotations
@@ -164,8 +234,9 @@ def _as_the_build_before_stamps(root, key) -> None:
     its debts as they are."""
     owed = rekeys_owed.owed(root, key)
     path = paths.confirmed_file(root, key.user_id, rekeys_owed.SUFFIX)
-    plain = json.dumps({"owed": [{"fid": d.fid, "epoch": d.epoch, "shares": sorted(d.shares), "token": d.token}
-                                 for d in owed.values()],
+    rows = [{"fid": d.fid, "epoch": d.epoch, "shares": sorted(d.shares), "token": d.token}
+            for d in owed.values()]
+    plain = json.dumps({"owed": rows,
                         "taken": sorted(owed.taken)}).encode()
     path.write_bytes(key.seal_device(rekeys_owed.KIND, path.name, plain))
 
