@@ -1,0 +1,108 @@
+"""Attack round 63b (an outsider: the relay, send/receive and capability links, threat table only).
+
+(1) Hole (medium: a flood that takes the relay down for everyone). Attacker: anyone who can reach a
+    relay, with no code and no account: he plays both ends of his own session from one address.
+    Steps, through the real relay (``fusevault relay``) on a real redis-server, plain HTTP calls:
+    create a session offering N files (up to ``max_files``, 10,000), join it as a receiver, post the
+    four key-exchange fields as each side (the relay checks only that they are there), ask for all N
+    files, answer all N requests as the sender, mark every request ready with one ``?ready=1`` pop
+    each, then push ``max_queue`` (8) chunks of ``max_chunk`` (1 MiB) into every request.
+    Seen: every request queues its 8 MiB: one address makes the relay's Redis hold N x 8 MiB (the test:
+    3 files, 24 MiB, three times what one transfer may queue; redis ``used_memory`` grows by as much);
+    with 10,000 files and 16 receivers of his own (``max_receivers``; each one let in resets the
+    address's join count) that is about 1.3 TB, reached at the 400 calls a second the address is
+    allowed (about 400 MiB/s): Redis (no ``maxmemory`` in the unit or the README) is killed by the OOM
+    killer or refuses writes, and every session on the relay ends ("The relay stays up" in
+    SECURITY.md, README "8 chunks of 1 MiB queued per transfer").
+    Expected: what one address's session can make the relay hold is bounded by what its honest
+    transfers need: an honest receiver takes one file at a time (``receive.fetch`` -> ``one``), so it
+    marks one request ready at a time and at most ``max_queue`` chunks wait for it.
+    Cause: ``relay/scripts.py`` ``PUSH`` bounds the queue per request (``LLEN`` of ``chunks(rid)``
+    against ``max_queue``), and ``relay/state.py`` ``mark_ready`` lets a receiver make any number of
+    its requests ready; nothing counts a session's (or an address's) queued chunks as a whole.
+    Impact: one stranger ends every send/receive on the relay; memory of the relay's host.
+    Suggested fix: ``mark_ready`` (or ``PUSH``) keeps at most one ready request with queued chunks per
+    receiver (a second one waits, its pushes answered 503 "not ready" as now), or a per-session counter
+    of queued chunks checked in ``PUSH`` against ``max_queue`` x receivers let in; and advise
+    ``maxmemory`` with ``noeviction`` for the relay's Redis.
+    Test: ``test_one_address_cannot_make_the_relay_hold_more_than_one_transfers_queue`` (strict xfail).
+
+Tried and held (no test kept unless it would catch a regression):
+- a second receiver's requests in one session, a push by another session's sender token to a request
+  not its own (404: ``PUSH`` checks ``request_users``), a receiver field the relay does not list (400);
+- names from the sender (``/``, ``..``, empty parts, a link's own chain) against ``output.safe_target``,
+  ``link_stays_inside``, ``make_links`` (read: hardened by rounds 22-26);
+- the link store's matrix: a block read with another item's read key, a version naming another item's
+  blocks, expiry and revocation (``relay/items.py``: read, no hole found);
+- ``wait`` NaN/inf/negative (400), Content-Length not digits (400).
+Not tried: the browser page, TLS proxies, kill -9 of a receive between link() and its resume record.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import redis
+
+from fusevault.relay.limits import Limits
+
+LIMITS = Limits()
+FILES = 3  # each request queues max_queue chunks: FILES times what one transfer may hold
+
+
+def _post(client: httpx.Client, path: str, token: str | None, body: dict) -> dict:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    answer = client.post(path, json=body, headers=headers)
+    assert answer.status_code < 300, (path, answer.status_code, answer.text)
+    return answer.json() if answer.content else {}
+
+
+def _queued_bytes(redis_url: str) -> int:
+    r = redis.Redis.from_url(redis_url)
+    try:
+        total = 0
+        for key in r.scan_iter("file.req.chunks:*"):
+            total += sum(len(item) for item in r.lrange(key, 0, -1))
+        return total
+    finally:
+        r.close()
+
+
+@pytest.mark.xfail(strict=True, reason="63b (1): one address's session makes the relay's Redis hold "
+                   "max_queue chunks per request, for any number of requests: a flood that ends the relay")
+def test_one_address_cannot_make_the_relay_hold_more_than_one_transfers_queue(
+        redis_url: str, transfer_relay: str) -> None:
+    chunk = b"\0" * (LIMITS.max_chunk - 64)  # a full chunk, as a real sender's
+    with httpx.Client(base_url=transfer_relay, timeout=30) as client:
+        files = [{"id": f"f{i}", "size": LIMITS.max_queue * len(chunk)} for i in range(FILES)]
+        session = _post(client, "/sessions", None, {"code": "ab" * 32, "files": files})
+        sid, sender = session["id"], session["token"]
+        joined = _post(client, "/sessions/join", None, {"name": session["name"]})
+        uid, receiver = joined["user_id"], joined["token"]
+        # The key exchange as the relay sees it: fields present, nothing it could check.
+        _post(client, f"/sessions/{sid}/handshake", receiver, {"pake.a": "a"})
+        _post(client, f"/sessions/{sid}/handshake", sender, {"user_id": uid, "pake.b": "b"})
+        _post(client, f"/sessions/{sid}/handshake", receiver, {"confirm.a": "c", "hello": "h"})
+        _post(client, f"/sessions/{sid}/handshake", sender,
+              {"user_id": uid, "confirm.b": "d", "manifest": "m"})
+        _post(client, f"/sessions/{sid}/requests", receiver, {"requests": [
+            {"filename": f["id"], "public_key": "k", "first": 0, "mac": "m"} for f in files]})
+        rids = [_post(client, f"/sessions/{sid}/acks", sender, {
+            "filename": f["id"], "user_id": uid, "public_key": "k", "chunks": LIMITS.max_queue,
+            "first": 0, "mac": "m"})["request_id"] for f in files]
+        for rid in rids:  # the receiver's first pop of each: "ready"
+            answer = client.get(f"/requests/{rid}/chunks/next", params={"ready": "1", "wait": "0"},
+                                headers={"Authorization": f"Bearer {receiver}"})
+            assert answer.status_code == 204, answer.text
+        accepted = 0
+        for rid in rids:
+            for nr in range(LIMITS.max_queue):
+                answer = client.post(f"/requests/{rid}/chunks", params={"wait": "0"}, content=chunk,
+                                     headers={"Authorization": f"Bearer {sender}", "X-Chunk": str(nr),
+                                              "X-IV": "aXY="})
+                accepted += answer.status_code == 201
+    queued = _queued_bytes(redis_url)
+    one_transfer = LIMITS.max_queue * LIMITS.max_chunk
+    assert queued <= one_transfer, (
+        f"one address made the relay hold {queued} bytes in {accepted} chunks over {FILES} requests "
+        f"of one session (one transfer's queue: {one_transfer})")
