@@ -28,13 +28,15 @@
     Test: ``test_one_address_cannot_make_the_relay_hold_more_than_one_transfers_queue`` (strict xfail).
 
 Tried and held (no test kept unless it would catch a regression):
-- a second receiver's requests in one session, a push by another session's sender token to a request
-  not its own (404: ``PUSH`` checks ``request_users``), a receiver field the relay does not list (400);
+- another receiver of the same session (joined, not let in) taking the chunks of a request not its own,
+  or pushing into it: 404 / 403, nothing taken, the chunk still queued for its receiver
+  (control ``test_another_receiver_of_the_session_cannot_take_a_requests_chunks``); a receiver field
+  the relay does not list (400, read in ``state.post_handshake``);
 - names from the sender (``/``, ``..``, empty parts, a link's own chain) against ``output.safe_target``,
   ``link_stays_inside``, ``make_links`` (read: hardened by rounds 22-26);
 - the link store's matrix: a block read with another item's read key, a version naming another item's
   blocks, expiry and revocation (``relay/items.py``: read, no hole found);
-- ``wait`` NaN/inf/negative (400), Content-Length not digits (400).
+- ``wait`` NaN/inf/negative (400: ``guards.wait_param``, read; ``test_waits_are_finite_and_bounded``).
 Not tried: the browser page, TLS proxies, kill -9 of a receive between link() and its resume record.
 """
 
@@ -55,6 +57,15 @@ def _post(client: httpx.Client, path: str, token: str | None, body: dict) -> dic
     answer = client.post(path, json=body, headers=headers)
     assert answer.status_code < 300, (path, answer.status_code, answer.text)
     return answer.json() if answer.content else {}
+
+
+def _let_in(client: httpx.Client, sid: str, sender: str, uid: str, receiver: str) -> None:
+    """The key exchange as the relay sees it: fields present, nothing it could check."""
+    _post(client, f"/sessions/{sid}/handshake", receiver, {"pake.a": "a"})
+    _post(client, f"/sessions/{sid}/handshake", sender, {"user_id": uid, "pake.b": "b"})
+    _post(client, f"/sessions/{sid}/handshake", receiver, {"confirm.a": "c", "hello": "h"})
+    _post(client, f"/sessions/{sid}/handshake", sender,
+          {"user_id": uid, "confirm.b": "d", "manifest": "m"})
 
 
 def _queued_bytes(redis_url: str) -> int:
@@ -79,12 +90,7 @@ def test_one_address_cannot_make_the_relay_hold_more_than_one_transfers_queue(
         sid, sender = session["id"], session["token"]
         joined = _post(client, "/sessions/join", None, {"name": session["name"]})
         uid, receiver = joined["user_id"], joined["token"]
-        # The key exchange as the relay sees it: fields present, nothing it could check.
-        _post(client, f"/sessions/{sid}/handshake", receiver, {"pake.a": "a"})
-        _post(client, f"/sessions/{sid}/handshake", sender, {"user_id": uid, "pake.b": "b"})
-        _post(client, f"/sessions/{sid}/handshake", receiver, {"confirm.a": "c", "hello": "h"})
-        _post(client, f"/sessions/{sid}/handshake", sender,
-              {"user_id": uid, "confirm.b": "d", "manifest": "m"})
+        _let_in(client, sid, sender, uid, receiver)
         _post(client, f"/sessions/{sid}/requests", receiver, {"requests": [
             {"filename": f["id"], "public_key": "k", "first": 0, "mac": "m"} for f in files]})
         rids = [_post(client, f"/sessions/{sid}/acks", sender, {
@@ -106,3 +112,37 @@ def test_one_address_cannot_make_the_relay_hold_more_than_one_transfers_queue(
     assert queued <= one_transfer, (
         f"one address made the relay hold {queued} bytes in {accepted} chunks over {FILES} requests "
         f"of one session (one transfer's queue: {one_transfer})")
+
+
+def test_another_receiver_of_the_session_cannot_take_a_requests_chunks(transfer_relay: str) -> None:
+    """Control: a request's chunks go to its receiver alone; another receiver of the session (one with
+    the session's name, not let in) neither takes them nor pushes into the request."""
+    with httpx.Client(base_url=transfer_relay, timeout=30) as client:
+        session = _post(client, "/sessions", None, {"code": "ab" * 32, "files": [{"id": "f0", "size": 5}]})
+        sid, sender = session["id"], session["token"]
+        joined = _post(client, "/sessions/join", None, {"name": session["name"]})
+        uid, receiver = joined["user_id"], joined["token"]
+        other = _post(client, "/sessions/join", None, {"name": session["name"]})["token"]
+        _let_in(client, sid, sender, uid, receiver)
+        _post(client, f"/sessions/{sid}/requests", receiver,
+              {"requests": [{"filename": "f0", "public_key": "k", "first": 0, "mac": "m"}]})
+        rid = _post(client, f"/sessions/{sid}/acks", sender, {
+            "filename": "f0", "user_id": uid, "public_key": "k", "chunks": 1, "first": 0,
+            "mac": "m"})["request_id"]
+
+        def pop(token: str, ready: bool = False) -> httpx.Response:
+            params = {"wait": "0", **({"ready": "1"} if ready else {})}
+            return client.get(f"/requests/{rid}/chunks/next", params=params,
+                              headers={"Authorization": f"Bearer {token}"})
+
+        assert pop(other, ready=True).status_code == 404  # it cannot mark the request ready either
+        assert pop(receiver, ready=True).status_code == 204
+        pushed = client.post(f"/requests/{rid}/chunks", params={"wait": "0"}, content=b"secret",
+                             headers={"Authorization": f"Bearer {sender}", "X-Chunk": "0", "X-IV": "aXY="})
+        assert pushed.status_code == 201, pushed.text
+        forged = client.post(f"/requests/{rid}/chunks", params={"wait": "0"}, content=b"forged",
+                             headers={"Authorization": f"Bearer {other}", "X-Chunk": "0", "X-IV": "aXY="})
+        assert forged.status_code == 403
+        assert pop(other).status_code == 404
+        taken = pop(receiver)
+        assert taken.status_code == 200 and taken.content == b"secret"
