@@ -27,6 +27,30 @@
     ``maxmemory`` with ``noeviction`` for the relay's Redis.
     Test: ``test_one_address_cannot_make_the_relay_hold_more_than_one_transfers_queue`` (strict xfail).
 
+(2) Hole (medium: the receiver's machine; a relay withholding what it carries, which the threat table
+    allows, should cost her the transfer, not her memory). Attacker: the relay of send/receive.
+    Steps (``tests/cheating_relay.py --withhold-first``: the real relay with ``pop_chunk`` replaced):
+    the real ``fusevault send`` offers a 256 MiB file, the real ``fusevault receive`` joins with the
+    right code; the relay never gives the chunk the receiver waits for (first) and answers each take
+    with 1 MiB of garbage numbered first + 1, first + 2 ... up to the file's last chunk.
+    Seen: the receive keeps every one in memory, unopened (``arrived``), waiting for the missing one:
+    its peak RSS 312 MiB for the 256 MiB file (it grows with the file: a 100 GB send makes her
+    machine page and the OOM killer pick a process); then it waits for ever holding it (no take is on
+    its way, so the STALL check, made only when a take comes back empty, never runs: 0 CPU ticks, no
+    end, "the sender stopped sending" never said).
+    Expected: what arrives ahead of the chunk written next is held within a window of a few chunks
+    (PARALLEL); past it the receive stops taking (or drops what is past the window and asks again),
+    and STALL seconds without a chunk written ends it with its one line, keeping the partial file.
+    Cause: ``transfer/receive.py`` ``Receiver._chunks``: ``arrived`` takes any ``got[0]`` from ``nr``
+    to ``inc.chunks - 1``, and new takes are asked while ``nr + len(arrived) + len(asked) <
+    inc.chunks`` (bounded by the file's chunk count, not by a window); ``last_seen`` is checked only
+    when a take returns None.
+    Impact: memory of the receiver's machine up to the file's size, and a receive that never ends.
+    Suggested fix: ask for a new take only while ``len(arrived) + len(asked) < WINDOW`` (e.g. 2 x
+    PARALLEL) and refuse (CorruptData, resume later) a chunk numbered ``nr + WINDOW`` or more; check
+    STALL on every turn of the loop.
+    Test: ``test_a_relay_withholding_one_chunk_does_not_make_the_receiver_hold_the_file`` (strict xfail).
+
 Tried and held (no test kept unless it would catch a regression):
 - another receiver of the same session (joined, not let in) taking the chunks of a request not its own,
   or pushing into it: 404 / 403, nothing taken, the chunk still queued for its receiver
@@ -42,11 +66,16 @@ Not tried: the browser page, TLS proxies, kill -9 of a receive between link() an
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import httpx
 import pytest
 import redis
+from transfer_helpers import free_port, receiving, relay_at, sending
 
 from fusevault.relay.limits import Limits
+from fusevault.transfer import crypto
 
 LIMITS = Limits()
 FILES = 3  # each request queues max_queue chunks: FILES times what one transfer may hold
@@ -146,3 +175,60 @@ def test_another_receiver_of_the_session_cannot_take_a_requests_chunks(transfer_
         assert pop(other).status_code == 404
         taken = pop(receiver)
         assert taken.status_code == 200 and taken.content == b"secret"
+
+
+MIB = 1024 * 1024
+BIG = 256  # MiB: the file the sender offers
+
+
+def _peak_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+@pytest.mark.xfail(strict=True, reason="63b (2): a relay that withholds the chunk a receive waits for "
+                   "and gives it the later ones makes it hold the whole file in memory")
+def test_a_relay_withholding_one_chunk_does_not_make_the_receiver_hold_the_file(
+        redis_url: str, tmp_path: Path) -> None:
+    source = tmp_path / "big"
+    with open(source, "wb") as f:
+        f.truncate(BIG * MIB)  # zeros the sender reads and seals as any file
+    out = tmp_path / "out"
+    db = redis.Redis.from_url(redis_url)
+    db.flushall()
+    try:
+        with relay_at(redis_url, free_port(), cheat=["--withhold-first"]) as (_, url), \
+                sending(url, source) as (sender, name, code):
+            proc = receiving(url, name, code, out)
+            try:
+                deadline = time.monotonic() + 180
+                while (time.monotonic() < deadline and proc.poll() is None
+                       and not any(db.scan_iter("cheat.served:*"))):
+                    time.sleep(0.5)
+                served = any(db.scan_iter("cheat.served:*"))
+                running = proc.poll() is None
+                peak = _peak_rss(proc.pid) if running else 0
+                ticks = _cpu_ticks(proc.pid) if running else 0
+                time.sleep(2)
+                spun = (_cpu_ticks(proc.pid) - ticks) if proc.poll() is None else 0
+            finally:
+                proc.kill()
+                proc.wait(30)
+                proc.stdout.close()
+                proc.stderr.close()
+    finally:
+        db.close()
+    assert served and running, "the cheating relay did not give every later chunk"
+    window = 64 * MIB  # far more than a few chunks on their way (receive.PARALLEL) and Python itself
+    assert peak < window + 96 * MIB, (
+        f"the receive held {peak // MIB} MiB at its peak for a {BIG} MiB file whose first chunk the "
+        f"relay withholds (a chunk is {crypto.CHUNK // MIB} MiB); CPU ticks in the 2 s after: {spun}")
