@@ -8,7 +8,7 @@
     files, answer all N requests as the sender, mark every request ready with one ``?ready=1`` pop
     each, then push ``max_queue`` (8) chunks of ``max_chunk`` (1 MiB) into every request.
     Seen: every request queues its 8 MiB: one address makes the relay's Redis hold N x 8 MiB (the test:
-    3 files, 24 MiB, three times what one transfer may queue; redis ``used_memory`` grows by as much);
+    3 files, 25,189,032 bytes summed over the queued lists, three times what one transfer may queue);
     with 10,000 files and 16 receivers of his own (``max_receivers``; each one let in resets the
     address's join count) that is about 1.3 TB, reached at the 400 calls a second the address is
     allowed (about 400 MiB/s): Redis (no ``maxmemory`` in the unit or the README) is killed by the OOM
