@@ -1,0 +1,128 @@
+"""Attack round 63c: the shared mount's watched folder after round 58's fixes (58c (1): a walk keeps a
+file as its folder's ``Place`` and its own name, 32 MiB of names at most), in-process, a real vault.
+
+(1) medium (memory of root's shared mount, unbounded, and its store on disk): every import keeps a
+  record naming the file's whole location and its whole vault path, for good
+Attacker: bob, a user of the shared mount with a watched folder (his own, ``delete_file_from_source``).
+Steps: in his watched folder, a chain of folders (here 100 deep, 200-byte names; at worst ``MAX_DEPTH``
+  256 of 255 bytes) and, one after the other, empty files in its deepest folder: each is imported
+  (an empty file in his vault, all in one folder there) and removed from the source, so the walk
+  never holds more than a few names (58c (1)'s bounds never come into play).
+Seen: ``test_63c_1_an_import_record_costs_the_mount_bytes_in_proportion_to_its_own_names``: the
+  records of 20 such imports, as ``Importer.load`` holds them (a watch's start, every restart, and
+  ``Importer.records`` grows the same way at each import): 41,364 bytes a record (tracemalloc). At
+  256 folders of 255 bytes: 132,042 bytes a record in memory and ~203 KB a record in the store
+  (200 imports: store +40.7 MB), at ~78 imports a second (200 in 2.6 s on this machine): 10,000 empty
+  files, two minutes of his, hold 1.3 GB of root's mount for as long as it runs his seat, again at
+  each restart, and nothing ever drops them. Control (not kept, the same script): files at the top
+  of the watched folder with 20-byte names, 1,012 bytes a record.
+Expected: a record costs in proportion to its own names (as a walk's location does since 58c (1)),
+  or the records held (or their bytes) are bounded like a walk's names.
+Cause: imports/import_records.py ``Record`` (``file_location`` and ``vault_path``: whole paths,
+  58c (1) left the stored format alone: "import records still name the whole path"),
+  imports/importer.py ``Importer.records`` (every record of the user, loaded at ``load`` and added
+  to at ``_save``; none dropped when its source is gone, only ``_move`` pops one), and the sealed
+  record per file in the store. The walk's bound (``MAX_NAME_BYTES``) counts only what one walk
+  sees; a removed source is seen by none, its record stays.
+Impact: one user of the shared mount grows root's process (and the store on disk) without bound,
+  ~400 times faster than by the files themselves (an empty file in one folder of the vault costs
+  the tree a few hundred bytes): the mount killed by the OOM killer for every user, or the disk filled.
+Fix (suggested): records held by the folder (a ``Place``-like tree of names, as locations.py keeps
+  the walk), or keyed by their id (``record_id`` is a keyed hash of the location) with the path
+  loaded only for a file taken; and a bound on the records a watch keeps (the oldest whose source is
+  gone dropped, said), or a cap on a location's bytes (a path past PATH_MAX is refused, said).
+
+Tried that held (not kept as tests, see the report): the export's way down (``Way.to`` with a chain
+of 1,024, up and down, siblings: the held bound holds; ``Held.lent`` closed twice after a failed
+``place`` is a no-op), ``Place``/``Location`` equality taken again by identity (O(1) per compare),
+``FailuresSaid`` (20 a minute a watch, 16-byte keys), ``DefusedFormatter`` (one line, 4,000 chars).
+Not tried: a real shared mount run of (1) (in-process shows the importer's own dict; the shared
+mount runs that same ``Importer`` per seat).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+from conftest import PASSPHRASE
+
+from fusevault.imports.importer import Importer
+from fusevault.vault.model.settings import Settings
+from fusevault.vault.services.opening import unlock_vault
+from fusevault.vault.services.placing import NoKernel
+from fusevault.vault.volume import Volume
+
+DEPTH, NAME, FILES = 100, 200, 20
+
+
+@pytest.fixture(autouse=True)
+def _removed_after(tmp_path: Path) -> Iterator[None]:
+    """A deep tree: removed by rm (no recursion), not left to pytest's clean-up."""
+    yield
+    subprocess.run(["rm", "-rf", "--", *map(str, tmp_path.iterdir())], check=True)
+
+
+def _chain(top: Path) -> tuple[list[str], int]:
+    """``DEPTH`` folders of ``NAME``-byte names (made from descriptors: no PATH_MAX): (their names,
+    the deepest one's descriptor)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    names = []
+    for step in range(DEPTH):
+        name = f"{step:03d}" + "d" * (NAME - 3)
+        os.mkdir(name, dir_fd=fd)
+        inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+        names.append(name)
+    return names, fd
+
+
+@pytest.mark.xfail(strict=True, reason="63c (1): every import record holds the file's whole location and "
+                   "vault path, kept for good: deep long names cost root's mount ~2x the path a file")
+def test_63c_1_an_import_record_costs_the_mount_bytes_in_proportion_to_its_own_names(
+        vault: Path, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    names, deepest = _chain(inbox)
+    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
+    settings = Settings(source_dir_to_watch=str(inbox), delete_file_from_source=True)
+
+    async def main() -> tuple[int, int, int]:
+        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
+        try:
+            importer = Importer(volume, settings, NoKernel())
+            await importer.load()
+            for number in range(FILES):
+                name = f"{number:05d}.txt"
+                os.close(os.open(name, os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=deepest))
+                outcome, _, removed = await importer.take("/".join([*names, name]))
+                assert outcome == "new" and removed
+            importer.close()
+            left = len(os.listdir(deepest))
+            fresh = Importer(volume, settings, NoKernel())  # a watch's start: every record loaded
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                await fresh.load()
+                held = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+            fresh.close()
+            return left, len(fresh.records), held
+        finally:
+            await volume.close()
+
+    try:
+        left, records, held = trio.run(main)
+    finally:
+        os.close(deepest)
+    print(f"{records} records, {held} bytes held, {held // max(1, records)} a record; {left} left")
+    assert left == 0 and records == FILES  # the scene: imported and removed, each one's record kept
+    # A record's own names: its file's (9 bytes) and a few hundred bytes of fields; seen: 41,364.
+    assert held / records < 4096
