@@ -32,6 +32,29 @@ Fix (suggested): records held by the folder (a ``Place``-like tree of names, as 
   loaded only for a file taken; and a bound on the records a watch keeps (the oldest whose source is
   gone dropped, said), or a cap on a location's bytes (a path past PATH_MAX is refused, said).
 
+(2) low (CPU of root's shared mount, quadratic in a chain's depth): an export hands each folder's
+  whole path to its way down, built and taken apart again at every folder
+Attacker: bob, a user of the shared mount (or a writer of a folder shared with alice, which she exports).
+Steps: a chain of D folders in his vault (long names), then ``export`` of it to a folder of his.
+Seen: ``test_63c_2_an_export_of_a_deep_chain_hands_the_way_work_in_proportion_to_the_names``: 300
+  folders of 250-byte names (75 KB of names): the paths handed to ``Destination.folder`` sum to
+  11.3 MB (150 times the names). ``exporting.Tree`` (fb25c57) keeps the names once, but ``__iter__``
+  joins each entry's whole path (on the mount's loop, ``export``'s ``for``), twice an export (``check``
+  then the copy), and ``Way.to`` splits it and compares it name by name from the root (in his thread,
+  the GIL held): a probe of those two alone (no system call) took 3.5 s of CPU for one pass of a
+  chain 8,000 deep of 255-byte names (7.6 GiB joined) and 8.5 s for the pass with ``Way.to``: ~12 s
+  an export, ~190 s at 32,000 deep (x16: ``MAX_PER_UID`` exports at once), every other user's calls
+  slowed meanwhile (one GIL).  A file past PATH_MAX in the chain also fails ``check``'s ``lstat`` of
+  the whole path (ENAMETOOLONG): the export without ``--overwrite`` is refused.
+Expected: work in proportion to the names (each folder one step from the one before).
+Cause: vault/services/exporting.py ``Tree.__iter__`` ("/".join of the whole way per entry), ``export``
+  (``out.folder(rel)``, ``out.create(rel)``), host_access/way.py ``Way.to`` (``rel.split``, the common
+  prefix compared from the root), ``Destination._check`` (``lstat(rel, dir_fd=root)``).
+Impact: a cost bounded only by the depth he makes: the shared mount slowed for every user for as
+  long as his exports run.
+Fix (suggested): ``Tree`` yields (depth, name, node) and ``Way`` goes to (depth, name) (up to depth,
+  then one step down); ``check`` looks from the way's folder (the name only), as the copy does.
+
 Tried that held (not kept as tests, see the report): the export's way down (``Way.to`` with a chain
 of 1,024, up and down, siblings: the held bound holds; ``Held.lent`` closed twice after a failed
 ``place`` is a no-op), ``Place``/``Location`` equality taken again by identity (O(1) per compare),
@@ -43,6 +66,7 @@ mount runs that same ``Importer`` per seat).
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import tracemalloc
 from collections.abc import Iterator
@@ -52,11 +76,17 @@ import pytest
 import trio
 from conftest import PASSPHRASE
 
+from fusevault.agent.sessions import Session
+from fusevault.host_access import Direct
+from fusevault.host_access.threads import HostThreads
 from fusevault.imports.importer import Importer
+from fusevault.tasks import Tasks
 from fusevault.vault.model.settings import Settings
+from fusevault.vault.services import exporting
 from fusevault.vault.services.opening import unlock_vault
 from fusevault.vault.services.placing import NoKernel
 from fusevault.vault.volume import Volume
+from inprocess.conftest import ME, ROOT
 
 DEPTH, NAME, FILES = 100, 200, 20
 
@@ -126,3 +156,34 @@ def test_63c_1_an_import_record_costs_the_mount_bytes_in_proportion_to_its_own_n
     assert left == 0 and records == FILES  # the scene: imported and removed, each one's record kept
     # A record's own names: its file's (9 bytes) and a few hundred bytes of fields; seen: 41,364.
     assert held / records < 4096
+
+
+CHAIN, LONG = 300, 250
+
+
+@pytest.mark.xfail(strict=True, reason="63c (2): an export hands each folder's whole path to its way down: "
+                   "work quadratic in a chain's depth in root's mount")
+async def test_63c_2_an_export_of_a_deep_chain_hands_the_way_work_in_proportion_to_the_names(
+        fs, tmp_path, monkeypatch) -> None:
+    parent = ROOT
+    for step in range(CHAIN):
+        name = b"%03d" % step + b"d" * (LONG - 3)
+        parent = (await fs.ops.mkdir(parent, name, stat.S_IFDIR | 0o700, ME)).st_ino
+    handed = [0]
+    folder = exporting.Destination.folder
+
+    def counted(self, rel: str) -> None:
+        handed[0] += len(rel)
+        folder(self, rel)
+
+    monkeypatch.setattr(exporting.Destination, "folder", counted)
+    dest = tmp_path / "his-folder"
+    dest.mkdir()
+    session = Session(fs.volume, NoKernel(), Tasks(), Direct(), HostThreads())
+    with trio.fail_after(120):
+        answer = await session.requests.handle({"cmd": "export", "path": "/", "dest": str(dest)})
+    assert "error" not in answer, answer
+    names = CHAIN * LONG
+    print(f"paths handed to the way: {handed[0]:,} characters for {names:,} of names")
+    assert handed[0] > 0  # the scene: every folder went through the way
+    assert handed[0] < 4 * names  # seen: 11.3 MB for 75 KB of names
