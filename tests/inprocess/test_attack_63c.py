@@ -43,8 +43,8 @@ Seen: ``test_63c_2_an_export_of_a_deep_chain_hands_the_way_work_in_proportion_to
   then the copy), and ``Way.to`` splits it and compares it name by name from the root (in his thread,
   the GIL held): a probe of those two alone (no system call) took 3.5 s of CPU for one pass of a
   chain 8,000 deep of 255-byte names (7.6 GiB joined) and 8.5 s for the pass with ``Way.to``: ~12 s
-  an export, ~190 s at 32,000 deep (x16: ``MAX_PER_UID`` exports at once), every other user's calls
-  slowed meanwhile (one GIL).
+  an export, ~190 s at 32,000 deep by the square (not run; x16: ``MAX_PER_UID`` exports at once),
+  every other user's calls slowed meanwhile (one GIL).
 Expected: work in proportion to the names (each folder one step from the one before).
 Cause: vault/services/exporting.py ``Tree.__iter__`` ("/".join of the whole way per entry), ``export``
   (``out.folder(rel)``, ``out.create(rel)``), host_access/way.py ``Way.to`` (``rel.split``, the common
@@ -79,8 +79,9 @@ Read, with their unit tests: ``Place``/``Location`` compared at once for places 
 from str: no chosen collisions), ``FailuresSaid`` (20 a minute a watch, 16-byte keys, 10,000 kept),
 ``DefusedFormatter`` (one line, 4,000 characters), the watched folder's check (as the user: his own
 rights only). Control kept: ``test_control_63c_3_the_same_export_with_overwrite_writes_the_file``.
-Not tried: a real shared mount run of (1) and (2) (in-process runs the same ``Importer`` and
-``export`` request a shared mount runs per seat); log flooding by lines that are not failures (an
+A real shared mount run of (1): tests/mount/test_attack_63c.py (+138 MB of root's mount for 1,000
+files, control 8 MB).  Not tried: a real shared mount run of (2) (in-process runs the same ``export``
+request a shared mount runs per seat); log flooding by lines that are not failures (an
 import batch's summary, one a tick, bounded in disk by the log's rotation).
 """
 

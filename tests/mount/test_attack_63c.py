@@ -78,7 +78,7 @@ def _growth_mb(people: People, depth: int, folder_name: bytes, tag: str) -> tupl
     finally:
         os.close(fd)
         people.ok("bob", f"rm -rf {inbox}")  # rm walks it without recursion
-    print(f"{tag}: root's mount RSS grew {grown:.0f} MB for {made - left} files imported {depth} folders deep")
+    print(f"{tag}: root's mount RSS grew {grown:.0f} MB, {made - left} files imported {depth} deep")
     return grown, made - left
 
 
