@@ -20,6 +20,11 @@ script by the tests:
                    passes the first real ``done`` it sees, and writes it into each
                    later receiver's record as soon as the sender lets it in.
 
+--withhold-first   never gives the receiver a chunk the sender queued: each take of a request
+                   gets a chunk of garbage numbered after the one it waits for (first + 1, + 2 ...
+                   up to the file's last), then nothing (round 63b (2)); the Redis key
+                   ``cheat.served:<rid>`` is set once every number was given.
+
 ``offline_guesses`` is the relay operator's dictionary attack on a record.
 """
 
@@ -41,6 +46,7 @@ from spake2 import SPAKE2_A
 from fusevault.encoding import b64e
 from fusevault.relay import app
 from fusevault.relay import keys as relay_keys
+from fusevault.relay.limits import Refused
 from fusevault.relay.state import RelayState
 from fusevault.transfer import crypto
 
@@ -208,11 +214,29 @@ def read_record(path: str) -> list[list[bytes]]:
         return [[base64.b64decode(v) for v in json.loads(line)] for line in f]
 
 
+def withhold_first() -> None:
+    """Each take gets garbage numbered past the chunk the receiver waits for: never that one."""
+    garbage = b"\0" * crypto.CHUNK
+
+    def pop_chunk(self, rid, uid, ip=""):
+        if not self.member(rid, uid):
+            raise Refused(404, "the transfer was cancelled")
+        first, chunks = (int(v) for v in self.r.hmget(relay_keys.prep(rid), ["first", "amount.of.chunks"]))
+        nr = first + int(self.r.incr(f"cheat.next:{rid}"))
+        if nr >= chunks:
+            self.r.set(f"cheat.served:{rid}", "1")
+            return None
+        return nr, "AAAAAAAAAAAAAAAA", garbage
+
+    RelayState.pop_chunk = pop_chunk
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--record")
     parser.add_argument("--swap", choices=("pake", "request-key", "ack-key"))
     parser.add_argument("--forge-done", choices=("bare", "wrong", "replay"))
+    parser.add_argument("--withhold-first", action="store_true")
     parser.add_argument("listen")
     parser.add_argument("redis")
     args = parser.parse_args()
@@ -222,6 +246,8 @@ def main() -> None:
         swap(args.swap)
     if args.forge_done:
         forge_done(args.forge_done)
+    if args.withhold_first:
+        withhold_first()
     host, _, port = args.listen.rpartition(":")
     trio.run(app.serve, args.redis, host, int(port))
 
