@@ -349,7 +349,7 @@ def couchdb_url(couchdb_server: str) -> str:
 
 # --- two devices of one vault, meeting on a CouchDB-protocol server
 
-LONG = 60  # generous: waits end as soon as the condition holds
+LONG = 120  # generous (a loaded CI machine): waits end as soon as the condition holds
 
 
 def wait_for(check, what, timeout: float = LONG):
