@@ -269,13 +269,11 @@ def _re_share_after_an_older_builds_unshare(vault, monkeypatch, tmp_path, older:
     return [_unlock(vault, monkeypatch) for _ in range(3)]
 
 
-@pytest.mark.xfail(strict=True, reason="63a (3): a record of the build before 8904923 (taken a list) with a "
-                   "debt owed for good takes back her re-share from her desktop at every load for good")
 def test_63a_3_an_older_builds_record_owed_for_good_does_not_take_back_her_re_share_for_good(
         vault_copy, monkeypatch, tmp_path) -> None:
     seen = _re_share_after_an_older_builds_unshare(vault_copy, monkeypatch, tmp_path, older=True)
     print("63a (3):", seen)
-    assert seen[1:] == [(True, True, False)] * 2
+    assert seen == [(True, True, False)] * 3
 
 
 def test_control_63a_3_the_same_with_this_builds_record(vault_copy, monkeypatch, tmp_path) -> None:

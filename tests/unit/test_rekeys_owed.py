@@ -12,6 +12,7 @@ import pytest
 
 from fusevault import paths
 from fusevault.crypto.keys import MasterKey
+from fusevault.encoding import SAFE_INTEGER
 from fusevault.errors import VaultError
 from fusevault.vault.model import rekeys_owed
 
@@ -130,3 +131,55 @@ def test_the_shares_taken_back_are_named_until_given_again_and_the_debt_stays(tm
     assert rekeys_owed.owed(root, key).taken == {"share-1": 900}
     rekeys_owed.paid(root, key, FID, rekeys_owed.owed(root, key)[FID].token)
     assert rekeys_owed.owed(root, key).taken == {}  # paid: no longer taken back at each load
+
+
+def _older(root: Path, key: MasterKey, rows: list, taken: list) -> Path:
+    """A record as the build before stamps wrote it (``taken`` a list of Share ids)."""
+    path = _place(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plain = json.dumps({"owed": rows, "taken": taken}).encode()
+    path.write_bytes(key.seal_device(rekeys_owed.KIND, path.name, plain))
+    return path
+
+
+def test_an_older_builds_list_is_stamped_once_at_the_first_load_and_written_back(tmp_path: Path) -> None:
+    """Each listed Share gets the stamp of the newest body of it seen at the first load that reads it
+    (what that build's unshare took back), written back: a later load's newer body (her re-share seen
+    meanwhile) is no longer taken back (attack round 63a (3)).  One never seen here is dropped (this
+    build's unshare records none); hostile entries (not ids) are not kept; the debts stay as they were."""
+    root, key = tmp_path / "vault", _key()
+    rows = [{"fid": FID, "epoch": 3, "shares": ["share-1", "share-2", "share-3"], "token": "t1"}]
+    _older(root, key, rows, ["share-1", "share-2", 7, None])
+    assert rekeys_owed.owed(root, key).taken == {"share-1": SAFE_INTEGER, "share-2": SAFE_INTEGER}
+    seen = {"share-1": 1000, "share-3": 5}
+    assert rekeys_owed.taken_at_load(root, key, seen.get) == {"share-1": 1000}
+    owed = rekeys_owed.owed(root, key)
+    assert owed.taken == {"share-1": 1000} and not owed.unstamped  # written back, stamped
+    assert owed[FID].token == "t1" and owed[FID].shares == {"share-1", "share-2", "share-3"}
+    seen["share-1"] = 2000  # her re-share, seen at this load: stamps stay as the first load set them
+    before = _place(root).read_bytes()
+    assert rekeys_owed.taken_at_load(root, key, seen.get) == {"share-1": 1000}
+    assert _place(root).read_bytes() == before  # a stamped record is not written again
+
+
+def test_an_older_damaged_record_is_stamped_for_the_load_only_and_a_failed_write_is_said(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A damaged one is left for ``owe`` to set aside (its alarm said first), stamped in memory; a write
+    that fails costs the stamping again at the next load, never the load."""
+    root, key = tmp_path / "vault", _key()
+    good = {"fid": FID, "epoch": 3, "shares": ["share-1"], "token": "t1"}
+    path = _older(root, key, [good, {"fid": "../x"}], ["share-1"])
+    before = path.read_bytes()
+    assert rekeys_owed.taken_at_load(root, key, {"share-1": 10}.get) == {"share-1": 10}
+    assert path.read_bytes() == before
+    _older(root, key, [good], ["share-1"])
+
+    def full(path: Path, data: bytes, durable: bool = True) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rekeys_owed, "atomic_write", full)
+    with caplog.at_level(logging.ERROR):
+        assert rekeys_owed.taken_at_load(root, key, {"share-1": 10}.get) == {"share-1": 10}
+    assert "No space left" in caplog.text
+    monkeypatch.undo()
+    assert rekeys_owed.owed(root, key).unstamped == {"share-1"}

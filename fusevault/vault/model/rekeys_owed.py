@@ -30,7 +30,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,6 +75,9 @@ class Owed(dict[str, Debt]):
         # again on another device) is not (61a (1)).  Not the Shares a debt merely names: a file moved
         # out of a folder names the folder's Share, still in force (60a (1)).
         self.taken: dict[str, int] = {}
+        # The Shares of ``taken`` read from a record of the build before stamps (a list of ids): each
+        # stamped at the first load that reads it (``taken_at_load``), then written back.
+        self.unstamped: set[str] = set()
 
 
 def _place(root: Path | str, user_id: str) -> Path:
@@ -96,8 +99,10 @@ def owed(root: Path | str, key: MasterKey) -> Owed:
         rows, taken = record.get("owed"), record.get("taken", {})
         if isinstance(taken, list):
             # Written by a build of round 60a (no stamps): each taken back whatever its body, as that
-            # build did, until its debt is paid; never the debts lost with it (attack round 62a (2)).
+            # build did, until the first load stamps it (``taken_at_load``); never the debts lost with
+            # it (attack round 62a (2)).
             taken = {share: SAFE_INTEGER for share in taken if isinstance(share, str)}
+            out.unstamped = set(taken)
         if not isinstance(rows, list) or not isinstance(taken, dict):
             raise ValueError("no list of debts")
     except (OSError, VaultError, ValueError, TypeError, AttributeError) as err:
@@ -115,6 +120,36 @@ def owed(root: Path | str, key: MasterKey) -> Owed:
     out.taken = {share: made for share, made in taken.items()
                  if isinstance(made, int) and not isinstance(made, bool) and abs(made) <= SAFE_INTEGER}
     return out
+
+
+def taken_at_load(root: Path | str, key: MasterKey,
+                  newest_seen: Callable[[str], int | None]) -> dict[str, int]:
+    """The Shares to take back at this load (``Owed.taken``), each with its stamp.  Those of a record of
+    the build before stamps (a list: taken back whatever its body) are stamped first with the newest body
+    of each seen here now (``newest_seen``, before this load reads any grant): what that build's
+    ``unshare`` took back, as this build's records (share_ops.py ``unshare``); one no body of which was
+    ever seen here is dropped, as this build's ``unshare`` records none.  The record is written back at
+    once: stamped at a later load, her re-share seen meanwhile (another device's newer signing) was
+    taken back at every load while a debt named it, for good with a debt whose file is gone (attack
+    round 63a (3)).  Written back only when it opened whole (a damaged one is set aside only by
+    ``owe``, its alarm said first); not written, the stamps hold for this load and are tried again at
+    the next."""
+    with _writing:
+        kept = owed(root, key)
+        if not kept.unstamped:
+            return kept.taken
+        for share in kept.unstamped:
+            made = newest_seen(share)
+            if made is None:
+                kept.taken.pop(share, None)
+            else:
+                kept.taken[share] = made
+        if not kept.damaged:
+            try:
+                _write(root, key, kept)
+            except VaultError as err:
+                log.error("%s", err)
+        return kept.taken
 
 
 def _debt(row: object) -> Debt | None:
