@@ -58,7 +58,8 @@ def _written_since(log: Path, before: int) -> bytes:
 
 def _said(written: bytes) -> int:
     """Failed imports said one by one (at most ``failures_said.PER_WINDOW`` a minute)."""
-    return sum(b"failed" in line and b"import:" in line and b"said once" in line for line in written.splitlines())
+    return sum(b"import:" in line and b"failed" in line and b"said once" in line
+               for line in written.splitlines())
 
 
 def _growth_mb(people: People, depth: int, folder_name: bytes, tag: str) -> float:
