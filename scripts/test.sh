@@ -14,6 +14,12 @@ PYTHONPATH=. .venv-lint/bin/lint-imports  # which package may import which: [too
 # once kept the default serial are fixed: a shared-mount race that lost acknowledged writes
 # (tests/inprocess/test_two_users.py) and Ctrl-C landing inside httpx on send --keep
 # (tests/services/test_relay.py).
+# Compiled bytecode, also where PYTHONDONTWRITEBYTECODE is set (CI machines): without it every worker
+# compiled again each fusevault module it imports and rewrote every test module's asserts (~10 s of
+# CPU a worker), and each Python a test starts compiled what it imports.  One folder for the run, never
+# the source tree; tests/conftest.py hands it to the commands and mounts the tests start.
+unset PYTHONDONTWRITEBYTECODE
+export PYTHONPYCACHEPREFIX="${PYTHONPYCACHEPREFIX:-$(mktemp -d /tmp/fusevault-pycache.XXXXXX)}"
 workers="${FUSEVAULT_TEST_WORKERS:-4}"
 if [ "$workers" -gt 0 ]; then
     set -- -n "$workers" --dist loadfile --no-loadscope-reorder "$@"

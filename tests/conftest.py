@@ -118,9 +118,10 @@ def _environment():
         # A test starts Python often (every `fusevault` command, every mount server: ~25 in a
         # two-device test).  Without compiled bytecode (PYTHONDONTWRITEBYTECODE, set in some
         # environments) each one compiles the fusevault modules it imports again: a quarter of a
-        # mount test's CPU.  Here they are compiled once per worker, into this session's folder
-        # (never into the source tree); a stale one is recompiled (its source's mtime is checked).
-        "PYTHONPYCACHEPREFIX": str(short / "pycache"),
+        # mount test's CPU.  Here they are compiled once per run (scripts/test.sh's folder) or per
+        # worker, into this session's folder (never into the source tree); a stale one is recompiled
+        # (its source's mtime is checked).
+        "PYTHONPYCACHEPREFIX": os.environ.get("PYTHONPYCACHEPREFIX") or str(short / "pycache"),
     })
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ.pop("FUSEVAULT_PASSPHRASE", None)
