@@ -14,6 +14,7 @@ import errno
 import hashlib
 import logging
 import os
+import secrets
 import stat
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -34,11 +35,14 @@ from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.settings import Settings
 from fusevault.vault.services.conflicts import copy_name
 from fusevault.vault.services.placing import (
+    Judge,
     KernelCache,
     file_digest,
     hash_zeros,
+    judged,
     make_dirs,
     make_durable,
+    nothing,
     split,
     write_file,
 )
@@ -51,6 +55,9 @@ READ_CHUNK = 1024 * 1024
 # A source is opened without following a link and without waiting on a fifo
 # swapped in since it was looked at; only a regular file is read.
 SOURCE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+
+# Numbered names a copy put beside its place is tried under before random ones (``_copy_names``).
+NUMBERED = 1000
 
 # Outcomes of Importer.take, counted per batch.
 NEW, VERSION, MOVED, UNCHANGED, CHANGING, GONE = (
@@ -147,6 +154,17 @@ def _hash_next(pieces: Iterator[bytes | int], digest: Any) -> int | None:
         digest.update(piece)
         return 0
     return piece
+
+
+def _copy_names(name: bytes, mtime_ns: int) -> Iterator[bytes]:
+    """The names a copy of the source is put beside its place under, first free first: the source's
+    mtime to the minute, then numbered (as a sync's conflict copies are) up to ``NUMBERED``, then
+    random: a folder filled with numbered names (a writer of a shared folder) costs a bounded look."""
+    yield copy_name(name, "import", mtime_ns)
+    for number in range(2, NUMBERED + 1):
+        yield copy_name(name, f"import {number}", mtime_ns)
+    while True:
+        yield copy_name(name, f"import {secrets.token_hex(4)}", mtime_ns)
 
 
 class Importer:
@@ -253,14 +271,15 @@ class Importer:
                 "import-record", location, f"no import record names {shown(location)}, and the vault has "
                 "another file at its place: that file is kept, the source is imported beside it")
             return await self._copy(location, mode, sha, before, known, beside=True)
-        if await self._changed_in_vault(location, known[0]):
+        changed, over = await self._changed_in_vault(location, known[0])
+        if changed:
             # The vault's file holds other contents than the record says it imported: her edit (or
             # the record is an older one, put back by whoever writes the store: attack round 41c
             # (1)).  Never written over: the source goes beside it.
             log.warning("%s changed in the vault since it was imported: the source is imported beside it",
                         shown(location))
             return await self._copy(location, mode, sha, before, known, beside=True)
-        return await self._copy(location, mode, sha, before, known)
+        return await self._copy(location, mode, sha, before, known, over=over)
 
     async def _hash_source(self, location: str) -> tuple[str, Stamp]:
         """The SHA-256 of the source (as it reads: holes are zeros) and its stamp before.
@@ -282,25 +301,27 @@ class Importer:
             await self.threads.clean_up(held.close)
         return digest.hexdigest(), before
 
-    async def _changed_in_vault(self, location: str, record: Record) -> bool:
+    async def _changed_in_vault(self, location: str, record: Record) -> tuple[bool, Judge]:
         """Whether the file at ``location``'s place in the vault is not what ``record`` imported: other
         contents, or another file while the record's own is elsewhere still (hers, which a move of the
         source was put beside: the same bytes once, written over at the source's next edit; attack round
         60a (2)).  A file of the same contents that took the record's place (her editor's save: a new
         file renamed over it, or written after the old one was renamed to a backup, ``a.txt~``) is the
         import's still (61a (2), 62a (1)): the file's identity counts only where the record was put
-        beside the place."""
+        beside the place.  With it, what may be written over (``placing.judged``): the very file judged,
+        as it was then (judged before its contents are read: a write of hers meanwhile is a change)."""
         place = self._vault_path(location)
         try:
             node = self.vol.resolve(place)
         except FsError:
-            return False  # gone from the vault: written anew
+            return False, nothing  # gone from the vault: written anew, where nothing came meanwhile
+        over = judged(node)  # not a regular file: nothing (the copy goes beside what is there)
         if not node.is_reg:
-            return False
+            return False, over
         own = self.vol.find(record.fid)
         if own is not None and own.ino != node.ino and os.fsencode(record.vault_path) != place:
-            return True
-        return await file_digest(self.vol, node) != record.sha256
+            return True, over
+        return await file_digest(self.vol, node) != record.sha256, over
 
     def _in_vault(self, location: str) -> bool:
         try:
@@ -386,14 +407,22 @@ class Importer:
         return record
 
     async def _copy(self, location: str, mode: int, sha: str | None, before: Stamp,
-                    known: tuple[Record, str] | None, *, beside: bool = False) -> tuple[str, int, bool]:
+                    known: tuple[Record, str] | None, *, over: Judge = nothing,
+                    beside: bool = False) -> tuple[str, int, bool]:
         """Write the file into the vault; ``sha`` (when hashed first) and ``before`` are the
-        state it was decided on, so a change while copying is noticed.  ``beside``: under a name of
-        its own next to its place (another file is there)."""
+        state it was decided on, so a change while copying is noticed.  ``over``: what was judged at
+        its place (``nothing``: a free place), the only file it may be renamed over; anything else
+        there when the copy is placed is kept, and the copy goes beside it, said: judged once before
+        the copy and renamed over whatever was there after, her save made while a source was read was
+        written over, unsaid (attack round 63a (1)).  ``beside``: under a name of its own next to its
+        place (another file is there), the first free one: the copy's name is the source's mtime to
+        the minute, and renamed over, her edit of an earlier edit's copy was written over by the
+        source's next edit in the same minute (63a (2))."""
         where, name = split(self._vault_path(location))
         self._say_renamed(location)
+        copies = _copy_names(name, before.mtime_ns)
         if beside:
-            name = copy_name(name, "import", before.mtime_ns)
+            name, over = next(copies), nothing
         parent = await make_dirs(self.vol, where, self.caller)
         try:
             source = await self.in_source(open_source, location, discard=_close_source)
@@ -403,10 +432,14 @@ class Importer:
         try:
             node, copied = await write_file(
                 self.vol, parent, name, self._chunks(held), mode=mode,
-                caller=self.caller, kernel=self.kernel, mtime_ns=before.mtime_ns)
+                caller=self.caller, kernel=self.kernel, mtime_ns=before.mtime_ns, over=over, beside=copies)
             after = Stamp.of(await self.threads.run(held.holding, os.fstat, source.fileno()))
         finally:
             await self.threads.clean_up(held.close)
+        if (parent.ino, name) not in node.links:
+            for_user(self.vol.key.user_id).warn(
+                "import-placed", location, f"the name {shown(location)} was to be imported under in the "
+                "vault holds another file now: that file is kept, the source is imported beside it")
         record = Record(location, before, copied, node.fid, os.fsdecode(self.vol.path_of(node)),
                         time.time_ns())
         if (sha is not None and copied != sha) or after != before:

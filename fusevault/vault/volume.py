@@ -216,9 +216,10 @@ class Volume:
         await self.tree.rmdir(parent_ino, name, group)
 
     async def rename(self, old_ino: int, old_name: bytes, new_ino: int, new_name: bytes,
-                     noreplace: bool, exchange: bool, group: bool = False) -> None:
+                     noreplace: bool, exchange: bool, group: bool = False,
+                     over: Callable[[Node | None], bool] | None = None) -> None:
         self._grouping(group)
-        await self.tree.rename(old_ino, old_name, new_ino, new_name, noreplace, exchange, group)
+        await self.tree.rename(old_ino, old_name, new_ino, new_name, noreplace, exchange, group, over)
 
     async def link(self, ino: int, new_parent_ino: int, new_name: bytes, group: bool = False) -> Node:
         self._grouping(group)

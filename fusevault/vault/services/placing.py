@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
 from fusevault.encoding import name_to_str
@@ -87,10 +87,49 @@ async def make_dirs(volume: Volume, path: bytes, caller: Caller) -> Node:
     return volume.check(parent, write=True)
 
 
+# What a file may be placed over: given what is at the name when the rename is made (None: nothing).
+Judge = Callable[[Node | None], bool]
+# Names a file is tried under beside its place before giving up, each found free then taken meanwhile.
+BESIDE_TRIES = 64
+
+
+def nothing(target: Node | None) -> bool:
+    """Placed only at a free name (a rename with ``noreplace``)."""
+    return target is None
+
+
+def judged(node: Node | None) -> Judge:
+    """Placed only over ``node`` in the state it is in now (the same file, its contents committed as
+    now, no write of them pending), or at its name freed since; ``None``: only at a free name.  A
+    caller judges what is at a name (the importer: nothing of hers), then writes for a while: whatever
+    came there meanwhile (her editor's save, a new file of hers, her write into that very file) is
+    another file than the one judged, never renamed over (attack round 63a (1))."""
+    if node is None or not node.is_reg:
+        return nothing
+    fid, head = node.fid, node.head
+
+    def still(target: Node | None) -> bool:
+        return target is None or (target.fid == fid and target.head == head and not _pending(target))
+
+    return still
+
+
+def _pending(node: Node) -> bool:
+    """Whether ``node`` has contents written and not yet committed (open and written, or a failed commit)."""
+    return node.content is not None and node.content.changed
+
+
 async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIterator[bytes | int], *,
                      mode: int, caller: Caller, kernel: KernelCache,
-                     mtime_ns: int | None = None) -> tuple[Node, str]:
-    """Write ``chunks`` as the file ``parent/name`` (replacing it); return it and its SHA-256.
+                     mtime_ns: int | None = None, over: Judge | None = None,
+                     beside: Iterator[bytes] | None = None) -> tuple[Node, str]:
+    """Write ``chunks`` as the file ``parent/name``; return it and its SHA-256.
+
+    ``over`` None: whatever is at the name is replaced (a folder of the caller's own, made for this).
+    Else the file is put at ``name`` only if ``over`` accepts what is there at the rename (``judged``,
+    ``nothing``), else under the first of ``beside`` free then (never renamed over: noreplace), and
+    Exists if none is (``beside`` None, or ``BESIDE_TRIES`` names taken meanwhile): no half file stays.
+    Where it went: ``node.links``.
 
     An int in ``chunks`` is a hole of that many bytes (the source's, found
     with SEEK_HOLE), and a chunk of zeros is taken as one: both are skipped
@@ -132,17 +171,52 @@ async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIte
         await kernel.entry(parent.ino, temp)
         raise
     replaced = parent.children.get(name)
-    await volume.rename(parent.ino, temp, parent.ino, name, noreplace=False, exchange=False)
+    try:
+        placed = await _place(volume, parent, temp, name, over, beside)
+    except Exception:
+        await volume.unlink(parent.ino, temp)
+        await kernel.entry(parent.ino, temp)
+        raise
     # A listing (READDIRPLUS) may have shown the kernel the temporary name and
     # its size while it grew; with writeback caching the kernel's size wins
     # over ours until it is told to forget it.
     await kernel.entry(parent.ino, temp)
     await kernel.inode(node.ino)
-    if replaced is not None:
-        await kernel.entry(parent.ino, name)
+    await kernel.entry(parent.ino, placed)
+    if replaced is not None and placed == name:
         await kernel.inode(replaced)
     await kernel.inode(parent.ino)
     return node, digest.hexdigest()
+
+
+async def _place(volume: Volume, parent: Node, temp: bytes, name: bytes, over: Judge | None,
+                 beside: Iterator[bytes] | None) -> bytes:
+    """``parent/temp`` renamed to ``name`` (see ``write_file``), or beside it: the name it went to.  What
+    is at a name is judged in the rename itself, under the tree's lock: judged before it, a save of
+    hers made while the rename waited for the lock was written over."""
+    try:
+        await volume.rename(parent.ino, temp, parent.ino, name, noreplace=False, exchange=False, over=over)
+        return name
+    except ReservedName:
+        raise
+    except Exists:
+        if beside is None:
+            raise
+    assert parent.children is not None
+    tries = 0
+    for other in beside:
+        if other in parent.children:
+            continue  # taken: the next (a folder's names are looked at here, no await)
+        try:
+            await volume.rename(parent.ino, temp, parent.ino, other, noreplace=True, exchange=False)
+            return other
+        except ReservedName:
+            raise
+        except Exists:
+            tries += 1
+            if tries >= BESIDE_TRIES:
+                break
+    raise Exists(f"no free name beside {name_to_str(name)} to put the file at")
 
 
 ZEROS = bytes(READ_CHUNK)

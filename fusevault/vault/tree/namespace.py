@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fusevault.crypto import aead
@@ -222,7 +223,11 @@ class Tree(Attributes):
         self.purge_if_unused(node)
 
     async def rename(self, old_ino: int, old_name: bytes, new_ino: int, new_name: bytes,
-                     noreplace: bool, exchange: bool, group: bool = False) -> None:
+                     noreplace: bool, exchange: bool, group: bool = False,
+                     over: Callable[[Node | None], bool] | None = None) -> None:
+        """``over``: the rename goes only if it accepts what is at the new name (None: nothing), judged
+        here under the lock with no await before the change (a compare-and-place: placing.py
+        ``write_file``); Exists else."""
         async with self.meta_lock:
             old_parent = self.check(self.directory(old_ino), write=True)
             new_parent = self.check(self.directory(new_ino), write=True)
@@ -233,6 +238,8 @@ class Tree(Attributes):
                 self.check(target, write=True)
             if noreplace and target is not None:
                 raise Exists("file exists")
+            if over is not None and not over(target):
+                raise Exists("another file is there now than the one judged")
             if exchange and target is None:
                 raise NotFound("no such file")
             if node.is_dir and self.is_ancestor(node, new_parent):
