@@ -224,6 +224,37 @@ def _opened_by_someone(fifo: Path, call) -> bool:
     return bool(connected)
 
 
+def _waited_on(fifo: Path, call) -> bool:
+    """Run ``call``; whether it waited on ``fifo`` for a writer: a writer connects only after
+    ``RESCUE`` seconds without ``call`` done (a blocking open returns then, and the test ends).  A
+    look that opens it without waiting (O_NONBLOCK) and leaves it is no wait; a writer racing it at
+    once took such a look for one (a flaky failure on a loaded machine)."""
+    done, rescued = threading.Event(), []
+
+    def writer() -> None:
+        if done.wait(RESCUE):
+            return
+        while not done.is_set():
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                rescued.append(True)
+                return
+            except OSError:
+                done.wait(0.005)  # ENXIO: no reader (yet)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        call()
+    finally:
+        done.set()
+        thread.join()
+    return bool(rescued)
+
+
+RESCUE = 10.0  # seconds: far past any look at a file; only a wait for a writer lasts that long
+
+
 def test_flushing_a_new_files_sidecar_never_waits_on_a_pipe_put_in_its_place(tmp_path: Path) -> None:
     """A new file's ``.vfmeta`` swapped for a named pipe before its flush: skipped (nothing of ours to
     make durable), never opened (before: the flush waited for a writer, holding the mount's thread)."""
@@ -278,7 +309,7 @@ def test_the_stores_flush_never_waits_on_a_pipe_at_its_wal(tmp_path: Path) -> No
         wal = tmp_path / "store.sqlite-wal"
         moved = wal.rename(tmp_path / "kept-wal")  # SQLite's own stays open under another name
         os.mkfifo(wal)
-        assert not _opened_by_someone(wal, store.sync)
+        assert not _waited_on(wal, store.sync)
         moved.rename(wal)
     finally:
         store.close()
