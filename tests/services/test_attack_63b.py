@@ -71,7 +71,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 import redis
 from transfer_helpers import free_port, receiving, relay_at, sending
 
@@ -269,8 +268,6 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-@pytest.mark.xfail(strict=True, reason="63b (2): a relay that withholds the chunk a receive waits for "
-                   "and gives it the later ones makes it hold the whole file in memory")
 def test_a_relay_withholding_one_chunk_does_not_make_the_receiver_hold_the_file(
         redis_url: str, tmp_path: Path) -> None:
     source = tmp_path / "big"
