@@ -94,7 +94,7 @@ def add_commands(command: Command) -> None:
     p.add_argument("--calls-per-second", type=_count(1, 100_000), default=400, metavar="N",
                    help="requests per second per address")
     p.add_argument("--max-queue", type=_count(1, 1024), default=8, metavar="N",
-                   help="chunks waiting per transfer")
+                   help="chunks waiting per session (over all its files and receivers)")
     p.add_argument("--trusted-proxy", nargs="+", action="extend", default=[], metavar="CIDR",
                    help="reverse proxies whose X-Forwarded-For names the client (limits count real "
                         "clients, not the proxy)")

@@ -74,6 +74,10 @@ def receiver_requests(uid: str) -> str:  # SET of request ids
     return f"file.reqs.receiver:{uid}"
 
 
+def queued_requests(uid: str) -> str:  # SET of the sender's request ids that may hold chunks (63b (1))
+    return f"file.reqs.queued:{uid}"
+
+
 def prep(rid: str) -> str:  # HASH filename, public.key, amount.of.chunks (+ first chunk, MAC)
     return f"file.req.prep:{rid}"
 

@@ -16,7 +16,7 @@ class Limits:
     join_window: int = 600              # seconds
     calls_per_second: int = 400         # per address (a transfer makes about 2 per MiB each side)
     max_chunk: int = 1024 * 1024 + 1024  # bytes of ciphertext per chunk: 1 MiB of data and its seal
-    max_queue: int = 8                  # chunks waiting per request
+    max_queue: int = 8                  # chunks waiting per session, over all its requests (63b (1))
     max_files: int = 10_000             # per session
     max_receivers: int = 16             # receivers that may join one session
     max_field: int = 4096               # bytes of one key-exchange message

@@ -25,8 +25,18 @@ return 0
 # are queued in order, each once: a sender may have several pushes on the way
 # (the next waits for the one before it), and a push sent again after a lost
 # answer is taken as done.
-# KEYS: calls, file.req.users, chunks, ready, prep, last chunk
-# ARGV: ip, calls per second, user id, max queue, ttl, chunk number, the chunk
+# The queue is bounded per SESSION, not per request (round 63b (1)): a sender
+# streams one request at a time, so ``max queue`` chunks over all the
+# session's requests is what an honest transfer needs; per request, one
+# address's own session made the relay hold max queue chunks times every file
+# it offered (10,000).  The session's set of requests that may hold chunks
+# (KEYS[7]) is counted afresh on every push, its members' lists read by name
+# (ARGV[9] .. request id): nothing to keep in step with pops, expiries or
+# cancelled requests, and a member found empty leaves the set, which so holds
+# at most max queue + 1 requests.
+# KEYS: calls, file.req.users, chunks, ready, prep, last chunk, the session's queued requests
+# ARGV: ip, calls per second, user id, max queue, ttl, chunk number, the chunk, request id,
+#       the chunk lists' key prefix
 PUSH = _COUNT + """
 if not counted(KEYS[1], ARGV[1], tonumber(ARGV[2])) then return -2 end
 if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 0 or redis.call('EXISTS', KEYS[5]) == 0 then return -1 end
@@ -34,11 +44,19 @@ local nr, last = tonumber(ARGV[6]), redis.call('GET', KEYS[6])
 local expected = last and tonumber(last) + 1 or tonumber(redis.call('HGET', KEYS[5], 'first'))
 if nr < expected then return 2 end
 if nr > expected or redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
-if redis.call('LLEN', KEYS[3]) >= tonumber(ARGV[4]) then return 0 end
+local held = redis.call('LLEN', KEYS[3])
+for _, other in ipairs(redis.call('SMEMBERS', KEYS[7])) do
+  if other ~= ARGV[8] then
+    local n = redis.call('LLEN', ARGV[9] .. other)
+    if n == 0 then redis.call('SREM', KEYS[7], other) else held = held + n end
+  end
+end
+if held >= tonumber(ARGV[4]) then return 0 end
 local ttl = tonumber(ARGV[5])
 redis.call('LPUSH', KEYS[3], ARGV[7])
 redis.call('SET', KEYS[6], ARGV[6], 'EX', ttl)
-for i = 2, 5 do redis.call('EXPIRE', KEYS[i], ttl) end
+redis.call('SADD', KEYS[7], ARGV[8])
+for i = 2, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
 return 1
 """
 

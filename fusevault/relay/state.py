@@ -203,7 +203,7 @@ class RelayState:
     def _doomed(self, sid: str, session: dict[str, str]) -> list:
         """Every key of the session (read now; deleted by the caller)."""
         doomed = [keys.session(sid), keys.files(sid), keys.file_reqs(sid), keys.receivers(sid),
-                  keys.sender_requests(session["owner.id"])]
+                  keys.sender_requests(session["owner.id"]), keys.queued_requests(session["owner.id"])]
         if self.r.get(keys.session_name(session["name"])) == sid.encode():
             doomed.append(keys.session_name(session["name"]))
         if self.r.get(keys.created_sessions(session["ip"])) == sid.encode():
@@ -391,13 +391,16 @@ class RelayState:
         """Queue a chunk: 1 queued, 2 queued before; 0 (nothing queued) while the queue is full, the
         receiver not ready, or the chunk before it not queued yet.
 
+        The queue is the session's: ``max_queue`` chunks over all its requests (``uid``, the sender,
+        is the session's own), as one transfer's (scripts.py ``PUSH``, round 63b (1)).
         With ``ip``, the call is counted against that address's budget too."""
         if len(data) > self.limits.max_chunk:
             raise Refused(413, f"chunks are at most {self.limits.max_chunk} bytes")
         found = self._push(keys=[keys.CALLS, keys.request_users(rid), keys.chunks(rid), keys.ready(rid),
-                                 keys.prep(rid), keys.last_chunk(rid)],
+                                 keys.prep(rid), keys.last_chunk(rid), keys.queued_requests(uid)],
                            args=[ip, self.limits.calls_per_second, uid, self.limits.max_queue,
-                                 self.limits.session_ttl, nr, f"{nr}@{iv}@".encode() + data])
+                                 self.limits.session_ttl, nr, f"{nr}@{iv}@".encode() + data, rid,
+                                 keys.chunks("")])
         if found == -2:
             raise LimitReached("too many requests from this address: slow down", 1)
         if found == -1:
@@ -418,8 +421,23 @@ class RelayState:
         return int(nr), iv.decode(), data
 
     def unpop_chunk(self, rid: str, nr: int, iv: str, data: bytes) -> None:
-        """Put back a chunk whose taker went away before it got it."""
-        self.r.rpush(keys.chunks(rid), f"{nr}@{iv}@".encode() + data)
+        """Put back a chunk whose taker went away before it got it, in its session's queue again.
+
+        A push to another request may have found this one's list empty meanwhile and left it out of
+        the session's count (scripts.py ``PUSH``): it is listed again with the chunk, in one
+        MULTI/EXEC, or a receiver dropping its takes would hold chunks no push counts (63b (1))."""
+        receiver = self.r.hget(keys.prep(rid), "receiver")
+        if receiver is None:
+            return  # the request was finished or cancelled meanwhile: nobody takes it any more
+        senders = [u.decode() for u in self.r.smembers(keys.request_users(rid)) if u != receiver]
+        ttl = self.limits.session_ttl
+        pipe = self.r.pipeline(transaction=True)
+        pipe.rpush(keys.chunks(rid), f"{nr}@{iv}@".encode() + data)
+        pipe.expire(keys.chunks(rid), ttl)
+        for uid in senders:
+            pipe.sadd(keys.queued_requests(uid), rid)
+            pipe.expire(keys.queued_requests(uid), ttl)
+        pipe.execute()
 
     def queued(self, rid: str) -> int:
         return int(self.r.llen(keys.chunks(rid)))
@@ -434,6 +452,7 @@ class RelayState:
         for uid in users:
             pipe.srem(keys.sender_requests(uid), rid)
             pipe.srem(keys.receiver_requests(uid), rid)
+            pipe.srem(keys.queued_requests(uid), rid)
         if prep:
             sid, filename = prep[b"session"].decode(), prep[b"filename"].decode()
             for uid in users:

@@ -65,6 +65,12 @@ HANDSHAKE_WAIT = 600.0  # seconds for the sender to answer (it may be asking its
 POLL = 10.0  # seconds a take waits for a chunk (in a thread)
 LOOK = 1.0   # seconds of a long poll in the main thread: between its looks at Ctrl-C
 PARALLEL = 3  # chunks asked for at once
+# Chunks held ahead of the one written next, takes on their way included (63b (2)): an honest relay
+# gives a request's chunks in order, so what comes ahead of it is at most the takes still on their
+# way; a relay withholding one made the receive hold the rest of the file, unopened, in memory.
+WINDOW = 2 * PARALLEL
+# The clock of the stall deadline (a test's trio.testing.MockClock current_time).
+monotonic: Callable[[], float] = time.monotonic
 REFUSED = "the sender refused this receiver (it sends to someone else, or did not confirm you)"
 
 
@@ -333,13 +339,15 @@ class Receiver:
         """Take, open and write chunks from ``inc.first`` on; the SHA-256 the last one carries.
 
         Several takes are on their way at once (each in a thread with a client
-        of its own); the chunks are written in order, whichever comes first."""
-        nr, last_seen = inc.first, time.monotonic()
+        of its own); the chunks are written in order, whichever comes first.
+        What comes ahead of the chunk written next is held within ``WINDOW``
+        (takes on their way included), a chunk numbered past it is dropped, and
+        STALL seconds without a chunk written end the receive, whatever the
+        relay gives meanwhile (63b (2)): the partial file stays, to resume."""
+        nr, last_seen = inc.first, monotonic()
         arrived: dict[int, tuple[str, bytes]] = {}
         asked: set[Future] = set()
-        first = self.client.pop(rid, wait=LOOK, first=True)  # the sender may start now
-        if first is not None:
-            arrived[first[0]] = first[1:]
+        self._hold(arrived, self.client.pop(rid, wait=LOOK, first=True), nr, inc)  # the sender may start
         try:
             while True:
                 self.client.interrupted()
@@ -355,25 +363,36 @@ class Receiver:
                     _write(fd, plain)
                     digest.update(plain)
                     progress.advance(task, len(plain))
-                    last_seen = time.monotonic()
+                    last_seen = monotonic()
                     if last:
                         return trailer
                     nr += 1
-                while len(asked) < PARALLEL and nr + len(arrived) + len(asked) < inc.chunks:
+                # Every turn: takes that hang, or come back with chunks that are never the one awaited.
+                if monotonic() - last_seen > STALL:
+                    raise VaultError("the sender stopped sending")
+                # arrived holds numbers nr + 1 ... nr + WINDOW - 1 only: a take may always be asked.
+                while (len(asked) < PARALLEL and len(arrived) + len(asked) < WINDOW
+                       and nr + len(arrived) + len(asked) < inc.chunks):
                     asked.add(self.pool.submit(self._pop, rid))
                 done, asked = wait(asked, timeout=LOOK, return_when=FIRST_COMPLETED)
                 for future in done:
-                    got = future.result()
-                    if got is None:
-                        if time.monotonic() - last_seen > STALL:
-                            raise VaultError("the sender stopped sending")
-                    elif got[0] >= nr:  # an earlier one was sent twice (a push retried): we have it
-                        if got[0] >= inc.chunks:
-                            raise CorruptData("a chunk arrived that the file does not have")
-                        arrived[got[0]] = got[1:]
+                    self._hold(arrived, future.result(), nr, inc)
         finally:
             for future in asked:
                 future.cancel()
+
+    @staticmethod
+    def _hold(arrived: dict[int, tuple[str, bytes]], got: tuple[int, str, bytes] | None, nr: int,
+              inc: Incoming) -> None:
+        """Keep ``got`` if it is one of the next WINDOW chunks from ``nr`` (the one awaited first)."""
+        if got is None or got[0] < nr:  # nothing, or an earlier one sent twice (a push retried)
+            return
+        if got[0] >= inc.chunks:
+            raise CorruptData("a chunk arrived that the file does not have")
+        if got[0] >= nr + WINDOW:  # past what takes on their way can bring: not the relay's order
+            log.debug("dropped chunk %d of %s: %d awaited", got[0], shown(inc.name), nr)
+            return
+        arrived[got[0]] = got[1:]
 
     def _pop(self, rid: str) -> tuple[int, str, bytes] | None:
         client = getattr(self.local, "client", None)

@@ -66,15 +66,16 @@ Not tried: the browser page, TLS proxies, kill -9 of a receive between link() an
 
 from __future__ import annotations
 
+import secrets
 import time
 from pathlib import Path
 
 import httpx
-import pytest
 import redis
 from transfer_helpers import free_port, receiving, relay_at, sending
 
 from fusevault.relay.limits import Limits
+from fusevault.relay.state import RelayState
 from fusevault.transfer import crypto
 
 LIMITS = Limits()
@@ -108,8 +109,6 @@ def _queued_bytes(redis_url: str) -> int:
         r.close()
 
 
-@pytest.mark.xfail(strict=True, reason="63b (1): one address's session makes the relay's Redis hold "
-                   "max_queue chunks per request, for any number of requests: a flood that ends the relay")
 def test_one_address_cannot_make_the_relay_hold_more_than_one_transfers_queue(
         redis_url: str, transfer_relay: str) -> None:
     chunk = b"\0" * (LIMITS.max_chunk - 64)  # a full chunk, as a real sender's
@@ -177,6 +176,80 @@ def test_another_receiver_of_the_session_cannot_take_a_requests_chunks(transfer_
         assert taken.status_code == 200 and taken.content == b"secret"
 
 
+
+# --- the session's queue, on the relay's state itself (63b (1)'s fix: scripts.py PUSH)
+
+SMALL = Limits(max_queue=3)
+
+
+def _streaming(state: RelayState, files: int, receivers: int = 1) -> tuple[str, list[tuple[str, str]]]:
+    """A session of ``files`` files, each asked for by every one of ``receivers`` receivers let in and
+    answered, its chunks free to flow: (the sender's id, [(request id, its receiver's id)])."""
+    owner = secrets.token_hex(8)
+    address = f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(256)}"
+    sid, name = state.create_session(address, owner, "ab" * 32,
+                                     [{"id": f"f{i}", "size": 5} for i in range(files)])
+    out = []
+    for _ in range(receivers):
+        _, uid, _ = state.join(name, address)
+        state.post_handshake(sid, uid, "receiver", {"pake.a": "a"})
+        state.post_handshake(sid, uid, "sender", {"pake.b": "b"})
+        state.post_handshake(sid, uid, "receiver", {"confirm.a": "c", "hello": "h"})
+        state.post_handshake(sid, uid, "sender", {"confirm.b": "d", "manifest": "m"})
+        state.add_requests(sid, uid, [{"filename": f"f{i}", "public_key": "k", "first": 0, "mac": "m"}
+                                      for i in range(files)])
+        for i in range(files):
+            rid = state.acknowledge(sid, owner, {"filename": f"f{i}", "user_id": uid, "public_key": "k",
+                                                 "chunks": 100, "first": 0, "mac": "m"})
+            state.mark_ready(rid, uid)
+            out.append((rid, uid))
+    return owner, out
+
+
+def _fill(state: RelayState, owner: str, rid: str, start: int = 0) -> int:
+    """Push chunks start, start + 1 ... into ``rid`` until the relay says wait: how many it took."""
+    nr = start
+    while state.push_chunk(rid, owner, nr, "aXY=", b"x" * 10) == 1:
+        nr += 1
+    return nr - start
+
+
+def test_the_queue_is_the_sessions_over_all_its_requests_and_receivers(redis_url: str) -> None:
+    state = RelayState(redis_url, SMALL)
+    owner, requests = _streaming(state, files=2, receivers=2)
+    assert _fill(state, owner, requests[0][0]) == SMALL.max_queue
+    for rid, _ in requests[1:]:  # the other file, and both files of the other receiver: wait
+        assert _fill(state, owner, rid) == 0
+
+
+def test_the_next_file_streams_once_the_one_before_was_taken_or_cancelled(redis_url: str) -> None:
+    """Control: an honest sender streams the session's files one after another (send.py ``serve``):
+    what was taken, or a request cancelled, no longer counts."""
+    state = RelayState(redis_url, SMALL)
+    owner, [(first, uid), (second, _), (third, _)] = _streaming(state, files=3)
+    assert _fill(state, owner, first) == SMALL.max_queue
+    assert _fill(state, owner, second) == 0
+    for _ in range(SMALL.max_queue):
+        assert state.pop_chunk(first, uid) is not None
+    assert _fill(state, owner, second) == SMALL.max_queue
+    state.finish_request(second)  # cancelled with its chunks queued (a receiver that stopped)
+    assert _fill(state, owner, third) == SMALL.max_queue
+
+
+def test_a_chunk_put_back_counts_in_the_sessions_queue_again(redis_url: str) -> None:
+    """A take whose receiver went away puts its chunk back (``unpop_chunk``); a push to another request
+    in between found that request's list empty and left it out of the count: put back, it is counted
+    again, or a receiver dropping its takes would make the relay hold a chunk per request uncounted."""
+    state = RelayState(redis_url, SMALL)
+    owner, [(first, uid), (second, _), (third, _)] = _streaming(state, files=3)
+    assert state.push_chunk(first, owner, 0, "aXY=", b"x" * 10) == 1
+    taken = state.pop_chunk(first, uid)
+    assert taken is not None and state.queued(first) == 0
+    assert _fill(state, owner, second) == SMALL.max_queue  # the first's empty list left out
+    state.unpop_chunk(first, *taken)  # one over, for the one chunk that was on its way
+    assert state.pop_chunk(second, uid) is not None  # the session holds max_queue chunks again
+    assert _fill(state, owner, third) == 0
+
 MIB = 1024 * 1024
 BIG = 256  # MiB: the file the sender offers
 
@@ -195,8 +268,6 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-@pytest.mark.xfail(strict=True, reason="63b (2): a relay that withholds the chunk a receive waits for "
-                   "and gives it the later ones makes it hold the whole file in memory")
 def test_a_relay_withholding_one_chunk_does_not_make_the_receiver_hold_the_file(
         redis_url: str, tmp_path: Path) -> None:
     source = tmp_path / "big"
