@@ -98,7 +98,7 @@ def test_63c_1_files_imported_from_deep_long_names_cost_roots_mount_in_proportio
     assert grown < 50  # seen: 138 MB
 
 
-def test_63c_1_files_imported_from_names_near_path_max_cost_roots_mount_a_few_kb_each(people: People) -> None:
+def test_63c_1_near_path_max_files_imported_cost_roots_mount_a_few_kb_each(people: People) -> None:
     """The deepest a file is imported from (15 folders of 255 bytes: ~3,900 bytes): its record holds
     its path twice at most."""
     grown, imported = _growth_mb(people, 15, b"d" * 252, "near")
