@@ -7,15 +7,24 @@ file.  ``file_location`` is relative to ``source_dir_to_watch`` (seed 000).
 The document id is a keyed hash of that path, so the store learns neither
 the path nor anything it could guess it from; the body is sealed under the
 user's private-document key.
+
+A record names its file's whole location and vault path, so it costs the mount (and the store) what
+those names cost: both are held to ``PATH_MAX`` bytes (``too_long``).  With no bound, empty files
+imported from 256 folders of 255-byte names cost root's shared mount ~140 KB a file, kept for as long
+as the watch ran and loaded again at each start (attack round 63c (1)).  A record found past it (one
+written before the bound) is dropped, its document deleted; so is one whose vault file and source
+are both gone (``Importer.load``): it decides nothing any more.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import asdict, dataclass
 
 from fusevault.crypto.keys import MasterKey
+from fusevault.errors import Conflict
 from fusevault.store import Store
 from fusevault.store.sealed import sealed_bodies, sealed_doc
 from fusevault.vault.model import alarms, names
@@ -23,6 +32,9 @@ from fusevault.vault.model import alarms, names
 log = logging.getLogger(__name__)
 
 RECORD = "ImportRecord"
+# Bytes a record's location or vault path may have: Linux's PATH_MAX, a path no tool of hers could open
+# whole (its own source is looked up name by name, from descriptors).
+PATH_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -71,9 +83,24 @@ def record_doc(key: MasterKey, record: Record, rev: str | None = None) -> dict:
     return sealed_doc(key, RECORD, record_id(key, record.file_location), asdict(record), rev)
 
 
+def too_long(path: str | bytes) -> bool:
+    """Whether ``path`` (a location or a vault path) is past what a record may name."""
+    return len(os.fsencode(path)) > PATH_MAX
+
+
+def dropped_docs(store: Store, docs: list[tuple[str, str]]) -> None:
+    """The record documents ``docs`` (id, revision) deleted from the store; one changed meanwhile (from
+    a peer) is left to the next load."""
+    for doc_id, rev in docs:
+        with contextlib.suppress(Conflict):
+            store.put_many([{"_id": doc_id, "_rev": rev, "_deleted": True}])
+
+
 def load_records(store: Store, key: MasterKey) -> dict[str, tuple[Record, str]]:
-    """Every record of this user: file_location -> (record, document revision)."""
+    """Every record of this user: file_location -> (record, document revision).  One naming a path
+    past ``PATH_MAX`` is dropped (its document deleted, said): its source is not imported any more."""
     found = {}
+    past: list[tuple[str, str]] = []
 
     def refused(doc_id: str, why: str) -> None:
         alarms.for_user(key.user_id).warn("import-record", doc_id, f"import record {doc_id} refused: {why}; "
@@ -82,6 +109,8 @@ def load_records(store: Store, key: MasterKey) -> dict[str, tuple[Record, str]]:
     for fields, doc_id, rev in sealed_bodies(store, key, RECORD, refused):
         try:
             record = Record(**{**fields, "stamp": Stamp(**fields["stamp"])})
+            if not isinstance(record.file_location, str) or not isinstance(record.vault_path, str):
+                raise TypeError("a path that is not a string")
         except (KeyError, TypeError, ValueError):
             refused(doc_id, "it is malformed")
             continue
@@ -89,5 +118,12 @@ def load_records(store: Store, key: MasterKey) -> dict[str, tuple[Record, str]]:
         if why is not None or not record.file_location.strip("/"):
             log.warning("import record %s refused: %s", doc_id, why or "an empty path")
             continue
+        if too_long(record.file_location) or too_long(record.vault_path):
+            past.append((doc_id, rev))
+            continue
         found[record.file_location] = (record, rev)
+    if past:
+        log.warning("import: %d import record(s) naming a path past %d bytes dropped (their vault files "
+                    "kept): such files are not imported any more", len(past), PATH_MAX)
+        dropped_docs(store, past)
     return found

@@ -23,12 +23,21 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from fusevault.encoding import name_to_str, shown
-from fusevault.errors import Exists, FsError
+from fusevault.errors import Exists, FsError, InvalidInput
 from fusevault.host_access import Direct, HostAccess
 from fusevault.host_access.held import Held
 from fusevault.host_access.threads import HostThreads
 from fusevault.imports import source_paths
-from fusevault.imports.import_records import Record, Stamp, load_records, record_doc, record_id
+from fusevault.imports.import_records import (
+    PATH_MAX,
+    Record,
+    Stamp,
+    dropped_docs,
+    load_records,
+    record_doc,
+    record_id,
+    too_long,
+)
 from fusevault.modes import given_mode
 from fusevault.vault.model import names
 from fusevault.vault.model.alarms import for_user
@@ -52,6 +61,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 READ_CHUNK = 1024 * 1024
+# Records added since the last ``_drop_gone`` beyond the ones it kept before it runs again (with twice
+# those kept): its lstat per record whose vault file is gone is paid once per that many imports.
+SLACK = 1000
 # A source is opened without following a link and without waiting on a fifo
 # swapped in since it was looked at; only a regular file is read.
 SOURCE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
@@ -97,6 +109,19 @@ def _exists(host: HostAccess, root: int, location: str) -> bool:
     except (FileNotFoundError, NotADirectoryError):
         return False
     return True
+
+
+def _gone_of(host: HostAccess, root: int, locations: list[str]) -> list[str]:
+    """Those of ``locations`` no longer in the watched folder (one that cannot be looked at is not)."""
+    gone = []
+    for location in locations:
+        try:
+            source_paths.lstat(host, root, location)
+        except (FileNotFoundError, NotADirectoryError):
+            gone.append(location)
+        except OSError:
+            pass  # not known to be gone: its record is kept
+    return gone
 
 
 def _close_source(source: BinaryIO) -> None:
@@ -195,13 +220,30 @@ class Importer:
         self.caller = Caller(self.host.uid, self.host.gid)
         self.records: dict[str, tuple[Record, str]] = {}
         self.inodes: dict[tuple[int, int], str] = {}  # (dev, ino) -> location, to spot renames
+        self._kept = 0  # records held after the last ``_drop_gone``
 
     async def load(self) -> None:
         if self._owns_root and self.root is None:
             self.root = Held(await self.threads.run(source_paths.hold, self.host, self.settings,
                                                     str(self.vol.layout.root), discard=os.close), os.close)
         self.records = await self.vol.store_call(load_records, self.vol.store, self.vol.key)
+        await self._drop_gone()
+
+    async def _drop_gone(self) -> None:
+        """The records whose vault file and source are both gone dropped (their documents deleted).
+        Such a record decides nothing: a file at its location later is new (nothing of the record's is
+        in the vault to write over or to put it beside; a file of hers at its place is kept, the source
+        put beside it, as for any file no record names), and a move needs the vault file.  Kept, one
+        a file imported and deleted since, they grew root's shared mount with every such file, for good
+        (attack round 63c (1)).  Run at ``load`` and again whenever the records have doubled since
+        (``take``), so those held stay within twice the live ones (and ``SLACK``)."""
+        orphans = [loc for loc, (record, _) in self.records.items() if not self.vol.holds(record.fid)]
+        gone = await self.in_source(_gone_of, orphans) if orphans else []
+        if gone:
+            docs = [(record_id(self.vol.key, loc), self.records.pop(loc)[1]) for loc in gone]
+            await self.vol.store_call(dropped_docs, self.vol.store, docs)
         self.inodes = {(r.stamp.dev, r.stamp.ino): loc for loc, (r, _) in self.records.items()}
+        self._kept = len(self.records)
 
     def close(self) -> None:
         """Let go of the watched folder, if ``load`` opened it."""
@@ -237,8 +279,26 @@ class Importer:
                 "import-reserved", said, f"imported files named {said} at the root of the "
                 f"drive went to {said} (2): the name is (or looks like) one kept for a view of the mount")
 
+    def _past_path_max(self, location: str) -> str | None:
+        """Why ``location`` is not imported, when its path (in the watched folder, or in the vault, a
+        copy's name beside its place counted) passes ``PATH_MAX``: its record would hold it whole, for
+        good (attack round 63c (1)); or None."""
+        vault = self._vault_path(location)
+        _, name = split(vault)
+        beside = len(vault) + max(0, len(copy_name(name, "import", 0)) - len(name))
+        longest = max(len(os.fsencode(location)), beside)
+        if longest <= PATH_MAX:
+            return None
+        return (f"not imported: its path is {longest:,} bytes long, past the {PATH_MAX:,} a path may have "
+                "(a file nearer the top of the watched folder, or with shorter folder names, is imported)")
+
     async def take(self, location: str) -> tuple[str, int, bool]:
-        """Import ``location`` if it needs it: (outcome, bytes written, removed from source)."""
+        """Import ``location`` if it needs it: (outcome, bytes written, removed from source).  One whose
+        path passes ``PATH_MAX`` raises InvalidInput, said once by the watch (failures_said.py)."""
+        if (why := self._past_path_max(location)) is not None:
+            raise InvalidInput(why)
+        if len(self.records) > 2 * self._kept + SLACK:
+            await self._drop_gone()
         try:
             st = await self.in_source(source_paths.lstat, location)
         except (FileNotFoundError, NotADirectoryError):
@@ -382,7 +442,11 @@ class Importer:
                 await self.kernel.inode(old_parent.ino)
                 await self.kernel.inode(new_parent.ino)
         # else the vault file was moved by hand: leave it where it was put
-        moved = replace(record, file_location=location, vault_path=os.fsdecode(self.vol.path_of(node)))
+        now_at = self.vol.path_of(node)
+        # Moved by hand past PATH_MAX (a record holds no such path: 63c (1)): the record keeps the place
+        # it was put at, which it no longer holds, as for any file moved by hand (left where it is).
+        moved = replace(record, file_location=location,
+                        vault_path=record.vault_path if too_long(now_at) else os.fsdecode(now_at))
         _, rev = self.records.pop(record.file_location)
         await self.vol.store_call(self.vol.store.put_many, [
             {"_id": record_id(self.vol.key, record.file_location), "_rev": rev, "_deleted": True}])

@@ -99,6 +99,7 @@ import trio
 from conftest import PASSPHRASE
 
 from fusevault.agent.sessions import Session
+from fusevault.errors import InvalidInput
 from fusevault.host_access import Direct
 from fusevault.host_access.threads import HostThreads
 from fusevault.imports.importer import Importer
@@ -111,6 +112,7 @@ from fusevault.vault.volume import Volume
 from inprocess.conftest import ME, ROOT, make
 
 DEPTH, NAME, FILES = 100, 200, 20
+NEAR = 19  # folders of the chain a file within PATH_MAX is put in (19 x 201 bytes)
 
 
 @pytest.fixture(autouse=True)
@@ -135,28 +137,33 @@ def _chain(top: Path) -> tuple[list[str], int]:
     return names, fd
 
 
-@pytest.mark.xfail(strict=True, reason="63c (1): every import record holds the file's whole location and "
-                   "vault path, kept for good: deep long names cost root's mount ~2x the path a file")
 def test_63c_1_an_import_record_costs_the_mount_bytes_in_proportion_to_its_own_names(
         vault: Path, tmp_path: Path) -> None:
+    """Fixed: a file whose path passes PATH_MAX is not imported (said, never recorded); one within it
+    is, and its record costs the mount what its path (at most PATH_MAX twice) costs."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     names, deepest = _chain(inbox)
     unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
     settings = Settings(source_dir_to_watch=str(inbox), delete_file_from_source=True)
+    within = names[:NEAR]  # ~3,900 bytes: the deepest a file is imported from
 
-    async def main() -> tuple[int, int, int]:
+    async def main() -> tuple[list[str], int, int, int]:
         volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
         try:
             importer = Importer(volume, settings, NoKernel())
             await importer.load()
+            refused = []
             for number in range(FILES):
                 name = f"{number:05d}.txt"
                 os.close(os.open(name, os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=deepest))
-                outcome, _, removed = await importer.take("/".join([*names, name]))
-                assert outcome == "new" and removed
+                with pytest.raises(InvalidInput) as said:
+                    await importer.take("/".join([*names, name]))
+                refused.append(str(said.value))
+                os.close(os.open(name, os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=near))
+                outcome, _, removed = await importer.take("/".join([*within, name]))
+                assert outcome == "new" and removed  # the control: imported (and removed)
             importer.close()
-            left = len(os.listdir(deepest))
             fresh = Importer(volume, settings, NoKernel())  # a watch's start: every record loaded
             tracemalloc.start()
             try:
@@ -166,18 +173,23 @@ def test_63c_1_an_import_record_costs_the_mount_bytes_in_proportion_to_its_own_n
             finally:
                 tracemalloc.stop()
             fresh.close()
-            return left, len(fresh.records), held
+            return refused, len(os.listdir(deepest)), len(fresh.records), held
         finally:
             await volume.close()
 
+    near = os.open(inbox / "/".join(within), os.O_RDONLY | os.O_DIRECTORY)
     try:
-        left, records, held = trio.run(main)
+        refused, left, records, held = trio.run(main)
     finally:
         os.close(deepest)
+        os.close(near)
     print(f"{records} records, {held} bytes held, {held // max(1, records)} a record; {left} left")
-    assert left == 0 and records == FILES  # the scene: imported and removed, each one's record kept
-    # A record's own names: its file's (9 bytes) and a few hundred bytes of fields; seen: 41,364.
-    assert held / records < 4096
+    assert "past the 4,096 a path may have" in refused[0]  # seen: imported, removed, its record kept
+    assert left == FILES  # not imported: nothing lost, each file stays where he put it
+    assert records == FILES  # only those within PATH_MAX recorded
+    # A record's own names: its location and vault path (~3,900 bytes each) and a few hundred bytes of
+    # fields; seen before the fix: 41,364 bytes a record of the deep chain.
+    assert held / records < 3 * 4096
 
 
 CHAIN, LONG = 300, 250

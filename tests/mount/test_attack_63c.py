@@ -15,11 +15,10 @@ Control (``test_control_63c_1_the_same_files_at_the_top_of_his_folder_cost_a_few
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
-
-import pytest
 
 from mount import test_attack_53b as a53b
 from mount import test_shared_mount as shared
@@ -39,9 +38,16 @@ def _rss_kb(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def _failed(people: People) -> int:
+    """Imports bob's watch has counted failed (each retry counted again)."""
+    done = people.fusevault("bob", "status", str(people.mnt), "--json")
+    tasks = json.loads(done.stdout)["mounts"][0]["tasks"] if done.returncode == 0 else {}
+    return sum(task.get("counts", {}).get("failed", 0) for task in tasks.values())
+
+
 def _growth_mb(people: People, depth: int, folder_name: bytes, tag: str) -> tuple[float, int]:
     """(root's mount's RSS growth in MB, files imported) once bob's ``FILES`` files ``depth`` folders
-    deep were imported and removed, ``BATCH`` at a time."""
+    deep were imported and removed, ``BATCH`` at a time (or, past PATH_MAX, all refused)."""
     people.unlock("bob")
     bob = people.linux["bob"]
     inbox = people.place / "bob" / f"records-63c-{tag}"
@@ -71,6 +77,8 @@ def _growth_mb(people: People, depth: int, folder_name: bytes, tag: str) -> tupl
                 os.chown(name, bob.pw_uid, bob.pw_gid, dir_fd=fd)
             made += BATCH
             while os.listdir(fd) and time.monotonic() < deadline:  # imported and removed
+                if _failed(people) >= made:  # or refused, every one (then they stay: all at once)
+                    break
                 time.sleep(0.5)
         left = len(os.listdir(fd))
         time.sleep(2)
@@ -82,13 +90,20 @@ def _growth_mb(people: People, depth: int, folder_name: bytes, tag: str) -> tupl
     return grown, made - left
 
 
-@pytest.mark.xfail(strict=True, reason="63c (1): each import's record holds the whole location and vault "
-                   "path in root's shared mount, for good")
 def test_63c_1_files_imported_from_deep_long_names_cost_roots_mount_in_proportion_to_their_names(
         people: People) -> None:
+    """Fixed: past PATH_MAX nothing is imported (said once a file), nothing recorded, nothing lost."""
     grown, imported = _growth_mb(people, 256, b"d" * 252, "deep")
-    assert imported >= FILES // 2  # the scene: his files imported (and removed) one batch after another
-    assert grown < 50  # a record's own names: a few hundred bytes each
+    assert imported == 0 and _failed(people) >= FILES  # seen: each imported, removed, its record kept
+    assert grown < 50  # seen: 138 MB
+
+
+def test_63c_1_near_path_max_files_imported_cost_roots_mount_a_few_kb_each(people: People) -> None:
+    """The deepest a file is imported from (15 folders of 255 bytes: ~3,900 bytes): its record holds
+    its path twice at most."""
+    grown, imported = _growth_mb(people, 15, b"d" * 252, "near")
+    assert imported >= FILES // 2
+    assert grown < 50
 
 
 def test_control_63c_1_the_same_files_at_the_top_of_his_folder_cost_a_few_mb(people: People) -> None:
