@@ -47,6 +47,8 @@ SHARE, DROP = "r1", "a1"
 KEY = 32
 HASHINFO = {"hash": "sha256", "format": FORMAT}
 PUBLIC = {"format": FORMAT}
+# The three rights a link's keys give on its item at the link store (each its own key).
+READ, APPEND, DELETE = "read", "append", "delete"
 
 
 def b64url(data: bytes) -> str:

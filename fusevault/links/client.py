@@ -10,10 +10,10 @@ import httpx
 from fusevault.encoding import NETWORK_SPREAD, Spread, loads_untrusted
 from fusevault.errors import CorruptData, InvalidInput, LinkGone, LinkRefused, VaultError
 from fusevault.http_answers import MIB
-from fusevault.links.capability import b64url
+from fusevault.links.capability import APPEND, DELETE, READ, b64url
 from fusevault.transfer.client import RelayClient, _error, _failure
 
-READ, APPEND, DELETE = "read", "append", "delete"
+__all__ = ["APPEND", "DELETE", "READ", "LinkClient"]
 
 # The largest answer the link store gives, per route (more: RelayUnavailable, attack round 52t (3)).
 # JSON: a version holds its folder's manifest (the store takes 64 MiB of JSON, relay/item_routes.py

@@ -21,17 +21,20 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fusevault.crypto import aead
 from fusevault.encoding import b64d, b64e, name_start, shown, str_to_name
 from fusevault.errors import AlreadyExists, CorruptData, InvalidInput
 from fusevault.host_access import SAFE_MODE_BITS  # never a setuid, setgid or sticky bit (as export)
 from fusevault.links.capability import open_block, seal_block
-from fusevault.links.client import LinkClient
 from fusevault.modes import her_umask
 from fusevault.transfer.offer import link_stays_inside
 from fusevault.transfer.output import away_from_views, check_new_tops, resolves_inside, safe_target
 from fusevault.vault.model import names
+
+if TYPE_CHECKING:  # loaded by who uses a link (links/owner.py ``_client``)
+    from fusevault.links.client import LinkClient
 
 log = logging.getLogger(__name__)
 

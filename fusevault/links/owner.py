@@ -24,7 +24,7 @@ import stat
 import time
 from collections.abc import AsyncIterator, Callable, Container, Iterable, Iterator
 from functools import partial
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
@@ -41,7 +41,7 @@ from fusevault.errors import (
 )
 from fusevault.host_access import Direct, HostAccess
 from fusevault.links import LONGEST_EXPIRY, capability, content, link_records
-from fusevault.links.client import READ, LinkClient
+from fusevault.links.capability import READ
 from fusevault.links.link_records import LinkRecord, load_records, record_doc
 from fusevault.modes import given_mode
 from fusevault.tasks import TaskState
@@ -53,11 +53,22 @@ from fusevault.vault.services.exporting import tree
 from fusevault.vault.services.placing import KernelCache, make_dirs, make_durable, split, write_file
 from fusevault.vault.volume import Caller, Volume
 
+if TYPE_CHECKING:
+    from fusevault.links.client import LinkClient
+
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 REFUSED = ("links are made from a personal mount: a shared mount (--allow-other) runs as root "
            "and reaches no link server for a user")
+
+
+def _client(server: str) -> LinkClient:
+    """A client of the link store at ``server``.  Its module (httpx with it) is loaded here, once a link
+    is used, not with every mount: a fifth of a mount's start, for what most mounts never do."""
+    from fusevault.links.client import LinkClient
+
+    return LinkClient(server)
 
 
 def _item_of(link_or_id: str) -> str:
@@ -155,7 +166,7 @@ class Links:
                 if not (node.is_dir or node.is_reg):
                     raise InvalidInput("only files and folders can be shared by link")
             keys = capability.OwnerKeys.new()
-            with LinkClient(server) as client:
+            with _client(server) as client:
                 item = await _network(partial(client.create, drop_box=drop), keys.hashes(),
                                       capability.HASHINFO, expires_in)
             record = LinkRecord(item, server.rstrip("/"), "drop" if drop else "share", name_to_str(path),
@@ -191,7 +202,7 @@ class Links:
 
         # Abandoned on a cancel as every link store call (``_network``): a store holding its answers
         # held this thread, and the links' lock behind it, as long as it liked (attack round 54b (1)).
-        with LinkClient(record.server) as client:
+        with _client(record.server) as client:
             await _network(publish, client)
         record.seq = seq
         await self._save(record, rev)
@@ -228,7 +239,7 @@ class Links:
                 files, rev = await self._close_box(record, rev, notes)
 
             def revoke() -> None:
-                client = LinkClient(record.server)
+                client = _client(record.server)
                 try:
                     # First make every key that was handed out useless (one request),
                     # then delete the item with all its versions and blocks.
@@ -261,7 +272,7 @@ class Links:
         useless = {"append_key_hash": capability.OwnerKeys.new().hashes()["append_key_hash"]}
 
         def close() -> None:
-            with LinkClient(record.server) as client, contextlib.suppress(LinkGone):
+            with _client(record.server) as client, contextlib.suppress(LinkGone):
                 # Expired (a store of round 53 keeps an expired box's drops, for the delete key only)
                 # or gone: nobody appends any more either way.
                 client.change(record.item, keys.delete, useless)
@@ -276,7 +287,7 @@ class Links:
             notes.append(f"{shown(record.path)}: {shown(str(err))}")
 
         def waiting() -> int:
-            with LinkClient(record.server) as client:
+            with _client(record.server) as client:
                 try:
                     return sum(1 for v in client.versions(record.item, keys.delete) if not v["deleted"])
                 except LinkGone:
@@ -321,7 +332,7 @@ class Links:
         keys, taken = record.keys, 0
         if self._share_gone(record):
             return 0, rev
-        with LinkClient(record.server) as client:
+        with _client(record.server) as client:
             if record.item not in self.marked and await _network(_keep_drops, client, record):
                 self.marked.add(record.item)
             versions = await _network(client.versions, record.item, keys.delete)
@@ -570,7 +581,7 @@ def _keep_drops(client: LinkClient, record: LinkRecord) -> bool:
 
 def _server_view(record: LinkRecord) -> dict:
     """What the server says about a link (for `link list`); never raises."""
-    with LinkClient(record.server) as client:
+    with _client(record.server) as client:
         try:
             info = client.describe(record.item, (READ, record.keys.read_key))
             versions = [v for v in client.versions(record.item, record.keys.delete) if not v["deleted"]]

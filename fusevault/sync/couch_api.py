@@ -11,7 +11,6 @@ import functools
 import json
 import logging
 import time
-from contextvars import ContextVar
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +21,7 @@ from fusevault.encoding import JSON_LIMIT, RefusedJson, loads_untrusted
 from fusevault.errors import PeerUnavailable
 from fusevault.http_answers import AnswerTooLarge, answer_seconds, capped_request
 from fusevault.shortening import shortened
+from fusevault.sync.waited import WAITED
 
 # A longpoll waits at most this long; pouchdb-server ignores the server-side
 # timeout, so the client's read timeout ends a quiet wait.
@@ -40,9 +40,6 @@ LONGPOLL_WAIT = _longpoll_seconds()
 
 # Requests in flight per database: the pull's longpoll and the push.
 THREADS = 2
-# Seconds a task spent waiting for answers, for a task that sets it (the
-# replicator's budget counts only the work done on the trio thread).
-WAITED: ContextVar[list[float] | None] = ContextVar("couch_waited", default=None)
 
 log = logging.getLogger(__name__)
 

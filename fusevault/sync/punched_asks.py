@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -30,8 +30,10 @@ from fusevault.sync.content_docs import (
     record_rev,
     record_sha,
 )
-from fusevault.sync.couch_api import CouchDatabase
 from fusevault.vault.format.layout import Layout
+
+if TYPE_CHECKING:  # the HTTP client is loaded once a peer is contacted (sync/waited.py says why)
+    from fusevault.sync.couch_api import CouchDatabase
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -46,16 +46,19 @@ from fusevault.sync.content_docs import (
     record_rev,
     record_sha,
 )
-from fusevault.sync.couch_api import WAITED, CouchDatabase
 from fusevault.sync.foreground import FOREGROUND
 from fusevault.sync.key_mirror import KeyMirror, is_key_doc
 from fusevault.sync.punched_asks import PunchedAsks, WantedAgain
+from fusevault.sync.waited import WAITED
 from fusevault.vault.files.placements import alarm
 from fusevault.vault.format.layout import Layout, is_id
 from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.nodes import NODE, VERSION
 from fusevault.vault.model.peers import PEER
 from fusevault.vault.model.users import USER
+
+if TYPE_CHECKING:  # the HTTP client is loaded once a peer is contacted (sync/waited.py says why)
+    from fusevault.sync.couch_api import CouchDatabase
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,13 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
 from fusevault.errors import PeerUnavailable, VaultError
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
-from fusevault.sync.couch_api import CouchDatabase
 from fusevault.sync.key_mirror import KeyMirror
 from fusevault.sync.replicator import (
     BACKOFF_MAX,
@@ -45,6 +45,9 @@ from fusevault.vault.format.layout import create as create_layout
 from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.peers import digest, is_confirmed, peers, read_credentials, url_of
 from fusevault.vault.model.trust import USER
+
+if TYPE_CHECKING:
+    from fusevault.sync.couch_api import CouchDatabase
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +136,10 @@ class SyncService:
             except VaultError as err:
                 status.state, status.error = "stopped", str(err)
                 return
+            # Here, not at the module's top: a mount with no peer never loads the HTTP client (httpx,
+            # a fifth of a mount's start; sync/waited.py).
+            from fusevault.sync.couch_api import CouchDatabase
+
             db = CouchDatabase(url_of(peer), auth, label=f"peer {peer['name']} ({url_of(peer)})")
             try:
                 if peer.get("path_to_dump_chunks"):

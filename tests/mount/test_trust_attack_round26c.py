@@ -257,7 +257,7 @@ def test_a_link_stores_accessed_at_writes_no_line_of_its_own_in_link_list(monkey
 
     record = LinkRecord(item="i" * 32, server="https://links.example", kind="share", path="notes.txt",
                         keys=capability.OwnerKeys.new(), created_at=time.time_ns(), expires_at=None)
-    monkeypatch.setattr(owner, "LinkClient", _HostileLinkStore)
+    monkeypatch.setattr(owner, "_client", _HostileLinkStore)
     found = {**owner.Links._describe(record), **owner._server_view(record)}  # what the mount answers
     monkeypatch.setattr(cli_links, "_ask", lambda args, request, *rest: {"links": [found]})
     cli_links._list(argparse.Namespace(json=False))

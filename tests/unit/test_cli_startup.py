@@ -71,3 +71,17 @@ def test_status_imports_no_network_or_vault_package(tmp_path):
         assert _loaded(names, HEAVY) == []
     else:  # a mount of another run, visible here, was asked on its socket (fs/control.py imports trio)
         assert _loaded(names, tuple(h for h in HEAVY if h != "trio")) == []
+
+
+def test_a_mount_server_loads_no_http_client_until_a_peer_or_a_link_is_used(tmp_path):
+    """Every mount's server imports the file system's modules, the sync service and the links' owner;
+    the HTTP client (httpx, ~a tenth of the server's start) only once a peer is contacted
+    (sync/service.py) or a link used (links/owner.py ``_client``)."""
+    code = ("import sys\n"
+            "import fusevault.fs.server, fusevault.fs.personal, fusevault.fs.shared\n"
+            "print('\\n'.join(sys.modules))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=_env(tmp_path), timeout=120, check=True)
+    names = run.stdout.split()
+    assert "fusevault.sync.replicator" in names and "fusevault.links.owner" in names  # what is looked at
+    assert _loaded(names, ("httpx", "httpcore", "fusevault.sync.couch_api", "fusevault.links.client")) == []
