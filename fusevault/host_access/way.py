@@ -15,6 +15,12 @@ about four times as far above it as the way went below it: coming back costs a f
 one going down did (the watcher's walk, imports/watcher.py ``SPAN``, does the same within its
 ``MAX_DEPTH``).
 
+The way goes to a ``Step`` (a name below the folder it is in, shared by what is under it), never a
+whole path: it climbs the step's chain only as far as the first folder it holds, so a move costs the
+folders it passes, whatever the depth.  Handed whole paths ("a/b/c"), split and compared name by name
+from the root at every move, an export of a chain D deep did D²/2 names' worth of work (root's shared
+mount, one GIL: 12 s of CPU for a chain 8,000 deep of 255-byte names; attack round 63c (2)).
+
 Not thread-safe: its owner runs one move at a time, and ``close`` after the last (``Destination``
 counts the calls under way).  A descriptor it lets go is closed once nothing holds it (``Held``): a
 temporary file's clean-up holds its own folder's (``Held.lent``), never the rest of the way.
@@ -23,7 +29,6 @@ temporary file's clean-up holds its own folder's (``Held.lent``), never the rest
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 from collections.abc import Callable
 
@@ -32,6 +37,37 @@ from fusevault.host_access.held import Held
 # enter(parent, name, where): the descriptor of folder ``name`` in ``parent`` (made where missing, as
 # the caller does); ``where()``, its location from the root, for an error (joined only if asked).
 Enter = Callable[[int, str, Callable[[], str]], int]
+
+
+class Step:
+    """An entry below the way's root: the folder it is in (``up``, None for the root itself) and its
+    name.  A folder's step is shared by every entry under it, so a location costs one name, and the
+    way tells the folders it holds by identity, not by comparing names."""
+
+    __slots__ = ("depth", "name", "up")
+
+    def __init__(self, up: Step | None, name: str) -> None:
+        self.up = up
+        self.name = name
+        self.depth: int = up.depth + 1 if up is not None else 1  # names from the root, its own included
+
+    @classmethod
+    def of(cls, rel: str) -> Step:
+        """The step of a whole path (names by "/", at least one), each folder a step of its own."""
+        step: Step | None = None
+        for name in rel.split("/"):
+            step = cls(step, name)
+        assert step is not None
+        return step
+
+    def path(self) -> str:
+        """Its whole path from the root, by "/": for a message only (its cost is its depth)."""
+        names = []
+        at: Step | None = self
+        while at is not None:
+            names.append(at.name)
+            at = at.up
+        return "/".join(reversed(names))
 
 
 def kept(depth: int, current: int) -> bool:
@@ -46,7 +82,7 @@ class Way:
 
     def __init__(self, root: int, enter: Enter) -> None:
         self._enter = enter
-        self._names: list[str] = []  # the folders below the root, in order
+        self._steps: list[Step] = []  # the folders below the root, in order
         self._open: list[Held[int] | None] = [Held(root, _close)]  # per depth: None when let go
         self._held = [0]  # the depths whose folder is open, in order
 
@@ -56,23 +92,32 @@ class Way:
         assert held is not None
         return held.thing
 
-    def to(self, rel: str) -> Held[int]:
-        """The folder ``rel`` (names from the root, by "/"), made where missing; open until the way
-        moves past it, or longer for what holds it (``Held.lent``)."""
-        names = rel.split("/") if rel else []
-        common = 0
-        while common < len(names) and common < len(self._names) and self._names[common] == names[common]:
-            common += 1
-        self._up(common)
-        self._reopen()
-        for name in names[common:]:
+    @property
+    def depth(self) -> int:
+        """How many folders below the root the way is."""
+        return len(self._steps)
+
+    def to(self, step: Step | None, enter: Enter | None = None) -> Held[int]:
+        """The folder of ``step`` (None: the root), each folder on its way entered by ``enter`` (the
+        way's own by default) where the way holds it not: open until the way moves past it, or longer
+        for what holds it (``Held.lent``).  The way backs up to the first folder of the step's chain
+        it is on (by identity: a step made again for the same name is entered again, never mistaken),
+        then goes down one name at a time: a move costs the folders between the two."""
+        enter = enter or self._enter
+        down: list[Step] = []
+        at = step
+        while at is not None and not (at.depth <= len(self._steps) and self._steps[at.depth - 1] is at):
+            down.append(at)
+            at = at.up
+        self._up(at.depth if at is not None else 0)
+        self._reopen(enter)
+        for each in reversed(down):
             parent = self._open[-1]
             assert parent is not None
-            depth = len(self._names) + 1
-            fd = self._enter(parent.thing, name, functools.partial(_joined, names, depth))
-            self._names.append(name)
+            fd = enter(parent.thing, each.name, each.path)
+            self._steps.append(each)
             self._open.append(Held(fd, _close))
-            self._held.append(depth)
+            self._held.append(each.depth)
             self._thin()
         last = self._open[-1]
         assert last is not None
@@ -80,15 +125,15 @@ class Way:
 
     def close(self) -> None:
         """Every folder still held let go (closed once nothing holds it); the way is over."""
-        opened, self._open, self._names, self._held = self._open, [], [], []
+        opened, self._open, self._steps, self._held = self._open, [], [], []
         for held in opened:
             if held is not None:
                 held.close()
 
     def _up(self, depth: int) -> None:
         """Back up to ``depth``: the folders below it let go."""
-        while len(self._names) > depth:
-            self._names.pop()
+        while len(self._steps) > depth:
+            self._steps.pop()
             gone = self._open.pop()
             if gone is not None:
                 self._held.pop()
@@ -96,7 +141,7 @@ class Way:
 
     def _thin(self) -> None:
         """The folders the rule no longer keeps, the way one deeper, let go."""
-        current = len(self._names)
+        current = len(self._steps)
         keep = []
         for depth in self._held:
             if kept(depth, current):
@@ -108,10 +153,10 @@ class Way:
             gone.close()
         self._held = keep
 
-    def _reopen(self) -> None:
+    def _reopen(self, enter: Enter) -> None:
         """The current folder open again, if it was let go: from the nearest one held, keeping on the
         way those the rule keeps."""
-        current = len(self._names)
+        current = len(self._steps)
         if self._open[current] is not None:
             return
         start = self._held[-1]
@@ -121,8 +166,8 @@ class Way:
         passing: int | None = None  # opened only to go on: closed once the next one is open
         try:
             for depth in range(start + 1, current + 1):
-                where = functools.partial(_joined, self._names, depth)
-                inner = self._enter(fd, self._names[depth - 1], where)
+                step = self._steps[depth - 1]
+                inner = enter(fd, step.name, step.path)
                 if passing is not None:
                     _close(passing)
                     passing = None
@@ -135,10 +180,6 @@ class Way:
         finally:
             if passing is not None:
                 _close(passing)
-
-
-def _joined(names: list[str], depth: int) -> str:
-    return "/".join(names[:depth])
 
 
 def _close(fd: int) -> None:

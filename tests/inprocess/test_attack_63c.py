@@ -195,8 +195,6 @@ def test_63c_1_an_import_record_costs_the_mount_bytes_in_proportion_to_its_own_n
 CHAIN, LONG = 300, 250
 
 
-@pytest.mark.xfail(strict=True, reason="63c (2): an export hands each folder's whole path to its way down: "
-                   "work quadratic in a chain's depth in root's mount")
 async def test_63c_2_an_export_of_a_deep_chain_hands_the_way_work_in_proportion_to_the_names(
         fs, tmp_path, monkeypatch) -> None:
     parent = ROOT
@@ -206,11 +204,15 @@ async def test_63c_2_an_export_of_a_deep_chain_hands_the_way_work_in_proportion_
     handed = [0]
     folder = exporting.Destination.folder
 
-    def counted(self, rel: str) -> None:
-        handed[0] += len(rel)
-        folder(self, rel)
+    def counted(self, where) -> None:  # a whole path (before the fix) or a step: its name
+        handed[0] += len(where) if isinstance(where, str) else len(where.name)
+        folder(self, where)
+
+    def joined(self) -> str:
+        raise AssertionError("a whole path joined for an export that fails nowhere")
 
     monkeypatch.setattr(exporting.Destination, "folder", counted)
+    monkeypatch.setattr("fusevault.host_access.way.Step.path", joined)  # for a message only
     dest = tmp_path / "his-folder"
     dest.mkdir()
     session = Session(fs.volume, NoKernel(), Tasks(), Direct(), HostThreads())
@@ -223,8 +225,6 @@ async def test_63c_2_an_export_of_a_deep_chain_hands_the_way_work_in_proportion_
     assert handed[0] < 4 * names  # seen: 11.3 MB for 75 KB of names
 
 
-@pytest.mark.xfail(strict=True, reason="63c (3): an export of a file whose path passes PATH_MAX is refused "
-                   "without --overwrite (check looks the whole path up)")
 async def test_63c_3_an_export_of_a_file_past_path_max_is_refused_without_overwrite(fs, tmp_path) -> None:
     parent = ROOT
     for step in range(20):
@@ -237,6 +237,38 @@ async def test_63c_3_an_export_of_a_file_past_path_max_is_refused_without_overwr
     with trio.fail_after(60):
         answer = await session.requests.handle({"cmd": "export", "path": "/", "dest": str(dest)})
     assert answer.get("files") == 1, str(answer)[-300:]  # seen: "...: File name too long"
+
+
+async def test_63c_3_a_file_there_past_path_max_is_refused_before_anything_is_written(fs, tmp_path) -> None:
+    """The check looks each name up in its own folder (through the way, making nothing): the file
+    there is found, and refused, before the first file is written or a folder made."""
+    new = (await fs.ops.mkdir(ROOT, b"000.new", stat.S_IFDIR | 0o700, ME)).st_ino  # first in order
+    await make(fs.ops, b"x.txt", b"new", parent=new)
+    await make(fs.ops, b"000.txt", b"new")
+    parent = ROOT
+    for step in range(20):
+        name = b"%03d" % step + b"d" * (LONG - 3)
+        parent = (await fs.ops.mkdir(parent, name, stat.S_IFDIR | 0o700, ME)).st_ino
+    await make(fs.ops, b"deep.txt", b"hello", parent=parent)
+    dest = tmp_path / "his-folder"
+    dest.mkdir()
+    fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+    for step in range(20):  # his own copy of the chain, and of deep.txt in it
+        name = f"{step:03d}" + "d" * (LONG - 3)
+        os.mkdir(name, dir_fd=fd)
+        inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    try:
+        os.close(os.open("deep.txt", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd))
+        session = Session(fs.volume, NoKernel(), Tasks(), Direct(), HostThreads())
+        with trio.fail_after(60):
+            answer = await session.requests.handle({"cmd": "export", "path": "/", "dest": str(dest)})
+        assert "deep.txt exists (use --overwrite" in answer.get("error", ""), str(answer)[-300:]
+        assert os.listdir(dest) == ["000" + "d" * (LONG - 3)]  # neither 000.new nor 000.txt
+        assert os.stat("deep.txt", dir_fd=fd).st_size == 0  # his, kept
+    finally:
+        os.close(fd)
 
 
 async def test_control_63c_3_the_same_export_with_overwrite_writes_the_file(fs, tmp_path) -> None:

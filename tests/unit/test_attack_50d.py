@@ -129,6 +129,7 @@ import pytest
 import fusevault
 from fusevault.errors import InvalidInput, StoreUnavailable
 from fusevault.host_access import Direct, rights
+from fusevault.host_access.way import Step
 from fusevault.store.couch import CouchStore
 from fusevault.urls import http_url
 from fusevault.vault.services import exporting
@@ -217,7 +218,7 @@ def _export_one(host: _Foreign, dest: Path) -> str | None:
     """The steps of ``exporting._write`` for one 5-byte file: the refusal, or None."""
     out = exporting.Destination(host, dest)
     try:
-        parent, temp, fd = out.create("report.txt")
+        parent, temp, fd = out.create(Step(None, "report.txt"))
         try:
             out.as_user(exporting._write_all, fd, 0, b"data\n")
             out.as_user(exporting._finish, fd, _Node(), 5)
@@ -226,7 +227,7 @@ def _export_one(host: _Foreign, dest: Path) -> str | None:
             return str(exporting._failed(dest / "report.txt", err))
         finally:
             os.close(fd)
-        out.place(parent, temp, "report.txt", False)
+        out.place(parent, temp, Step(None, "report.txt"), False)
         return None
     finally:
         out.close()

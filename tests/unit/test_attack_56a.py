@@ -59,6 +59,7 @@ import trio
 
 from fusevault.host_access import Direct
 from fusevault.host_access.threads import HostThreads
+from fusevault.host_access.way import Step
 from fusevault.vault.services import exporting
 
 
@@ -98,7 +99,7 @@ def test_56a_1_a_close_beside_his_given_up_write_lets_it_write_into_the_file_tha
         try:
             with trio.CancelScope() as scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(exporting._write, None, node, out, threads, "file", False)
+                    nursery.start_soon(exporting._write, None, node, out, threads, Step(None, "file"), False)
                     await trio.to_thread.run_sync(held.wait)
                     scope.cancel()  # his hangup: the export is given up, its clean-ups run
         finally:
@@ -151,7 +152,8 @@ def test_control_56a_1_a_short_write_answered_in_time_lands_in_his_file_only(
     async def main() -> None:
         out = exporting.Destination(Direct(), dest)
         try:
-            assert await exporting._write(None, node, out, HostThreads(), "file", False) == len(payload)
+            written = await exporting._write(None, node, out, HostThreads(), Step(None, "file"), False)
+            assert written == len(payload)
         finally:
             out.close()
 

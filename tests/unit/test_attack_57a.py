@@ -93,6 +93,7 @@ import trio
 
 from fusevault.host_access import Direct
 from fusevault.host_access.threads import HostThreads
+from fusevault.host_access.way import Step
 from fusevault.vault.services import exporting
 
 
@@ -125,7 +126,7 @@ def _hangup(tmp_path: Path, close_before_answer: bool) -> tuple[_HisFuse, Path, 
         try:
             with trio.CancelScope() as scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(exporting._write, None, node, out, threads, "file", False)
+                    nursery.start_soon(exporting._write, None, node, out, threads, Step(None, "file"), False)
                     await trio.to_thread.run_sync(host.opened.wait)
                     scope.cancel()  # his hangup: the export is given up
                     if close_before_answer:
@@ -253,7 +254,7 @@ def _queued_discard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hang_up: bo
         try:
             with trio.CancelScope() as scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(exporting._write, None, node, out, threads, "file", False)
+                    nursery.start_soon(exporting._write, None, node, out, threads, Step(None, "file"), False)
                     if hang_up:
                         await trio.to_thread.run_sync(held.wait)
                         scope.cancel()  # his hangup: file.close and out.discard queued

@@ -84,6 +84,7 @@ import trio
 from fusevault.host_access import Direct
 from fusevault.host_access import threads as threads_module
 from fusevault.host_access.threads import HostThreads
+from fusevault.host_access.way import Step
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.services import exporting
 
@@ -225,7 +226,8 @@ def _drop_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads_held:
             try:
                 with trio.CancelScope() as scope:
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(exporting._write, None, node, out, threads, "file", False)
+                        nursery.start_soon(exporting._write, None, node, out, threads, Step(None, "file"),
+                                           False)
                         await trio.to_thread.run_sync(host.opened.wait)
                         if threads_held:
                             others.start_soon(threads.run, hung_call)  # his other thread
@@ -329,7 +331,7 @@ def _remove_chain(top: Path) -> None:
 def test_58a_2_a_files_clean_up_holds_its_own_folder_only_and_is_never_refused(tmp_path: Path) -> None:
     before = _descriptors()
     out = exporting.Destination(Direct(), tmp_path)
-    parent, temp, fd = out.create("a/b/c/d/e/f/g/h/report.txt")
+    parent, temp, fd = out.create(Step.of("a/b/c/d/e/f/g/h/report.txt"))
     out.close()  # the export over, this file's clean-up still to run (queued, his threads all held)
     assert _descriptors() - before == 2  # the file's and its own folder's: not the way down to it
     out.discard(parent, temp)

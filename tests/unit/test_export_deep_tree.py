@@ -8,6 +8,7 @@ import stat
 import sys
 import tracemalloc
 
+from fusevault.host_access.way import Step
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.services.exporting import tree
 
@@ -75,3 +76,29 @@ def test_a_tree_from_the_root_names_its_top_nothing_and_is_walked_twice_the_same
     first = [rel for rel, _ in found]
     assert first == ["", "d", "d/d", "d/f", "f"]
     assert [rel for rel, _ in found] == first  # export checks, then copies: the same paths
+
+
+def test_its_steps_share_their_folders_and_join_no_path(monkeypatch) -> None:
+    """An export walks the tree as steps, each one name below its folder's (the same object): each
+    entry's path joined, then split again by the way, was work quadratic in a chain's depth (attack
+    round 63c (2))."""
+    depth = sys.getrecursionlimit() + 500
+    nodes = _chain(depth, b"n")
+    found = tree(_Volume(nodes), nodes[1], "top")  # type: ignore[arg-type]
+
+    def joined(self: Step) -> str:
+        raise AssertionError("a whole path joined")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Step, "path", joined)
+        steps = list(found.steps())
+    folders = {n.ino: step for step, n in steps if n.is_dir}
+    for step, node in steps:
+        assert step.name == ("top" if node.ino == 1 else "f" if not node.is_dir else "n")
+        assert step.up is (folders[node.ino - 1] if node.is_dir and node.ino > 1 else
+                           folders[node.ino - depth] if not node.is_dir else None)
+    assert [step.path() for step, _ in steps] == [rel for rel, _ in found]  # the same places
+    small = _chain(3, b"d")
+    root = tree(_Volume(small), small[1], "")  # type: ignore[arg-type]
+    assert [(step.depth, step.path()) for step, _ in root.steps()] == [(1, "d"), (2, "d/d"), (2, "d/f"),
+                                                                       (1, "f")]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from fusevault.host_access import Direct
+from fusevault.host_access.way import Step
 from fusevault.vault.services.exporting import Destination
 
 
@@ -61,13 +62,13 @@ def _given_up(tmp_path: Path, work) -> BaseException | None:
 
 
 def test_a_file_created_for_an_export_given_up_is_closed_and_removed(tmp_path: Path) -> None:
-    failed = _given_up(tmp_path, lambda out: out.create("report.txt"))
+    failed = _given_up(tmp_path, lambda out: out.create(Step(None, "report.txt")))
     assert isinstance(failed, OSError) and failed.errno == errno.ECANCELED
     assert os.listdir(tmp_path) == []  # no temporary file left
 
 
 def test_a_folder_opened_for_an_export_given_up_is_closed(tmp_path: Path) -> None:
-    _given_up(tmp_path, lambda out: out.folder("a/b"))
+    _given_up(tmp_path, lambda out: out.folder(Step.of("a/b")))
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b"]  # made, as asked, and let go
 
 
@@ -75,7 +76,7 @@ def test_nothing_is_opened_for_an_export_over(tmp_path: Path) -> None:
     out = Destination(Direct(), tmp_path)
     out.close()
     with pytest.raises(OSError) as over:
-        out.folder("a")
+        out.folder(Step(None, "a"))
     assert over.value.errno == errno.ECANCELED
     assert os.listdir(tmp_path) == []
 
@@ -83,10 +84,10 @@ def test_nothing_is_opened_for_an_export_over(tmp_path: Path) -> None:
 def test_a_finished_export_keeps_its_file(tmp_path: Path) -> None:
     out = Destination(Direct(), tmp_path)
     try:
-        parent, temp, fd = out.create("report.txt")
+        parent, temp, fd = out.create(Step(None, "report.txt"))
         os.write(fd, b"data\n")
         os.close(fd)
-        out.place(parent, temp, "report.txt", False)
+        out.place(parent, temp, Step(None, "report.txt"), False)
     finally:
         out.close()
     assert (tmp_path / "report.txt").read_bytes() == b"data\n"

@@ -42,7 +42,7 @@ from fusevault.errors import AlreadyExists, CorruptData, InvalidInput, NoSpace, 
 from fusevault.host_access import SAFE_MODE_BITS, Direct, HostAccess
 from fusevault.host_access.held import Held
 from fusevault.host_access.threads import HostThreads
-from fusevault.host_access.way import Way
+from fusevault.host_access.way import Step, Way
 from fusevault.mounts import fusevault_mounts, within
 from fusevault.vault.model import names
 from fusevault.vault.model.nodes import Node
@@ -56,12 +56,13 @@ NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NOCTTY
 
 
 class Tree:
-    """(path relative to the destination, node) for a node and everything under it, each folder
-    before what it holds, names in order: each path joined only as it is asked for.  Kept whole, the
-    paths of a chain of D folders held D²/2 names' worth of bytes: a member's chain 10,000 deep of
-    255-byte names in a shared folder, exported or linked by its owner, was 12 GB in the mount (root's,
-    in a shared mount); here the names are kept once each.  Iterable more than once (``check`` first,
-    then the copy)."""
+    """A node and everything under it, each folder before what it holds, names in order: as ``Step``s
+    (``steps``, the export: a name below its folder's step) or as (path relative to the destination,
+    node) (iterated: a link's manifest names whole paths), each path joined only as it is asked for.
+    Kept whole, the paths of a chain of D folders held D²/2 names' worth of bytes: a member's chain
+    10,000 deep of 255-byte names in a shared folder, exported or linked by its owner, was 12 GB in the
+    mount (root's, in a shared mount); here the names are kept once each.  Iterable more than once
+    (``check`` first, then the copy)."""
 
     def __init__(self) -> None:
         self._entries: list[tuple[int, str, Node]] = []  # (depth, name, node), in order
@@ -71,6 +72,20 @@ class Tree:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def steps(self) -> Iterator[tuple[Step, Node]]:
+        """(its step from the destination, node) for each entry but the top named "" (the destination
+        itself, at the root): a step per entry, its folder's shared, never a whole path (attack round
+        63c (2): each entry's path joined here, then split again by the way, was work quadratic in a
+        chain's depth, twice an export)."""
+        way: list[Step | None] = []
+        for depth, name, node in self._entries:
+            del way[depth:]
+            up = way[-1] if way else None
+            step = Step(up, name) if name or depth else None  # the top's name is "" at the root
+            way.append(step)
+            if step is not None:
+                yield step, node
 
     def __iter__(self) -> Iterator[tuple[str, Node]]:
         way: list[str] = []
@@ -183,27 +198,53 @@ class Destination:
         with self._lock:
             return self._closed
 
-    def check(self, paths: Iterable[tuple[str, Node]]) -> None:
-        """Nothing is there yet that would be replaced (before the first file is written)."""
+    def check(self, entries: Iterable[tuple[Step, Node]]) -> None:
+        """Nothing is there yet that would be replaced (before the first file is written): ``entries``
+        in a ``Tree``'s order (each folder before what it holds)."""
         with self._in_use():
-            self._check(paths)
+            self._check(entries)
 
-    def _check(self, paths: Iterable[tuple[str, Node]]) -> None:
-        for rel, node in paths:
+    def _check(self, entries: Iterable[tuple[Step, Node]]) -> None:
+        """Each name looked up in its own folder, reached by the way (folder by folder, never through a
+        link) and made nowhere: looked up from the destination by its whole path, a file past PATH_MAX
+        (ENAMETOOLONG) refused the export unless ``--overwrite`` was given (attack round 63c (3)), and a
+        link on the way was followed.  A folder missing has nothing under it: what follows it in the
+        tree's order, deeper than it, is passed over, never looked up again entry by entry.  A name
+        appearing meanwhile is still never replaced: the final rename refuses it (RENAME_NOREPLACE)."""
+        missing = 0  # the depth of the last folder found missing (0: none)
+        for step, node in entries:
+            if missing and step.depth > missing:
+                continue  # under a folder not there
+            missing = 0
             if node.is_dir:
                 continue
             try:
-                self.host.lstat(rel, dir_fd=self._way.root)
-            except (FileNotFoundError, NotADirectoryError):
+                parent = self._way.to(step.up, self._look).thing
+            except FileNotFoundError:
+                missing = self._way.depth + 1  # the first folder the way could not enter
+                continue
+            try:
+                self.host.lstat(step.name, dir_fd=parent)
+            except FileNotFoundError:
                 continue
             except OSError as err:
-                raise _failed(self.dest / rel, err) from None
-            raise AlreadyExists(f"{self.dest / rel} exists (use --overwrite to replace it)")
+                raise _failed(self.dest / step.path(), err) from None
+            raise AlreadyExists(f"{self.dest / step.path()} exists (use --overwrite to replace it)")
 
-    def folder(self, rel: str) -> None:
-        """Folder ``rel`` made (0700) where missing; never through a link."""
+    def _look(self, parent: int, name: str, where: Callable[[], str]) -> int:
+        """The descriptor of folder ``name`` in ``parent``, never made (the check's ``enter``):
+        FileNotFoundError when it is not there."""
+        try:
+            return self.host.open(name, FOLDER, dir_fd=parent)
+        except FileNotFoundError:
+            raise
+        except OSError as err:  # a link or a file in the way: the copy would refuse it there
+            raise _failed(self.dest / where(), err) from None
+
+    def folder(self, step: Step) -> None:
+        """Folder ``step`` made (0700) where missing; never through a link."""
         with self._in_use():
-            self._way.to(rel)
+            self._way.to(step)
 
     def _enter(self, parent: int, name: str, where: Callable[[], str]) -> int:
         """The descriptor of folder ``name`` in ``parent``, made where missing (the way's ``enter``)."""
@@ -216,13 +257,13 @@ class Destination:
         except OSError as err:
             raise _failed(self.dest / where(), err) from None
 
-    def create(self, rel: str) -> tuple[Held[int], str, int]:
-        """A new hidden file next to ``rel``: (its folder, held until ``place`` or ``discard``, its
+    def create(self, step: Step) -> tuple[Held[int], str, int]:
+        """A new hidden file next to ``step``: (its folder, held until ``place`` or ``discard``, its
         name, its descriptor)."""
         with self._in_use():
-            parent = self._way.to(rel.rpartition("/")[0]).lent()
+            parent = self._way.to(step.up).lent()
             try:
-                temp, fd = self._create(parent.thing, rel)
+                temp, fd = self._create(parent.thing, step)
             except BaseException:
                 parent.close()
                 raise
@@ -232,54 +273,52 @@ class Destination:
                 raise OSError(errno.ECANCELED, "the export is over")
             return parent, temp, fd
 
-    def _create(self, parent: int, rel: str) -> tuple[str, int]:
-        name = rel.rpartition("/")[2]
+    def _create(self, parent: int, step: Step) -> tuple[str, int]:
         for _ in range(16):
-            temp = f".{name_start(name)}.fvpart-export-{secrets.token_hex(4)}"
+            temp = f".{name_start(step.name)}.fvpart-export-{secrets.token_hex(4)}"
             try:
                 return temp, self.host.open(temp, NEW_FILE, 0o600, dir_fd=parent)
             except FileExistsError:
                 continue  # someone's file (or link) of that name: another name, never theirs
             except OSError as err:
-                raise _failed(self.dest / rel, err) from None
-        raise AlreadyExists(f"no free temporary name next to {self.dest / rel}")
+                raise _failed(self.dest / step.path(), err) from None
+        raise AlreadyExists(f"no free temporary name next to {self.dest / step.path()}")
 
-    def symlink(self, rel: str, target: str, overwrite: bool) -> None:
+    def symlink(self, step: Step, target: str, overwrite: bool) -> None:
         with self._in_use():
-            self._symlink(rel, target, overwrite)
+            self._symlink(step, target, overwrite)
 
-    def _symlink(self, rel: str, target: str, overwrite: bool) -> None:
-        parent = self._way.to(rel.rpartition("/")[0]).thing  # open until this call is over
-        name = rel.rpartition("/")[2]
+    def _symlink(self, step: Step, target: str, overwrite: bool) -> None:
+        parent = self._way.to(step.up).thing  # open until this call is over
         for _ in range(16):
-            temp = f".{name_start(name)}.fvpart-export-{secrets.token_hex(4)}"
+            temp = f".{name_start(step.name)}.fvpart-export-{secrets.token_hex(4)}"
             try:
                 self.host.symlink(target, temp, dir_fd=parent)
                 break
             except FileExistsError:
                 continue
             except OSError as err:
-                raise _failed(self.dest / rel, err) from None
+                raise _failed(self.dest / step.path(), err) from None
         else:
-            raise AlreadyExists(f"no free temporary name next to {self.dest / rel}")
-        self._place(parent, temp, rel, overwrite)
+            raise AlreadyExists(f"no free temporary name next to {self.dest / step.path()}")
+        self._place(parent, temp, step, overwrite)
 
-    def place(self, parent: Held[int], temp: str, rel: str, overwrite: bool) -> None:
+    def place(self, parent: Held[int], temp: str, step: Step, overwrite: bool) -> None:
         """Rename the finished temporary file to its name, as the caller; then make it durable.  Its
         folder let go once it ran (placed, or removed on failure); refused, the export over, it is left
         to ``discard``."""
         with self._in_use():
             try:
-                parent.holding(self._place, parent.thing, temp, rel, overwrite)
+                parent.holding(self._place, parent.thing, temp, step, overwrite)
             finally:
                 parent.close()
 
-    def _place(self, parent: int, temp: str, rel: str, overwrite: bool) -> None:
+    def _place(self, parent: int, temp: str, step: Step, overwrite: bool) -> None:
         try:
-            self.host.rename(temp, rel.rpartition("/")[2], dir_fd=parent, noreplace=not overwrite)
+            self.host.rename(temp, step.name, dir_fd=parent, noreplace=not overwrite)
         except OSError as err:
             self._discard(parent, temp)
-            raise _failed(self.dest / rel, err) from None
+            raise _failed(self.dest / step.path(), err) from None
         os.fsync(parent)
 
     def as_user(self, write: Callable[..., None], *args: object) -> None:
@@ -321,28 +360,28 @@ async def export(volume: Volume, path: bytes, dest: Path, overwrite: bool = Fals
     out = await threads.run(Destination, host or Direct(), dest, discard=Destination.close)
     try:
         if not overwrite:
-            await threads.run(out.check, paths)
+            await threads.run(out.check, paths.steps())
         files = size = 0
-        for rel, node in paths:
+        for step, node in paths.steps():  # a step each, one name below its folder's (63c (2))
             if node.is_dir:
-                await threads.run(out.folder, rel)
+                await threads.run(out.folder, step)
             elif stat.S_ISLNK(node.mode):
                 target = os.fsdecode(volume.readlink(node.ino))
-                await threads.run(out.symlink, rel, target, overwrite)
+                await threads.run(out.symlink, step, target, overwrite)
                 files += 1
             elif node.is_reg:
-                size += await _write(volume, node, out, threads, rel, overwrite)
+                size += await _write(volume, node, out, threads, step, overwrite)
                 files += 1
     finally:
         out.close()  # folders only: a folder's close waits for nothing (FUSE sends no flush for it)
     return {"exported": str(dest / base if base else dest), "files": files, "bytes": size}
 
 
-async def _write(volume: Volume, node: Node, out: Destination, threads: HostThreads, rel: str,
+async def _write(volume: Volume, node: Node, out: Destination, threads: HostThreads, step: Step,
                  overwrite: bool) -> int:
     # Given up as it returns (his hangup), the file made is closed and removed where it was made: taken
     # by nobody, root's descriptor of it stayed open, one per export (attack round 57a (1)).
-    parent, temp, fd = await threads.run(out.create, rel, discard=out.drop_created)
+    parent, temp, fd = await threads.run(out.create, step, discard=out.drop_created)
     # Every call on the file holds it: a write given up (his hangup) may go on looping in its thread,
     # so the close is left to it; closed beside it, the number went to the mount's next file, which
     # got the rest of his bytes through root's descriptor (attack round 56a (1)).
@@ -358,10 +397,10 @@ async def _write(volume: Volume, node: Node, out: Destination, threads: HostThre
                 await threads.run(out.as_user, file.holding, _write_all, fd, offset, data)
             await threads.run(out.as_user, file.holding, _finish, fd, node, size)
         except OSError as err:
-            raise _failed(out.dest / rel, err) from None
+            raise _failed(out.dest / step.path(), err) from None
         finally:
             await threads.clean_up(file.close)  # a close waits for the file system's flush: never on the loop
-        await threads.run(out.place, parent, temp, rel, overwrite)
+        await threads.run(out.place, parent, temp, step, overwrite)
     except BaseException:
         await threads.clean_up(out.discard, parent, temp)  # holds ``parent`` only, never refused
         raise
