@@ -50,12 +50,28 @@ for her re-share.  Impact: 63a (3) unfixed on a device that ran the older build 
 (the folder re-keyed away from bob at every load of that device; her re-share refused, said as a replay).
 Fix: stamp with the body the unshare took back where it is kept (``Freshness.taken_back[share]``: set by
 that build's ``unshare``, moved by its loads only past a load that refused; by reading, one older load
-leaves it at the unshare's body), ``newest_seen`` only when none; or drop from ``taken`` a Share named
-only by debts whose file is gone from her tree.
+leaves it at the unshare's body; a scratch run of it gave shared at each unlock), ``newest_seen`` only
+when none; or drop from ``taken`` a Share named only by debts whose file is gone from her tree.
 Test: ``test_64a_2_her_re_share_seen_once_by_the_older_build_is_not_taken_back_for_good``; control
 ``test_control_64a_2_no_load_by_the_older_build_after_her_re_share``.
 
-Tried and held (read, or run where a test is named): see the report; not tried: a real mount.
+Tried and held (read, or run where a test is named): ``judged`` against her save by rename, a new file
+of hers, a folder at the place (``nothing``: Exists, then beside), a hard link of the judged file (the
+other name keeps it: nothing lost), her rename of the parent folder with another folder put at its path
+(``make_dirs`` finds the new one: another fid at the name, beside), a sync's new version (head moves),
+a truncate while open (``changed``), a versions restore (``reset_to`` then a commit); ``_place``'s
+loop (numbered names skipped with no await, then random ones: bounded in expectation; ``BESIDE_TRIES``
+counts only lost races); the callers with ``over`` None (links/owner.py drops, versions, conflicts:
+unchanged but for the temporary file now unlinked on a failed rename); ``import-placed`` (one per
+(kind, location), as the other import alarms, bounded by ``alarms.LIMIT``); the control
+``test_control_64a_1_her_save_committed_before_the_placing_is_kept``.  (b): ``taken_at_load`` against a
+Share the older build's record lists with no body seen here (dropped: that build's load did nothing
+for it either, ``took_back`` of an unseen id is a no-op), a replayed body before the first load (the
+stamping runs before any grant is read; a replay never raises ``seen``), a debt added concurrently (one
+process per vault, ``opening.hold``; ``_writing`` in-process), a damaged record (stamped per load, not
+written: as (2) when her re-share is seen between two such loads).
+Not tried: a real mount; the temporary file left when she lost write access to the folder meanwhile
+(the rename and the clean-up's unlink both refused: as before 4b93216).
 """
 
 from __future__ import annotations
