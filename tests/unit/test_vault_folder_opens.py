@@ -200,12 +200,15 @@ def test_a_vault_marker_that_is_no_file_is_refused_never_waited_on(layout: layou
         layouts.open_layout(layout.root)
 
 
-def _opened_by_someone(fifo: Path, call) -> bool:
-    """Run ``call`` with a writer at the other end of ``fifo`` that connects once a reader holds it open
-    (so a reader that waits for one returns, and the test ends); whether anyone ever opened it."""
+def _writer_connected(fifo: Path, call, after: float = 0.0) -> bool:
+    """Run ``call`` with a writer at the other end of ``fifo`` that connects, ``after`` seconds on
+    (while ``call`` is not done), once a reader holds it open (so a reader that waits for one returns,
+    and the test ends); whether it connected."""
     done, connected = threading.Event(), []
 
     def writer() -> None:
+        if done.wait(after):
+            return
         while not done.is_set():
             try:
                 os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
@@ -224,35 +227,19 @@ def _opened_by_someone(fifo: Path, call) -> bool:
     return bool(connected)
 
 
-def _waited_on(fifo: Path, call) -> bool:
-    """Run ``call``; whether it waited on ``fifo`` for a writer: a writer connects only after
-    ``RESCUE`` seconds without ``call`` done (a blocking open returns then, and the test ends).  A
-    look that opens it without waiting (O_NONBLOCK) and leaves it is no wait; a writer racing it at
-    once took such a look for one (a flaky failure on a loaded machine)."""
-    done, rescued = threading.Event(), []
-
-    def writer() -> None:
-        if done.wait(RESCUE):
-            return
-        while not done.is_set():
-            try:
-                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-                rescued.append(True)
-                return
-            except OSError:
-                done.wait(0.005)  # ENXIO: no reader (yet)
-
-    thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
-    try:
-        call()
-    finally:
-        done.set()
-        thread.join()
-    return bool(rescued)
+def _opened_by_someone(fifo: Path, call) -> bool:
+    """Whether anyone opened ``fifo`` (for reading) while ``call`` ran."""
+    return _writer_connected(fifo, call)
 
 
 RESCUE = 10.0  # seconds: far past any look at a file; only a wait for a writer lasts that long
+
+
+def _waited_on(fifo: Path, call) -> bool:
+    """Whether ``call`` waited on ``fifo`` for a writer: one connects only ``RESCUE`` seconds on.  A
+    look that opens it without waiting (O_NONBLOCK) and leaves it is no wait; a writer racing it at
+    once took such a look for one (a flaky failure on a loaded machine)."""
+    return _writer_connected(fifo, call, RESCUE)
 
 
 def test_flushing_a_new_files_sidecar_never_waits_on_a_pipe_put_in_its_place(tmp_path: Path) -> None:
