@@ -31,11 +31,11 @@
 (2) Hole (medium: honest data refused, for an hour). Attacker: none (honest use: a receive killed
     with -9, a cut network, a laptop put to sleep), and a relay's stranger could not help it either.
     Steps (``test_a_receiver_back_after_a_kill_gets_its_file_again``, the real ``fusevault relay`` with
-    its defaults and the real ``fusevault send`` of an 8-chunk file; the receiver by hand, as
+    its defaults and the real ``fusevault send`` of a 9-chunk file; the receiver by hand, as
     ``receive.py`` speaks): the receiver (its resume token T) asks for the file and marks it ready,
-    the sender queues its 8 chunks (``stream`` returns once they are queued), the receiver dies before
-    taking them. It comes back with T (what ``fusevault receive`` run again does): the sender
-    replaces it (``Sender.replace``) and answers its new request for the file from chunk 0.
+    takes chunk 0, the sender queues the other 8 (``stream`` returns once they are queued), the
+    receiver dies before taking them. It comes back with T (what ``fusevault receive`` run again
+    does): the sender replaces it (``Sender.replace``) and answers its new request for the file from chunk 0.
     Seen: no chunk ever comes: the dead run's request, whose chunks were all pushed, is no longer in
     ``Sender.requests`` (``serve`` drops it once ``stream`` returns), so ``replace`` does not cancel
     it, and its 8 chunks fill the session's queue (63b (1)): every push of the new request is
@@ -148,13 +148,13 @@ def test_a_receiver_back_after_a_kill_gets_its_file_again(redis_url: str, tmp_pa
     db = redis.Redis.from_url(redis_url)
     max_queue = Limits().max_queue
     path = tmp_path / "small.bin"
-    path.write_bytes(os.urandom((max_queue - 1) * crypto.CHUNK + 1000))  # 8 chunks: all fit the queue
+    path.write_bytes(os.urandom(max_queue * crypto.CHUNK + 1000))  # 9 chunks: one taken, 8 queued
     token = crypto.new_token()  # the receive's resume token: its second run presents it again
     with running_relay(redis_url) as (_, url), sending(url, path) as (sender, name, code):
-        # The first run: asks for the file, is ready, and is killed before it takes a chunk.
+        # The first run: asks for the file, takes its first chunk, and is killed before the rest.
         client, sid, rkeys, manifest = join(url, name, code, token)
         entry = manifest["files"][0]
-        assert entry["chunks"] == max_queue
+        assert entry["chunks"] == max_queue + 1
         request = crypto.FileRequest(rkeys, entry["id"], 0)
         client.request(sid, [{"filename": entry["id"], "public_key": b64e(request.public), "first": 0,
                               "mac": request.mac}])
@@ -162,7 +162,10 @@ def test_a_receiver_back_after_a_kill_gets_its_file_again(redis_url: str, tmp_pa
         while not acks:
             acks = client.acknowledgements(sid, wait=10)
         dead = acks[0]["request_id"]
-        assert client.pop(dead, wait=0, first=True) is None
+        taken = client.pop(dead, wait=5, first=True)
+        while taken is None:
+            taken = client.pop(dead, wait=5)
+        assert taken[0] == 0
         deadline = time.monotonic() + 60
         while db.llen(keys.chunks(dead)) < max_queue:  # the sender queued the whole file
             assert time.monotonic() < deadline and sender.poll() is None
