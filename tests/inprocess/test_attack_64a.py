@@ -250,8 +250,6 @@ def _re_share_seen_by_the_older_build_then_upgraded(vault, monkeypatch, tmp_path
     return [_unlock(vault, monkeypatch) for _ in range(3)]
 
 
-@pytest.mark.xfail(strict=True, reason="64a (2): her re-share seen by the older build before the upgrade is "
-                   "stamped as taken back, refused at every load for good")
 def test_64a_2_her_re_share_seen_once_by_the_older_build_is_not_taken_back_for_good(
         vault_copy, monkeypatch, tmp_path) -> None:
     seen = _re_share_seen_by_the_older_build_then_upgraded(vault_copy, monkeypatch, tmp_path, older_loads=1)
