@@ -101,10 +101,11 @@ def nothing(target: Node | None) -> bool:
 
 def judged(node: Node | None) -> Judge:
     """Placed only over ``node`` in the state it is in now (the same file, its contents committed as
-    now, no write of them pending nor being committed: ``_pending``), or at its name freed since; ``None``: only at a free name.  A
-    caller judges what is at a name (the importer: nothing of hers), then writes for a while: whatever
-    came there meanwhile (her editor's save, a new file of hers, her write into that very file) is
-    another file than the one judged, never renamed over (attack round 63a (1))."""
+    now, no write of them pending nor being committed: ``_pending``), or at its name freed since;
+    ``None``: only at a free name.  A caller judges what is at a name (the importer: nothing of hers),
+    then writes for a while: whatever came there meanwhile (her editor's save, a new file of hers, her
+    write into that very file) is another file than the one judged, never renamed over (attack round
+    63a (1))."""
     if node is None or not node.is_reg:
         return nothing
     fid, head = node.fid, node.head
