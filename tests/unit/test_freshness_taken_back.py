@@ -49,3 +49,20 @@ def test_a_record_from_before_taken_back_opens_without_alarm(tmp_path: Path) -> 
     old = _open(tmp_path, alarms)
     assert not len(alarms)
     assert old.remembered("share-f1-bob") and old.taken_back == {}
+
+
+def test_the_body_taken_back_is_the_one_marked_not_a_newer_signing_seen_since(tmp_path: Path) -> None:
+    """``taken_back_stamp`` (a record of the build before stamps, rekeys_owed.py ``taken_at_load``): the
+    body an unshare here marked taken back, not her re-share admitted after it (attack round 64a (2));
+    the newest seen where nothing is marked; None where nothing is seen."""
+    fresh = _open(tmp_path)
+    assert fresh.taken_back_stamp("share-f1-bob") is None
+    fresh.saw(SHARE)
+    assert fresh.taken_back_stamp("share-f1-bob") == 1000  # nothing marked: the newest seen
+    fresh.took_back("share-f1-bob")
+    fresh.deleted("share-f1-bob")
+    fresh.saw({**SHARE, FIELD: 2000})  # her re-share, seen after
+    fresh.save()
+    again = _open(tmp_path)
+    assert again.newest_seen("share-f1-bob") == 2000
+    assert again.taken_back_stamp("share-f1-bob") == 1000

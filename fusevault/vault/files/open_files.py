@@ -393,7 +393,12 @@ class Files:
         store commits the documents that name them, in the same worker thread
         as the sealing (the caller then flushes the store: ``LocalStore.sync``).
         So a power cut never leaves a durable document naming records that
-        were lost with the page cache."""
+        were lost with the page cache.
+
+        The caller holds the node's content lock from before the seal until this returns: sealing
+        clears ``changed`` before the commit waits for the metadata lock, and the lock held is what
+        tells that moment from contents committed (arrivals.py ``unsaved``; attack round 64a (1))."""
+        assert node.lock is not None and node.lock.locked(), "a version sealed without its content lock"
         try:
             # Padding may add blocks; a manifest of an older shape is written whole (a tree).
             if durable:

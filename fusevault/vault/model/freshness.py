@@ -386,6 +386,17 @@ class Freshness:
         entry = self.seen.get(doc_id)
         return None if entry is None else entry[1]
 
+    def taken_back_stamp(self, doc_id: str) -> int | None:
+        """The stamp of the body of ``doc_id`` an ``unshare`` here took back (``took_back``), else the
+        newest seen; None: none seen.  For a record of the build before stamps (rekeys_owed.py
+        ``taken_at_load``): that build marks the body its unshare takes back here, and its loads mark
+        again the newest seen as each begins, before reading the grants; a re-share of hers it
+        admitted later in a load moves ``newest_seen`` past the body taken back, not this."""
+        entry = self.seen.get(doc_id)
+        if entry is None:
+            return None
+        return min(self.taken_back.get(doc_id, entry[1]), entry[1])
+
     def took_back(self, doc_id: str) -> None:
         """This device's ``unshare`` took the grant back (its newest body seen so far)."""
         entry = self.seen.get(doc_id)

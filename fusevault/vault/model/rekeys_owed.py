@@ -123,12 +123,19 @@ def owed(root: Path | str, key: MasterKey) -> Owed:
 
 
 def taken_at_load(root: Path | str, key: MasterKey,
-                  newest_seen: Callable[[str], int | None]) -> dict[str, int]:
+                  taken_back: Callable[[str], int | None]) -> dict[str, int]:
     """The Shares to take back at this load (``Owed.taken``), each with its stamp.  Those of a record of
-    the build before stamps (a list: taken back whatever its body) are stamped first with the newest body
-    of each seen here now (``newest_seen``, before this load reads any grant): what that build's
-    ``unshare`` took back, as this build's records (share_ops.py ``unshare``); one no body of which was
-    ever seen here is dropped, as this build's ``unshare`` records none.  The record is written back at
+    the build before stamps (a list: taken back whatever its body) are stamped first with the body that
+    build's ``unshare`` took back, as this build's records (share_ops.py ``unshare``): ``taken_back`` is
+    freshness.py ``Freshness.taken_back_stamp``, the body this device's freshness record marks as taken
+    back, the newest seen only where it marks none.  Not the newest seen alone: that build's loads take
+    the listed Shares back as they begin and then admit a newer signing of hers (her re-share on another
+    device), so after one such load the newest seen is her re-share, which, stamped as taken back, was
+    taken back at every load of this build, for good while the debt was owed (attack round 64a (2)).
+    One no body of which was ever seen here is dropped, as this build's ``unshare`` records none.  Where
+    the mark is older than the body that build's unshare took back (its unshare cut short before the
+    mark was saved, a mark left from an earlier unshare of the same Share, and no load of that build
+    since), that body is not taken back again: docs/SECURITY.md's open list.  The record is written back at
     once: stamped at a later load, her re-share seen meanwhile (another device's newer signing) was
     taken back at every load while a debt named it, for good with a debt whose file is gone (attack
     round 63a (3)).  Written back only when it opened whole (a damaged one is set aside only by
@@ -139,7 +146,7 @@ def taken_at_load(root: Path | str, key: MasterKey,
         if not kept.unstamped:
             return kept.taken
         for share in kept.unstamped:
-            made = newest_seen(share)
+            made = taken_back(share)
             if made is None:
                 kept.taken.pop(share, None)
             else:

@@ -22,6 +22,7 @@ from fusevault.errors import Exists, InvalidInput, ReservedName
 from fusevault.modes import folder_mode
 from fusevault.vault.model import names
 from fusevault.vault.model.nodes import ROOT_INODE, Node
+from fusevault.vault.tree.arrivals import unsaved
 from fusevault.vault.volume import Caller, Volume
 
 READ_CHUNK = 1024 * 1024
@@ -100,10 +101,11 @@ def nothing(target: Node | None) -> bool:
 
 def judged(node: Node | None) -> Judge:
     """Placed only over ``node`` in the state it is in now (the same file, its contents committed as
-    now, no write of them pending), or at its name freed since; ``None``: only at a free name.  A
-    caller judges what is at a name (the importer: nothing of hers), then writes for a while: whatever
-    came there meanwhile (her editor's save, a new file of hers, her write into that very file) is
-    another file than the one judged, never renamed over (attack round 63a (1))."""
+    now, no write of them pending nor being committed: ``_pending``), or at its name freed since;
+    ``None``: only at a free name.  A caller judges what is at a name (the importer: nothing of hers),
+    then writes for a while: whatever came there meanwhile (her editor's save, a new file of hers, her
+    write into that very file) is another file than the one judged, never renamed over (attack round
+    63a (1))."""
     if node is None or not node.is_reg:
         return nothing
     fid, head = node.fid, node.head
@@ -115,8 +117,12 @@ def judged(node: Node | None) -> Judge:
 
 
 def _pending(node: Node) -> bool:
-    """Whether ``node`` has contents written and not yet committed (open and written, or a failed commit)."""
-    return node.content is not None and node.content.changed
+    """Whether ``node`` has contents written and not yet committed: open and written, a failed commit,
+    or a commit under way (``unsaved``: its content lock held).  A version being committed is sealed
+    first, which clears ``changed``, and then waits for the metadata lock to set the node's head: the
+    flag alone let the rename this judges go first and put the copy over her save (attack round 64a
+    (1))."""
+    return unsaved(node)
 
 
 async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIterator[bytes | int], *,

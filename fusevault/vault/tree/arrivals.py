@@ -429,7 +429,10 @@ def link_clashing(tree: Tree, parent: Node, name: bytes, node: Node) -> list[tup
 def unsaved(node: Node) -> bool:
     """The user's writes to the node are not all committed: changed contents,
     or a version being committed now (its contents no longer look changed,
-    and its document still needs the key)."""
+    and its document still needs the key).  Every sealing of a version holds
+    the node's content lock from before the seal until its commit is done
+    (open_files.py ``commit_version``), so the two leave no moment between
+    (what a place judged for the importer asks too: placing.py ``_pending``)."""
     return (node.content is not None and node.content.changed) or (
         node.lock is not None and node.lock.locked())
 

@@ -96,8 +96,10 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         # before its taking back was saved here), is taken back again before any grant is read: served
         # back by whoever writes the store, it was believed, and the re-key owed sealed the new key to
         # the member it was taken from, the debt paid (attack round 59c (1)).
-        # A record of the build before stamps is stamped here, before any grant is read (63a (3)).
-        for share_id, made in rekeys_owed.taken_at_load(layout.root, key, trust.fresh.newest_seen).items():
+        # A record of the build before stamps is stamped here, before any grant is read (63a (3)), with
+        # the body its unshare took back (64a (2)).
+        taken = rekeys_owed.taken_at_load(layout.root, key, trust.fresh.taken_back_stamp)
+        for share_id, made in taken.items():
             newest = trust.fresh.newest_seen(share_id)
             if newest is not None and newest <= made:  # not a newer signing of hers since (61a (1))
                 trust.fresh.took_back(share_id)
