@@ -13,10 +13,13 @@ import pytest
 import trio
 from conftest import PASSPHRASE
 
+from fusevault.host_access.threads import HostThreads
 from fusevault.imports import importer as importing
+from fusevault.imports import watcher
 from fusevault.imports.import_records import Record, record_doc, record_id
 from fusevault.imports.importer import Importer
 from fusevault.imports.watcher import walk
+from fusevault.tasks import TaskState
 from fusevault.vault.model.settings import Settings
 from fusevault.vault.services.opening import unlock_vault
 from fusevault.vault.services.placing import NoKernel, make_dirs, write_file
@@ -239,3 +242,35 @@ def test_a_file_found_at_its_place_under_a_link_past_path_max_is_recorded_at_its
     outcomes, length, held, first = _run(vault, settings, body)
     assert len(first.encode()) > 4096  # the scene: its first name past the bound
     assert outcomes == ["unchanged", "unchanged"] and held and length == len(b"Imported/a.txt")
+
+
+def test_the_watch_hands_its_walks_to_the_importer_which_drops_the_records_gone(
+        vault: Path, source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watch itself (``ImportService._watch``): after its walks, the record whose vault file and
+    source are gone is dropped (document deleted), the other kept: the bound of 63c (1), now reached
+    on a walk's evidence only (64c (2))."""
+    monkeypatch.setattr(importing, "SLACK", 0, raising=False)  # a drop due at once
+    settings = Settings(source_dir_to_watch=str(source), settle_seconds=0.1)
+    for name in ("gone.txt", "stays.txt"):
+        (source / name).write_bytes(name.encode())
+
+    async def body(volume: Volume) -> tuple[bool, bool]:
+        importer = Importer(volume, settings, NoKernel())
+        await importer.load()
+        for name in ("gone.txt", "stays.txt"):
+            assert (await importer.take(name))[0] == "new"
+        importer.close()
+        await volume.unlink(volume.resolve(b"Imported").ino, b"gone.txt")
+        (source / "gone.txt").unlink()
+        service = watcher.ImportService(volume, TaskState("import"), NoKernel(), threads=HostThreads())
+        with trio.move_on_after(10):  # a walk a second: dropped after the first
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(service._watch, settings)
+                while volume.store.get(record_id(volume.key, "gone.txt")) is not None:
+                    await trio.sleep(0.05)
+                nursery.cancel_scope.cancel()
+        return (volume.store.get(record_id(volume.key, "gone.txt")) is None,
+                volume.store.get(record_id(volume.key, "stays.txt")) is not None)
+
+    dropped, kept = _run(vault, settings, body)
+    assert dropped and kept
