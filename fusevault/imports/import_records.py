@@ -12,8 +12,8 @@ A record names its file's whole location and vault path, so it costs the mount (
 those names cost: both are held to ``PATH_MAX`` bytes (``too_long``).  With no bound, empty files
 imported from 256 folders of 255-byte names cost root's shared mount ~140 KB a file, kept for as long
 as the watch ran and loaded again at each start (attack round 63c (1)).  A record found past it (one
-written before the bound) is dropped, its document deleted; so is one whose vault file and source
-are both gone (``Importer.load``): it decides nothing any more.
+written before the bound) is dropped, its document deleted; so is one whose vault file is gone and
+whose source a whole walk of the watched folder no longer saw (``Importer.drop_unseen``).
 """
 
 from __future__ import annotations
@@ -98,7 +98,9 @@ def dropped_docs(store: Store, docs: list[tuple[str, str]]) -> None:
 
 def load_records(store: Store, key: MasterKey) -> dict[str, tuple[Record, str]]:
     """Every record of this user: file_location -> (record, document revision).  One naming a path
-    past ``PATH_MAX`` is dropped (its document deleted, said): its source is not imported any more."""
+    past ``PATH_MAX`` is dropped (its document deleted, said; the importer saves none: ``_save``): its
+    source, if its own path is within the bound, is then imported again once, as a file no record
+    names (beside the vault's file at its place)."""
     found = {}
     past: list[tuple[str, str]] = []
 
@@ -124,6 +126,7 @@ def load_records(store: Store, key: MasterKey) -> dict[str, tuple[Record, str]]:
         found[record.file_location] = (record, rev)
     if past:
         log.warning("import: %d import record(s) naming a path past %d bytes dropped (their vault files "
-                    "kept): such files are not imported any more", len(past), PATH_MAX)
+                    "kept): a source one named is imported again, once, beside the vault's file at its "
+                    "place if there is one, unless its own path is past the bound too", len(past), PATH_MAX)
         dropped_docs(store, past)
     return found

@@ -17,10 +17,12 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
+
+import trio
 
 from fusevault.encoding import name_to_str, shown
 from fusevault.errors import Exists, FsError, InvalidInput
@@ -38,9 +40,11 @@ from fusevault.imports.import_records import (
     record_id,
     too_long,
 )
+from fusevault.imports.locations import Location
 from fusevault.modes import given_mode
 from fusevault.vault.model import names
 from fusevault.vault.model.alarms import for_user
+from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.settings import Settings
 from fusevault.vault.services.conflicts import copy_name
 from fusevault.vault.services.placing import (
@@ -61,8 +65,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 READ_CHUNK = 1024 * 1024
-# Records added since the last ``_drop_gone`` beyond the ones it kept before it runs again (with twice
-# those kept): its lstat per record whose vault file is gone is paid once per that many imports.
+# Records added since the last ``drop_unseen`` beyond the ones it kept before it runs again (with twice
+# those kept): its look at each record whose vault file is gone is paid once per that many imports.
 SLACK = 1000
 # A source is opened without following a link and without waiting on a fifo
 # swapped in since it was looked at; only a regular file is read.
@@ -70,6 +74,10 @@ SOURCE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
 
 # Numbered names a copy put beside its place is tried under before random ones (``_copy_names``).
 NUMBERED = 1000
+RANDOM_HEX = 8  # hex digits of a random copy name's tail, the longest ``_copy_names`` gives
+# The times a copy's name may show: years of four digits.  Past them ``%Y`` grew (a source's mtime
+# in year 14645 on tmpfs), or gmtime failed (EOVERFLOW): a name longer than ``_past_path_max`` counted.
+NAMED_FROM, NAMED_UNTIL = -30_610_224_000 * 10**9, 253_402_300_740 * 10**9  # 1000-01-01, 9999-12-31 23:59
 
 # Outcomes of Importer.take, counted per batch.
 NEW, VERSION, MOVED, UNCHANGED, CHANGING, GONE = (
@@ -184,12 +192,22 @@ def _hash_next(pieces: Iterator[bytes | int], digest: Any) -> int | None:
 def _copy_names(name: bytes, mtime_ns: int) -> Iterator[bytes]:
     """The names a copy of the source is put beside its place under, first free first: the source's
     mtime to the minute, then numbered (as a sync's conflict copies are) up to ``NUMBERED``, then
-    random: a folder filled with numbered names (a writer of a shared folder) costs a bounded look."""
-    yield copy_name(name, "import", mtime_ns)
+    random: a folder filled with numbered names (a writer of a shared folder) costs a bounded look.
+    None is longer than ``longest_copy_name`` (the time shown kept to four-digit years)."""
+    shown_ns = min(max(mtime_ns, NAMED_FROM), NAMED_UNTIL)
+    yield copy_name(name, "import", shown_ns)
     for number in range(2, NUMBERED + 1):
-        yield copy_name(name, f"import {number}", mtime_ns)
+        yield copy_name(name, f"import {number}", shown_ns)
     while True:
-        yield copy_name(name, f"import {secrets.token_hex(4)}", mtime_ns)
+        yield copy_name(name, f"import {secrets.token_hex(RANDOM_HEX // 2)}", shown_ns)
+
+
+def longest_copy_name(name: bytes) -> bytes:
+    """A name as long as the longest ``_copy_names`` may give ``name``: a random one's.  The bound is
+    checked against it (``Importer._past_path_max``): counted for the first name only, a numbered copy
+    beside passed PATH_MAX, its record was dropped at every start and the unchanged source imported
+    beside once more each time (attack round 64c (1))."""
+    return copy_name(name, "import " + "f" * RANDOM_HEX, 0)
 
 
 class Importer:
@@ -220,30 +238,41 @@ class Importer:
         self.caller = Caller(self.host.uid, self.host.gid)
         self.records: dict[str, tuple[Record, str]] = {}
         self.inodes: dict[tuple[int, int], str] = {}  # (dev, ino) -> location, to spot renames
-        self._kept = 0  # records held after the last ``_drop_gone``
+        self._kept = 0  # records held after the last ``drop_unseen``
+        self._taking = trio.Lock()  # a take, or a drop of records: never both at once
 
     async def load(self) -> None:
         if self._owns_root and self.root is None:
             self.root = Held(await self.threads.run(source_paths.hold, self.host, self.settings,
                                                     str(self.vol.layout.root), discard=os.close), os.close)
         self.records = await self.vol.store_call(load_records, self.vol.store, self.vol.key)
-        await self._drop_gone()
-
-    async def _drop_gone(self) -> None:
-        """The records whose vault file and source are both gone dropped (their documents deleted).
-        Such a record decides nothing: a file at its location later is new (nothing of the record's is
-        in the vault to write over or to put it beside; a file of hers at its place is kept, the source
-        put beside it, as for any file no record names), and a move needs the vault file.  Kept, one
-        a file imported and deleted since, they grew root's shared mount with every such file, for good
-        (attack round 63c (1)).  Run at ``load`` and again whenever the records have doubled since
-        (``take``), so those held stay within twice the live ones (and ``SLACK``)."""
-        orphans = [loc for loc, (record, _) in self.records.items() if not self.vol.holds(record.fid)]
-        gone = await self.in_source(_gone_of, orphans) if orphans else []
-        if gone:
-            docs = [(record_id(self.vol.key, loc), self.records.pop(loc)[1]) for loc in gone]
-            await self.vol.store_call(dropped_docs, self.vol.store, docs)
         self.inodes = {(r.stamp.dev, r.stamp.ino): loc for loc, (r, _) in self.records.items()}
-        self._kept = len(self.records)
+
+    async def drop_unseen(self, found: Mapping[Location, object], passed_over: str | None) -> None:
+        """After a walk of the watched folder (``found``: the files it saw; ``passed_over``: what it left
+        out), the records whose vault file is gone and whose source the walk did not see (nor a look
+        now) dropped, their documents deleted, once the records have passed twice those kept by the
+        last drop (0 at ``load``) and ``SLACK``: those held stay within that bound (attack round 63c
+        (1): kept, one a file imported and deleted since, they grew root's shared mount for good).
+
+        Such a record decides nothing while its source is gone (a file at its location later is new,
+        one of hers at its place kept and the source put beside it; a move needs the vault file), but
+        it does once the source is back: unchanged, not imported again, which is the only memory that
+        she deleted the file from her vault.  So a source is taken as gone only on the walk's evidence:
+        whole (nothing passed over) and seeing some file (an empty one may be a disk not mounted yet,
+        or the folder removed).  Dropped at ``load`` on a single look, a record whose source was out of
+        sight then (a folder moved away a while) let the file she deleted come back (64c (2))."""
+        if len(self.records) <= 2 * self._kept + SLACK or passed_over is not None or not found:
+            return
+        async with self._taking:  # between takes: none holds a record dropped here
+            orphans = [loc for loc, (record, _) in self.records.items()
+                       if not self.vol.holds(record.fid) and Location.of(loc) not in found]
+            gone = await self.in_source(_gone_of, orphans) if orphans else []
+            if gone:
+                docs = [(record_id(self.vol.key, loc), self.records.pop(loc)[1]) for loc in gone]
+                await self.vol.store_call(dropped_docs, self.vol.store, docs)
+                self.inodes = {(r.stamp.dev, r.stamp.ino): loc for loc, (r, _) in self.records.items()}
+            self._kept = len(self.records)
 
     def close(self) -> None:
         """Let go of the watched folder, if ``load`` opened it."""
@@ -280,12 +309,13 @@ class Importer:
                 f"drive went to {said} (2): the name is (or looks like) one kept for a view of the mount")
 
     def _past_path_max(self, location: str) -> str | None:
-        """Why ``location`` is not imported, when its path (in the watched folder, or in the vault, a
-        copy's name beside its place counted) passes ``PATH_MAX``: its record would hold it whole, for
-        good (attack round 63c (1)); or None."""
+        """Why ``location`` is not imported, when its path (in the watched folder, or in the vault, the
+        longest name of a copy beside its place counted) passes ``PATH_MAX``: its record would hold it
+        whole, for good (attack round 63c (1)); or None.  Within it, every record of it is kept
+        (``_save``, ``load_records``: the one rule, ``too_long``)."""
         vault = self._vault_path(location)
         _, name = split(vault)
-        beside = len(vault) + max(0, len(copy_name(name, "import", 0)) - len(name))
+        beside = len(vault) + max(0, len(longest_copy_name(name)) - len(name))
         longest = max(len(os.fsencode(location)), beside)
         if longest <= PATH_MAX:
             return None
@@ -297,8 +327,10 @@ class Importer:
         path passes ``PATH_MAX`` raises InvalidInput, said once by the watch (failures_said.py)."""
         if (why := self._past_path_max(location)) is not None:
             raise InvalidInput(why)
-        if len(self.records) > 2 * self._kept + SLACK:
-            await self._drop_gone()
+        async with self._taking:
+            return await self._take(location)
+
+    async def _take(self, location: str) -> tuple[str, int, bool]:
         try:
             st = await self.in_source(source_paths.lstat, location)
         except (FileNotFoundError, NotADirectoryError):
@@ -431,7 +463,7 @@ class Importer:
                 for_user(self.vol.key.user_id).warn(
                     "import-record", location, f"{shown(location)} was moved in the watched folder to a "
                     "name the vault has another file at: that file is kept, the moved one is put beside it")
-                new_name = copy_name(new_name, "import", record.stamp.mtime_ns)
+                new_name = next(_copy_names(new_name, record.stamp.mtime_ns))
             try:
                 await self.vol.rename(old_parent.ino, old_name, new_parent.ino, new_name,
                                       noreplace=True, exchange=False)
@@ -442,11 +474,10 @@ class Importer:
                 await self.kernel.inode(old_parent.ino)
                 await self.kernel.inode(new_parent.ino)
         # else the vault file was moved by hand: leave it where it was put
-        now_at = self.vol.path_of(node)
         # Moved by hand past PATH_MAX (a record holds no such path: 63c (1)): the record keeps the place
         # it was put at, which it no longer holds, as for any file moved by hand (left where it is).
         moved = replace(record, file_location=location,
-                        vault_path=record.vault_path if too_long(now_at) else os.fsdecode(now_at))
+                        vault_path=self._recorded_at(node, os.fsencode(record.vault_path)))
         _, rev = self.records.pop(record.file_location)
         await self.vol.store_call(self.vol.store.put_many, [
             {"_id": record_id(self.vol.key, record.file_location), "_rev": rev, "_deleted": True}])
@@ -465,8 +496,8 @@ class Importer:
                 return None
             if not node.is_reg or node.size != stamp.size or await file_digest(self.vol, node) != sha:
                 return None
-            record = Record(location, stamp, sha, node.fid, os.fsdecode(self.vol.path_of(node)),
-                            time.time_ns())
+            record = Record(location, stamp, sha, node.fid,
+                            self._recorded_at(node, self._vault_path(location)), time.time_ns())
         await self._save(record)
         return record
 
@@ -504,7 +535,9 @@ class Importer:
             for_user(self.vol.key.user_id).warn(
                 "import-placed", location, f"the name {shown(location)} was to be imported under in the "
                 "vault holds another file now: that file is kept, the source is imported beside it")
-        record = Record(location, before, copied, node.fid, os.fsdecode(self.vol.path_of(node)),
+        placed = next((at for folder, at in node.links if folder == parent.ino), name)
+        record = Record(location, before, copied, node.fid,
+                        self._recorded_at(node, os.path.join(where, placed)),
                         time.time_ns())
         if (sha is not None and copied != sha) or after != before:
             # Changed while being read: what was copied is kept as a version, but
@@ -521,7 +554,19 @@ class Importer:
         while (piece := await self.threads.run(source.holding, next, pieces, None)) is not None:
             yield piece
 
+    def _recorded_at(self, node: Node, put_at: bytes) -> str:
+        """The vault path a record of ``node`` names: where it is, or, past ``PATH_MAX`` (moved by hand
+        meanwhile, or its first name another link's), ``put_at``, the place the import put or found it
+        at, which ``_past_path_max`` bounded."""
+        now_at = self.vol.path_of(node)
+        return os.fsdecode(put_at if too_long(now_at) else now_at)
+
     async def _save(self, record: Record, stale: bool = False) -> None:
+        """Records ``record``; one ``load_records`` would drop (``too_long``) is never saved: its source
+        would be imported again at every start (attack round 64c (1))."""
+        if too_long(record.file_location) or too_long(record.vault_path):
+            raise InvalidInput(f"not recorded: the path {shown(record.vault_path)} is past the {PATH_MAX:,} "
+                               "bytes a record may name")
         if stale:
             record = replace(record, stamp=replace(record.stamp, mtime_ns=-1))
         rev = self.records.get(record.file_location, (None, None))[1]

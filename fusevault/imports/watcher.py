@@ -489,6 +489,8 @@ class ImportService:
                 else:
                     pending.drop(gone)
                     self._note(pending, changed)
+                    # Records of files gone are dropped on a walk's evidence only (64c (2)).
+                    await importer.drop_unseen(known, known.passed_over)
                     if known.passed_over != said:  # said once, not at every walk
                         said = known.passed_over
                         if said is not None:

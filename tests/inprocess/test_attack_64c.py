@@ -77,7 +77,7 @@ from conftest import PASSPHRASE
 
 from fusevault.errors import InvalidInput
 from fusevault.imports.import_records import PATH_MAX
-from fusevault.imports.importer import Importer
+from fusevault.imports.importer import Importer, longest_copy_name
 from fusevault.vault.model.settings import Settings
 from fusevault.vault.services.conflicts import copy_name
 from fusevault.vault.services.opening import unlock_vault
@@ -139,69 +139,95 @@ async def _once(data: bytes) -> AsyncIterator[bytes | int]:
     yield data
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "64c (1): a numbered copy beside passes the bound _past_path_max counted: its record dropped at "
-    "every start, the unchanged source imported again each time"))
+async def _taken(importer: Importer, location: str) -> str:
+    """The take's outcome, or "refused" when the source is past the bound (said by the watch)."""
+    try:
+        return (await importer.take(location))[0]
+    except InvalidInput as err:
+        assert "past the 4,096" in str(err)
+        return "refused"
+
+
+def _record_length(importer: Importer, location: str) -> list[int]:
+    known = importer.records.get(location)
+    return [] if known is None else [len(os.fsencode(known[0].vault_path))]
+
+
+# The depth of the attack's scene (its copy beside at PATH_MAX with the first copy name: refused since
+# the fix) and the deepest the fix lets in (the longest copy name at PATH_MAX: every record held).
+DEPTHS = pytest.mark.parametrize("longest", [False, True], ids=["first_copy_name_at_the_bound",
+                                                                 "longest_copy_name_at_the_bound"])
+
+
+def _tail(name: bytes, longest: bool) -> int:
+    return len(longest_copy_name(name) if longest else copy_name(name, "import", 0)) - len(name)
+
+
+@DEPTHS
 def test_64c_1_a_numbered_copy_beside_passes_path_max_and_is_imported_again_at_every_start(
-        vault: Path, source: Path) -> None:
+        vault: Path, source: Path, longest: bool) -> None:
     """Her file at the place, the source saved twice in a minute: the second copy beside is numbered
-    (" import 2"), two bytes longer than ``_past_path_max`` counted; its record is past PATH_MAX, dropped
-    at the next start, and the unchanged source is imported beside once more, at every start."""
+    (" import 2"), two bytes longer than ``_past_path_max`` counted; its record was past PATH_MAX, dropped
+    at the next start, and the unchanged source imported beside once more, at every start.  Since the
+    fix the bound counts the longest copy name: at the attack's depth the source is refused (said), and
+    as deep as the longest name allows, it is imported and every record held."""
     settings = Settings(source_dir_to_watch=str(source))
-    tail = len(copy_name(b"a", "import", 0)) - 1
     into = len(b"Imported/")
-    fd, location = _deep(source, PATH_MAX - tail - into, "a")  # the place's copy: exactly PATH_MAX
+    fd, location = _deep(source, PATH_MAX - _tail(b"a", longest) - into, "a")  # a copy beside at PATH_MAX
     minute = 1_700_000_040 * 10**9
     _write(fd, "a", b"first", minute - 600 * 10**9)
 
-    async def body(volume: Volume) -> tuple[list[str], list[int], list[bool]]:
+    async def body(volume: Volume) -> tuple[list[str], list[int], list[bool], list[str]]:
         importer = Importer(volume, settings, NoKernel())
         await importer.load()
-        outcomes = [(await importer.take(location))[0]]
-        parent = volume.resolve(os.path.dirname(b"Imported/" + os.fsencode(location)))
+        outcomes = [await _taken(importer, location)]
+        folder = os.path.dirname(b"Imported/" + os.fsencode(location))
+        parent = await make_dirs(volume, folder, importer.caller)
         await write_file(volume, parent, b"a", _once(b"her edit"), mode=0o600, caller=importer.caller,
-                         kernel=NoKernel())  # her edit of the imported file, in the vault
+                         kernel=NoKernel())  # her edit of the imported file (her file there), in the vault
         _write(fd, "a", b"second", minute)
-        outcomes.append((await importer.take(location))[0])
+        outcomes.append(await _taken(importer, location))
         _write(fd, "a", b"third", minute + 10**9)  # saved again within the minute
-        outcomes.append((await importer.take(location))[0])
-        lengths = [len(os.fsencode(importer.records[location][0].vault_path))]
+        outcomes.append(await _taken(importer, location))
+        lengths = _record_length(importer, location)
         held = []
         importer.close()
         for _ in range(3):  # three later starts of the watch: the source is unchanged
             fresh = Importer(volume, settings, NoKernel())
             await fresh.load()
             held.append(location in fresh.records)
-            outcomes.append((await fresh.take(location))[0])
-            lengths.append(len(os.fsencode(fresh.records[location][0].vault_path)))
+            outcomes.append(await _taken(fresh, location))
+            lengths += _record_length(fresh, location)
             fresh.close()
         copies = sorted(name.decode() for name in parent.children if b"conflict import" in name)
         print("outcomes", outcomes, "lengths", lengths, "held at load", held, "copies", copies)
-        return outcomes, lengths, held
+        return outcomes, lengths, held, copies
 
     try:
-        outcomes, lengths, held = _run(vault, body)
+        outcomes, lengths, held, copies = _run(vault, body)
     finally:
         os.close(fd)
-    assert outcomes[:3] == ["new", "new version", "new version"]
-    # Expected: the record of the third save held (or the copy's name kept within the bound), and
-    # the unchanged source not imported again at each start.
+    if not longest:  # seen before the fix: imported, then once more at every start
+        assert outcomes == ["refused"] * 6 and not lengths and not copies
+        return
+    assert outcomes[:3] == ["new", "new version", "new version"] and len(copies) == 2
+    # Expected: the record of the third save held (its copy's name within the bound), and the
+    # unchanged source not imported again at each start.
     assert max(lengths) <= PATH_MAX and all(held) and outcomes[3:] == ["unchanged"] * 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "64c (1): a writer of her watched folder alone: ten saves in a minute beside a vault folder, then a "
-    "copy more at every start"))
+@DEPTHS
 def test_64c_1_a_writer_of_her_watched_folder_alone_gets_a_copy_made_at_every_start(
-        vault: Path, source: Path) -> None:
+        vault: Path, source: Path, longest: bool) -> None:
     """Another user who writes into her watched folder, alone: a folder ``x`` (a file in it, imported,
     then removed), then a file ``x`` saved ten times with one minute's mtime (his file: he sets it):
     each save goes beside the vault's folder ``x``, the tenth as " import 10", three bytes past what
-    ``_past_path_max`` counted; from then on every start of the watch imports it once more."""
+    ``_past_path_max`` counted; from then on every start of the watch imported it once more.  Since the
+    fix: refused at the attack's depth; as deep as the longest copy name allows, each record held, a
+    copy a save."""
     settings = Settings(source_dir_to_watch=str(source))
-    tail = len(copy_name(b"x", "import", 0)) - 1
     into = len(b"Imported/")
-    fd, location = _deep(source, PATH_MAX - tail - into - 2, "x")  # "x/f" just within the bound
+    fd, location = _deep(source, PATH_MAX - _tail(b"x", longest) - into - 2, "x")  # "x/f" within it
     minute = 1_700_000_040 * 10**9
 
     async def body(volume: Volume) -> tuple[list[str], list[int], list[bool], int]:
@@ -211,23 +237,25 @@ def test_64c_1_a_writer_of_her_watched_folder_alone_gets_a_copy_made_at_every_st
         inner = os.open("x", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
         _write(inner, "f", b"f", minute)
         os.close(inner)
-        outcomes = [(await importer.take(location + "/f"))[0]]
+        outcomes = [await _taken(importer, location + "/f")]
         os.unlink("x/f", dir_fd=fd)
         os.rmdir("x", dir_fd=fd)
+        folder = os.path.dirname(b"Imported/" + os.fsencode(location))
+        await make_dirs(volume, folder + b"/x", importer.caller)  # the vault's folder x, in any case
         for save in range(10):
             _write(fd, "x", b"save %d" % save, minute + save * 10**9)
-            outcomes.append((await importer.take(location))[0])
-        lengths = [len(os.fsencode(importer.records[location][0].vault_path))]
+            outcomes.append(await _taken(importer, location))
+        lengths = _record_length(importer, location)
         importer.close()
         held = []
         for _ in range(3):  # three later starts of the watch: his file unchanged
             fresh = Importer(volume, settings, NoKernel())
             await fresh.load()
             held.append(location in fresh.records)
-            outcomes.append((await fresh.take(location))[0])
-            lengths.append(len(os.fsencode(fresh.records[location][0].vault_path)))
+            outcomes.append(await _taken(fresh, location))
+            lengths += _record_length(fresh, location)
             fresh.close()
-        parent = volume.resolve(os.path.dirname(b"Imported/" + os.fsencode(location)))
+        parent = volume.resolve(folder)
         copies = sum(b"conflict import" in name for name in parent.children)
         print("outcomes", outcomes, "lengths", lengths, "held at load", held, "copies", copies)
         return outcomes, lengths, held, copies
@@ -236,18 +264,21 @@ def test_64c_1_a_writer_of_her_watched_folder_alone_gets_a_copy_made_at_every_st
         outcomes, lengths, held, copies = _run(vault, body)
     finally:
         os.close(fd)
+    if not longest:  # seen before the fix: 13 copies for his 10 saves, one more at every start
+        assert outcomes == ["refused"] * 14 and not lengths and not copies
+        return
     assert outcomes[0] == "new"
     # Expected: his unchanged file not imported again at each start (ten copies, one per save).
     assert max(lengths) <= PATH_MAX and all(held) and outcomes[11:] == ["unchanged"] * 3 and copies == 10
 
 
 def test_a_copy_beside_at_exactly_path_max_is_kept_and_not_imported_again(vault: Path, source: Path) -> None:
-    """Control (held): her file at the place, the source's first copy beside (" import", the name
-    ``_past_path_max`` counts) at exactly PATH_MAX: its record is held at the next start and the
-    unchanged source is not imported again; one byte more and the source is refused, said."""
+    """Control (held): her file at the place, the source's first copy beside (" import") where the
+    longest name a copy may get (the one ``_past_path_max`` counts since 64c (1)) is exactly PATH_MAX:
+    its record is held at the next start and the unchanged source is not imported again; two bytes
+    more and the source is refused, said."""
     settings = Settings(source_dir_to_watch=str(source))
-    tail = len(copy_name(b"a", "import", 0)) - 1
-    fd, location = _deep(source, PATH_MAX - tail - len(b"Imported/"), "a")
+    fd, location = _deep(source, PATH_MAX - _tail(b"a", True) - len(b"Imported/"), "a")
     _write(fd, "a", b"first", 1_700_000_040 * 10**9)
     os.mkdir("b", dir_fd=fd)  # "b/c": the same length as "a", one folder longer than the bound
     inner = os.open("b", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
@@ -281,14 +312,14 @@ def test_a_copy_beside_at_exactly_path_max_is_kept_and_not_imported_again(vault:
         outcomes, held, length, refused = _run(vault, body)
     finally:
         os.close(fd)
-    assert outcomes == ["new", "unchanged"] and held and length == PATH_MAX
+    # The first copy's name is the shortest: its path is the bound less what the longest adds (64c (1)).
+    shorter = len(longest_copy_name(b"a")) - len(copy_name(b"a", "import", 0))
+    assert outcomes == ["new", "unchanged"] and held and length == PATH_MAX - shorter
     assert "past the 4,096" in refused
 
 
 @pytest.mark.parametrize("drop", [
-    pytest.param(True, id="as_is", marks=pytest.mark.xfail(strict=True, reason=(
-        "64c (2): a record dropped at a start while its source was out of sight: the unchanged source, "
-        "back, resurrects the file she deleted from her vault"))),
+    pytest.param(True, id="as_is"),
     pytest.param(False, id="records_kept_as_before_63c"),
 ])
 def test_64c_2_a_file_she_deleted_from_the_vault_comes_back_after_a_start_its_source_out_of_sight(
@@ -298,11 +329,10 @@ def test_64c_2_a_file_she_deleted_from_the_vault_comes_back_after_a_start_its_so
     sight (renamed away for a while, a disk or network folder not mounted yet), then the folder is
     back, the file in it unchanged (same inode, ctime: only its folder moved): imported again."""
     if not drop:  # control: the same steps with the records kept as before 63c (1)
-        async def kept(self: Importer) -> None:
-            self.inodes = {(r.stamp.dev, r.stamp.ino): loc for loc, (r, _) in self.records.items()}
-            self._kept = len(self.records)
+        async def kept(self: Importer, found: object, passed_over: object) -> None:
+            pass
 
-        monkeypatch.setattr(Importer, "_drop_gone", kept)
+        monkeypatch.setattr(Importer, "drop_unseen", kept)
     settings = Settings(source_dir_to_watch=str(source))
     (source / "docs").mkdir()
     (source / "docs" / "a.txt").write_bytes(b"she deleted this from her vault")
