@@ -18,8 +18,9 @@ Seen: each take raises NameTooLong ("file name too long"): the beside name is 26
   ``longest_copy_name`` gives 266 bytes too, but ``_past_path_max`` counts it only against PATH_MAX.
   Before the rename fails the whole source is read and written into the vault as ``.<name>.fvpart``
   (committed at its release), then unlinked: her vault's folder grew by ~4.4 MB at each take of a
-  4 MiB source (printed), i.e. by the source's size once a minute, for good (until gc / the trash
-  drops those versions; not checked).
+  4 MiB source (printed), i.e. by the source's size once a minute: each failed copy is a file of
+  her trash (namespace.py ``_detach``: the last link sends it there), kept until gc's retention
+  drops it (not run here).
 Expected: the copy beside under a name within 255 bytes (the extension cut too, as ``names.beside``
   does past ``MAX_BYTES // 2``), the record held, the source "unchanged" after.
 Cause: fusevault/vault/services/conflicts.py ``copy_name`` (line ~112: the tail holds ``dot + ext``
