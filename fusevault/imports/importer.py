@@ -75,9 +75,6 @@ SOURCE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
 # Numbered names a copy put beside its place is tried under before random ones (``_copy_names``).
 NUMBERED = 1000
 RANDOM_HEX = 8  # hex digits of a random copy name's tail, the longest ``_copy_names`` gives
-# The times a copy's name may show: years of four digits.  Past them ``%Y`` grew (a source's mtime
-# in year 14645 on tmpfs), or gmtime failed (EOVERFLOW): a name longer than ``_past_path_max`` counted.
-NAMED_FROM, NAMED_UNTIL = -30_610_224_000 * 10**9, 253_402_300_740 * 10**9  # 1000-01-01, 9999-12-31 23:59
 
 # Outcomes of Importer.take, counted per batch.
 NEW, VERSION, MOVED, UNCHANGED, CHANGING, GONE = (
@@ -193,13 +190,13 @@ def _copy_names(name: bytes, mtime_ns: int) -> Iterator[bytes]:
     """The names a copy of the source is put beside its place under, first free first: the source's
     mtime to the minute, then numbered (as a sync's conflict copies are) up to ``NUMBERED``, then
     random: a folder filled with numbered names (a writer of a shared folder) costs a bounded look.
-    None is longer than ``longest_copy_name`` (the time shown kept to four-digit years)."""
-    shown_ns = min(max(mtime_ns, NAMED_FROM), NAMED_UNTIL)
-    yield copy_name(name, "import", shown_ns)
+    None is longer than ``longest_copy_name`` (``copy_name`` shows four-digit years: a source's mtime in
+    year 14645 on tmpfs grew the name, or failed gmtime)."""
+    yield copy_name(name, "import", mtime_ns)
     for number in range(2, NUMBERED + 1):
-        yield copy_name(name, f"import {number}", shown_ns)
+        yield copy_name(name, f"import {number}", mtime_ns)
     while True:
-        yield copy_name(name, f"import {secrets.token_hex(RANDOM_HEX // 2)}", shown_ns)
+        yield copy_name(name, f"import {secrets.token_hex(RANDOM_HEX // 2)}", mtime_ns)
 
 
 def longest_copy_name(name: bytes) -> bytes:

@@ -103,13 +103,25 @@ def edit_copy_ident(fid: str, head: str, dek: bytes) -> tuple[str, bytes]:
     return copy_ident(fid, f"head\0{head}", dek)
 
 
+# The times a copy's name shows: four-digit years (1000-01-01 to 9999-12-31 23:59), whatever the
+# mtime (a peer's, a source file's set at will): past them gmtime fails or the year grows a digit.
+NAMED_FROM, NAMED_UNTIL = -30_610_224_000 * 10**9, 253_402_300_740 * 10**9
+
+
 def copy_name(name: bytes, device: str, mtime_ns: int) -> bytes:
+    """``notes (conflict DEVICE 2026-12-07 10.30).txt``: a copy's name beside ``name``, always a name
+    (at most ``names.MAX_BYTES``).  The stem is cut to make room; an extension of more than half of that
+    goes into the stem (as ``names.beside`` does), and the device's label is cut last: kept whole, a
+    long extension made a 266-byte name, refused only once the whole copy was written, at every retry
+    of an import (attack round 65a (1))."""
     stem, dot, ext = name.rpartition(b".")
-    if not dot or not stem:  # no extension, or a dot file
+    if not dot or not stem or len(ext) > names.MAX_BYTES // 2:  # no extension, a dot file, mostly "extension"
         stem, dot, ext = name, b"", b""
-    when = time.strftime("%Y-%m-%d %H.%M", time.gmtime(mtime_ns / 1e9))
-    tail = f" (conflict {device} {when})".encode() + dot + ext
-    return stem[:max(1, names.MAX_BYTES - len(tail))] + tail  # a long name's copy is a name still
+    when = time.strftime("%Y-%m-%d %H.%M", time.gmtime(min(max(mtime_ns, NAMED_FROM), NAMED_UNTIL) / 1e9))
+    room = names.MAX_BYTES - 1 - len(f" (conflict  {when})".encode()) - len(dot + ext)
+    label = device.encode()[:room].decode("utf-8", "ignore")  # never half a character
+    tail = f" (conflict {label} {when})".encode() + dot + ext
+    return stem[:max(1, names.MAX_BYTES - len(tail))] + tail
 
 
 def note_branches(volume: Volume, store: LocalStore, doc_ids: list[str]) -> None:
