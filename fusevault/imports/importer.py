@@ -14,7 +14,6 @@ import errno
 import hashlib
 import logging
 import os
-import secrets
 import stat
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -46,7 +45,7 @@ from fusevault.vault.model import names
 from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.settings import Settings
-from fusevault.vault.services.conflicts import copy_name
+from fusevault.vault.services.conflicts import RANDOM_HEX, copy_name, copy_names
 from fusevault.vault.services.placing import (
     Judge,
     KernelCache,
@@ -72,9 +71,6 @@ SLACK = 1000
 # swapped in since it was looked at; only a regular file is read.
 SOURCE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
 
-# Numbered names a copy put beside its place is tried under before random ones (``_copy_names``).
-NUMBERED = 1000
-RANDOM_HEX = 8  # hex digits of a random copy name's tail, the longest ``_copy_names`` gives
 
 # Outcomes of Importer.take, counted per batch.
 NEW, VERSION, MOVED, UNCHANGED, CHANGING, GONE = (
@@ -187,16 +183,11 @@ def _hash_next(pieces: Iterator[bytes | int], digest: Any) -> int | None:
 
 
 def _copy_names(name: bytes, mtime_ns: int) -> Iterator[bytes]:
-    """The names a copy of the source is put beside its place under, first free first: the source's
-    mtime to the minute, then numbered (as a sync's conflict copies are) up to ``NUMBERED``, then
-    random: a folder filled with numbered names (a writer of a shared folder) costs a bounded look.
-    None is longer than ``longest_copy_name`` (``copy_name`` shows four-digit years: a source's mtime in
-    year 14645 on tmpfs grew the name, or failed gmtime)."""
-    yield copy_name(name, "import", mtime_ns)
-    for number in range(2, NUMBERED + 1):
-        yield copy_name(name, f"import {number}", mtime_ns)
-    while True:
-        yield copy_name(name, f"import {secrets.token_hex(RANDOM_HEX // 2)}", mtime_ns)
+    """The names a copy of the source is put beside its place under, first free first (``copy_names``:
+    the source's mtime to the minute, numbered, then random).  None is longer than ``longest_copy_name``
+    (``copy_name`` shows four-digit years: a source's mtime in year 14645 on tmpfs grew the name, or
+    failed gmtime)."""
+    return copy_names(name, "import", mtime_ns)
 
 
 def longest_copy_name(name: bytes) -> bytes:

@@ -49,6 +49,7 @@ import logging
 import secrets
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from fusevault.crypto.keys import MasterKey, subkey
@@ -108,20 +109,60 @@ def edit_copy_ident(fid: str, head: str, dek: bytes) -> tuple[str, bytes]:
 NAMED_FROM, NAMED_UNTIL = -30_610_224_000 * 10**9, 253_402_300_740 * 10**9
 
 
+# A copy's label: at most this many bytes of UTF-8 (a device's name, a peer's: ``label_of``).
+LABEL_BYTES = 64
+# Numbered names a copy is tried under before random ones (``copy_names``), and a random one's hex digits.
+NUMBERED = 1000
+RANDOM_HEX = 8
+KEPT_TAIL = 12  # bytes of a label kept at its end when it is cut (its number: ``copy_names``)
+
+
 def copy_name(name: bytes, device: str, mtime_ns: int) -> bytes:
     """``notes (conflict DEVICE 2026-12-07 10.30).txt``: a copy's name beside ``name``, always a name
     (at most ``names.MAX_BYTES``).  The stem is cut to make room; an extension of more than half of that
-    goes into the stem (as ``names.beside`` does), and the device's label is cut last: kept whole, a
-    long extension made a 266-byte name, refused only once the whole copy was written, at every retry
-    of an import (attack round 65a (1))."""
+    goes into the stem (as ``names.beside`` does), and the device's label is cut last, in its middle
+    (its end is a copy's number): kept whole, a long extension made a 266-byte name, refused only once
+    the whole copy was written, at every retry of an import (attack round 65a (1)); cut at its end, the
+    numbered names of a long label were all one name (66a (1))."""
     stem, dot, ext = name.rpartition(b".")
     if not dot or not stem or len(ext) > names.MAX_BYTES // 2:  # no extension, a dot file, mostly "extension"
         stem, dot, ext = name, b"", b""
     when = time.strftime("%Y-%m-%d %H.%M", time.gmtime(min(max(mtime_ns, NAMED_FROM), NAMED_UNTIL) / 1e9))
     room = names.MAX_BYTES - 1 - len(f" (conflict  {when})".encode()) - len(dot + ext)
-    label = device.encode()[:room].decode("utf-8", "ignore")  # never half a character
+    raw = device.encode("utf-8", "replace")
+    if len(raw) > room:
+        keep = min(KEPT_TAIL, room // 2)
+        raw = raw[:room - keep].decode("utf-8", "ignore").encode() + raw[len(raw) - keep:]
+    label = raw.decode("utf-8", "ignore")  # never half a character
     tail = f" (conflict {label} {when})".encode() + dot + ext
     return stem[:max(1, names.MAX_BYTES - len(tail))] + tail
+
+
+def copy_names(name: bytes, device: str, mtime_ns: int) -> Iterator[bytes]:
+    """The names a copy beside ``name`` is tried under, the first free one taken: ``copy_name``, then
+    numbered ``DEVICE 2`` up to ``NUMBERED``, then random: a folder filled with numbered names (a writer
+    of a shared folder) costs a bounded look, and the search always ends (66a (1): with a cut label
+    every numbered name was one, and the conflict's loop spun the mount's thread for good)."""
+    yield copy_name(name, device, mtime_ns)
+    for number in range(2, NUMBERED + 1):
+        yield copy_name(name, f"{device} {number}", mtime_ns)
+    while True:
+        yield copy_name(name, f"{device} {secrets.token_hex(RANDOM_HEX // 2)}", mtime_ns)
+
+
+def label_of(device: object) -> str:
+    """A device's name as a copy's label: a peer's own choice (sealed in its version), so a printable
+    string of at most ``LABEL_BYTES`` bytes of UTF-8, else ``another device``.  A lone surrogate in it
+    raised out of the conflict's settling, the rest of the batch left unsettled (66a (2))."""
+    if not isinstance(device, str) or not device.isprintable():
+        return "another device"
+    try:
+        encoded = device.encode("utf-8")
+    except UnicodeEncodeError:
+        return "another device"
+    if len(encoded) > LABEL_BYTES or not names.valid(encoded):
+        return "another device"
+    return device
 
 
 def note_branches(volume: Volume, store: LocalStore, doc_ids: list[str]) -> None:
@@ -724,18 +765,12 @@ async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Ab
         fid, dek = free
     parent_fid, name = loser.links[0] if loser.links else (None, b"file")
     parent = volume.find(parent_fid) or volume.root
-    device = _device_of(store, loser) or "another device"
+    device = label_of(_device_of(store, loser))
     if not names.valid(name):
         names.refuse(volume, loser.doc["_id"], f"a concurrent edit of {loser.doc['_id']} had a name that "
                      "is not a file name: its conflict copy is named 'file'")
         name = b"file"
-    if not isinstance(device, str) or not names.valid(device) or len(device) > 64:
-        device = "another device"
-    copy = copy_name(name, device, loser.node.mtime)
-    number = 2
-    while copy in parent.children:
-        copy = copy_name(name, f"{device} {number}", loser.node.mtime)
-        number += 1
+    copy = next(c for c in copy_names(name, device, loser.node.mtime) if c not in parent.children)
     volume.tree.unshown.add(fid)
     try:
         try:
