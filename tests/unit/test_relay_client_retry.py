@@ -7,6 +7,8 @@ The waits are looked at, not timed: ``stopping`` is an event that records each w
 from __future__ import annotations
 
 import threading
+import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -19,7 +21,8 @@ SLOW_DOWN = {"error": "too many requests from this address: slow down"}
 
 
 class Recorded(threading.Event):
-    """``stopping``: each wait recorded and given back at once (no real time passes)."""
+    """``stopping``: each wait recorded and given back at once (no real time passes: the client's
+    clock is the sum of the waits)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -43,7 +46,11 @@ def _client(monkeypatch: pytest.MonkeyPatch, answers: list[httpx.Response]) -> t
 
     monkeypatch.setattr(client_module, "capped_request", relay)
     client = RelayClient("http://127.0.0.1:9", "token")
-    client.stopping = Recorded()
+    stopping = client.stopping = Recorded()
+    # Any plain sleep of the client's is recorded too, never slept (a day asked would hang the test).
+    start = time.monotonic()
+    monkeypatch.setattr(client_module, "time", SimpleNamespace(
+        sleep=stopping.waits.append, monotonic=lambda: start + sum(stopping.waits)))
     return client, sent
 
 
