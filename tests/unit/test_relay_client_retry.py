@@ -88,7 +88,8 @@ def test_a_call_asked_to_wait_gives_up_at_once_when_stopping(monkeypatch: pytest
     assert sent == ["/requests/r/chunks/next"] and len(stopping.waits) == 1
 
 
-def test_a_call_asked_to_wait_gives_up_within_a_look_once_interrupted(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_call_asked_to_wait_gives_up_within_a_look_once_interrupted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     client, sent = _client(monkeypatch, [_slow_down("3")])
     stopping: Recorded = client.stopping  # type: ignore[assignment]
     stopping.then.append(client.interrupt.set)  # Ctrl-C while it waits

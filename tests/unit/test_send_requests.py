@@ -80,7 +80,8 @@ def _sender(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: int) -> tupl
 
 
 def _asked(sender: Sender) -> list[dict]:
-    return [{"user_id": UID, "filename": fid, "first": 0, "public_key": "k", "mac": "m"} for fid in sender.files]
+    return [{"user_id": UID, "filename": fid, "first": 0, "public_key": "k", "mac": "m"}
+            for fid in sender.files]
 
 
 def test_a_request_all_queued_is_cancelled_when_its_receiver_comes_back(
