@@ -20,6 +20,30 @@ if counted(KEYS[1], ARGV[1], tonumber(ARGV[2])) then return 1 end
 return 0
 """
 
+# A request lives no longer than its session (round 64b (1)): a take or a push is refused once the
+# session (``prep``'s ``session``, under the key prefix ARGV[prefix]) is gone or failed, and the
+# request's keys are given the session's own remaining life, never more.  Before, they checked the
+# request's keys only and gave them a fresh ``ttl``, so a request kept busy outlived its session, and
+# one address added a session's queue per ``ttl`` (its expired session's requests held theirs).
+# Returns the session's milliseconds left (``ttl`` when it has no expiry), or false: not live.
+_LIVE = """
+local function live(users, prep, uid, prefix, ttl)
+  if redis.call('SISMEMBER', users, uid) == 0 then return false end
+  local sid = redis.call('HGET', prep, 'session')
+  if not sid then return false end
+  local session = prefix .. sid
+  local left = redis.call('PTTL', session)
+  if left == -2 or redis.call('HEXISTS', session, 'failed') == 1 then return false end
+  if left < 0 then return ttl * 1000 end
+  return left
+end
+"""
+
+# KEYS: file.req.users, prep; ARGV: user id, the sessions' key prefix, ttl.  -1: gone; else ms left.
+LIVE = _LIVE + """
+return live(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3])) or -1
+"""
+
 # One round trip per chunk, each way (under load every round trip to Redis
 # waits for a CPU): count the call, check the caller, queue or take.  Chunks
 # are queued in order, each once: a sender may have several pushes on the way
@@ -33,13 +57,16 @@ return 0
 # (KEYS[7]) is counted afresh on every push, its members' lists read by name
 # (ARGV[9] .. request id): nothing to keep in step with pops, expiries or
 # cancelled requests, and a member found empty leaves the set, which so holds
-# at most max queue + 1 requests.
-# KEYS: calls, file.req.users, chunks, ready, prep, last chunk, the session's queued requests
+# at most max queue + 1 requests.  The session's sets of requests (KEYS[7],
+# KEYS[8]) live as long as the session: they are how its end finds them.
+# KEYS: calls, file.req.users, chunks, ready, prep, last chunk, the session's queued requests,
+#       the sender's requests
 # ARGV: ip, calls per second, user id, max queue, ttl, chunk number, the chunk, request id,
-#       the chunk lists' key prefix
-PUSH = _COUNT + """
+#       the chunk lists' key prefix, the sessions' key prefix
+PUSH = _COUNT + _LIVE + """
 if not counted(KEYS[1], ARGV[1], tonumber(ARGV[2])) then return -2 end
-if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 0 or redis.call('EXISTS', KEYS[5]) == 0 then return -1 end
+local left = live(KEYS[2], KEYS[5], ARGV[3], ARGV[10], tonumber(ARGV[5]))
+if not left then return -1 end
 local nr, last = tonumber(ARGV[6]), redis.call('GET', KEYS[6])
 local expected = last and tonumber(last) + 1 or tonumber(redis.call('HGET', KEYS[5], 'first'))
 if nr < expected then return 2 end
@@ -52,17 +79,17 @@ for _, other in ipairs(redis.call('SMEMBERS', KEYS[7])) do
   end
 end
 if held >= tonumber(ARGV[4]) then return 0 end
-local ttl = tonumber(ARGV[5])
 redis.call('LPUSH', KEYS[3], ARGV[7])
-redis.call('SET', KEYS[6], ARGV[6], 'EX', ttl)
+redis.call('SET', KEYS[6], ARGV[6], 'PX', left)
 redis.call('SADD', KEYS[7], ARGV[8])
-for i = 2, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
+for i = 2, 8 do redis.call('PEXPIRE', KEYS[i], left) end
 return 1
 """
 
-# KEYS: calls, file.req.users, chunks; ARGV: ip, calls per second, user id
-POP = _COUNT + """
+# KEYS: calls, file.req.users, chunks, prep; ARGV: ip, calls per second, user id, the sessions' key
+# prefix, ttl
+POP = _COUNT + _LIVE + """
 if not counted(KEYS[1], ARGV[1], tonumber(ARGV[2])) then return -2 end
-if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 0 then return -1 end
+if not live(KEYS[2], KEYS[4], ARGV[3], ARGV[4], tonumber(ARGV[5])) then return -1 end
 return redis.call('RPOP', KEYS[3])
 """

@@ -22,7 +22,7 @@ import redis
 
 from fusevault.relay import keys
 from fusevault.relay.limits import LimitReached, Limits, Refused
-from fusevault.relay.scripts import CALL, POP, PUSH
+from fusevault.relay.scripts import CALL, LIVE, POP, PUSH
 
 MISMATCH = "wrong code, or someone in the middle: nothing was sent"
 
@@ -62,6 +62,7 @@ class RelayState:
         self._call = self.r.register_script(CALL)
         self._push = self.r.register_script(PUSH)
         self._pop = self.r.register_script(POP)
+        self._live = self.r.register_script(LIVE)
 
     def ping(self) -> None:
         self.r.ping()
@@ -117,6 +118,15 @@ class RelayState:
             raise Refused(410, MISMATCH)
         return session
 
+    def _left(self, sid: str) -> int:
+        """Milliseconds the session has left (404 or 410 once it is gone or failed): what a key of its
+        requests may live, never more, so they go with it even when it merely expires (64b (1))."""
+        self.session(sid)
+        left = int(self.r.pttl(keys.session(sid)))
+        if left == -2:
+            raise Refused(404, "no such session (it ended or expired)")
+        return left if left > 0 else self.limits.session_ttl * 1000
+
     def join(self, name: str, ip: str) -> tuple[str, str, str]:
         """A receiver joins: (session id, its user id, the sender's salt)."""
         if not _NAME.fullmatch(name):  # no session has such a name: nothing probed, nothing counted
@@ -168,14 +178,22 @@ class RelayState:
                                "in at: wait before trying another", max(1, int(self.r.ttl(key))))
 
     def refresh(self, sid: str) -> None:
-        """The sender is still there: push every session key's expiry back."""
+        """The sender is still there: push every session key's expiry back.
+
+        The sets through which its end finds its requests (the sender's, the queued ones, each
+        receiver's) go with it: they expired before (an acknowledge's ttl), and a session closed
+        later left its requests behind.  A request's own keys are not pushed back here: they live
+        as long as the session had left when they were last written (``_left``, scripts.py ``PUSH``)."""
         session = self.session(sid)
         ttl = self.limits.session_ttl
         uids = [u.decode() for u in self.r.smembers(keys.receivers(sid))]
+        owner = session["owner.id"]
         pipe = self.r.pipeline()
         for key in (keys.session(sid), keys.session_name(session["name"]), keys.files(sid),
                     keys.created_sessions(session["ip"]), keys.file_reqs(sid), keys.receivers(sid),
-                    *(keys.handshake(sid, uid) for uid in uids)):
+                    keys.sender_requests(owner), keys.queued_requests(owner),
+                    *(keys.handshake(sid, uid) for uid in uids),
+                    *(keys.receiver_requests(uid) for uid in uids)):
             pipe.expire(key, ttl)
         pipe.execute()
 
@@ -252,6 +270,11 @@ class RelayState:
         self.r.expire(key, self.limits.session_ttl)
         if role == "sender" and "refused" in fields:  # no longer counts against max_receivers
             self.r.srem(keys.receivers(sid), uid)
+            # Nor holds anything: its requests end with it, their chunks leaving the session's queue
+            # at once, whatever the sender does about them (64b (2): a receiver killed and back, its
+            # earlier run refused as replaced, found that run's chunks filling the queue for an hour).
+            for rid in self.r.smembers(keys.receiver_requests(uid)):
+                self.finish_request(rid.decode())
         if role == "sender" and "manifest" in fields:
             ip = self.r.hget(key, "ip")  # a receiver the sender let in: its joins do not count
             if ip:
@@ -290,7 +313,7 @@ class RelayState:
             self.session(sid)  # failed since it was read: 410, as in _no_such_receiver
             raise Refused(403, "the sender has not let this receiver in")
         names = {n.decode() for n in self.r.smembers(keys.files(sid))}
-        ttl = self.limits.session_ttl
+        left = self._left(sid)
         pipe = self.r.pipeline()
         for req in requests:
             try:
@@ -304,9 +327,9 @@ class RelayState:
                 raise Refused(400, "a request's first chunk is not negative and its key is short")
             pipe.sadd(keys.file_reqs(sid), fid)
             pipe.sadd(keys.file_req_users(sid, fid), uid)
-            pipe.set(keys.file_req(sid, fid, uid), json.dumps(record), ex=ttl)
-            pipe.expire(keys.file_req_users(sid, fid), ttl)
-        pipe.expire(keys.file_reqs(sid), ttl)
+            pipe.set(keys.file_req(sid, fid, uid), json.dumps(record), px=left)
+            pipe.pexpire(keys.file_req_users(sid, fid), left)
+        pipe.pexpire(keys.file_reqs(sid), left)
         pipe.execute()
 
     def pending_requests(self, sid: str) -> list[dict]:
@@ -335,11 +358,11 @@ class RelayState:
         prep: dict[str, Any] = {"filename": filename, "public.key": str(ack["public_key"]),
                 "amount.of.chunks": int(ack["chunks"]), "first": int(ack["first"]), "mac": str(ack["mac"]),
                 "session": sid, "receiver": uid}
+        left = self._left(sid)  # a request of a session gone is refused, and goes with its session
         if not self.r.exists(keys.file_req(sid, filename, uid)):
             raise Refused(404, "no such file request")
         rid = uuid.uuid4().hex
-        ttl = self.limits.session_ttl
-        if not self.r.set(keys.file_req_ackn(sid, filename, uid), rid, nx=True, ex=ttl):
+        if not self.r.set(keys.file_req_ackn(sid, filename, uid), rid, nx=True, px=left):
             # The same answer again (a retry after a lost reply) gets the same request id.
             known = self.r.get(keys.file_req_ackn(sid, filename, uid))
             if known and self.r.hget(keys.prep(known.decode()), "public.key") == prep["public.key"].encode():
@@ -352,7 +375,7 @@ class RelayState:
         pipe.hset(keys.prep(rid), mapping=prep)
         for key in (keys.request_users(rid), keys.sender_requests(owner), keys.receiver_requests(uid),
                     keys.prep(rid)):
-            pipe.expire(key, ttl)
+            pipe.pexpire(key, left)
         pipe.execute()
         return rid
 
@@ -376,14 +399,24 @@ class RelayState:
                         "mac": prep["mac"]})
         return out
 
+    def _request_left(self, rid: str, uid: str) -> int | None:
+        """Milliseconds ``rid``'s session has left if ``uid`` is in that request and the session is
+        there, not failed; else None (scripts.py ``LIVE``: one round trip, atomic)."""
+        left = int(self._live(keys=[keys.request_users(rid), keys.prep(rid)],
+                              args=[uid, keys.session(""), self.limits.session_ttl]))
+        return left if left >= 0 else None
+
     def member(self, rid: str, uid: str) -> bool:
-        return bool(self.r.sismember(keys.request_users(rid), uid))
+        """``uid`` is in the request, and its session is still there (64b (1): a request lives no
+        longer than its session, whatever of its keys is left)."""
+        return self._request_left(rid, uid) is not None
 
     def mark_ready(self, rid: str, uid: str) -> None:
         """The receiver checked the sender's answer and waits for chunks: they may flow now."""
-        if not self.member(rid, uid):
+        left = self._request_left(rid, uid)
+        if left is None:
             raise Refused(404, "the transfer was cancelled")
-        self.r.set(keys.ready(rid), "true", ex=self.limits.session_ttl)
+        self.r.set(keys.ready(rid), "true", px=left)
 
     # --- chunks
 
@@ -397,10 +430,11 @@ class RelayState:
         if len(data) > self.limits.max_chunk:
             raise Refused(413, f"chunks are at most {self.limits.max_chunk} bytes")
         found = self._push(keys=[keys.CALLS, keys.request_users(rid), keys.chunks(rid), keys.ready(rid),
-                                 keys.prep(rid), keys.last_chunk(rid), keys.queued_requests(uid)],
+                                 keys.prep(rid), keys.last_chunk(rid), keys.queued_requests(uid),
+                                 keys.sender_requests(uid)],
                            args=[ip, self.limits.calls_per_second, uid, self.limits.max_queue,
                                  self.limits.session_ttl, nr, f"{nr}@{iv}@".encode() + data, rid,
-                                 keys.chunks("")])
+                                 keys.chunks(""), keys.session("")])
         if found == -2:
             raise LimitReached("too many requests from this address: slow down", 1)
         if found == -1:
@@ -408,9 +442,11 @@ class RelayState:
         return int(found)
 
     def pop_chunk(self, rid: str, uid: str, ip: str = "") -> tuple[int, str, bytes] | None:
-        """Take the oldest chunk, if there is one (with ``ip``, counting the call)."""
-        raw = self._pop(keys=[keys.CALLS, keys.request_users(rid), keys.chunks(rid)],
-                        args=[ip, self.limits.calls_per_second, uid])
+        """Take the oldest chunk, if there is one (with ``ip``, counting the call); 404 once the
+        request or its session is gone."""
+        raw = self._pop(keys=[keys.CALLS, keys.request_users(rid), keys.chunks(rid), keys.prep(rid)],
+                        args=[ip, self.limits.calls_per_second, uid, keys.session(""),
+                              self.limits.session_ttl])
         if raw == -2:
             raise LimitReached("too many requests from this address: slow down", 1)
         if raw == -1:
@@ -427,16 +463,16 @@ class RelayState:
         the session's count (scripts.py ``PUSH``): it is listed again with the chunk, in one
         MULTI/EXEC, or a receiver dropping its takes would hold chunks no push counts (63b (1))."""
         receiver = self.r.hget(keys.prep(rid), "receiver")
-        if receiver is None:
-            return  # the request was finished or cancelled meanwhile: nobody takes it any more
+        left = None if receiver is None else self._request_left(rid, receiver.decode())
+        if receiver is None or left is None:
+            return  # the request (or its session) ended meanwhile: nobody takes it any more
         senders = [u.decode() for u in self.r.smembers(keys.request_users(rid)) if u != receiver]
-        ttl = self.limits.session_ttl
         pipe = self.r.pipeline(transaction=True)
         pipe.rpush(keys.chunks(rid), f"{nr}@{iv}@".encode() + data)
-        pipe.expire(keys.chunks(rid), ttl)
+        pipe.pexpire(keys.chunks(rid), left)
         for uid in senders:
             pipe.sadd(keys.queued_requests(uid), rid)
-            pipe.expire(keys.queued_requests(uid), ttl)
+            pipe.pexpire(keys.queued_requests(uid), left)
         pipe.execute()
 
     def queued(self, rid: str) -> int:

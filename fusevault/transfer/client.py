@@ -51,6 +51,10 @@ CHUNK_CAP = 1 * MIB + 64 * 1024
 
 # A call over the per-second budget is retried this many times before giving up.
 CALL_RETRIES = 30
+# Seconds a call waits before it is sent again, at most, whatever Retry-After the relay asks: its budget
+# is per second, and a relay asking a day made a take sleep through the receive's stall deadline (64b (3)).
+MAX_RETRY_AFTER = 5.0
+LOOK = 0.25  # seconds between looks at ``interrupt`` while a call waits
 MISMATCH = "wrong code, or someone in the middle: nothing was sent"
 
 
@@ -129,7 +133,8 @@ class RelayClient:
                     limited += 1  # only the per-second budget: wait it out
                     if limited > CALL_RETRIES:
                         raise RateLimited("the relay keeps refusing: too many requests from this address")
-                    time.sleep(float(response.headers.get("retry-after", 1)))
+                    if not self._rest(_retry_after(response)):
+                        raise self.failure(response)  # stopping, or Ctrl-C: the relay's refusal said
                     continue
                 if response.status_code == 503 and "queue full" in _error(response):
                     return response
@@ -143,8 +148,20 @@ class RelayClient:
             if not retry or time.monotonic() - away_since >= self.patience or self.stopping.is_set() \
                     or self.interrupt.is_set():  # Ctrl-C: stop waiting for it
                 raise problem
-            time.sleep(pause)
+            if not self._rest(pause):
+                raise problem
             pause = min(pause * 2, 5.0)
+
+    def _rest(self, seconds: float) -> bool:
+        """Wait ``seconds`` before a call is sent again; False at once when ``stopping`` is set (its
+        user gave it up: a receive past its stall deadline) or soon after ``interrupt`` (Ctrl-C)."""
+        left = seconds
+        while left > 0 and not self.interrupt.is_set():
+            step = min(left, LOOK)
+            if self.stopping.wait(step):
+                return False
+            left -= step
+        return not (self.stopping.is_set() or self.interrupt.is_set())
 
     def json(self, method: str, path: str, **kwargs) -> dict:
         response = self.call(method, path, **kwargs)
@@ -175,6 +192,10 @@ class RelayClient:
         if response.status_code == 404:
             raise Gone("the receiver stopped this transfer")
         return response.status_code == 201
+
+    def request_open(self, rid: str) -> bool:
+        """Whether the request is still open at the relay (its receiver has not finished it)."""
+        return self.call("GET", f"/requests/{rid}").status_code != 404
 
     def cancel(self, rid: str) -> None:
         self.call("DELETE", f"/requests/{rid}")
@@ -231,6 +252,15 @@ class RelayClient:
         return loads_untrusted(response.content, spread=NETWORK_SPREAD) if response.content else {}
 
 
+def _retry_after(response: httpx.Response) -> float:
+    """The seconds the relay asks to wait, within 0 .. MAX_RETRY_AFTER (1 if it gives no number)."""
+    try:
+        asked = float(response.headers.get("retry-after", 1))
+    except ValueError:  # an HTTP date, or anything: the relay's budget is per second
+        return 1.0
+    return min(max(asked, 0.0), MAX_RETRY_AFTER) if asked == asked else 1.0  # NaN: 1
+
+
 def _error(response: httpx.Response) -> str:
     """The server's own words (a relay or link store is from outside too): shown, never raw."""
     try:
@@ -243,7 +273,7 @@ def _failure(response: httpx.Response) -> VaultError:
     message = _error(response) or f"the relay answered {response.status_code}"
     if response.status_code == 429:
         wait = response.headers.get("retry-after")
-        return RateLimited(f"{message} (try again in {wait} s)" if wait else message)
+        return RateLimited(f"{message} (try again in {shown(wait)} s)" if wait else message)
     if response.status_code == 410 and message == MISMATCH:
         return WrongCode(MISMATCH)
     if response.status_code == 403 and "wrong code" in message:

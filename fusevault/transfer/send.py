@@ -42,6 +42,7 @@ PARALLEL = 3          # chunks on their way to the relay at once (it queues them
 LOOK_EVERY = 10.0     # seconds between looks at the key exchanges while streaming
 STALL_NOTICE = 30.0   # seconds of a full queue before the sender says it waits
 RELAY_PATIENCE = 300.0  # seconds the sender waits for a relay that went away (a restart)
+LISTED = 8            # requests all queued kept listed before their receiver's end is looked up
 REFUSED = "the sender already sends to another receiver: ask them for a new session"
 
 
@@ -98,6 +99,7 @@ class Sender:
         self.token_of: dict[str, str] = {}                 # receiver id -> its resume token's id
         self.bound: set[str] = set()                       # token ids of the receivers served
         self.requests: dict[str, set[str]] = {}            # receiver id -> its open request ids
+        self.streamed: deque[tuple[str, str]] = deque()    # (receiver, request) all queued, maybe not taken
         self.served: dict[str, set[str]] = {}              # receiver id -> file ids answered to it
         self.dropped: set[str] = set()                     # receiver ids refused or replaced
         self.finished = False
@@ -245,11 +247,27 @@ class Sender:
             try:
                 self.stream(uid, file, rid, key, first)
             except Gone:
+                self.requests.get(uid, set()).discard(rid)  # the relay's request is gone: nothing to cancel
                 if uid in self.peers:
                     self.say(f"the receiver stopped receiving {shown(file.name)}: waiting for it to come "
                              "back (Ctrl-C to stop)")
-            finally:
-                self.requests.get(uid, set()).discard(rid)
+            else:
+                # All queued, but its last chunks may still wait at the relay, in the session's queue:
+                # it stays listed until its receiver finished it, so that the receiver's next run
+                # (``replace``) cancels it.  Dropped here, it was not, and held the queue against
+                # that run for an hour (64b (2)).
+                self.streamed.append((uid, rid))
+                self._forget_finished()
+
+    def _forget_finished(self) -> None:
+        """Unlist the requests all queued whose receiver finished them (the relay's request gone),
+        oldest first, while more than LISTED are listed: about a look a file, the list bounded."""
+        while len(self.streamed) > LISTED:
+            uid, rid = self.streamed[0]
+            if rid in self.requests.get(uid, set()) and self.client.request_open(rid):
+                return  # its receiver is behind: looked at again after the next file
+            self.streamed.popleft()
+            self.requests.get(uid, set()).discard(rid)
 
     def stream(self, uid: str, file: Outgoing, rid: str, key: bytes, first: int) -> None:
         chunks, done = file.chunks, min(first * crypto.CHUNK, file.size)

@@ -102,8 +102,6 @@ def _streaming(state: RelayState, address: str) -> tuple[str, str, str, str]:
     return sid, owner, rid, uid
 
 
-@pytest.mark.xfail(strict=True, reason="64b (1): a session's requests outlive it: one address adds a "
-                                       "queue per session_ttl, without bound")
 def test_a_sessions_requests_die_with_it(redis_url: str) -> None:
     state = RelayState(redis_url, SHORT)
     address = "10.64.2.1"
@@ -141,8 +139,6 @@ def test_a_sessions_requests_die_with_it(redis_url: str) -> None:
     assert queued <= SHORT.max_queue, f"one address holds {queued} chunks over {len(held)} sessions"
 
 
-@pytest.mark.xfail(strict=True, reason="64b (2): a request whose chunks were all queued is not cancelled "
-                                       "when its receiver comes back: it holds the session's queue")
 def test_a_receiver_back_after_a_kill_gets_its_file_again(redis_url: str, tmp_path: Path) -> None:
     redis.Redis.from_url(redis_url).flushall()
     db = redis.Redis.from_url(redis_url)
@@ -192,3 +188,90 @@ def test_a_receiver_back_after_a_kill_gets_its_file_again(redis_url: str, tmp_pa
         left = db.llen(keys.chunks(dead))
         again.close()
     assert got is not None, f"no chunk for the second run: the first run's request holds {left} chunks"
+
+
+# --- (1)'s fix, on the relay's state: a request lives no longer than its session
+
+def _expiring_keys(rid: str, owner: str, uid: str) -> list[str]:
+    """A request's keys, and the session's sets that name its requests."""
+    return [keys.request_users(rid), keys.prep(rid), keys.ready(rid), keys.chunks(rid), keys.last_chunk(rid),
+            keys.queued_requests(owner), keys.sender_requests(owner), keys.receiver_requests(uid)]
+
+
+def test_every_request_call_is_refused_once_its_session_is_gone(redis_url: str) -> None:
+    """The session expired (its key gone; nothing runs then): whatever keys of its request are left,
+    no push, take, ready, status or finish of it is served any more."""
+    state = RelayState(redis_url, Limits(max_queue=3))
+    sid, owner, rid, uid = _streaming(state, f"10.64.2.{secrets.randbelow(250) + 2}")
+    assert state.push_chunk(rid, owner, 0, "aXY=", b"x" * 10) == 1
+    assert state.member(rid, uid) and state.member(rid, owner)  # control: while it is there
+    state.r.delete(keys.session(sid))
+    with pytest.raises(Refused) as pushed:
+        state.push_chunk(rid, owner, 1, "aXY=", b"x" * 10)
+    with pytest.raises(Refused) as taken:
+        state.pop_chunk(rid, uid)
+    with pytest.raises(Refused) as ready:
+        state.mark_ready(rid, uid)
+    assert pushed.value.status == taken.value.status == ready.value.status == 404
+    assert not state.member(rid, uid) and not state.member(rid, owner)  # status and finish: 404
+    with pytest.raises(Refused):
+        state.acknowledge(sid, owner, {"filename": "f", "user_id": uid, "public_key": "k2",
+                                       "chunks": 1, "first": 0, "mac": "m"})
+
+
+def test_a_failed_sessions_requests_are_refused_too(redis_url: str) -> None:
+    state = RelayState(redis_url, Limits(max_queue=3))
+    sid, owner, rid, uid = _streaming(state, f"10.64.3.{secrets.randbelow(250) + 2}")
+    state.r.hset(keys.session(sid), "failed", 1)  # its tombstone (the request keys left, as if raced)
+    with pytest.raises(Refused):
+        state.push_chunk(rid, owner, 0, "aXY=", b"x" * 10)
+    with pytest.raises(Refused):
+        state.pop_chunk(rid, uid)
+
+
+def test_a_requests_keys_expire_with_its_session_never_after(redis_url: str) -> None:
+    """Written when the session has 1.5 s left (its sender's last look long ago), a request's keys
+    are given those 1.5 s, not a fresh ttl; the sender's next look gives the session's sets its ttl
+    again, so that a session closed later still finds every request of it."""
+    state = RelayState(redis_url, Limits(max_queue=3))
+    sid, owner, rid, uid = _streaming(state, f"10.64.4.{secrets.randbelow(250) + 2}")
+    state.r.pexpire(keys.session(sid), 1500)
+    assert state.push_chunk(rid, owner, 0, "aXY=", b"x" * 10) == 1
+    for key in _expiring_keys(rid, owner, uid)[:-1]:  # what the push wrote (the receiver's set: the ack)
+        assert 0 < state.r.pttl(key) <= 1500, key
+    state.refresh(sid)  # the sender's look: the session and its sets live ttl again
+    for key in (keys.session(sid), keys.sender_requests(owner), keys.queued_requests(owner),
+                keys.receiver_requests(uid)):
+        assert state.r.pttl(key) > 1500, key
+    state.close_session(sid)
+    assert not any(state.r.exists(key) for key in _expiring_keys(rid, owner, uid))
+
+
+# --- (2)'s fix on the relay: a refused (replaced) receiver's requests hold nothing
+
+def test_a_refused_receivers_requests_leave_the_sessions_queue_at_once(redis_url: str) -> None:
+    """Whatever the sender does about its requests: refused (as replaced by its own next run), a
+    receiver's requests end, their chunks out of the session's queue, and its next run's file flows."""
+    state = RelayState(redis_url, Limits(max_queue=3))
+    sid, owner, dead, first = _streaming(state, f"10.64.5.{secrets.randbelow(250) + 2}")
+    nr = 0
+    while state.push_chunk(dead, owner, nr, "aXY=", b"x" * 10) == 1:
+        nr += 1
+    assert nr == 3
+    name = state.session(sid)["name"]
+    _, again, _ = state.join(name, "10.64.5.1")
+    state.post_handshake(sid, again, "receiver", {"pake.a": "a"})
+    state.post_handshake(sid, again, "sender", {"pake.b": "b"})
+    state.post_handshake(sid, again, "receiver", {"confirm.a": "c", "hello": "h"})
+    state.post_handshake(sid, again, "sender", {"confirm.b": "d", "manifest": "m"})
+    state.add_requests(sid, again, [{"filename": "f", "public_key": "k2", "first": 0, "mac": "m"}])
+    rid = state.acknowledge(sid, owner, {"filename": "f", "user_id": again, "public_key": "k2",
+                                         "chunks": 1_000_000, "first": 0, "mac": "m"})
+    state.mark_ready(rid, again)
+    assert state.push_chunk(rid, owner, 0, "aXY=", b"x" * 10) == 0  # control: the dead run's chunks hold it
+    state.post_handshake(sid, first, "sender", {"refused": "replaced by the same receiver's next run"})
+    assert state.queued(dead) == 0 and not state.request_open(dead)
+    with pytest.raises(Refused):
+        state.pop_chunk(dead, first)
+    assert state.push_chunk(rid, owner, 0, "aXY=", b"x" * 10) == 1
+    assert state.pop_chunk(rid, again) is not None

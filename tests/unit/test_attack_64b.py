@@ -67,8 +67,6 @@ class Progress:
         pass
 
 
-@pytest.mark.xfail(strict=True, reason="64b (3): a relay's Retry-After holds a take asleep, and the "
-                                       "receive waits for it past STALL")
 def test_a_relay_asking_to_wait_for_ever_does_not_hold_the_receive_past_the_stall(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = MockClock(rate=0)
