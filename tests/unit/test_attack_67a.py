@@ -6,7 +6,8 @@ and mount while the branch stands; older than 96e33fa: ``while copy in parent.ch
 losing edit whose link names, as its parent, a file (not a folder) this device holds.
 Attacker: whoever signs a branch of her file that is settled as a loser (rule 4) or copied where the writer
 wrote it (``_writers_copy``): her own other device, or a WRITE member whose links ``may_write`` lets through
-(``writes_at`` from the node named: a file inside his share is covered like its folder; not run here).
+(``writes_at`` walks up from the node named, a file or a folder alike: a file inside his share is granted
+like its folder; read, not run).
 Steps: the branch's sealed links are ``[(FID_OF_A_FILE, b"a.txt")]``; it loses; ``_conflict_copy`` takes
 ``parent = volume.find(parent_fid) or volume.root`` (conflicts.py:766): a regular file's node, whose
 ``children`` is None (nodes.py:275).
@@ -21,18 +22,18 @@ volume.root`` (said); and/or catch ValueError/TypeError per document in ``settle
 Tests: ``test_67a_1_a_loser_whose_parent_is_a_file_still_gets_a_copy`` (the real ``_conflict_copy`` over
 66a's fakes), ``test_67a_1_the_batch_after_a_file_parent_is_settled`` (the real ``settle``).
 
-Tried and held (run): ``label_of`` refuses a lone surrogate, a label past 64 bytes, a non-printable one
-(U+2028, NUL), "/", "" and a non-str ("another device"; ``test_control_67a_label_of_refuses``);
-1,000 numbered names all taken in the folder: the 1,001 names tried end in a random one (no name repeats among the 1,001 nor the
-random ones: "N" is decimal <= 4 digits, random 8 hex); the label is never cut (a label <= 64 bytes +
-" " + 8 hex = 73 < the 97 bytes of room, the extension kept at most 127): the cut is dead code today, so
-the import's ``longest_copy_name`` ("import ffffffff", mtime 0) is the longest of all its names (run over
-1,020 names for a 250-byte name, a 127/128-byte extension, mtimes clamped to years 1000 and 9999:
-``test_control_67a_the_import_bound_is_the_longest_name``; the full folder:
-``test_control_67a_a_full_folder_of_numbered_names_ends_in_a_random_one``).  Cost per arrival: at most
-1,001 ``copy_name`` calls and set looks (a few ms) before a random name, bounded and said in
-``copy_names``: not reported.  Not tried: a real
-mount; ``writes_at`` on a file node (whether a WRITE member, not only her device, reaches (1)).
+Tried and held (run): ``label_of`` refuses a lone surrogate, a label past 64 bytes, a non-printable
+one (U+2028, NUL), "/", "" and a non-str, keeps a 64-byte one (``test_control_67a_label_of_*``); 1,000
+numbered names all taken in the folder: the names tried end in a random one, none repeats ("N" is
+decimal, at most 4 digits; a random tail is 8 hex: ``test_control_67a_a_full_folder_of_numbered_names_
+ends_in_a_random_one``); the label is never cut (at most 64 bytes + " " + 8 hex = 73, the room is at
+least 97 bytes since an extension kept is at most 127): the middle cut is dead code today, so the
+import's ``longest_copy_name`` ("import ffffffff", mtime 0) is the longest of its names (1,020 names, a
+250-byte name, a 127/128-byte extension, mtimes clamped to years 1000 and 9999:
+``test_control_67a_the_import_bound_is_the_longest_name``).  Cost per arrival: at most 1,001
+``copy_name`` calls and set looks (a few ms) before a random name: bounded, said in ``copy_names``.
+Not tried: a real mount; a WRITE member's branch through ``may_write`` with a file as its parent (read
+only: ``writes_at`` walks up from a file as from a folder).
 """
 
 from __future__ import annotations
