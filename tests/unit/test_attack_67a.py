@@ -59,16 +59,12 @@ def _file_parent_scene() -> tuple[SimpleNamespace, SimpleNamespace, conflicts.Le
     return volume, store, loser
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="67a (1): a loser's link naming a file as its parent raises out of _conflict_copy")
 def test_67a_1_a_loser_whose_parent_is_a_file_still_gets_a_copy() -> None:
     volume, store, loser = _file_parent_scene()
     with pytest.raises(Created):
         trio.run(conflicts._conflict_copy, volume, store, loser, Absorbed())
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="67a (1): not a VaultError: settle stops, the batch's later conflicts unsettled")
 def test_67a_1_the_batch_after_a_file_parent_is_settled(monkeypatch: pytest.MonkeyPatch) -> None:
     volume, store, loser = _file_parent_scene()
     settled: list[str] = []
