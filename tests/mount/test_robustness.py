@@ -41,12 +41,16 @@ def test_kill_9_during_tar_x_loses_no_closed_file(vault: Path, tmp_path: Path) -
     mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
         tar = subprocess.Popen(["tar", "xf", archive, "-C", mnt], stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while sum(1 for _ in (mnt / source.name).rglob("*")) < 800:  # well into the archive
-            assert time.monotonic() < deadline and tar.poll() is None
-            time.sleep(0.1)
-        kill_server(mnt)
-        tar.wait(30)
+        try:
+            deadline = time.monotonic() + 60
+            while sum(1 for _ in (mnt / source.name).rglob("*")) < 800:  # well into the archive
+                assert time.monotonic() < deadline and tar.poll() is None
+                time.sleep(0.1)
+            kill_server(mnt)
+            tar.wait(30)
+        finally:
+            tar.kill()  # whatever happened: never left writing
+            tar.wait()
     assert not is_mounted(mnt)
     with mounted(vault, mnt):
         files = [p for p in (mnt / source.name).rglob("*") if p.is_file() and not p.is_symlink()]
@@ -61,19 +65,24 @@ def test_kill_9_during_tar_x_loses_no_closed_file(vault: Path, tmp_path: Path) -
         assert len(unfinished) <= 1, unfinished
 
 
+# Files are made in the mount's root through a descriptor of it, never by path: once the mount is gone
+# (killed, then lazily detached) a path names the empty folder under it, and a writer by path went on
+# writing there until the disk was full (67 GB on a run where the kill came between two files).
 WRITER = textwrap.dedent("""
     import os, sys
     mnt, log = sys.argv[1], sys.argv[2]
+    root = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
     i = 0
     with open(log, "a") as journal:
         while True:
-            name = f"{mnt}/f{i:05d}"
+            name = f"f{i:05d}"
             data = (f"{i}:" * (1 + i % 5000)).encode()
-            with open(name, "wb") as f:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=root)
+            with open(fd, "wb") as f:
                 f.write(data)
                 if i % 3 == 0:
                     f.flush(); os.fsync(f.fileno())
-            journal.write(f"{name}\\n"); journal.flush()
+            journal.write(f"{mnt}/{name}\\n"); journal.flush()
             i += 1
 """)
 
@@ -84,12 +93,16 @@ def test_kill_9_keeps_every_closed_or_fsynced_file(vault: Path, tmp_path: Path) 
     with mounted(vault, mnt):
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(mnt), str(journal)],
                                   stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while not journal.exists() or len(journal.read_text().splitlines()) < 300:
-            assert time.monotonic() < deadline and writer.poll() is None
-            time.sleep(0.05)
-        kill_server(mnt)
-        writer.wait(30)
+        try:
+            deadline = time.monotonic() + 60
+            while not journal.exists() or len(journal.read_text().splitlines()) < 300:
+                assert time.monotonic() < deadline and writer.poll() is None
+                time.sleep(0.05)
+            kill_server(mnt)
+            writer.wait(30)
+        finally:
+            writer.kill()  # whatever happened: never left writing
+            writer.wait()
     written = journal.read_text().splitlines()
     with mounted(vault, mnt):
         for name in written:
