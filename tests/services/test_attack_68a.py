@@ -1,0 +1,80 @@
+"""Attack round 68a on the relay's state (a real redis-server): see tests/unit/test_attack_68a.py for
+the round's other hole and its controls.
+
+68a (2), medium (honest data refused: a send of several files fails past the first hour).  Attacker:
+none (honest use: a folder of a few GB over a slow uplink, or a receiver that is slow to take).
+  Steps (``test_68a_2_a_later_files_request_outlives_an_hour_of_the_files_before_it``, on
+  ``RelayState``, a short ``session_ttl``): a session of two files; the receiver asks for both; the
+  sender answers both at once (``Sender.serve`` acknowledges its whole batch before it streams any)
+  and streams the first, its events call refreshing the session all along (``refresh``), for longer
+  than ``session_ttl``; then the receiver marks the second ready and the sender pushes its first
+  chunk.
+  Seen: 404 "the transfer was cancelled" for both, the session live: the second request's keys
+  (``prep``, ``file.req.users`` ...) were given the session's remaining life at the acknowledge
+  (``RelayState._left``, 64b (1)) and nothing pushes them back before their first chunk (``refresh``
+  pushes back the session's sets, not a request's keys; ``PUSH`` only its own request's), so every
+  file that starts more than ``session_ttl`` (an hour) after the batch's acknowledge is lost: the
+  receive ends ("the sender stopped this transfer"), the sender says "the receiver stopped
+  receiving" and waits; the receiver's next run asks again and the same happens to the files after an
+  hour of the next batch.  With the default ttl: about 3.6 GB ahead of a file at 1 MB/s.
+  Expected: a request the sender answered lives as long as its session (what 64b (1) says: "a request
+  lives no longer than its session", not less).
+  Cause: relay/state.py ``acknowledge`` (``pexpire(key, left)``) and ``refresh`` (does not push back
+  the keys of requests not yet streamed); older than 64b (1) too (``expire(key, ttl)`` at the
+  acknowledge, the same hour), but in the code round 64b rewrote.
+  Suggested fix: ``refresh`` pushes back the keys of the session's acknowledged requests
+  (``file.reqs.sender:<owner>``'s members: ``request_users``, ``prep``, ``ready``, ``chunks``,
+  ``last_chunk``, and their ``file.req``/``file.req.ackn``) to the session's ttl; or the sender
+  acknowledges a request only when it is about to stream it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import pytest
+
+from fusevault.relay.limits import Limits, Refused
+from fusevault.relay.state import RelayState
+
+TTL = 2  # seconds: the relay's session_ttl here
+SHORT = Limits(session_ttl=TTL, max_queue=3)
+
+
+@pytest.mark.xfail(strict=True, reason="68a (2): a request answered in a batch expires session_ttl after "
+                                       "its acknowledge while its session is kept alive: later files lost")
+def test_68a_2_a_later_files_request_outlives_an_hour_of_the_files_before_it(redis_url: str) -> None:
+    state = RelayState(redis_url, SHORT)
+    address, owner = "10.68.2.1", secrets.token_hex(8)
+    files = [{"id": "a", "size": 10}, {"id": "b", "size": 10}]
+    sid, name = state.create_session(address, owner, "ab" * 32, files)
+    _, uid, _ = state.join(name, "10.68.2.2")
+    state.post_handshake(sid, uid, "receiver", {"pake.a": "a"})
+    state.post_handshake(sid, uid, "sender", {"pake.b": "b"})
+    state.post_handshake(sid, uid, "receiver", {"confirm.a": "c", "hello": "h"})
+    state.post_handshake(sid, uid, "sender", {"confirm.b": "d", "manifest": "m"})
+    state.add_requests(sid, uid, [{"filename": f["id"], "public_key": "k", "first": 0, "mac": "m"}
+                                  for f in files])
+    # The sender answers its whole batch, then streams the first file (serve).
+    first, second = (state.acknowledge(sid, owner, {"filename": f["id"], "user_id": uid, "public_key": "k",
+                                                    "chunks": 1_000_000, "first": 0, "mac": "m"})
+                     for f in files)
+    state.mark_ready(first, uid)
+    nr, until = 0, time.monotonic() + TTL * 1.5
+    while time.monotonic() < until:  # the first file streams, the sender's events refresh the session
+        state.refresh(sid)
+        assert state.push_chunk(first, owner, nr, "aXY=", b"x" * 10) == 1
+        assert state.pop_chunk(first, uid) is not None
+        nr += 1
+        time.sleep(0.2)
+    state.finish_request(first)  # the receiver has it
+    state.refresh(sid)
+    assert state.session(sid)["name"] == name  # the session is live
+    # Its second file now: the receiver marks it ready, the sender pushes its first chunk.
+    try:
+        state.mark_ready(second, uid)
+        pushed = state.push_chunk(second, owner, 0, "aXY=", b"x" * 10)
+    except Refused as err:
+        pytest.fail(f"the second file's request is gone, its session live: {err}")
+    assert pushed == 1
