@@ -26,6 +26,30 @@ none (honest use: a folder of a few GB over a slow uplink, or a receiver that is
   (``file.reqs.sender:<owner>``'s members: ``request_users``, ``prep``, ``ready``, ``chunks``,
   ``last_chunk``, and their ``file.req``/``file.req.ackn``) to the session's ttl; or the sender
   acknowledges a request only when it is about to stream it.
+
+68a (3), medium (a flood: one address makes the relay's Redis walk its whole keyspace, six times, at
+every call of a pair).  Attacker: anyone who can reach the relay, two addresses (or two IPv6 /64s).
+  Steps (``test_68a_3_a_close_walks_every_other_sessions_keys``, on ``RelayState``): address A opens
+  a session of 10,000 files (``max_files``: 10,000 keys ``files:<sid>:<id>``, kept with one events
+  call an hour); address B opens a session of one file and closes it, again and again (a close drops
+  ``created.sessions:<B>``, so B may open the next at once: two calls a round, 200 rounds a second
+  within ``calls_per_second``).
+  Seen: each close (``close_session`` -> ``_doomed``) runs six ``SCAN MATCH`` walks over the whole
+  keyspace (``files:{sid}:*``, ``file.reqs:{sid}:*``, ... COUNT 1000): 66 SCAN round trips here for
+  a one-file session, growing with every other session's keys (A's 10,000; a relay of a million
+  keys: 6,000 round trips and 6 million keys looked at per close).  Redis runs one command at a
+  time: every transfer on the relay waits behind B's closes.  ``fail_session`` walks the same way.
+  Measured (a script, not kept: 20 addresses each holding a 10,000-file session, 200,080 keys, this
+  2-core machine under load): a one-file session's close took 0.8 to 1.8 s of Redis; B may ask 200 a
+  second.
+  Expected: a session's end costs its own keys, whatever the relay holds besides.
+  Cause: relay/state.py ``_doomed``: ``scan_iter(pattern, count=1000)`` for six patterns (from the
+  relay's first version, not round 64b); the names it looks for are known from the session's own sets
+  (``files``, ``file.reqs``, ``session.receivers``) and the join addresses.
+  Suggested fix: name the keys from those sets (``files(sid)`` -> ``file(sid, fid)``, ``file_reqs``
+  x ``receivers`` -> ``file_req_users``/``file_req``/``file_req_ackn``, ``handshake(sid, uid)``;
+  the join attempts' addresses in a set of the session's), no SCAN; or count a close as
+  ``len(files)`` calls.
 """
 
 from __future__ import annotations
@@ -34,6 +58,7 @@ import secrets
 import time
 
 import pytest
+import redis
 
 from fusevault.relay.limits import Limits, Refused
 from fusevault.relay.state import RelayState
@@ -78,3 +103,24 @@ def test_68a_2_a_later_files_request_outlives_an_hour_of_the_files_before_it(red
     except Refused as err:
         pytest.fail(f"the second file's request is gone, its session live: {err}")
     assert pushed == 1
+
+
+def _scans(db: redis.Redis) -> int:
+    stats = db.info("commandstats")
+    return int(stats.get("cmdstat_scan", {}).get("calls", 0))
+
+
+@pytest.mark.xfail(strict=True, reason="68a (3): closing a session SCANs the relay's whole keyspace six "
+                                       "times: one address floods Redis with create+close")
+def test_68a_3_a_close_walks_every_other_sessions_keys(redis_url: str) -> None:
+    state = RelayState(redis_url, Limits())
+    db = redis.Redis.from_url(redis_url)
+    big = [{"id": f"f{i}", "size": 1} for i in range(Limits().max_files)]
+    state.create_session("10.68.3.1", secrets.token_hex(8), "ab" * 32, big)  # A's, kept open
+    scans = []
+    for _ in range(2):  # B: open a one-file session, close it, again
+        sid, _ = state.create_session("10.68.3.2", secrets.token_hex(8), "cd" * 32, [{"id": "x", "size": 1}])
+        before = _scans(db)
+        state.close_session(sid)
+        scans.append(_scans(db) - before)
+    assert max(scans) <= 6, f"a one-file session's close ran {scans} SCANs over the relay's keys"
