@@ -1,5 +1,7 @@
 """Attack round 68a, at round 64b's fixes (relay/scripts.py, relay/state.py, transfer/send.py,
-transfer/client.py).  Hole found, per number:
+transfer/client.py).  Holes found, per number: (1) here; (2) a request answered in a batch expiring
+an hour after its acknowledge while its session lives, and (3) a session's close walking the relay's
+whole keyspace, in tests/services/test_attack_68a.py (their steps in its docstring).
 
 68a (1), low to medium (honest use; an honest sender's address refused new sessions for up to an
 hour).  Attacker: none needed (the relay's own per-second budget: a receiver behind the same address,
