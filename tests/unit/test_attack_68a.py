@@ -55,14 +55,17 @@ Not tried: anything needing a real relay under load (the suite was being timed),
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
+from fusevault.errors import RateLimited
 from fusevault.transfer import client as client_module
 from fusevault.transfer import send as send_module
-from fusevault.transfer.client import MAX_RETRY_AFTER, _retry_after
+from fusevault.transfer.client import ENDING_WAIT, MAX_RETRY_AFTER, RelayClient, _retry_after
 
 SID = "s" * 32
 SLOW_DOWN = {"error": "too many requests from this address: slow down"}
@@ -72,8 +75,9 @@ class OneSecondRelay:
     """A relay as ``RelayClient.call`` sees it: a session made, no news, and a close that lands in a
     second whose per-second budget the address has spent (429 once, then 204)."""
 
-    def __init__(self) -> None:
+    def __init__(self, refusals: int = 1) -> None:
         self.sent: list[tuple[str, str]] = []
+        self.refusals = refusals  # closes answered 429 before one is taken
         self.closes_refused = 0
         self.closed = False
 
@@ -85,7 +89,7 @@ class OneSecondRelay:
         if path == f"/sessions/{SID}/events":
             return httpx.Response(200, json={"handshakes": [], "requests": []})
         if (method, path) == ("DELETE", f"/sessions/{SID}"):
-            if self.closes_refused == 0:
+            if self.closes_refused < self.refusals:
                 self.closes_refused += 1
                 return httpx.Response(429, headers={"Retry-After": "1"}, json=SLOW_DOWN)
             self.closed = True
@@ -93,8 +97,6 @@ class OneSecondRelay:
         return httpx.Response(404, json={"error": "not here"})
 
 
-@pytest.mark.xfail(strict=True, reason="68a (1): send's close of its session gives up at the budget's "
-                                       "first 429 (stopping already set): the session stays an hour")
 def test_68a_1_a_close_refused_once_by_the_budget_is_sent_again(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     relay = OneSecondRelay()
@@ -112,6 +114,79 @@ def test_68a_1_a_close_refused_once_by_the_budget_is_sent_again(tmp_path: Path,
     assert announced == ["123456"]
     closes = [s for s in relay.sent if s == ("DELETE", f"/sessions/{SID}")]
     assert relay.closed, f"the session was left open at the relay (closes sent: {len(closes)})"
+
+
+def _slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The client's plain sleeps (an ending's wait), recorded and not slept."""
+    slept: list[float] = []
+    start = time.monotonic()
+    monkeypatch.setattr(client_module, "time", SimpleNamespace(
+        sleep=slept.append, monotonic=lambda: start + sum(slept)))
+    return slept
+
+
+def _send(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, relay: OneSecondRelay,
+          interrupt: threading.Event) -> int:
+    monkeypatch.setattr(client_module, "capped_request", relay)
+
+    def over(self: send_module.Sender, records: list[dict]) -> None:
+        self.finished = True
+
+    monkeypatch.setattr(send_module.Sender, "handshakes", over)
+    (tmp_path / "a.txt").write_bytes(b"hello")
+    return send_module.send("http://127.0.0.1:9", [tmp_path / "a.txt"], lambda name, code: None,
+                            say=lambda _: None, interrupt=interrupt)
+
+
+def test_68a_1_a_close_the_relay_keeps_refusing_is_said_not_exit_0(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A close refused past its wait (ENDING_WAIT in all, whatever Retry-After the relay asks): the
+    send says the session stays open at the relay, and does not end with 0."""
+    relay, slept = OneSecondRelay(refusals=10**6), _slept(monkeypatch)
+    with pytest.raises(RateLimited, match="did not close the session"):
+        _send(tmp_path, monkeypatch, relay, threading.Event())
+    assert not relay.closed and 0 < sum(slept) <= ENDING_WAIT, slept
+    assert relay.sent.count(("DELETE", f"/sessions/{SID}")) == len(slept) + 1
+
+
+def test_68a_1_a_send_stopped_by_ctrl_c_still_closes_through_a_refusal(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (``interrupt``) stops the send where it looks, and its close is still sent again after
+    the budget's 429 (within ENDING_WAIT, below the CLI's grace before it leaves a send behind)."""
+    relay, slept, interrupt = OneSecondRelay(), _slept(monkeypatch), threading.Event()
+    monkeypatch.setattr(send_module.Sender, "serve", lambda self, requests: interrupt.set())
+    monkeypatch.setattr(send_module.Sender, "handshakes", lambda self, records: None)
+    monkeypatch.setattr(client_module, "capped_request", relay)
+    (tmp_path / "a.txt").write_bytes(b"hello")
+    with pytest.raises(KeyboardInterrupt):
+        send_module.send("http://127.0.0.1:9", [tmp_path / "a.txt"], lambda name, code: None,
+                         say=lambda _: None, interrupt=interrupt)
+    assert relay.closed and slept == [1.0]
+
+
+@pytest.mark.parametrize("asked", ["1", "100000", "0"])
+def test_68a_1_an_ending_call_waits_whatever_stopping_says_but_no_longer_than_its_wait(
+        monkeypatch: pytest.MonkeyPatch, asked: str) -> None:
+    """``close_session`` and ``fail`` ride out the budget's 429 with ``stopping`` and ``interrupt``
+    set, ENDING_WAIT seconds in all at most (a relay asking a day, or 0 for ever, ends it)."""
+    slept, sent = _slept(monkeypatch), []
+
+    def refusing(http: httpx.Client, method: str, path: str, cap: int, **kwargs: object) -> httpx.Response:
+        sent.append(path)
+        return httpx.Response(429, headers={"Retry-After": asked}, json=SLOW_DOWN)
+
+    monkeypatch.setattr(client_module, "capped_request", refusing)
+    client = RelayClient("http://127.0.0.1:9", "token")
+    client.stopping.set()
+    client.interrupt.set()
+    for end in (client.close_session, client.fail):
+        slept.clear()
+        with pytest.raises(RateLimited):
+            end(SID)
+        assert sum(slept) <= ENDING_WAIT and len(slept) <= 30, slept
+        assert asked == "100000" or len(slept) >= 5  # sent again, not given up at the first 429
+        assert len(sent) == len(slept) + 1
+        sent.clear()
 
 
 @pytest.mark.parametrize("asked", ["-inf", "1_000", "  7  ", "1e-400", "0x10", "9" * 400])
