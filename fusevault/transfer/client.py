@@ -252,8 +252,9 @@ class RelayClient:
             raise Gone("the sender stopped this transfer")
         return int(response.headers["x-chunk"]), response.headers["x-iv"], response.content
 
-    def finish(self, rid: str) -> None:
-        self.call("DELETE", f"/requests/{rid}")
+    def finish(self, rid: str, *, ending: bool = False) -> None:
+        """The request is done with (``ending``: by a receive that stops, see ENDING_WAIT)."""
+        self.call("DELETE", f"/requests/{rid}", ending=ending)
 
     @staticmethod
     def failure(response: httpx.Response) -> VaultError:

@@ -66,6 +66,7 @@ from fusevault.errors import RateLimited
 from fusevault.transfer import client as client_module
 from fusevault.transfer import send as send_module
 from fusevault.transfer.client import ENDING_WAIT, MAX_RETRY_AFTER, RelayClient, _retry_after
+from fusevault.transfer.receive import Receiver
 
 SID = "s" * 32
 SLOW_DOWN = {"error": "too many requests from this address: slow down"}
@@ -187,6 +188,30 @@ def test_68a_1_an_ending_call_waits_whatever_stopping_says_but_no_longer_than_it
         assert asked == "100000" or len(slept) >= 5  # sent again, not given up at the first 429
         assert len(sent) == len(slept) + 1
         sent.clear()
+
+
+def test_68a_1_a_receive_stopped_by_ctrl_c_still_finishes_its_requests_through_a_refusal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receiver's end of the same rule: a receive stopped by Ctrl-C finishes its open requests
+    (``Receiver.pause``), so that the sender stops streaming them; one refused once by the budget is
+    sent again, not left for the sender to fill the session's queue with."""
+    slept, sent = _slept(monkeypatch), []
+
+    def relay(http: httpx.Client, method: str, path: str, cap: int, **kwargs: object) -> httpx.Response:
+        sent.append((method, path))
+        if len(sent) == 1:
+            return httpx.Response(429, headers={"Retry-After": "1"}, json=SLOW_DOWN)
+        return httpx.Response(204)
+
+    monkeypatch.setattr(client_module, "capped_request", relay)
+    client = RelayClient("http://127.0.0.1:9", "token")
+    client.interrupt.set()
+    receiver = Receiver(client, tmp_path, None, False, False, None, lambda _: None)
+    receiver.open = {"r"}
+    receiver.state = SimpleNamespace(saved=False)  # type: ignore[assignment]
+    receiver.pause(KeyboardInterrupt())
+    receiver.pool.shutdown()
+    assert sent == [("DELETE", "/requests/r")] * 2 and slept == [1.0]
 
 
 @pytest.mark.parametrize("asked", ["-inf", "1_000", "  7  ", "1e-400", "0x10", "9" * 400])
