@@ -31,6 +31,10 @@ def access_attempts(sid: str, ip: str) -> str:  # number of join attempts
     return f"access.attempts:{sid}:{ip}"
 
 
+def joiners(sid: str) -> str:  # SET of the addresses that tried to join: its access.attempts keys (68a (3))
+    return f"access.joiners:{sid}"
+
+
 def joined_names(ip: str) -> str:  # SET of session names this IP tried and was not let in at
     return f"joined.names:{ip}"
 
@@ -44,6 +48,14 @@ def receivers(sid: str) -> str:  # SET of the receiver ids that joined the sessi
 
 def handshake(sid: str, uid: str) -> str:  # HASH: one receiver's key exchange with the sender
     return f"session.receiver:{sid}:{uid}"
+
+
+def joined(sid: str) -> str:  # SET of every receiver id that joined, refused ones too (68a (3))
+    return f"session.joined:{sid}"
+
+
+def refreshed(sid: str) -> str:  # set while the session's requests' keys were pushed back lately (68a (2))
+    return f"session.refreshed:{sid}"
 
 
 def file_reqs(sid: str) -> str:  # SET of requested file names

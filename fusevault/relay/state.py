@@ -16,6 +16,7 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -43,6 +44,9 @@ _FIELDS: dict[str, dict[str, str | None]] = {
 }
 _SMALL = ("pake.a", "pake.b", "confirm.a", "hello", "confirm.b", "refused", "done", "over")
 FAILED_TTL = 300  # seconds a failed session's tombstone tells late callers why it ended
+# A session's requests' keys are pushed back once per this share of the ttl (refresh, 68a (2)).
+REFRESH_SHARE = 4
+SLICE = 1000  # keys per round trip where a session's many keys are pushed back or deleted
 
 
 def _sender_turn(f: dict) -> bool:
@@ -140,6 +144,8 @@ class RelayState:
         pipe = self.r.pipeline()
         pipe.incr(attempts)
         pipe.expire(attempts, self.limits.session_ttl)
+        pipe.sadd(keys.joiners(sid), ip)  # so that its end names the counter (68a (3))
+        pipe.expire(keys.joiners(sid), self.limits.session_ttl)
         if pipe.execute()[0] > self.limits.join_attempts:
             raise LimitReached("too many attempts to join this session from this address",
                                max(1, self.r.ttl(attempts)))
@@ -151,6 +157,8 @@ class RelayState:
         pipe = self.r.pipeline()
         pipe.sadd(keys.receivers(sid), uid)
         pipe.expire(keys.receivers(sid), ttl)
+        pipe.sadd(keys.joined(sid), uid)  # stays when a refusal takes it out of receivers (68a (3))
+        pipe.expire(keys.joined(sid), ttl)
         pipe.hset(keys.handshake(sid, uid), mapping={"ip": ip, "joined": int(time.time())})
         pipe.expire(keys.handshake(sid, uid), ttl)
         pipe.execute()
@@ -182,8 +190,13 @@ class RelayState:
 
         The sets through which its end finds its requests (the sender's, the queued ones, each
         receiver's) go with it: they expired before (an acknowledge's ttl), and a session closed
-        later left its requests behind.  A request's own keys are not pushed back here: they live
-        as long as the session had left when they were last written (``_left``, scripts.py ``PUSH``)."""
+        later left its requests behind.  So do its requests' own keys (68a (2)): written with the
+        life the session had left then (``_left``, scripts.py ``PUSH``), a request the sender
+        answered in a batch and streamed an hour later was found gone.  They are many (a file and
+        a receiver each), so they are pushed back once per REFRESH_SHARE of the ttl (``refreshed``),
+        not at every events call: the session's own size, a few times an hour.  A sender looks
+        every few seconds (send.py ``EVENTS_WAIT``, ``LOOK_EVERY``); one silent for more than the
+        rest of the ttl loses its requests, as before, and never keeps them past its session."""
         session = self.session(sid)
         ttl = self.limits.session_ttl
         uids = [u.decode() for u in self.r.smembers(keys.receivers(sid))]
@@ -191,11 +204,14 @@ class RelayState:
         pipe = self.r.pipeline()
         for key in (keys.session(sid), keys.session_name(session["name"]), keys.files(sid),
                     keys.created_sessions(session["ip"]), keys.file_reqs(sid), keys.receivers(sid),
+                    keys.joined(sid), keys.joiners(sid),
                     keys.sender_requests(owner), keys.queued_requests(owner),
                     *(keys.handshake(sid, uid) for uid in uids),
                     *(keys.receiver_requests(uid) for uid in uids)):
             pipe.expire(key, ttl)
-        pipe.execute()
+        pipe.set(keys.refreshed(sid), 1, nx=True, px=max(1, ttl * 1000 // REFRESH_SHARE))
+        if pipe.execute()[-1]:
+            self._in_slices(self._held(sid, session), lambda p, key: p.expire(key, ttl))
 
     def close_session(self, sid: str) -> None:
         self._drop(sid, self.session(sid))
@@ -208,32 +224,75 @@ class RelayState:
         session = {k.decode(): v.decode() for k, v in data.items()}
         # One MULTI/EXEC: the session and its tombstone are never both absent.  Dropped first and
         # marked after, a receiver asking in between found no session and was told the sender had
-        # ended it, not that the code was wrong (tests/services/test_relay_state.py).
+        # ended it, not that the code was wrong (tests/services/test_relay_state.py).  The rest after
+        # it, in slices: a request is refused once its session failed (scripts.py ``LIVE``).
+        own, held = self._doomed(sid, session)
         pipe = self.r.pipeline(transaction=True)
-        pipe.delete(*self._doomed(sid, session))
+        pipe.delete(*own)
         pipe.hset(keys.session(sid), mapping={"name": session["name"], "failed": 1})
         pipe.expire(keys.session(sid), FAILED_TTL)
         pipe.execute()
+        self._in_slices(held, lambda p, key: p.delete(key))
 
     def _drop(self, sid: str, session: dict[str, str]) -> None:
-        self.r.delete(*self._doomed(sid, session))
+        own, held = self._doomed(sid, session)
+        self.r.delete(*own)
+        self._in_slices(held, lambda p, key: p.delete(key))
 
-    def _doomed(self, sid: str, session: dict[str, str]) -> list:
-        """Every key of the session (read now; deleted by the caller)."""
-        doomed = [keys.session(sid), keys.files(sid), keys.file_reqs(sid), keys.receivers(sid),
-                  keys.sender_requests(session["owner.id"]), keys.queued_requests(session["owner.id"])]
+    def _doomed(self, sid: str, session: dict[str, str]) -> tuple[list[str], list[str]]:
+        """Every key of the session (read now; deleted by the caller): its own, then the many of its
+        files, requests, receivers and join attempts, all named from the session's own sets.
+
+        68a (3): these were found with six SCANs of the relay's whole keyspace, so that one address
+        opening and closing a one-file session walked every other session's keys at each close."""
+        owner = session["owner.id"]
+        own = [keys.session(sid), keys.files(sid), keys.file_reqs(sid), keys.receivers(sid),
+               keys.joined(sid), keys.joiners(sid), keys.refreshed(sid),
+               keys.sender_requests(owner), keys.queued_requests(owner)]
         if self.r.get(keys.session_name(session["name"])) == sid.encode():
-            doomed.append(keys.session_name(session["name"]))
+            own.append(keys.session_name(session["name"]))
         if self.r.get(keys.created_sessions(session["ip"])) == sid.encode():
-            doomed.append(keys.created_sessions(session["ip"]))
-        for pattern in (f"files:{sid}:*", f"file.reqs:{sid}:*", f"file.req:{sid}:*",
-                        f"file.req.ackn:{sid}:*", f"access.attempts:{sid}:*", f"session.receiver:{sid}:*"):
-            doomed += list(self.r.scan_iter(pattern, count=1000))
-        for rid in self.r.smembers(keys.sender_requests(session["owner.id"])):
-            doomed += self._request_keys(rid.decode())
-        for uid in self.r.smembers(keys.receivers(sid)):
-            doomed.append(keys.receiver_requests(uid.decode()))
-        return doomed
+            own.append(keys.created_sessions(session["ip"]))
+        joiners = self.r.smembers(keys.joiners(sid))
+        return own, [*self._held(sid, session), *(keys.access_attempts(sid, ip.decode()) for ip in joiners)]
+
+    def _held(self, sid: str, session: dict[str, str]) -> list[str]:
+        """The keys of the session's files, requests and receivers, named from its sets (``files``,
+        ``file.reqs`` and each file's requesters, ``session.joined`` and ``session.receivers``, the
+        sender's and each receiver's requests): as many as the session holds, whatever else the relay
+        does, in two round trips."""
+        pipe = self.r.pipeline(transaction=False)
+        for key in (keys.files(sid), keys.file_reqs(sid), keys.joined(sid), keys.receivers(sid),
+                    keys.sender_requests(session["owner.id"])):
+            pipe.smembers(key)
+        files, requested, joined, receivers, rids = ([m.decode() for m in found] for found in pipe.execute())
+        uids = sorted({*joined, *receivers})  # receivers: a session made before session.joined was
+        for fid in requested:
+            pipe.smembers(keys.file_req_users(sid, fid))
+        for uid in uids:
+            pipe.smembers(keys.receiver_requests(uid))
+        found = pipe.execute()
+        held = [keys.file(sid, fid) for fid in files]
+        for fid, users in zip(requested, found):
+            held.append(keys.file_req_users(sid, fid))
+            for uid in (u.decode() for u in users):
+                held += [keys.file_req(sid, fid, uid), keys.file_req_ackn(sid, fid, uid)]
+        requests = set(rids)
+        for uid, theirs in zip(uids, found[len(requested):]):
+            held += [keys.handshake(sid, uid), keys.receiver_requests(uid)]
+            requests.update(r.decode() for r in theirs)
+        for rid in sorted(requests):
+            held += self._request_keys(rid)
+        return held
+
+    def _in_slices(self, names: list[str], command: Callable[[Any, str], object]) -> None:
+        """``command`` for each key, SLICE of them a round trip: none of them holds Redis (one
+        command at a time) for long, nor a session's keys at once in one reply buffer."""
+        for at in range(0, len(names), SLICE):
+            pipe = self.r.pipeline(transaction=False)
+            for name in names[at:at + SLICE]:
+                command(pipe, name)
+            pipe.execute()
 
     # --- the key exchange
 

@@ -55,6 +55,12 @@ CALL_RETRIES = 30
 # is per second, and a relay asking a day made a take sleep through the receive's stall deadline (64b (3)).
 MAX_RETRY_AFTER = 5.0
 LOOK = 0.25  # seconds between looks at ``interrupt`` while a call waits
+# Seconds in all a call that ENDS something at the relay (a session's close, its failure) waits out the
+# budget's 429, whatever ``stopping`` and ``interrupt`` say: they give up waits whose outcome nobody
+# wants any more, and an end's is always wanted (68a (1): a close refused once in a busy second left
+# the session, and its address's one session slot, at the relay for an hour).  Within cli/transfer.py's
+# GRACE_SECONDS, so a Ctrl-C'd send still closes before it is left behind.
+ENDING_WAIT = 5.0
 MISMATCH = "wrong code, or someone in the middle: nothing was sent"
 
 
@@ -107,15 +113,16 @@ class RelayClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def call(self, method: str, path: str, *, retry: bool = True, cap: int = JSON_CAP,
+    def call(self, method: str, path: str, *, retry: bool = True, cap: int = JSON_CAP, ending: bool = False,
              **kwargs) -> httpx.Response:
         """The relay's answer, its body at most ``cap`` bytes (more: RelayUnavailable, not retried:
-        the next one would be as long)."""
+        the next one would be as long).  ``ending``: the call ends something at the relay, and rides
+        out the budget's 429 for ENDING_WAIT seconds in all, stopping or not."""
         headers = kwargs.pop("headers", {})
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         away_since: float | None = None
-        pause, limited = 0.2, 0
+        pause, limited, waited = 0.2, 0, 0.0
         while True:
             try:
                 response: httpx.Response | None = capped_request(self.http, method, path, cap,
@@ -133,7 +140,13 @@ class RelayClient:
                     limited += 1  # only the per-second budget: wait it out
                     if limited > CALL_RETRIES:
                         raise RateLimited("the relay keeps refusing: too many requests from this address")
-                    if not self._rest(_retry_after(response)):
+                    wait = _retry_after(response)
+                    if ending:
+                        if waited + wait > ENDING_WAIT:
+                            raise self.failure(response)  # its wait is spent: the caller says so
+                        waited += wait
+                        time.sleep(wait)  # bounded, and not to be cut short: see ENDING_WAIT
+                    elif not self._rest(wait):
                         raise self.failure(response)  # stopping, or Ctrl-C: the relay's refusal said
                     continue
                 if response.status_code == 503 and "queue full" in _error(response):
@@ -201,11 +214,12 @@ class RelayClient:
         self.call("DELETE", f"/requests/{rid}")
 
     def close_session(self, sid: str) -> None:
-        self.call("DELETE", f"/sessions/{sid}", retry=False)
+        """End the session at the relay (gone already, 404: nothing to do)."""
+        self.call("DELETE", f"/sessions/{sid}", retry=False, ending=True)
 
     def fail(self, sid: str) -> None:
         """A confirmation failed: the relay ends the session for everyone in it."""
-        self.call("POST", f"/sessions/{sid}/fail", retry=False)
+        self.call("POST", f"/sessions/{sid}/fail", retry=False, ending=True)
 
     # --- receiver
 
@@ -238,8 +252,9 @@ class RelayClient:
             raise Gone("the sender stopped this transfer")
         return int(response.headers["x-chunk"]), response.headers["x-iv"], response.content
 
-    def finish(self, rid: str) -> None:
-        self.call("DELETE", f"/requests/{rid}")
+    def finish(self, rid: str, *, ending: bool = False) -> None:
+        """The request is done with (``ending``: by a receive that stops, see ENDING_WAIT)."""
+        self.call("DELETE", f"/requests/{rid}", ending=ending)
 
     @staticmethod
     def failure(response: httpx.Response) -> VaultError:

@@ -409,7 +409,7 @@ class Receiver:
             self.client.http.timeout = httpx.Timeout(3.0)
             for rid in list(self.open):
                 try:
-                    self.client.finish(rid)
+                    self.client.finish(rid, ending=True)  # Ctrl-C: still sent again after a 429
                 except (VaultError, OSError):
                     break
         if self.state.saved or self.partials:

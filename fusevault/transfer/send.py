@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fusevault.encoding import b64e, shown
-from fusevault.errors import InvalidInput, VaultError
+from fusevault.errors import InvalidInput, VaultError, WrongCode
 from fusevault.transfer import crypto
 from fusevault.transfer.client import Gone, RelayClient, check_session
 from fusevault.transfer.offer import Offer, Outgoing, collect
@@ -76,15 +76,34 @@ def send(relay_url: str, paths: list[Path], announce: Callable[[str, str], None]
         try:
             announce(session["name"], code)
             Sender(client, session["id"], salt, code, offer, keep=keep, verify=verify, ask=ask, say=say).run()
-        finally:
-            client.patience = 0  # closing must not wait for a relay that is away
-            try:
-                client.close_session(session["id"])
-            except VaultError:
-                pass  # already ended (a failed confirmation), or the relay is away: its keys expire
+        except BaseException:
+            unclosed = _close(client, session["id"])
+            if unclosed is not None:  # what stopped the send is raised; this is said beside it
+                log.warning("%s", unclosed)
+            raise
+        unclosed = _close(client, session["id"])
+        if unclosed is not None:  # sent, but not closed: not a silent exit 0 (68a (1))
+            raise unclosed
     finally:
         client.close()
     return 0
+
+
+def _close(client: RelayClient, sid: str) -> VaultError | None:
+    """Close the session at the relay; an error saying so if it stays open there.
+
+    Gone already (404) or failed (a confirmation did not match: WrongCode) is closed.  Anything else
+    leaves it to expire on its own, its address unable to open another meanwhile: said, not
+    swallowed (68a (1): a close refused by the relay's per-second budget ended the send with 0)."""
+    client.patience = 0  # closing must not wait for a relay that is away
+    try:
+        client.close_session(sid)
+    except WrongCode:
+        return None
+    except VaultError as err:
+        return type(err)(f"the relay did not close the session ({err}): it stays open there until it "
+                         "expires (an hour at most), and this address cannot open another meanwhile")
+    return None
 
 
 class Sender:
