@@ -101,7 +101,7 @@ def nothing(target: Node | None) -> bool:
 
 def judged(node: Node | None) -> Judge:
     """Placed only over ``node`` in the state it is in now (the same file, its contents committed as
-    now, no write of them pending nor being committed: ``_pending``), or at its name freed since;
+    now, no write of them pending nor being committed), or at its name freed since;
     ``None``: only at a free name.  A caller judges what is at a name (the importer: nothing of hers),
     then writes for a while: whatever came there meanwhile (her editor's save, a new file of hers, her
     write into that very file) is another file than the one judged, never renamed over (attack round
@@ -110,19 +110,13 @@ def judged(node: Node | None) -> Judge:
         return nothing
     fid, head = node.fid, node.head
 
+    # Pending (``unsaved``): written and not committed, or a commit under way (its content lock held).
+    # A version being committed is sealed first, which clears ``changed``, then waits for the metadata
+    # lock to set the head: the flag alone let this rename go first, over her save (64a (1)).
     def still(target: Node | None) -> bool:
-        return target is None or (target.fid == fid and target.head == head and not _pending(target))
+        return target is None or (target.fid == fid and target.head == head and not unsaved(target))
 
     return still
-
-
-def _pending(node: Node) -> bool:
-    """Whether ``node`` has contents written and not yet committed: open and written, a failed commit,
-    or a commit under way (``unsaved``: its content lock held).  A version being committed is sealed
-    first, which clears ``changed``, and then waits for the metadata lock to set the node's head: the
-    flag alone let the rename this judges go first and put the copy over her save (attack round 64a
-    (1))."""
-    return unsaved(node)
 
 
 async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIterator[bytes | int], *,

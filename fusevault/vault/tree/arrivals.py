@@ -432,7 +432,7 @@ def unsaved(node: Node) -> bool:
     and its document still needs the key).  Every sealing of a version holds
     the node's content lock from before the seal until its commit is done
     (open_files.py ``commit_version``), so the two leave no moment between
-    (what a place judged for the importer asks too: placing.py ``_pending``)."""
+    (what a place judged for the importer asks too: placing.py ``judged``)."""
     return (node.content is not None and node.content.changed) or (
         node.lock is not None and node.lock.locked())
 
