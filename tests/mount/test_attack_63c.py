@@ -10,7 +10,7 @@ Seen (``FILES`` = 1,000, 100 a batch): root's mount's RSS grew 138 MB (~140 KB a
 files all imported and removed within ~70 s; nothing gives it back while his seat runs, and every
 restart of his watch loads it all again.  At that pace 10,000 files are ~1.4 GB, 100,000 ~14 GB.
 Control (``test_control_63c_1_the_same_files_at_the_top_of_his_folder_cost_a_few_mb``): the same
-1,000 files at the top of his folder: 8 MB.
+1,000 files at the top of his folder: 8 MB.  The tests run 400 (``N63C``) against a 25 MB bound.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from mount.test_shared_mount import People
 linux, place, python, shared_vault, people = (shared.linux, shared.place, shared.python, shared.shared_vault,
                                               shared.people)
 
-FILES = int(os.environ.get("N63C", "1000"))
+FILES = int(os.environ.get("N63C", "400"))  # 1,000 when found; 400 keep the suite quick and the
+# deep scene's 140 KB a file (56 MB) well over the bound
+BOUND_MB = 25
 BATCH = 100
 
 
@@ -95,7 +97,7 @@ def test_63c_1_files_imported_from_deep_long_names_cost_roots_mount_in_proportio
     """Fixed: past PATH_MAX nothing is imported (said once a file), nothing recorded, nothing lost."""
     grown, imported = _growth_mb(people, 256, b"d" * 252, "deep")
     assert imported == 0 and _failed(people) >= FILES  # seen: each imported, removed, its record kept
-    assert grown < 50  # seen: 138 MB
+    assert grown < BOUND_MB  # seen: 138 MB for 1,000 files
 
 
 def test_63c_1_near_path_max_files_imported_cost_roots_mount_a_few_kb_each(people: People) -> None:
@@ -103,10 +105,10 @@ def test_63c_1_near_path_max_files_imported_cost_roots_mount_a_few_kb_each(peopl
     its path twice at most."""
     grown, imported = _growth_mb(people, 15, b"d" * 252, "near")
     assert imported >= FILES // 2
-    assert grown < 50
+    assert grown < BOUND_MB
 
 
 def test_control_63c_1_the_same_files_at_the_top_of_his_folder_cost_a_few_mb(people: People) -> None:
     grown, imported = _growth_mb(people, 0, b"d", "shallow")
     assert imported >= FILES // 2
-    assert grown < 50
+    assert grown < BOUND_MB
