@@ -101,27 +101,41 @@ from inprocess.test_attack_60a import _move_out_then_lock
 from inprocess.test_rekeys_owed import Killed, _bobs_key, _dropped, _kill, _shared_folder, _unlocked
 
 
+def _unshare_killed(composed, monkeypatch) -> None:
+    """The laptop's unshare of docs (bob, READ) killed before the Share goes: its debt and ``taken``
+    recorded; the laptop's process dropped."""
+    with monkeypatch.context() as patched:
+        patched.setattr(share_ops, "tombstone", _kill)
+        with pytest.raises(Killed):
+            trio.run(composed.ops.session.requests.handle,
+                     {"cmd": "unshare", "path": "docs", "with": "bob", "perm": "READ"})
+
+
+def _shared_again_on_desktop(vault, monkeypatch, tmp_path, deleted: bytes | None = None) -> None:
+    """docs shared again with bob WRITE on her desktop (a state folder of its own), ``deleted`` (a name
+    in her root) deleted there first."""
+    with monkeypatch.context() as patched:
+        patched.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "desktop-state"))
+        composed = _compose(vault)
+        try:
+            if deleted is not None:
+                trio.run(composed.ops.unlink, ROOT, deleted, ME)
+            answer = trio.run(composed.ops.session.requests.handle,
+                              {"cmd": "share", "path": "docs", "with": "bob", "perm": "WRITE"})
+            assert "error" not in answer, answer
+        finally:
+            trio.run(_close, composed)
+
+
 def _unshare_killed_then_shared_on_desktop(vault, monkeypatch, tmp_path) -> None:
     """docs shared READ with bob; the laptop's unshare killed before the Share goes (debt and ``taken``
     recorded); docs shared again with bob WRITE on her desktop (a state folder of its own)."""
     monkeypatch.setattr(alarms, "_BY_USER", {})  # the alarms are per process: none from another test
     _shared_folder(vault)
     composed = _compose(vault)
-    with monkeypatch.context() as patched:
-        patched.setattr(share_ops, "tombstone", _kill)
-        with pytest.raises(Killed):
-            trio.run(composed.ops.session.requests.handle,
-                     {"cmd": "unshare", "path": "docs", "with": "bob", "perm": "READ"})
+    _unshare_killed(composed, monkeypatch)
     _dropped(composed)
-    with monkeypatch.context() as patched:
-        patched.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "desktop-state"))
-        composed = _compose(vault)
-        try:
-            request = {"cmd": "share", "path": "docs", "with": "bob", "perm": "WRITE"}
-            answer = trio.run(composed.ops.session.requests.handle, request)
-            assert "error" not in answer, answer
-        finally:
-            trio.run(_close, composed)
+    _shared_again_on_desktop(vault, monkeypatch, tmp_path)
 
 
 def _unlock(vault, monkeypatch, fail: bool = False) -> tuple[bool, bool, bool]:
@@ -170,23 +184,10 @@ def test_a_share_re_signed_on_her_desktop_is_not_taken_back_for_a_debt_whose_fil
     monkeypatch.setattr(alarms, "_BY_USER", {})
     _move_out_then_lock(vault_copy)
     composed = _compose(vault_copy)
-    with monkeypatch.context() as patched:
-        patched.setattr(share_ops, "tombstone", _kill)
-        with pytest.raises(Killed):
-            trio.run(composed.ops.session.requests.handle,
-                     {"cmd": "unshare", "path": "docs", "with": "bob", "perm": "READ"})
+    _unshare_killed(composed, monkeypatch)
     assert len(rekeys_owed.owed(composed.volume.layout.root, composed.volume.key).taken) == 1
     _dropped(composed)
-    with monkeypatch.context() as patched:
-        patched.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "desktop-state"))
-        composed = _compose(vault_copy)
-        try:
-            trio.run(composed.ops.unlink, ROOT, b"notes.txt", ME)
-            answer = trio.run(composed.ops.session.requests.handle,
-                              {"cmd": "share", "path": "docs", "with": "bob", "perm": "WRITE"})
-            assert "error" not in answer, answer
-        finally:
-            trio.run(_close, composed)
+    _shared_again_on_desktop(vault_copy, monkeypatch, tmp_path, deleted=b"notes.txt")
     assert [_unlock(vault_copy, monkeypatch) for _ in range(3)] == [(True, True, False)] * 3
 
 @pytest.fixture

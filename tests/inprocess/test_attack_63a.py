@@ -89,16 +89,15 @@ from fusevault.errors import Exists
 from fusevault.imports.importer import NEW, Importer
 from fusevault.vault.model import alarms, rekeys_owed
 from fusevault.vault.model.settings import Settings
-from fusevault.vault.services import share_ops
 from fusevault.vault.services.conflicts import copy_name
 from fusevault.vault.services.opening import unlock_vault
 from fusevault.vault.services.placing import NoKernel, file_digest, judged, make_dirs, write_file
 from fusevault.vault.volume import Caller, Volume
-from inprocess.conftest import ME, ROOT, _close, _compose
+from inprocess.conftest import _compose
 from inprocess.test_attack_59a import _one
 from inprocess.test_attack_60a import _move_out_then_lock
-from inprocess.test_attack_61a import _unlock
-from inprocess.test_rekeys_owed import Killed, _dropped, _kill
+from inprocess.test_attack_61a import _shared_again_on_desktop, _unlock, _unshare_killed
+from inprocess.test_rekeys_owed import _dropped
 
 T0 = 10**18  # a source stamp (2001-09-09 01:46:40 UTC), minute-aligned give or take
 
@@ -373,24 +372,11 @@ def _re_share_after_an_older_builds_unshare(vault, monkeypatch, tmp_path, older:
     monkeypatch.setattr(alarms, "_BY_USER", {})
     _move_out_then_lock(vault)
     composed = _compose(vault)
-    with monkeypatch.context() as patched:
-        patched.setattr(share_ops, "tombstone", _kill)
-        with pytest.raises(Killed):
-            trio.run(composed.ops.session.requests.handle,
-                     {"cmd": "unshare", "path": "docs", "with": "bob", "perm": "READ"})
+    _unshare_killed(composed, monkeypatch)
     if older:
         _as_the_build_before_stamps(composed.volume.layout.root, composed.volume.key)
     _dropped(composed)
-    with monkeypatch.context() as patched:
-        patched.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "desktop-state"))
-        composed = _compose(vault)
-        try:
-            trio.run(composed.ops.unlink, ROOT, b"notes.txt", ME)
-            answer = trio.run(composed.ops.session.requests.handle,
-                              {"cmd": "share", "path": "docs", "with": "bob", "perm": "WRITE"})
-            assert "error" not in answer, answer
-        finally:
-            trio.run(_close, composed)
+    _shared_again_on_desktop(vault, monkeypatch, tmp_path, deleted=b"notes.txt")
     return [_unlock(vault, monkeypatch) for _ in range(3)]
 
 

@@ -88,15 +88,14 @@ from conftest import PASSPHRASE
 from fusevault.imports.importer import NEW, Importer
 from fusevault.vault.model import alarms, rekeys_owed
 from fusevault.vault.model.settings import Settings
-from fusevault.vault.services import share_ops
 from fusevault.vault.services.opening import unlock_vault
 from fusevault.vault.services.placing import NoKernel, file_digest
 from fusevault.vault.volume import Volume
-from inprocess.conftest import ME, ROOT, _close, _compose
+from inprocess.conftest import _compose
 from inprocess.test_attack_60a import _move_out_then_lock
-from inprocess.test_attack_61a import _unlock
+from inprocess.test_attack_61a import _shared_again_on_desktop, _unlock, _unshare_killed
 from inprocess.test_attack_63a import _as_the_build_before_stamps
-from inprocess.test_rekeys_owed import Killed, _dropped, _kill
+from inprocess.test_rekeys_owed import _dropped
 
 T0 = 10**18
 
@@ -222,24 +221,11 @@ def _re_share_seen_by_the_older_build_then_upgraded(vault, monkeypatch, tmp_path
     monkeypatch.setattr(alarms, "_BY_USER", {})
     _move_out_then_lock(vault)
     composed = _compose(vault)
-    with monkeypatch.context() as patched:
-        patched.setattr(share_ops, "tombstone", _kill)
-        with pytest.raises(Killed):
-            trio.run(composed.ops.session.requests.handle,
-                     {"cmd": "unshare", "path": "docs", "with": "bob", "perm": "READ"})
+    _unshare_killed(composed, monkeypatch)
     laptop = composed.volume.layout.root, composed.volume.key
     _as_the_build_before_stamps(*laptop)
     _dropped(composed)
-    with monkeypatch.context() as patched:
-        patched.setenv("FUSEVAULT_STATE_DIR", str(tmp_path / "desktop-state"))
-        composed = _compose(vault)
-        try:
-            trio.run(composed.ops.unlink, ROOT, b"notes.txt", ME)
-            answer = trio.run(composed.ops.session.requests.handle,
-                              {"cmd": "share", "path": "docs", "with": "bob", "perm": "WRITE"})
-            assert "error" not in answer, answer
-        finally:
-            trio.run(_close, composed)
+    _shared_again_on_desktop(vault, monkeypatch, tmp_path, deleted=b"notes.txt")
     with monkeypatch.context() as patched:
         # The build before 92d2b3c: the list read as SAFE_INTEGER stamps, nothing written back.
         patched.setattr(rekeys_owed, "taken_at_load",
