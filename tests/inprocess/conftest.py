@@ -23,9 +23,10 @@ import inspect
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pyfuse3
 import pytest
@@ -45,6 +46,8 @@ from fusevault.vault.services.absorbing import absorb
 from fusevault.vault.services.opening import hold, unlock_vault
 from fusevault.vault.services.placing import NoKernel
 from fusevault.vault.volume import Volume
+
+T = TypeVar("T")
 
 BOB = "bob's own passphrase"
 ALICE_UID, BOB_UID, STRANGER_UID = 2201, 2202, 2203
@@ -215,6 +218,29 @@ async def _close(composed: Composed) -> None:
     for fd in composed._closers:
         os.close(fd)
     assert failures == 0, "the in-process mount could not save everything"
+
+
+def on_volume(vault: Path, body: Callable[[Volume], Awaitable[T]]) -> T:
+    """``body`` run on the first user's volume of ``vault`` (unlocked with ``PASSPHRASE``, no mount),
+    the volume closed after it whatever happens."""
+    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
+
+    async def main() -> T:
+        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
+        try:
+            return await body(volume)
+        finally:
+            await volume.close()
+
+    return trio.run(main)
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    """An empty folder to watch (an importer's source)."""
+    path = tmp_path / "inbox"
+    path.mkdir()
+    return path
 
 
 @pytest.fixture(scope="session")

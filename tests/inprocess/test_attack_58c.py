@@ -38,17 +38,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-import trio
-from conftest import PASSPHRASE
 
 from fusevault.errors import FsError
 from fusevault.imports.import_records import RECORD, Stamp, record_id
 from fusevault.imports.importer import MOVED, NEW, UNCHANGED, Importer
 from fusevault.store.sealed import sealed_doc
 from fusevault.vault.model.settings import Settings
-from fusevault.vault.services.opening import unlock_vault
 from fusevault.vault.services.placing import NoKernel, file_digest
 from fusevault.vault.volume import Volume
+from inprocess.conftest import on_volume
 
 
 def _saved_with_inode(path: Path, data: bytes, number: int) -> bool:
@@ -78,32 +76,27 @@ def source(tmp_path: Path) -> Path:
 
 def test_58c_4_a_new_file_with_the_old_stamp_is_imported_before_it_is_removed(vault: Path,
                                                                             source: Path) -> None:
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
     settings = Settings(source_dir_to_watch=str(source), delete_file_from_source=True)
     a = source / "a.txt"
     stamped = 1_600_000_000 * 10**9  # the time the tool restores (seconds: a zip's, a build's epoch)
 
-    async def main() -> tuple[str, bool, bytes, bool]:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            importer = Importer(volume, settings, NoKernel())
-            await importer.load()
-            a.write_bytes(b"version one!")
-            os.utime(a, ns=(stamped, stamped))
-            first = os.lstat(a).st_ino
-            outcome, _, removed = await importer.take("a.txt")
-            assert outcome == "new" and removed and not a.exists()
-            if not _saved_with_inode(a, b"version two!", first):
-                pytest.skip("this file system did not give the freed inode number back")
-            os.utime(a, ns=(stamped, stamped))
-            outcome, _, removed = await importer.take("a.txt")
-            node = volume.resolve(b"Imported/a.txt")
-            in_vault = await file_digest(volume, node) == hashlib.sha256(b"version two!").hexdigest()
-            return outcome, removed, a.read_bytes() if a.exists() else b"", in_vault
-        finally:
-            await volume.close()
+    async def main(volume: Volume) -> tuple[str, bool, bytes, bool]:
+        importer = Importer(volume, settings, NoKernel())
+        await importer.load()
+        a.write_bytes(b"version one!")
+        os.utime(a, ns=(stamped, stamped))
+        first = os.lstat(a).st_ino
+        outcome, _, removed = await importer.take("a.txt")
+        assert outcome == "new" and removed and not a.exists()
+        if not _saved_with_inode(a, b"version two!", first):
+            pytest.skip("this file system did not give the freed inode number back")
+        os.utime(a, ns=(stamped, stamped))
+        outcome, _, removed = await importer.take("a.txt")
+        node = volume.resolve(b"Imported/a.txt")
+        in_vault = await file_digest(volume, node) == hashlib.sha256(b"version two!").hexdigest()
+        return outcome, removed, a.read_bytes() if a.exists() else b"", in_vault
 
-    outcome, removed, left, in_vault = trio.run(main)
+    outcome, removed, left, in_vault = on_volume(vault, main)
     print(f"second take: {outcome}, removed {removed}, left {left!r}, version two in the vault {in_vault}")
     assert in_vault or left == b"version two!"  # seen: UNCHANGED, removed, the vault holds version one
 
@@ -122,32 +115,27 @@ def test_58c_4_a_new_file_at_another_name_with_the_freed_inode_is_imported_not_t
     """``_find_moved``: a.txt imported and removed; b.txt, a new file of the same size, saved with a.txt's
     freed inode number and its mtime.  Before the fix: taken as a.txt moved (the vault's a.txt renamed
     to b.txt, holding version one), and removed from the source at the next look as unchanged."""
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
     settings = Settings(source_dir_to_watch=str(source), delete_file_from_source=True)
     a, b = source / "a.txt", source / "b.txt"
     stamped = 1_600_000_000 * 10**9
 
-    async def main() -> tuple[str, str, bytes, str | None, str | None]:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            importer = Importer(volume, settings, NoKernel())
-            await importer.load()
-            a.write_bytes(b"version one!")
-            os.utime(a, ns=(stamped, stamped))
-            first = os.lstat(a).st_ino
-            outcome, _, removed = await importer.take("a.txt")
-            assert outcome == NEW and removed and not a.exists()
-            if not _saved_with_inode(b, b"version two!", first):
-                pytest.skip("this file system did not give the freed inode number back")
-            os.utime(b, ns=(stamped, stamped))
-            outcome, _, _ = await importer.take("b.txt")
-            again, _, _ = await importer.take("b.txt")  # before the fix: unchanged, removed
-            in_b, in_a = await _digest(volume, b"Imported/b.txt"), await _digest(volume, b"Imported/a.txt")
-            return outcome, again, b.read_bytes() if b.exists() else b"", in_a, in_b
-        finally:
-            await volume.close()
+    async def main(volume: Volume) -> tuple[str, str, bytes, str | None, str | None]:
+        importer = Importer(volume, settings, NoKernel())
+        await importer.load()
+        a.write_bytes(b"version one!")
+        os.utime(a, ns=(stamped, stamped))
+        first = os.lstat(a).st_ino
+        outcome, _, removed = await importer.take("a.txt")
+        assert outcome == NEW and removed and not a.exists()
+        if not _saved_with_inode(b, b"version two!", first):
+            pytest.skip("this file system did not give the freed inode number back")
+        os.utime(b, ns=(stamped, stamped))
+        outcome, _, _ = await importer.take("b.txt")
+        again, _, _ = await importer.take("b.txt")  # before the fix: unchanged, removed
+        in_b, in_a = await _digest(volume, b"Imported/b.txt"), await _digest(volume, b"Imported/a.txt")
+        return outcome, again, b.read_bytes() if b.exists() else b"", in_a, in_b
 
-    outcome, again, left, in_a, in_b = trio.run(main)
+    outcome, again, left, in_a, in_b = on_volume(vault, main)
     print(f"b.txt: {outcome}, then {again}; left {left!r}")
     assert outcome != MOVED  # seen: moved (the vault's a.txt renamed to b.txt)
     assert in_b == hashlib.sha256(b"version two!").hexdigest() or left == b"version two!"
@@ -157,29 +145,24 @@ def test_58c_4_a_new_file_at_another_name_with_the_freed_inode_is_imported_not_t
 def test_control_58c_4_a_file_moved_in_the_source_moves_its_vault_file(vault: Path, source: Path) -> None:
     """A rename in the source (which sets the file's ctime) is still a move: the vault's file renamed,
     nothing copied, and the record stamped anew (the next look: unchanged, nothing read)."""
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
     settings = Settings(source_dir_to_watch=str(source), delete_file_from_source=False)
     a, b = source / "a.txt", source / "b.txt"
 
-    async def main() -> tuple[str, str, bool, str]:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            importer = Importer(volume, settings, NoKernel())
-            await importer.load()
-            a.write_bytes(b"version one!")
-            assert (await importer.take("a.txt"))[0] == NEW
-            fid = volume.resolve(b"Imported/a.txt").fid
-            os.rename(a, b)
-            outcome, written, _ = await importer.take("b.txt")
-            assert written == 0
-            again, _, _ = await importer.take("b.txt")
-            moved = volume.resolve(b"Imported/b.txt")
-            gone = not volume.holds(fid) or volume.path_of(volume.find(fid)) != b"Imported/a.txt"
-            return outcome, again, gone and moved.fid == fid, await file_digest(volume, moved)
-        finally:
-            await volume.close()
+    async def main(volume: Volume) -> tuple[str, str, bool, str]:
+        importer = Importer(volume, settings, NoKernel())
+        await importer.load()
+        a.write_bytes(b"version one!")
+        assert (await importer.take("a.txt"))[0] == NEW
+        fid = volume.resolve(b"Imported/a.txt").fid
+        os.rename(a, b)
+        outcome, written, _ = await importer.take("b.txt")
+        assert written == 0
+        again, _, _ = await importer.take("b.txt")
+        moved = volume.resolve(b"Imported/b.txt")
+        gone = not volume.holds(fid) or volume.path_of(volume.find(fid)) != b"Imported/a.txt"
+        return outcome, again, gone and moved.fid == fid, await file_digest(volume, moved)
 
-    outcome, again, same_file, digest = trio.run(main)
+    outcome, again, same_file, digest = on_volume(vault, main)
     assert (outcome, again, same_file) == (MOVED, UNCHANGED, True)
     assert digest == hashlib.sha256(b"version one!").hexdigest()
 
@@ -188,32 +171,27 @@ def test_58c_4_a_record_from_before_ctime_is_read_once_never_imported_again(vaul
                                                                             source: Path) -> None:
     """A record saved by a version before ``ctime_ns`` (its stamp of four fields) is still read: its
     file is hashed once (no stamp equals it), found imported (nothing written), and stamped anew."""
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
     settings = Settings(source_dir_to_watch=str(source), delete_file_from_source=False)
     a = source / "a.txt"
 
-    async def main() -> tuple[int, Stamp, str, int]:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            importer = Importer(volume, settings, NoKernel())
-            await importer.load()
-            a.write_bytes(b"version one!")
-            assert (await importer.take("a.txt"))[0] == NEW
-            record, rev = importer.records["a.txt"]
-            body = asdict(record)
-            del body["stamp"]["ctime_ns"]  # as a version before it wrote it
-            doc = sealed_doc(volume.key, RECORD, record_id(volume.key, "a.txt"), body, rev)
-            await volume.store_call(volume.store.put_many, [doc])
-            fresh = Importer(volume, settings, NoKernel())
-            await fresh.load()
-            before = fresh.records["a.txt"][0].stamp.ctime_ns
-            outcome, written, _ = await fresh.take("a.txt")
-            again = await fresh.take("a.txt")
-            assert again[0] == UNCHANGED
-            return before, fresh.records["a.txt"][0].stamp, outcome, written
-        finally:
-            await volume.close()
+    async def main(volume: Volume) -> tuple[int, Stamp, str, int]:
+        importer = Importer(volume, settings, NoKernel())
+        await importer.load()
+        a.write_bytes(b"version one!")
+        assert (await importer.take("a.txt"))[0] == NEW
+        record, rev = importer.records["a.txt"]
+        body = asdict(record)
+        del body["stamp"]["ctime_ns"]  # as a version before it wrote it
+        doc = sealed_doc(volume.key, RECORD, record_id(volume.key, "a.txt"), body, rev)
+        await volume.store_call(volume.store.put_many, [doc])
+        fresh = Importer(volume, settings, NoKernel())
+        await fresh.load()
+        before = fresh.records["a.txt"][0].stamp.ctime_ns
+        outcome, written, _ = await fresh.take("a.txt")
+        again = await fresh.take("a.txt")
+        assert again[0] == UNCHANGED
+        return before, fresh.records["a.txt"][0].stamp, outcome, written
 
-    before, stamp, outcome, written = trio.run(main)
+    before, stamp, outcome, written = on_volume(vault, main)
     assert before == -1 and (outcome, written) == (UNCHANGED, 0)
     assert stamp == Stamp.of(os.lstat(a))

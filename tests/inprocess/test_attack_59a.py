@@ -58,15 +58,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import trio
-from conftest import PASSPHRASE
 
 from fusevault.imports.importer import MOVED, NEW, Importer
 from fusevault.vault.model.settings import Settings
-from fusevault.vault.services.opening import unlock_vault
 from fusevault.vault.services.placing import NoKernel, file_digest, make_dirs, write_file
 from fusevault.vault.services.recovery import versions
 from fusevault.vault.volume import Volume
+from inprocess.conftest import on_volume
 
 HERS = b"her own notes, no record"
 
@@ -99,35 +97,30 @@ async def _contents(volume: Volume) -> list[str]:
 def _run_move(vault: Path, source: Path, hers: bool) -> tuple[str, str, bool]:
     """a.txt imported; (``hers``) her own vault file at Imported/b.txt; a.txt renamed to b.txt in the
     source and taken: (outcome, digest at Imported/b.txt, her notes still in some file of the vault)."""
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
     settings = Settings(source_dir_to_watch=str(source), delete_file_from_source=False)
     a, b = source / "a.txt", source / "b.txt"
 
-    async def main() -> tuple[str, str, bool]:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            importer = Importer(volume, settings, NoKernel())
-            await importer.load()
-            a.write_bytes(b"version one!")
-            assert (await importer.take("a.txt"))[0] == NEW
-            if hers:  # made in the mount by her: no import record names it
-                folder = await make_dirs(volume, b"Imported", importer.caller)
-                await write_file(volume, folder, b"b.txt", _one(HERS), mode=0o600, caller=importer.caller,
-                                 kernel=NoKernel())
-            os.rename(a, b)
-            outcome, _, _ = await importer.take("b.txt")
-            at_b = await file_digest(volume, volume.resolve(b"Imported/b.txt"))
-            kept = hashlib.sha256(HERS).hexdigest() in await _contents(volume)
-            node = volume.resolve(b"Imported/b.txt")
-            # Hers is kept only as the earlier version of the moved file (rename over: namespace.py).
-            lineage = await versions(volume, node)
-            of_hers = sum(v.fid == node.previous for v in lineage)
-            print(f"Imported/b.txt: {len(lineage)} version(s), {of_hers} of her replaced file (.versions)")
-            return outcome, at_b, kept
-        finally:
-            await volume.close()
+    async def main(volume: Volume) -> tuple[str, str, bool]:
+        importer = Importer(volume, settings, NoKernel())
+        await importer.load()
+        a.write_bytes(b"version one!")
+        assert (await importer.take("a.txt"))[0] == NEW
+        if hers:  # made in the mount by her: no import record names it
+            folder = await make_dirs(volume, b"Imported", importer.caller)
+            await write_file(volume, folder, b"b.txt", _one(HERS), mode=0o600, caller=importer.caller,
+                             kernel=NoKernel())
+        os.rename(a, b)
+        outcome, _, _ = await importer.take("b.txt")
+        at_b = await file_digest(volume, volume.resolve(b"Imported/b.txt"))
+        kept = hashlib.sha256(HERS).hexdigest() in await _contents(volume)
+        node = volume.resolve(b"Imported/b.txt")
+        # Hers is kept only as the earlier version of the moved file (rename over: namespace.py).
+        lineage = await versions(volume, node)
+        of_hers = sum(v.fid == node.previous for v in lineage)
+        print(f"Imported/b.txt: {len(lineage)} version(s), {of_hers} of her replaced file (.versions)")
+        return outcome, at_b, kept
 
-    return trio.run(main)
+    return on_volume(vault, main)
 
 
 def test_59a_1_a_move_in_the_source_never_replaces_her_file_at_the_new_name(vault: Path,

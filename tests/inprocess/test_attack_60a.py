@@ -75,18 +75,15 @@ import hashlib
 import os
 from pathlib import Path
 
-import pytest
 import trio
-from conftest import PASSPHRASE
 
 from fusevault.imports.importer import MOVED, NEW, Importer
 from fusevault.vault.model import alarms, rekeys_owed, sharing
 from fusevault.vault.model.settings import Settings
 from fusevault.vault.services import rotation
-from fusevault.vault.services.opening import unlock_vault
 from fusevault.vault.services.placing import NoKernel, file_digest, make_dirs, write_file
 from fusevault.vault.volume import Volume
-from inprocess.conftest import ME, ROOT, _close, _compose, make
+from inprocess.conftest import ME, ROOT, _close, _compose, make, on_volume
 from inprocess.test_attack_59a import _one
 from inprocess.test_rekeys_owed import _bob, _bobs_key, _shared_folder, _unlocked
 
@@ -178,44 +175,32 @@ def test_control_a_move_out_re_keyed_before_the_lock_leaves_the_folder_shared(va
         trio.run(_close, composed)
 
 
-@pytest.fixture
-def inbox(tmp_path: Path) -> Path:
-    path = tmp_path / "inbox"
-    path.mkdir()
-    return path
-
-
 def _edit_after_move_beside(vault: Path, inbox: Path, same: bool) -> tuple[bool, bool]:
     """a.txt imported; her own Imported/b.txt (``same``: a.txt's bytes); a.txt moved to b.txt in the
     source (MOVED, put beside hers), then edited: (her Imported/b.txt still her node, its bytes hers)."""
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
     settings = Settings(source_dir_to_watch=str(inbox), delete_file_from_source=False)
     a, b = inbox / "a.txt", inbox / "b.txt"
     hers = b"version one!" if same else b"her own notes"
 
-    async def main() -> tuple[bool, bool]:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            importer = Importer(volume, settings, NoKernel())
-            await importer.load()
-            a.write_bytes(b"version one!")
-            assert (await importer.take("a.txt"))[0] == NEW
-            folder = await make_dirs(volume, b"Imported", importer.caller)
-            await write_file(volume, folder, b"b.txt", _one(hers), mode=0o600, caller=importer.caller,
-                             kernel=NoKernel())
-            mine = volume.resolve(b"Imported/b.txt")
-            os.rename(a, b)
-            assert (await importer.take("b.txt"))[0] == MOVED
-            assert len(volume.resolve(b"Imported").children) == 2, "put beside hers"
-            b.write_bytes(b"version two, the edit")
-            os.utime(b, ns=(10**18, 10**18))
-            await importer.take("b.txt")
-            node = volume.resolve(b"Imported/b.txt")
-            return node.fid == mine.fid, await file_digest(volume, node) == hashlib.sha256(hers).hexdigest()
-        finally:
-            await volume.close()
+    async def main(volume: Volume) -> tuple[bool, bool]:
+        importer = Importer(volume, settings, NoKernel())
+        await importer.load()
+        a.write_bytes(b"version one!")
+        assert (await importer.take("a.txt"))[0] == NEW
+        folder = await make_dirs(volume, b"Imported", importer.caller)
+        await write_file(volume, folder, b"b.txt", _one(hers), mode=0o600, caller=importer.caller,
+                         kernel=NoKernel())
+        mine = volume.resolve(b"Imported/b.txt")
+        os.rename(a, b)
+        assert (await importer.take("b.txt"))[0] == MOVED
+        assert len(volume.resolve(b"Imported").children) == 2, "put beside hers"
+        b.write_bytes(b"version two, the edit")
+        os.utime(b, ns=(10**18, 10**18))
+        await importer.take("b.txt")
+        node = volume.resolve(b"Imported/b.txt")
+        return node.fid == mine.fid, await file_digest(volume, node) == hashlib.sha256(hers).hexdigest()
 
-    return trio.run(main)
+    return on_volume(vault, main)
 
 
 def test_an_edit_after_a_move_beside_never_replaces_her_file(vault: Path, inbox: Path) -> None:

@@ -85,17 +85,15 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import PASSPHRASE
 
 from fusevault.errors import CorruptData
 from fusevault.imports.importer import NEW, VERSION, Importer
 from fusevault.vault.model import alarms, rekeys_owed
 from fusevault.vault.model.settings import Settings
 from fusevault.vault.services import share_ops
-from fusevault.vault.services.opening import unlock_vault
 from fusevault.vault.services.placing import NoKernel, file_digest, write_file
 from fusevault.vault.volume import Volume
-from inprocess.conftest import ME, ROOT, _close, _compose
+from inprocess.conftest import ME, ROOT, _close, _compose, on_volume
 from inprocess.test_attack_59a import _one
 from inprocess.test_attack_60a import _move_out_then_lock
 from inprocess.test_rekeys_owed import Killed, _bobs_key, _dropped, _kill, _shared_folder, _unlocked
@@ -190,47 +188,35 @@ def test_a_share_re_signed_on_her_desktop_is_not_taken_back_for_a_debt_whose_fil
     _shared_again_on_desktop(vault_copy, monkeypatch, tmp_path, deleted=b"notes.txt")
     assert [_unlock(vault_copy, monkeypatch) for _ in range(3)] == [(True, True, False)] * 3
 
-@pytest.fixture
-def inbox(tmp_path: Path) -> Path:
-    path = tmp_path / "inbox"
-    path.mkdir()
-    return path
-
-
 def _edits_after_a_save(vault: Path, inbox: Path, save: bytes | None) -> tuple[list[str], bool, int]:
     """a.txt imported to Imported/a.txt; ``save``: her editor's save of Imported/a.txt with those bytes
     (a new file renamed over it, as editors, ``sed -i`` and rsync do; None: not saved); then three edits of
     the source, each taken: (the outcomes, Imported/a.txt holds the last edit, the files in Imported)."""
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
     settings = Settings(source_dir_to_watch=str(inbox), delete_file_from_source=False)
     a = inbox / "a.txt"
 
-    async def main() -> tuple[list[str], bool, int]:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            importer = Importer(volume, settings, NoKernel())
-            await importer.load()
-            a.write_bytes(b"version one!")
-            assert (await importer.take("a.txt"))[0] == NEW
-            folder = volume.resolve(b"Imported")
-            if save is not None:
-                await write_file(volume, folder, b".a.txt.swp", _one(save), mode=0o600,
-                                 caller=importer.caller, kernel=NoKernel())
-                await volume.rename(folder.ino, b".a.txt.swp", folder.ino, b"a.txt", noreplace=False,
-                                    exchange=False)
-            outcomes = []
-            for n in range(3):
-                a.write_bytes(b"version %d of the source" % (n + 2))
-                os.utime(a, ns=(10**18 + n * 60 * 10**9, 10**18 + n * 60 * 10**9))
-                outcomes.append((await importer.take("a.txt"))[0])
-            node = volume.resolve(b"Imported/a.txt")
-            last = hashlib.sha256(b"version 4 of the source").hexdigest()
-            files = len(volume.resolve(b"Imported").children)
-            return outcomes, await file_digest(volume, node) == last, files
-        finally:
-            await volume.close()
+    async def main(volume: Volume) -> tuple[list[str], bool, int]:
+        importer = Importer(volume, settings, NoKernel())
+        await importer.load()
+        a.write_bytes(b"version one!")
+        assert (await importer.take("a.txt"))[0] == NEW
+        folder = volume.resolve(b"Imported")
+        if save is not None:
+            await write_file(volume, folder, b".a.txt.swp", _one(save), mode=0o600,
+                             caller=importer.caller, kernel=NoKernel())
+            await volume.rename(folder.ino, b".a.txt.swp", folder.ino, b"a.txt", noreplace=False,
+                                exchange=False)
+        outcomes = []
+        for n in range(3):
+            a.write_bytes(b"version %d of the source" % (n + 2))
+            os.utime(a, ns=(10**18 + n * 60 * 10**9, 10**18 + n * 60 * 10**9))
+            outcomes.append((await importer.take("a.txt"))[0])
+        node = volume.resolve(b"Imported/a.txt")
+        last = hashlib.sha256(b"version 4 of the source").hexdigest()
+        files = len(volume.resolve(b"Imported").children)
+        return outcomes, await file_digest(volume, node) == last, files
 
-    return trio.run(main)
+    return on_volume(vault, main)
 
 
 

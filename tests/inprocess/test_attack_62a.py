@@ -42,64 +42,48 @@ import hashlib
 import os
 from pathlib import Path
 
-import pytest
-import trio
-from conftest import PASSPHRASE
-
 from fusevault.imports.importer import NEW, VERSION, Importer
 from fusevault.vault.model.settings import Settings
-from fusevault.vault.services.opening import unlock_vault
 from fusevault.vault.services.placing import NoKernel, file_digest, make_dirs, write_file
 from fusevault.vault.volume import Volume
+from inprocess.conftest import on_volume
 from inprocess.test_attack_59a import _one
-
-
-@pytest.fixture
-def inbox(tmp_path: Path) -> Path:
-    path = tmp_path / "inbox"
-    path.mkdir()
-    return path
 
 
 def _edits_after_a_save(vault: Path, inbox: Path, backup: bool) -> tuple[list[str], bool, int]:
     """a.txt imported to Imported/a.txt, saved with the same bytes by an editor (``backup``: the original
     renamed to a.txt~ first and kept; else a new file renamed over it), three edits of the source taken:
     (the outcomes, Imported/a.txt holds the last edit, the files in Imported)."""
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
     settings = Settings(source_dir_to_watch=str(inbox), delete_file_from_source=False)
     a = inbox / "a.txt"
 
-    async def main() -> tuple[list[str], bool, int]:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            importer = Importer(volume, settings, NoKernel())
-            await importer.load()
-            a.write_bytes(b"version one!")
-            assert (await importer.take("a.txt"))[0] == NEW
-            folder = volume.resolve(b"Imported")
-            if backup:
-                await volume.rename(folder.ino, b"a.txt", folder.ino, b"a.txt~", noreplace=True,
-                                    exchange=False)
-                await write_file(volume, folder, b"a.txt", _one(b"version one!"), mode=0o600,
-                                 caller=importer.caller, kernel=NoKernel())
-            else:
-                await write_file(volume, folder, b".a.txt.swp", _one(b"version one!"), mode=0o600,
-                                 caller=importer.caller, kernel=NoKernel())
-                await volume.rename(folder.ino, b".a.txt.swp", folder.ino, b"a.txt", noreplace=False,
-                                    exchange=False)
-            outcomes = []
-            for n in range(3):
-                a.write_bytes(b"version %d of the source" % (n + 2))
-                os.utime(a, ns=(10**18 + n * 60 * 10**9, 10**18 + n * 60 * 10**9))
-                outcomes.append((await importer.take("a.txt"))[0])
-            node = volume.resolve(b"Imported/a.txt")
-            last = hashlib.sha256(b"version 4 of the source").hexdigest()
-            files = len(volume.resolve(b"Imported").children)
-            return outcomes, await file_digest(volume, node) == last, files
-        finally:
-            await volume.close()
+    async def main(volume: Volume) -> tuple[list[str], bool, int]:
+        importer = Importer(volume, settings, NoKernel())
+        await importer.load()
+        a.write_bytes(b"version one!")
+        assert (await importer.take("a.txt"))[0] == NEW
+        folder = volume.resolve(b"Imported")
+        if backup:
+            await volume.rename(folder.ino, b"a.txt", folder.ino, b"a.txt~", noreplace=True,
+                                exchange=False)
+            await write_file(volume, folder, b"a.txt", _one(b"version one!"), mode=0o600,
+                             caller=importer.caller, kernel=NoKernel())
+        else:
+            await write_file(volume, folder, b".a.txt.swp", _one(b"version one!"), mode=0o600,
+                             caller=importer.caller, kernel=NoKernel())
+            await volume.rename(folder.ino, b".a.txt.swp", folder.ino, b"a.txt", noreplace=False,
+                                exchange=False)
+        outcomes = []
+        for n in range(3):
+            a.write_bytes(b"version %d of the source" % (n + 2))
+            os.utime(a, ns=(10**18 + n * 60 * 10**9, 10**18 + n * 60 * 10**9))
+            outcomes.append((await importer.take("a.txt"))[0])
+        node = volume.resolve(b"Imported/a.txt")
+        last = hashlib.sha256(b"version 4 of the source").hexdigest()
+        files = len(volume.resolve(b"Imported").children)
+        return outcomes, await file_digest(volume, node) == last, files
 
-    return trio.run(main)
+    return on_volume(vault, main)
 
 
 def test_edits_after_her_no_op_save_with_a_rename_backup_are_imported_over_it(vault: Path,
@@ -115,34 +99,29 @@ def _edit_after_a_link(vault: Path, inbox: Path, link: bool) -> tuple[str, bool,
     """a.txt imported to Imported/a.txt; her own Docs/x.txt holds the same bytes; ``link``: she removes
     Imported/a.txt and hard-links Docs/x.txt there (else: removes it only); the source edited, taken:
     (the outcome, Docs/x.txt holds the source's edit, Imported/a.txt does)."""
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
     settings = Settings(source_dir_to_watch=str(inbox), delete_file_from_source=False)
     a = inbox / "a.txt"
 
-    async def main() -> tuple[str, bool, bool]:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            importer = Importer(volume, settings, NoKernel())
-            await importer.load()
-            a.write_bytes(b"version one!")
-            assert (await importer.take("a.txt"))[0] == NEW
-            docs = await make_dirs(volume, b"Docs", importer.caller)
-            x, _ = await write_file(volume, docs, b"x.txt", _one(b"version one!"), mode=0o600,
-                                    caller=importer.caller, kernel=NoKernel())
-            folder = volume.resolve(b"Imported")
-            await volume.unlink(folder.ino, b"a.txt")
-            if link:
-                await volume.link(x.ino, folder.ino, b"a.txt")
-            a.write_bytes(b"version 2 of the source")
-            os.utime(a, ns=(10**18, 10**18))
-            outcome = (await importer.take("a.txt"))[0]
-            edit = hashlib.sha256(b"version 2 of the source").hexdigest()
-            return (outcome, await file_digest(volume, volume.resolve(b"Docs/x.txt")) == edit,
-                    await file_digest(volume, volume.resolve(b"Imported/a.txt")) == edit)
-        finally:
-            await volume.close()
+    async def main(volume: Volume) -> tuple[str, bool, bool]:
+        importer = Importer(volume, settings, NoKernel())
+        await importer.load()
+        a.write_bytes(b"version one!")
+        assert (await importer.take("a.txt"))[0] == NEW
+        docs = await make_dirs(volume, b"Docs", importer.caller)
+        x, _ = await write_file(volume, docs, b"x.txt", _one(b"version one!"), mode=0o600,
+                                caller=importer.caller, kernel=NoKernel())
+        folder = volume.resolve(b"Imported")
+        await volume.unlink(folder.ino, b"a.txt")
+        if link:
+            await volume.link(x.ino, folder.ino, b"a.txt")
+        a.write_bytes(b"version 2 of the source")
+        os.utime(a, ns=(10**18, 10**18))
+        outcome = (await importer.take("a.txt"))[0]
+        edit = hashlib.sha256(b"version 2 of the source").hexdigest()
+        return (outcome, await file_digest(volume, volume.resolve(b"Docs/x.txt")) == edit,
+                await file_digest(volume, volume.resolve(b"Imported/a.txt")) == edit)
 
-    return trio.run(main)
+    return on_volume(vault, main)
 
 
 def test_control_an_import_never_writes_through_her_hard_link_at_its_place(vault: Path, inbox: Path) -> None:

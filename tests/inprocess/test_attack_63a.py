@@ -81,8 +81,6 @@ import os
 from pathlib import Path
 
 import pytest
-import trio
-from conftest import PASSPHRASE
 
 from fusevault import paths
 from fusevault.errors import Exists
@@ -90,23 +88,15 @@ from fusevault.imports.importer import NEW, Importer
 from fusevault.vault.model import alarms, rekeys_owed
 from fusevault.vault.model.settings import Settings
 from fusevault.vault.services.conflicts import copy_name
-from fusevault.vault.services.opening import unlock_vault
 from fusevault.vault.services.placing import NoKernel, file_digest, judged, make_dirs, write_file
 from fusevault.vault.volume import Caller, Volume
-from inprocess.conftest import _compose
+from inprocess.conftest import _compose, on_volume
 from inprocess.test_attack_59a import _one
 from inprocess.test_attack_60a import _move_out_then_lock
 from inprocess.test_attack_61a import _shared_again_on_desktop, _unlock, _unshare_killed
 from inprocess.test_rekeys_owed import _dropped
 
 T0 = 10**18  # a source stamp (2001-09-09 01:46:40 UTC), minute-aligned give or take
-
-
-@pytest.fixture
-def inbox(tmp_path: Path) -> Path:
-    path = tmp_path / "inbox"
-    path.mkdir()
-    return path
 
 
 def _sha(data: bytes) -> str:
@@ -124,43 +114,38 @@ def _edit_during_import(vault: Path, inbox: Path, during: bool) -> tuple[str, di
     """a.txt imported; the source edited; while the import reads it (``during``: after its last chunk,
     before the rename; else just before the take) she saves her edit of Imported/a.txt: (the outcome,
     the name -> bytes of each file in Imported)."""
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
     settings = Settings(source_dir_to_watch=str(inbox), delete_file_from_source=False)
     a = inbox / "a.txt"
 
-    async def main() -> tuple[str, dict[str, str]]:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            importer = Importer(volume, settings, NoKernel())
-            await importer.load()
-            a.write_bytes(b"version one!")
-            assert (await importer.take("a.txt"))[0] == NEW
-            folder = volume.resolve(b"Imported")
-            a.write_bytes(b"version 2 of the source")
-            os.utime(a, ns=(T0, T0))
-            if during:
-                chunks = importer._chunks
+    async def main(volume: Volume) -> tuple[str, dict[str, str]]:
+        importer = Importer(volume, settings, NoKernel())
+        await importer.load()
+        a.write_bytes(b"version one!")
+        assert (await importer.take("a.txt"))[0] == NEW
+        folder = volume.resolve(b"Imported")
+        a.write_bytes(b"version 2 of the source")
+        os.utime(a, ns=(T0, T0))
+        if during:
+            chunks = importer._chunks
 
-                async def hers_meanwhile(held):
-                    async for piece in chunks(held):
-                        yield piece
-                    await _save(volume, importer, folder, b"a.txt", b"her edit")
-
-                importer._chunks = hers_meanwhile  # type: ignore[method-assign]
-            else:
+            async def hers_meanwhile(held):
+                async for piece in chunks(held):
+                    yield piece
                 await _save(volume, importer, folder, b"a.txt", b"her edit")
-            outcome = (await importer.take("a.txt"))[0]
-            folder = volume.resolve(b"Imported")
-            held = {}
-            for name, ino in sorted(folder.children.items()):
-                node = volume.get(ino)
-                held[name.decode()] = {_sha(b"her edit"): "hers", _sha(b"version 2 of the source"): "v2",
-                                       _sha(b"version one!"): "v1"}.get(await file_digest(volume, node), "?")
-            return outcome, held
-        finally:
-            await volume.close()
 
-    return trio.run(main)
+            importer._chunks = hers_meanwhile  # type: ignore[method-assign]
+        else:
+            await _save(volume, importer, folder, b"a.txt", b"her edit")
+        outcome = (await importer.take("a.txt"))[0]
+        folder = volume.resolve(b"Imported")
+        held = {}
+        for name, ino in sorted(folder.children.items()):
+            node = volume.get(ino)
+            held[name.decode()] = {_sha(b"her edit"): "hers", _sha(b"version 2 of the source"): "v2",
+                                   _sha(b"version one!"): "v1"}.get(await file_digest(volume, node), "?")
+        return outcome, held
+
+    return on_volume(vault, main)
 
 
 def test_63a_1_her_save_during_the_imports_copy_is_not_written_over(vault: Path, inbox: Path) -> None:
@@ -184,40 +169,35 @@ def _import_while(vault: Path, inbox: Path, record: bool, before, meanwhile) -> 
     """a.txt imported first (``record``) or never; the source (version 2) taken with ``before(volume,
     importer)`` done before the take and ``meanwhile(volume, importer)`` after its last chunk is read
     (before its placing): (name -> which bytes each file in Imported holds, the alarms' kinds)."""
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
     settings = Settings(source_dir_to_watch=str(inbox), delete_file_from_source=False)
     a = inbox / "a.txt"
 
-    async def main() -> tuple[dict[str, str], list]:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            importer = Importer(volume, settings, NoKernel())
-            await importer.load()
-            if record:
-                a.write_bytes(b"version one!")
-                assert (await importer.take("a.txt"))[0] == NEW
-            else:
-                await make_dirs(volume, b"Imported", importer.caller)
-            a.write_bytes(b"version 2 of the source")
-            os.utime(a, ns=(T0, T0))
-            await before(volume, importer)
-            chunks = importer._chunks
+    async def main(volume: Volume) -> tuple[dict[str, str], list]:
+        importer = Importer(volume, settings, NoKernel())
+        await importer.load()
+        if record:
+            a.write_bytes(b"version one!")
+            assert (await importer.take("a.txt"))[0] == NEW
+        else:
+            await make_dirs(volume, b"Imported", importer.caller)
+        a.write_bytes(b"version 2 of the source")
+        os.utime(a, ns=(T0, T0))
+        await before(volume, importer)
+        chunks = importer._chunks
 
-            async def hers_meanwhile(held):
-                async for piece in chunks(held):
-                    yield piece
-                await meanwhile(volume, importer)
+        async def hers_meanwhile(held):
+            async for piece in chunks(held):
+                yield piece
+            await meanwhile(volume, importer)
 
-            importer._chunks = hers_meanwhile  # type: ignore[method-assign]
-            await importer.take("a.txt")
-            held = {}
-            for name, ino in sorted(volume.resolve(b"Imported").children.items()):
-                held[name.decode()] = LABELS.get(await file_digest(volume, volume.get(ino)), "?")
-            return held, [entry["kind"] for entry in alarms.for_user(volume.key.user_id)._seen.values()]
-        finally:
-            await volume.close()
+        importer._chunks = hers_meanwhile  # type: ignore[method-assign]
+        await importer.take("a.txt")
+        held = {}
+        for name, ino in sorted(volume.resolve(b"Imported").children.items()):
+            held[name.decode()] = LABELS.get(await file_digest(volume, volume.get(ino)), "?")
+        return held, [entry["kind"] for entry in alarms.for_user(volume.key.user_id)._seen.values()]
 
-    return trio.run(main)
+    return on_volume(vault, main)
 
 
 async def _nothing(volume: Volume, importer: Importer) -> None:
@@ -280,64 +260,54 @@ def test_63a_2_a_copys_name_taken_while_the_source_is_read_is_not_written_over(v
 def test_63a_1_a_placing_with_no_free_name_beside_leaves_nothing_behind(vault: Path) -> None:
     """``write_file`` judged over a file that changed, with no name beside to go to: Exists, the file
     there untouched, no temporary file left."""
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
 
-    async def main() -> None:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            caller = Caller(os.getuid(), os.getgid())
-            folder = await make_dirs(volume, b"Imported", caller)
-            first, _ = await write_file(volume, folder, b"a.txt", _one(b"version one!"), mode=0o600,
-                                        caller=caller, kernel=NoKernel())
-            over = judged(first)
-            await write_file(volume, folder, b"a.txt", _one(b"her edit"), mode=0o600, caller=caller,
-                             kernel=NoKernel())
-            with pytest.raises(Exists):
-                await write_file(volume, folder, b"a.txt", _one(b"version 2 of the source"), mode=0o600,
-                                 caller=caller, kernel=NoKernel(), over=over, beside=iter([]))
-            assert sorted(folder.children) == [b"a.txt"]
-            assert LABELS[await file_digest(volume, volume.resolve(b"Imported/a.txt"))] == "hers"
-        finally:
-            await volume.close()
+    async def main(volume: Volume) -> None:
+        caller = Caller(os.getuid(), os.getgid())
+        folder = await make_dirs(volume, b"Imported", caller)
+        first, _ = await write_file(volume, folder, b"a.txt", _one(b"version one!"), mode=0o600,
+                                    caller=caller, kernel=NoKernel())
+        over = judged(first)
+        await write_file(volume, folder, b"a.txt", _one(b"her edit"), mode=0o600, caller=caller,
+                         kernel=NoKernel())
+        with pytest.raises(Exists):
+            await write_file(volume, folder, b"a.txt", _one(b"version 2 of the source"), mode=0o600,
+                             caller=caller, kernel=NoKernel(), over=over, beside=iter([]))
+        assert sorted(folder.children) == [b"a.txt"]
+        assert LABELS[await file_digest(volume, volume.resolve(b"Imported/a.txt"))] == "hers"
 
-    trio.run(main)
+    on_volume(vault, main)
 
 
 def _edit_of_the_copy(vault: Path, inbox: Path, second_ns: int) -> dict[str, str]:
     """a.txt imported; she edits Imported/a.txt; the source's edit (stamped T0) goes beside as a copy;
     she edits that copy (her merge); the source edited again, stamped ``second_ns``: name -> which bytes
     each file in Imported holds."""
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
     settings = Settings(source_dir_to_watch=str(inbox), delete_file_from_source=False)
     a = inbox / "a.txt"
     labels = {_sha(b"version one!"): "v1", _sha(b"her edit"): "her edit", _sha(b"v2 of the source"): "v2",
               _sha(b"her merge of v2"): "her merge", _sha(b"v3 of the source"): "v3"}
 
-    async def main() -> dict[str, str]:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            importer = Importer(volume, settings, NoKernel())
-            await importer.load()
-            a.write_bytes(b"version one!")
-            assert (await importer.take("a.txt"))[0] == NEW
-            folder = volume.resolve(b"Imported")
-            await _save(volume, importer, folder, b"a.txt", b"her edit")
-            a.write_bytes(b"v2 of the source")
-            os.utime(a, ns=(T0, T0))
-            await importer.take("a.txt")
-            [copy] = [n for n in volume.resolve(b"Imported").children if n != b"a.txt"]
-            await _save(volume, importer, volume.resolve(b"Imported"), copy, b"her merge of v2")
-            a.write_bytes(b"v3 of the source")
-            os.utime(a, ns=(second_ns, second_ns))
-            await importer.take("a.txt")
-            out = {}
-            for name, ino in sorted(volume.resolve(b"Imported").children.items()):
-                out[name.decode()] = labels.get(await file_digest(volume, volume.get(ino)), "?")
-            return out
-        finally:
-            await volume.close()
+    async def main(volume: Volume) -> dict[str, str]:
+        importer = Importer(volume, settings, NoKernel())
+        await importer.load()
+        a.write_bytes(b"version one!")
+        assert (await importer.take("a.txt"))[0] == NEW
+        folder = volume.resolve(b"Imported")
+        await _save(volume, importer, folder, b"a.txt", b"her edit")
+        a.write_bytes(b"v2 of the source")
+        os.utime(a, ns=(T0, T0))
+        await importer.take("a.txt")
+        [copy] = [n for n in volume.resolve(b"Imported").children if n != b"a.txt"]
+        await _save(volume, importer, volume.resolve(b"Imported"), copy, b"her merge of v2")
+        a.write_bytes(b"v3 of the source")
+        os.utime(a, ns=(second_ns, second_ns))
+        await importer.take("a.txt")
+        out = {}
+        for name, ino in sorted(volume.resolve(b"Imported").children.items()):
+            out[name.decode()] = labels.get(await file_digest(volume, volume.get(ino)), "?")
+        return out
 
-    return trio.run(main)
+    return on_volume(vault, main)
 
 
 def test_63a_2_her_edit_of_the_import_copy_is_not_written_over_by_the_next_edit(vault: Path,

@@ -96,7 +96,6 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import PASSPHRASE
 
 from fusevault.agent.sessions import Session
 from fusevault.errors import InvalidInput
@@ -106,10 +105,9 @@ from fusevault.imports.importer import Importer
 from fusevault.tasks import Tasks
 from fusevault.vault.model.settings import Settings
 from fusevault.vault.services import exporting
-from fusevault.vault.services.opening import unlock_vault
 from fusevault.vault.services.placing import NoKernel
 from fusevault.vault.volume import Volume
-from inprocess.conftest import ME, ROOT, make
+from inprocess.conftest import ME, ROOT, make, on_volume
 
 DEPTH, NAME, FILES = 100, 200, 20
 NEAR = 19  # folders of the chain a file within PATH_MAX is put in (19 x 201 bytes)
@@ -144,42 +142,37 @@ def test_63c_1_an_import_record_costs_the_mount_bytes_in_proportion_to_its_own_n
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     names, deepest = _chain(inbox)
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
     settings = Settings(source_dir_to_watch=str(inbox), delete_file_from_source=True)
     within = names[:NEAR]  # ~3,900 bytes: the deepest a file is imported from
 
-    async def main() -> tuple[list[str], int, int, int]:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
+    async def main(volume: Volume) -> tuple[list[str], int, int, int]:
+        importer = Importer(volume, settings, NoKernel())
+        await importer.load()
+        refused = []
+        for number in range(FILES):
+            name = f"{number:05d}.txt"
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=deepest))
+            with pytest.raises(InvalidInput) as said:
+                await importer.take("/".join([*names, name]))
+            refused.append(str(said.value))
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=near))
+            outcome, _, removed = await importer.take("/".join([*within, name]))
+            assert outcome == "new" and removed  # the control: imported (and removed)
+        importer.close()
+        fresh = Importer(volume, settings, NoKernel())  # a watch's start: every record loaded
+        tracemalloc.start()
         try:
-            importer = Importer(volume, settings, NoKernel())
-            await importer.load()
-            refused = []
-            for number in range(FILES):
-                name = f"{number:05d}.txt"
-                os.close(os.open(name, os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=deepest))
-                with pytest.raises(InvalidInput) as said:
-                    await importer.take("/".join([*names, name]))
-                refused.append(str(said.value))
-                os.close(os.open(name, os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=near))
-                outcome, _, removed = await importer.take("/".join([*within, name]))
-                assert outcome == "new" and removed  # the control: imported (and removed)
-            importer.close()
-            fresh = Importer(volume, settings, NoKernel())  # a watch's start: every record loaded
-            tracemalloc.start()
-            try:
-                before = tracemalloc.get_traced_memory()[0]
-                await fresh.load()
-                held = tracemalloc.get_traced_memory()[0] - before
-            finally:
-                tracemalloc.stop()
-            fresh.close()
-            return refused, len(os.listdir(deepest)), len(fresh.records), held
+            before = tracemalloc.get_traced_memory()[0]
+            await fresh.load()
+            held = tracemalloc.get_traced_memory()[0] - before
         finally:
-            await volume.close()
+            tracemalloc.stop()
+        fresh.close()
+        return refused, len(os.listdir(deepest)), len(fresh.records), held
 
     near = os.open(inbox / "/".join(within), os.O_RDONLY | os.O_DIRECTORY)
     try:
-        refused, left, records, held = trio.run(main)
+        refused, left, records, held = on_volume(vault, main)
     finally:
         os.close(deepest)
         os.close(near)

@@ -76,39 +76,25 @@ Not tried: a real mount; the temporary file left when she lost write access to t
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
-from conftest import PASSPHRASE
 
 from fusevault.imports.importer import NEW, Importer
 from fusevault.vault.model import alarms, rekeys_owed
 from fusevault.vault.model.settings import Settings
-from fusevault.vault.services.opening import unlock_vault
 from fusevault.vault.services.placing import NoKernel, file_digest
 from fusevault.vault.volume import Volume
-from inprocess.conftest import _compose
+from inprocess.conftest import _compose, on_volume
 from inprocess.test_attack_60a import _move_out_then_lock
 from inprocess.test_attack_61a import _shared_again_on_desktop, _unlock, _unshare_killed
-from inprocess.test_attack_63a import _as_the_build_before_stamps
+from inprocess.test_attack_63a import _as_the_build_before_stamps, _sha
 from inprocess.test_rekeys_owed import _dropped
 
 T0 = 10**18
-
-
-@pytest.fixture
-def inbox(tmp_path: Path) -> Path:
-    path = tmp_path / "inbox"
-    path.mkdir()
-    return path
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 HERS = b"her edit " * 20000  # past INLINE_SEAL: sealed in a worker thread, as a real file's save
@@ -121,71 +107,66 @@ def _save_committing_during_placing(vault: Path, inbox: Path, let_through: bool,
     closes it; her commit is held at ``commit_node``'s door (the metadata lock busy) until the take
     is done, or (``let_through``) let through before the placing.  ``how`` her version is committed:
     at the close, by an fsync or a flush before it, or at a close whose commit then fails (a full disk)."""
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
     settings = Settings(source_dir_to_watch=str(inbox), delete_file_from_source=False)
     a = inbox / "a.txt"
 
-    async def main() -> tuple[dict, list]:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            importer = Importer(volume, settings, NoKernel())
-            await importer.load()
-            a.write_bytes(b"version one!")
-            assert (await importer.take("a.txt"))[0] == NEW
-            target = volume.resolve(b"Imported/a.txt")
-            a.write_bytes(b"version 2 of the source")
-            os.utime(a, ns=(T0, T0))
-            tree = volume.tree
-            original = tree.commit_node
-            at_door, go = trio.Event(), trio.Event()
+    async def main(volume: Volume) -> tuple[dict, list]:
+        importer = Importer(volume, settings, NoKernel())
+        await importer.load()
+        a.write_bytes(b"version one!")
+        assert (await importer.take("a.txt"))[0] == NEW
+        target = volume.resolve(b"Imported/a.txt")
+        a.write_bytes(b"version 2 of the source")
+        os.utime(a, ns=(T0, T0))
+        tree = volume.tree
+        original = tree.commit_node
+        at_door, go = trio.Event(), trio.Event()
 
-            async def door(node, change):
-                if node is target and not go.is_set():
-                    assert node.content is not None and not node.content.changed  # sealed
-                    at_door.set()
-                    await go.wait()
-                    if how == "failed":
-                        raise DiskFull
-                await original(node, change)
+        async def door(node, change):
+            if node is target and not go.is_set():
+                assert node.content is not None and not node.content.changed  # sealed
+                at_door.set()
+                await go.wait()
+                if how == "failed":
+                    raise DiskFull
+            await original(node, change)
 
-            tree.commit_node = door  # type: ignore[method-assign]
-            async with trio.open_nursery() as nursery:
-                async def hers() -> None:
-                    fh = await volume.open(target.ino, write=True)
+        tree.commit_node = door  # type: ignore[method-assign]
+        async with trio.open_nursery() as nursery:
+            async def hers() -> None:
+                fh = await volume.open(target.ino, write=True)
+                try:
+                    await volume.write(fh, 0, HERS)
+                    if how == "fsync":
+                        await volume.fsync(fh)
+                    elif how == "flush":
+                        await volume.flush(fh)
+                finally:
                     try:
-                        await volume.write(fh, 0, HERS)
-                        if how == "fsync":
-                            await volume.fsync(fh)
-                        elif how == "flush":
-                            await volume.flush(fh)
-                    finally:
-                        try:
-                            await volume.release(fh)
-                        except DiskFull:
-                            assert how == "failed"
+                        await volume.release(fh)
+                    except DiskFull:
+                        assert how == "failed"
 
-                chunks = importer._chunks
+            chunks = importer._chunks
 
-                async def hers_meanwhile(held):
-                    async for piece in chunks(held):
-                        yield piece
-                    nursery.start_soon(hers)
-                    await at_door.wait()
-                    if let_through:
-                        go.set()
-                        await trio.testing.wait_all_tasks_blocked()
+            async def hers_meanwhile(held):
+                async for piece in chunks(held):
+                    yield piece
+                nursery.start_soon(hers)
+                await at_door.wait()
+                if let_through:
+                    go.set()
+                    await trio.testing.wait_all_tasks_blocked()
 
-                importer._chunks = hers_meanwhile  # type: ignore[method-assign]
-                await importer.take("a.txt")
-                go.set()
-            held = {}
-            for name, ino in sorted(volume.resolve(b"Imported").children.items()):
-                held[name.decode()] = LABELS.get(await file_digest(volume, volume.get(ino)), "?")
-            return held, [entry["kind"] for entry in alarms.for_user(volume.key.user_id)._seen.values()]
-        finally:
-            await volume.close()
+            importer._chunks = hers_meanwhile  # type: ignore[method-assign]
+            await importer.take("a.txt")
+            go.set()
+        held = {}
+        for name, ino in sorted(volume.resolve(b"Imported").children.items()):
+            held[name.decode()] = LABELS.get(await file_digest(volume, volume.get(ino)), "?")
+        return held, [entry["kind"] for entry in alarms.for_user(volume.key.user_id)._seen.values()]
 
-    return trio.run(main)
+    return on_volume(vault, main)
 
 
 class DiskFull(Exception):

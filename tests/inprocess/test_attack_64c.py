@@ -72,17 +72,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import trio
-from conftest import PASSPHRASE
 
 from fusevault.errors import InvalidInput
 from fusevault.imports.import_records import PATH_MAX
 from fusevault.imports.importer import Importer, longest_copy_name
 from fusevault.vault.model.settings import Settings
 from fusevault.vault.services.conflicts import copy_name
-from fusevault.vault.services.opening import unlock_vault
 from fusevault.vault.services.placing import NoKernel, make_dirs, write_file
 from fusevault.vault.volume import Volume
+from inprocess.conftest import on_volume
 
 
 @pytest.fixture
@@ -93,16 +91,11 @@ def source(tmp_path: Path) -> Path:
 
 
 def _run(vault: Path, body) -> object:
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
 
-    async def main() -> object:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            return await body(volume)
-        finally:
-            await volume.close()
+    async def main(volume: Volume) -> object:
+        return await body(volume)
 
-    return trio.run(main)
+    return on_volume(vault, main)
 
 
 def _deep(source: Path, length: int, name: str) -> tuple[int, str]:

@@ -53,15 +53,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import trio
-from conftest import PASSPHRASE
 
 from fusevault.imports.importer import Importer, longest_copy_name
 from fusevault.vault.model import names
 from fusevault.vault.model.settings import Settings
-from fusevault.vault.services.opening import unlock_vault
 from fusevault.vault.services.placing import NoKernel, make_dirs, write_file
 from fusevault.vault.volume import Volume
+from inprocess.conftest import on_volume
 
 NAME = "a." + "x" * 220  # a valid name (224 bytes); its extension is most of it
 
@@ -80,40 +78,35 @@ def test_65a_1_a_copy_beside_of_a_long_extension_is_named_within_255_bytes_and_p
     source = tmp_path / "inbox"
     source.mkdir()
     settings = Settings(source_dir_to_watch=str(source))
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
 
-    async def main() -> tuple[list[str], list[int]]:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            importer = Importer(volume, settings, NoKernel())
-            await importer.load()
-            parent = await make_dirs(volume, b"Imported", importer.caller)
-            if scene == "her_edit":
-                (source / NAME).write_bytes(b"first")
-                outcomes = [(await importer.take(NAME))[0]]
-                await write_file(volume, parent, NAME.encode(), _once(b"her edit"), mode=0o600,
-                                 caller=importer.caller, kernel=NoKernel())  # her edit, in the vault
-            else:  # he makes a vault folder of that name, then a file of it
-                (source / NAME).mkdir()
-                (source / NAME / "f").write_bytes(b"his")
-                outcomes = [(await importer.take(f"{NAME}/f"))[0]]
-                shutil.rmtree(source / NAME)
-            (source / NAME).write_bytes(os.urandom(4 * 2**20))
-            os.utime(source / NAME, ns=(1_700_000_040 * 10**9,) * 2)
-            grew = []
-            for _ in range(3):  # the watch's retries, one a minute
-                before = _size(vault)
-                try:
-                    outcomes.append((await importer.take(NAME))[0])
-                except Exception as err:  # noqa: BLE001 - what the watch sees, said once
-                    outcomes.append(type(err).__name__)
-                grew.append(_size(vault) - before)
-            importer.close()
-            return outcomes, grew
-        finally:
-            await volume.close()
+    async def main(volume: Volume) -> tuple[list[str], list[int]]:
+        importer = Importer(volume, settings, NoKernel())
+        await importer.load()
+        parent = await make_dirs(volume, b"Imported", importer.caller)
+        if scene == "her_edit":
+            (source / NAME).write_bytes(b"first")
+            outcomes = [(await importer.take(NAME))[0]]
+            await write_file(volume, parent, NAME.encode(), _once(b"her edit"), mode=0o600,
+                             caller=importer.caller, kernel=NoKernel())  # her edit, in the vault
+        else:  # he makes a vault folder of that name, then a file of it
+            (source / NAME).mkdir()
+            (source / NAME / "f").write_bytes(b"his")
+            outcomes = [(await importer.take(f"{NAME}/f"))[0]]
+            shutil.rmtree(source / NAME)
+        (source / NAME).write_bytes(os.urandom(4 * 2**20))
+        os.utime(source / NAME, ns=(1_700_000_040 * 10**9,) * 2)
+        grew = []
+        for _ in range(3):  # the watch's retries, one a minute
+            before = _size(vault)
+            try:
+                outcomes.append((await importer.take(NAME))[0])
+            except Exception as err:  # noqa: BLE001 - what the watch sees, said once
+                outcomes.append(type(err).__name__)
+            grew.append(_size(vault) - before)
+        importer.close()
+        return outcomes, grew
 
-    outcomes, grew = trio.run(main)
+    outcomes, grew = on_volume(vault, main)
     print("outcomes", outcomes, "vault grew per take", grew,
           "longest copy name", len(longest_copy_name(NAME.encode())))
     # Seen: ["new", "NameTooLong" x3], the vault ~4.4 MB bigger at each take.
@@ -127,25 +120,20 @@ def test_a_copy_beside_of_a_short_extension_is_placed_within_255_bytes(vault: Pa
     source = tmp_path / "inbox"
     source.mkdir()
     settings = Settings(source_dir_to_watch=str(source))
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
 
-    async def main() -> list[str]:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            importer = Importer(volume, settings, NoKernel())
-            await importer.load()
-            (source / name).write_bytes(b"first")
-            outcomes = [(await importer.take(name))[0]]
-            parent = await make_dirs(volume, b"Imported", importer.caller)
-            await write_file(volume, parent, name.encode(), _once(b"her edit"), mode=0o600,
-                             caller=importer.caller, kernel=NoKernel())
-            (source / name).write_bytes(b"second")
-            outcomes.append((await importer.take(name))[0])
-            outcomes.append((await importer.take(name))[0])
-            importer.close()
-            return outcomes
-        finally:
-            await volume.close()
+    async def main(volume: Volume) -> list[str]:
+        importer = Importer(volume, settings, NoKernel())
+        await importer.load()
+        (source / name).write_bytes(b"first")
+        outcomes = [(await importer.take(name))[0]]
+        parent = await make_dirs(volume, b"Imported", importer.caller)
+        await write_file(volume, parent, name.encode(), _once(b"her edit"), mode=0o600,
+                         caller=importer.caller, kernel=NoKernel())
+        (source / name).write_bytes(b"second")
+        outcomes.append((await importer.take(name))[0])
+        outcomes.append((await importer.take(name))[0])
+        importer.close()
+        return outcomes
 
-    assert trio.run(main) == ["new", "new version", "unchanged"]
+    assert on_volume(vault, main) == ["new", "new version", "unchanged"]
     assert len(longest_copy_name(name.encode())) <= names.MAX_BYTES

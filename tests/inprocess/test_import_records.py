@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import PASSPHRASE
 
 from fusevault.host_access.threads import HostThreads
 from fusevault.imports import importer as importing
@@ -21,9 +20,9 @@ from fusevault.imports.importer import Importer
 from fusevault.imports.watcher import walk
 from fusevault.tasks import TaskState
 from fusevault.vault.model.settings import Settings
-from fusevault.vault.services.opening import unlock_vault
 from fusevault.vault.services.placing import NoKernel, make_dirs, write_file
 from fusevault.vault.volume import Volume
+from inprocess.conftest import on_volume
 
 
 @pytest.fixture
@@ -35,19 +34,6 @@ def source(tmp_path: Path) -> Path:
 
 async def _once(data: bytes) -> AsyncIterator[bytes | int]:
     yield data
-
-
-def _run(vault: Path, settings: Settings, body) -> object:
-    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
-
-    async def main() -> object:
-        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
-        try:
-            return await body(volume)
-        finally:
-            await volume.close()
-
-    return trio.run(main)
 
 
 def test_a_record_past_path_max_is_dropped_at_load_its_vault_file_kept(vault: Path, source: Path) -> None:
@@ -73,7 +59,7 @@ def test_a_record_past_path_max_is_dropped_at_load_its_vault_file_kept(vault: Pa
         return sorted(fresh.records), all(gone), volume.holds(record.fid), \
             volume.store.get(record_id(volume.key, "a.txt")) is not None
 
-    locations, docs_gone, file_kept, own_kept = _run(vault, settings, body)
+    locations, docs_gone, file_kept, own_kept = on_volume(vault, body)
     assert locations == ["a.txt"]  # seen before the fix: the ~5,000-byte ones held too
     assert docs_gone and file_kept and own_kept
 
@@ -114,7 +100,7 @@ def test_records_whose_vault_file_and_source_are_gone_are_dropped_after_a_walk_w
         return at_load, sorted(fresh.records), volume.store.get(record_id(volume.key, "both.txt")) is None, \
             outcome
 
-    at_load, locations, doc_gone, outcome = _run(vault, settings, body)
+    at_load, locations, doc_gone, outcome = on_volume(vault, body)
     assert at_load == ["both.txt", "source.txt", "vault.txt"]  # 64c (2): nothing dropped at load
     assert locations == ["source.txt", "vault.txt"]  # seen before 63c (1): both.txt's kept for good
     assert doc_gone and outcome == "unchanged"
@@ -149,7 +135,7 @@ def test_a_walk_that_may_not_have_seen_the_folder_whole_drops_no_record(
         importer.close()
         return held, outcome
 
-    held, outcome = _run(vault, settings, body)
+    held, outcome = on_volume(vault, body)
     if walked == "whole":
         assert not held and outcome == "new"
     else:
@@ -178,7 +164,7 @@ def test_a_watch_drops_the_records_gone_once_they_have_doubled(vault: Path, sour
         importer.close()
         return held
 
-    held = _run(vault, settings, body)
+    held = on_volume(vault, body)
     print(f"records held after each import: {held}")
     assert max(held) <= 2 * 0 + 4 + 1  # seen before 63c (1): 40, one a file deleted
 
@@ -204,7 +190,7 @@ def test_a_file_moved_by_hand_past_path_max_keeps_its_record_short(vault: Path, 
         record = importer.records["b.txt"][0]
         return len(os.fsencode(record.vault_path)), outcome
 
-    length, outcome = _run(vault, settings, body)
+    length, outcome = on_volume(vault, body)
     assert outcome == "moved"
     assert length <= 4096  # seen before the fix: ~5,000 bytes
 
@@ -239,7 +225,7 @@ def test_a_file_found_at_its_place_under_a_link_past_path_max_is_recorded_at_its
         fresh.close()
         return outcomes, length, held, os.fsdecode(volume.path_of(node))
 
-    outcomes, length, held, first = _run(vault, settings, body)
+    outcomes, length, held, first = on_volume(vault, body)
     assert len(first.encode()) > 4096  # the scene: its first name past the bound
     assert outcomes == ["unchanged", "unchanged"] and held and length == len(b"Imported/a.txt")
 
@@ -272,5 +258,5 @@ def test_the_watch_hands_its_walks_to_the_importer_which_drops_the_records_gone(
         return (volume.store.get(record_id(volume.key, "gone.txt")) is None,
                 volume.store.get(record_id(volume.key, "stays.txt")) is not None)
 
-    dropped, kept = _run(vault, settings, body)
+    dropped, kept = on_volume(vault, body)
     assert dropped and kept
