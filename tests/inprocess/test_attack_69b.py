@@ -25,15 +25,26 @@ bob stands for any sync peer holding a user's signing key: a vault user, or a us
     own folder.  Seen: the new file is owned by bob (a WRITE grantee's new file in the owner's folder
     is wrapped to that owner: ``owner_dek``) and bob holds its key: he reads it.  Expected: nothing she
     saves in her own tree is sealed to someone she did not choose.  Cause and fix: as (1).
+(3) His file given her file's name takes her writes (high).  Steps: bob's x.txt, shared WRITE with
+    alice; bob signs its node with a second name ``diary.txt`` in alice's root (where her diary.txt
+    is).  Seen: the name clash is settled for bob: ``diary.txt`` is now his file, hers is shown as
+    ``diary (also <her fid>).txt``; her next save of diary.txt lands in his file and bob reads
+    "alice's secret entry".  A ``name-clash`` alarm is raised, but reads "given on two devices
+    apart?" and names her own file as the one renamed.  Cause: as (1), and the clash settling
+    (vault/tree/) ranks a foreign node's name equal to her own.  Fix: as (1).
+(4) The same at her next unlock (the plant made while she is away): URGENT.txt in her root
+    (``Volume.load``).  Cause: the loading path admits the owner's own node's names as (1) does.
 
 Tried and held (kept as nothing: covered by existing tests): a grantee's link of the owner's file
 into her private folder (tests/mount/test_trust_attack_round7.py), bob's node naming a folder he
-may not write under the owner's own node.  Not tried (time): the same at alice's next unlock (the
-loading path), through pouchdb-server between two devices, a name equal to one of hers (shadowing).
+may not write under the owner's own node.  Not tried (time): the same through pouchdb-server between
+two devices (the documents are the same; the arrival path is the one ``planted`` drives), a user the
+server itself made (its self-signed user document pinned at first sight) instead of bob.
 """
 
 from __future__ import annotations
 
+import os
 import stat
 
 import pyfuse3
@@ -41,6 +52,7 @@ import pytest
 import trio
 from attack_scenes import ALICE, BOB, bobs_node_doc, names_found, planted
 
+from fusevault.vault.volume import Volume
 from inprocess.conftest import (  # noqa: F401  (fixtures)
     BOB_UID,
     ROOT,
@@ -104,3 +116,45 @@ def test_what_alice_saves_in_a_folder_bob_placed_in_her_root_is_not_sealed_to_bo
         return theirs is not None and theirs.dek is not None
 
     assert not trio.run(attack), "bob holds the key of the file alice saved in a folder of her root"
+
+
+@pytest.mark.xfail(strict=True, reason="69b (3): his file given her file's name in her root takes her writes")
+def test_bobs_file_given_the_name_of_her_file_in_her_root_does_not_take_what_she_writes(shared) -> None:  # noqa: F811
+    async def attack() -> tuple[bytes, list[bytes]]:
+        drive = shared.drive
+        alice, bob = shared.volumes["alice"], shared.volumes["bob"]
+        await _write(drive, ROOT, b"diary.txt", b"alice's own\n", ALICE)
+        await _write(drive, ROOT, b"x.txt", b"bob's bytes\n", BOB)
+        await _bob_shares(shared, "x.txt", "WRITE")
+        his = bob.tree.node(bob.tree.node(ROOT).children[b"x.txt"])
+        both = {"links": [[bob.tree.node(ROOT).fid, "x.txt"], [alice.tree.node(ROOT).fid, "diary.txt"]]}
+        planted(shared, bobs_node_doc(shared, his.fid, both))
+        await trio.sleep(0)
+        entry = await drive.lookup(ROOT, b"diary.txt", ALICE)  # her diary, as she knows it
+        info = await drive.open(entry.st_ino, os.O_WRONLY | os.O_TRUNC, ALICE)
+        await drive.write(info.fh, 0, b"alice's secret entry\n")
+        await drive.release(info.fh)
+        await trio.sleep(0.5)
+        his_entry = await drive.lookup(ROOT, b"x.txt", BOB)
+        return await _read(drive, his_entry.st_ino, BOB), sorted(alice.tree.node(ROOT).children)
+
+    bob_reads, her_root = trio.run(attack)
+    assert bob_reads != b"alice's secret entry\n", f"bob reads her diary.txt write; her root: {her_root}"
+
+
+@pytest.mark.xfail(strict=True, reason="69b (4): his own node signed into her root is listed at her unlock")
+def test_bobs_own_file_placed_in_alices_root_is_not_listed_there_at_her_unlock(shared) -> None:  # noqa: F811
+    async def attack() -> list[bytes]:
+        drive = shared.drive
+        alice, bob = shared.volumes["alice"], shared.volumes["bob"]
+        await _write(drive, ROOT, b"diary.txt", b"alice's own\n", ALICE)
+        await _write(drive, ROOT, b"URGENT.txt", b"bob's planted text\n", BOB)
+        await _bob_shares(shared, "URGENT.txt")
+        urgent = bob.tree.node(bob.tree.node(ROOT).children[b"URGENT.txt"])
+        into_her_root = {"links": [[alice.tree.node(ROOT).fid, "URGENT.txt"]]}
+        planted(shared, bobs_node_doc(shared, urgent.fid, into_her_root))
+        await trio.sleep(0)
+        again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)  # her next unlock
+        return sorted(again.tree.node(ROOT).children)
+
+    assert b"URGENT.txt" not in trio.run(attack), "bob's file is in alice's root at her unlock"
