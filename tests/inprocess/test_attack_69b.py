@@ -11,10 +11,11 @@ bob stands for any sync peer holding a user's signing key: a vault user, or a us
     alice's root folder's fid (``[[<alice root fid>, "URGENT.txt"]]``).  Seen: URGENT.txt is listed
     in alice's root, among her own files, reading bob's bytes; no alarm.  Expected: refused (a name in
     a folder of alice's needs alice, or WRITE on that folder), shown at most under shared/bob/, said.
-    Cause: vault/tree/authorship.py admits a node document when its signer is the node's owner
-    (``may_write``/``_names_widen`` judge a grantee's new names, never the owner's own node's names in
-    folders of another owner); vault/tree/guests.py shows a guest node whose parent the user can open
-    at that parent (only a parent she cannot open makes it a share root).  Impact: a file planted
+    Cause: vault/tree/arrivals.py:193 (``if signer == doc.get("owner"): return True``) takes an
+    owner-signed state whatever folders its ``links`` name; ``Authorship.may_write`` (and
+    ``_names_widen``) judge only a signer who is not the node's owner; at unlock
+    ``loading.admit_guests``/``_link_loaded`` link a guest node into any held folder, hers included
+    (only a parent she cannot open makes it a share root, vault/tree/guests.py).  Impact: a file planted
     among hers, unnoticed (the issue's "planted node" promise), by anyone who can sign as some user.
     Suggested fix: a link from a node to a folder of another owner counts only if the node's signer
     may write that folder (the folder's owner, or WRITE on it by her verified grant); else the name
@@ -37,9 +38,10 @@ bob stands for any sync peer holding a user's signing key: a vault user, or a us
 
 Tried and held (kept as nothing: covered by existing tests): a grantee's link of the owner's file
 into her private folder (tests/mount/test_trust_attack_round7.py), bob's node naming a folder he
-may not write under the owner's own node.  Not tried (time): the same through pouchdb-server between
-two devices (the documents are the same; the arrival path is the one ``planted`` drives), a user the
-server itself made (its self-signed user document pinned at first sight) instead of bob.
+may not write under the owner's own node.  End to end through real mounts, with a user the vault-folder
+writer adds himself (``user add`` needs no key): tests/mount/test_attack_69b.py (5).  Not tried
+(time): the same through pouchdb-server between two devices (the same documents; the arrival path is
+the one ``planted`` drives).
 """
 
 from __future__ import annotations
