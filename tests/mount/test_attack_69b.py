@@ -21,7 +21,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import adversary
-import pytest
 from attack_scenes import resigned, share
 from conftest import PASSPHRASE, mounted
 
@@ -42,7 +41,6 @@ def _own_node(vault: Path, name: str, passphrase: str, file_name: str) -> tuple[
     raise AssertionError(f"no node {file_name} of {name}")
 
 
-@pytest.mark.xfail(strict=True, reason="69b (5): a made-up user's file takes her file's name and writes")
 def test_a_made_up_users_file_named_as_hers_in_her_root_does_not_get_what_she_writes(
         vault: Path, tmp_path: Path) -> None:
     mine, his = tmp_path / "mnt", tmp_path / "his"

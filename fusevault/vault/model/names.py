@@ -246,10 +246,17 @@ def beside(name: bytes, fid: str, taken: Container[bytes]) -> bytes:
         n += 1
 
 
-def say_beside(volume: object | None, fid: str, name: bytes, shown_as: bytes) -> None:
+def say_beside(volume: object | None, fid: str, name: bytes, shown_as: bytes,
+               owner: str | None = None) -> None:
+    """A name clash settled: file ``fid`` shown as ``shown_as``.  ``owner``: the file is another user's,
+    given the name of her file in her folder, which keeps it."""
     found = alarms_of(volume)
-    text = (f"two files of one folder are named {name_to_str(name)!r} (given on two devices apart?): "
-            f"file {fid} is shown as {name_to_str(shown_as)!r}")
+    if owner is not None:
+        text = (f"file {fid} of {owner:.40} was named {name_to_str(name)!r} in your folder, where your file "
+                f"holds that name: yours keeps it, {owner:.40}'s is shown as {name_to_str(shown_as)!r}")
+    else:
+        text = (f"two files of one folder are named {name_to_str(name)!r} (given on two devices apart?): "
+                f"file {fid} is shown as {name_to_str(shown_as)!r}")
     if found is not None:
         found.warn("name-clash", fid, text)
     else:

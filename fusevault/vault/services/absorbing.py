@@ -413,7 +413,7 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         if volume.ledger is not None and node.owner == volume.key.user_id:
             # Hers, or judged no claim (taken at her epoch otherwise): her key there, as seen here.
             volume.ledger.saw_key(node.fid, node.epoch, node.dek)
-    relink(tree, node, links, out)
+    relink(tree, node, links, out, signer)
     if added and node.links:
         tree.rejoin(node, signer)  # placed first: a folder held above it now stays out (round 46b (1))
         if out.judged is not None:
@@ -960,11 +960,11 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
                 continue
             sharing.phantoms.discard(ino)
             _update(volume, node, opened[0], out)
-            relink(tree, node, opened[1], out)
+            relink(tree, node, opened[1], out, signer)
             out.inodes.append(ino)
             taken.append((node, opened[0].owner))  # a phantom's owner was a guess
     before = {ino: set(tree.node(ino).children) for ino in sharing.virtual}
-    admit_guests(tree, guests)
+    admit_guests(tree, guests, signers={node.fid: signer for node, _, signer, _ in foreign})
     if foreign:
         spare = Absorbed()  # what settling takes out was never shown: nothing to invalidate
         volume.authorship.settle(tree, foreign, lambda node: leave(tree, node, spare))

@@ -371,17 +371,21 @@ def makes_cycle(tree: Tree, node: Node | None, links: list[tuple[str, bytes]]) -
     return False
 
 
-def relink(tree: Tree, node: Node, links: list[tuple[str, bytes]], out: Absorbed) -> None:
-    """Give ``node`` the names ``links`` (parent fid, name) gives it here.
+def relink(tree: Tree, node: Node, links: list[tuple[str, bytes]], out: Absorbed,
+           signer: str | None = None) -> None:
+    """Give ``node`` the names ``links`` (parent fid, name) gives it here, as signed by ``signer``
+    (None: its owner).
 
     Never names that would put a folder inside itself (``may_take`` refuses
     such a document; callers that do not judge land here): it keeps the names
-    it has."""
+    it has.  Nor a name in a folder of another owner than the node's that the
+    signer may not write (``Authorship.may_name``): left out, and said."""
     if makes_cycle(tree, node, links):
         log.warning("%s: its new names would put the folder inside itself: it keeps its place", node.fid)
         return
     wanted = [(parent.ino, name) for p, name in links
-              if (parent := folder(tree, p)) is not None and names.link_ok(tree, node.fid, name)]
+              if (parent := folder(tree, p)) is not None and names.link_ok(tree, node.fid, name)
+              and named_by(tree, node, signer, parent, name)]
     for parent_ino, name in list(node.links):
         if (parent_ino, name) not in wanted:
             if (parent := tree.get(parent_ino)) is None:  # left and gone before it
@@ -404,11 +408,23 @@ def relink(tree: Tree, node: Node, links: list[tuple[str, bytes]], out: Absorbed
             out.judged.linked(tree, node)  # what the batch found above what is live may be stale
 
 
+def named_by(tree: Tree, node: Node, signer: str | None, parent: Node, name: bytes) -> bool:
+    """Whether a name of ``node`` in ``parent``, signed by ``signer`` (None: the node's owner), counts
+    here (``Authorship.may_name``); if not, said."""
+    gate = tree.authorship
+    signer = node.owner if signer is None else signer
+    if gate is None or gate.may_name(tree, signer, node.owner, parent):
+        return True
+    gate.name_refused(node, signer, parent, name)
+    return False
+
+
 def link_clashing(tree: Tree, parent: Node, name: bytes, node: Node) -> list[tuple[int, bytes]]:
     """Link ``node`` in ``parent``, where another live node holds ``name`` (two devices gave it while
     apart; no conflict of one document settles it): the one named last (``ctime``, then the higher
     file id) keeps the name and the other is shown beside it (``names.beside``), the same on every
-    device, and said.  Hidden, one of the two was in no listing on either device, for good (attack
+    device, and said; in a folder of hers, her own node keeps it from another owner's (69b (3)).
+    Hidden, one of the two was in no listing on either device, for good (attack
     round 40b (7)).  Not the lower id: a replayed state of a file she deleted, which a device with no
     memory of it cannot tell from a live one, then took the name of her new file half the time
     (tests/mount/test_trust_attack_round8.py); a replay is older than what she named since.  The
@@ -416,12 +432,16 @@ def link_clashing(tree: Tree, parent: Node, name: bytes, node: Node) -> list[tup
     holder = tree.get(parent.children[name]) if parent.children is not None else None
     if holder is None or parent.children is None:
         return []
-    if (node.ctime, node.fid) > (holder.ctime, holder.fid):
+    me = tree.key.user_id
+    # In a folder of hers, her own node keeps its name from another owner's (one a writer of it named
+    # there): ranked as equals, his file named as hers took her next save (attack round 69b (3)).
+    theirs = parent.owner == me and (node.owner == me) != (holder.owner == me)
+    if (holder.owner != me) if theirs else (node.ctime, node.fid) > (holder.ctime, holder.fid):
         tree.unlink_entry(parent, name, holder)
         tree.link_entry(parent, name, node)
         holder, node = node, holder
     shown = names.beside(name, node.fid, parent.children)
-    names.say_beside(tree, node.fid, name, shown)
+    names.say_beside(tree, node.fid, name, shown, node.owner if theirs else None)
     tree.link_entry(parent, shown, node)
     return [(parent.ino, name), (parent.ino, shown)]
 

@@ -49,6 +49,7 @@ from fusevault.vault.model import placement
 from fusevault.vault.model.groups import can_write
 from fusevault.vault.model.history import version_parents
 from fusevault.vault.model.ledger import apart
+from fusevault.vault.model.names import name_to_str
 from fusevault.vault.model.nodes import ROOT_INODE, VERSION, Node, doc_dek, node_from_doc, open_node_doc
 from fusevault.vault.model.sharing import gives_as_much
 from fusevault.vault.model.trust import Trust
@@ -442,6 +443,30 @@ class Authorship:
                     seen.add(parent.ino)
                     todo.append(parent)
         return granted
+
+    def may_name(self, volume: Held, signer: str | None, owner: str, parent: Node) -> bool:
+        """Whether a document of ``owner``'s node, signed by ``signer``, may give it a name in ``parent``.
+        A folder of another owner than the node's (fusevault never makes one: a move across owners
+        copies, vault/tree/namespace.py ``CrossOwner``) takes it only from that folder's owner or a
+        writer of it by her grant (``writes_at``, group grants included).  Taken from anyone, a user's
+        own document named his file or folder in her root: listed among her files, what she saved in
+        it sealed to him, his file given her file's name (attack round 69b).  A folder of the node's
+        own owner is judged by ``may_write`` (a writer of her file; his own file in his folder is
+        his); a phantom (a share root's parent this user cannot open) shows nothing, and is not
+        judged.  The load and an arrival both ask this (loading.py ``names_across``, arrivals.py
+        ``relink``)."""
+        sharing = volume.sharing
+        if parent.owner == owner or sharing is None or parent.ino in sharing.phantoms:
+            return True
+        if signer is None:
+            return False
+        return signer == parent.owner or self.writes_at(volume, signer, parent.owner, parent)
+
+    def name_refused(self, node: Node, signer: str | None, parent: Node, name: bytes) -> None:
+        """``may_name`` refused: said, naming the signer, the folder and its owner."""
+        self._alarm({"_id": node.fid}, f"signed by {signer}, it names {node.owner}'s file "
+                    f"{name_to_str(name)!r} in folder {parent.fid} of "
+                    f"{parent.owner or 'nobody'}, who gave {signer} no WRITE there: that name is left out")
 
     def writer_of(self, sharing: Guests | None, signer: str, owner: str) -> bool:
         """Whether ``owner`` gave ``signer`` WRITE on anything (a deleted node's place is not known)."""

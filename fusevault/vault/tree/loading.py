@@ -198,6 +198,10 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     taken = [(node, lost) for node, links in pending if (lost := _link_loaded(tree, node, links))]
     if guests:
         taken += admit_guests(tree, guests, inodes, unlooped=False)
+    # Once every node is placed (a grant may reach a folder through those above it): names in a folder
+    # of another owner than the node's are judged as on arrival (attack round 69b).
+    taken = names_across(tree, gate, [node for node, _ in [*pending, *guests]],
+                         {node.fid: signer for node, _, signer, _ in foreign}, taken)
     # Before settling (what leaves takes what is under it); a loop is cut at a name from a
     # document another signed, if one made it.
     _break_cycles(tree, [node for node, *_ in foreign if tree.get(node.ino) is node])
@@ -795,7 +799,8 @@ def _link_loaded(tree: Tree, node: Node, links: list[tuple[str, bytes]], *,
 
 def _link_beside(tree: Tree, node: Node, links: list[tuple[str, bytes]]) -> None:
     """Names still held by another live node once the load is judged (two devices gave one name while
-    apart, no forgery): ``link_clashing``.  A commit of the one shown beside keeps that name."""
+    apart, no forgery): ``link_clashing``.  A commit of the one shown beside keeps that name.  One
+    no node holds any more (its holder's name was left out since) is simply taken."""
     for parent_fid, name in links:
         parent = tree.find(parent_fid)
         if (parent is None or not parent.is_dir or parent.children is None
@@ -803,7 +808,57 @@ def _link_beside(tree: Tree, node: Node, links: list[tuple[str, bytes]]) -> None
             continue
         if any(ino == parent.ino for ino, _ in node.links):
             continue  # it shows in that folder under another name of its own already
+        if name not in parent.children:
+            tree.link_entry(parent, name, node)
+            continue
         link_clashing(tree, parent, name, node)
+
+
+def names_across(tree: Tree, gate: Authorship | None, nodes: list[Node], signers: dict[str, str],
+                 taken: list[tuple[Node, list[tuple[str, bytes]]]],
+                 ) -> list[tuple[Node, list[tuple[str, bytes]]]]:
+    """The names ``nodes`` (placed) hold in a folder of another owner than the node's, judged once
+    all are placed, as an arrival's are (``Authorship.may_name``, by the signer of each node's
+    document, ``signers``; its owner if absent): each refused is taken out, and said.  Judged again
+    while one goes (a folder losing a name may lose a way to a grant above it).  Returned: ``taken``
+    (names a node could not take, another holding them) without the refused ones, so none is shown
+    beside its holder either.  At the load and when a share arrives (``admit_guests``)."""
+    if gate is None or tree.sharing is None:
+        return taken
+    phantoms = tree.sharing.phantoms
+
+    def across(node: Node, parent: Node | None) -> bool:
+        return parent is not None and parent.owner != node.owner and parent.ino not in phantoms
+
+    todo = [(node, ino, name) for node in nodes for ino, name in node.links if across(node, tree.get(ino))]
+    went = True
+    while todo and went:
+        went, left = False, []
+        for node, ino, name in todo:
+            parent = tree.get(ino)
+            if parent is None or tree.get(node.ino) is not node or (ino, name) not in node.links:
+                continue
+            signer = signers.get(node.fid, node.owner)
+            if gate.may_name(tree, signer, node.owner, parent):
+                left.append((node, ino, name))
+                continue
+            tree.unlink_entry(parent, name, node)
+            gate.name_refused(node, signer, parent, name)
+            went = True
+        todo = left
+    out = []
+    for node, lost in taken:
+        kept = []
+        for parent_fid, name in lost:
+            parent = tree.find(parent_fid)
+            signer = signers.get(node.fid, node.owner)
+            if across(node, parent) and not gate.may_name(tree, signer, node.owner, parent):
+                gate.name_refused(node, signer, parent, name)
+                continue
+            kept.append((parent_fid, name))
+        if kept:
+            out.append((node, kept))
+    return out
 
 
 def _break_cycles(tree: Tree, first: Iterable[Node] = ()) -> None:
@@ -847,18 +902,23 @@ def _break_cycles(tree: Tree, first: Iterable[Node] = ()) -> None:
 
 
 def admit_guests(tree: Tree, guests: list[tuple[Node, list[tuple[str, bytes]]]],
-                 inodes: dict[str, int] | None = None, *,
-                 unlooped: bool = True) -> list[tuple[Node, list[tuple[str, bytes]]]]:
+                 inodes: dict[str, int] | None = None, *, unlooped: bool = True,
+                 signers: dict[str, str] | None = None) -> list[tuple[Node, list[tuple[str, bytes]]]]:
     """Add others' nodes shared with this user (at load, or when a share
     arrives while unlocked), and show each share's root in its folder.
     Returns the links whose name was taken, by node.  ``unlooped``: no
-    folder left inside itself (the load does that once, after)."""
+    folder left inside itself (the load does that once, after).  ``signers``
+    (fid -> who signed its document, if not its owner; when a share arrives):
+    their names in folders of other owners judged (``names_across``; the
+    load judges every node's at once)."""
     inodes = {} if inodes is None else inodes
     fresh = [(node, links) for node, links in guests if not tree.holds(node.fid)]
     for node, _ in fresh:
         tree.add(node, inodes)
     taken = [(node, lost) for node, links in fresh
              if (lost := _link_loaded(tree, node, links, guest_inodes=inodes))]
+    if signers is not None:
+        taken = names_across(tree, tree.authorship, [node for node, _ in fresh], signers, taken)
     if unlooped and fresh:
         _break_cycles(tree)
     _place_shares(tree, inodes)
