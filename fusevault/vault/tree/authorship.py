@@ -15,6 +15,9 @@ only if (``Authorship``):
   (the node's own grant, READ or WRITE, puts no name in a folder);
 - a document never puts a folder inside itself (vault/tree/arrivals.py,
   vault/tree/loading.py);
+- a name in a folder of another owner than the node's counts only from that
+  folder's owner or a writer of it by her grant (``may_name``; whoever signed
+  it, the node's owner too: attack round 69b), on arrival and at unlock;
 - judged by the owner's own tree: a writer's document gives her file (or a file
   under her folder it moves) no name whose folder's shares give it to a user or
   group its names do not, with as much (a link, a move keeping another name, a
