@@ -28,10 +28,41 @@ Tests: ``test_69c_1_a_loser_whose_version_seals_no_object_still_gets_a_copy`` (t
 over 66a's fakes), ``test_69c_1_the_batch_after_it_is_settled`` (the real ``settle``),
 ``test_69c_1_made_over_passes_such_a_version_over`` (the real ``made_over``); control
 ``test_control_69c_1_a_version_object_names_the_copy``.
+
+(2), (3): in ``tests/inprocess/test_attack_69c.py`` (each told in its test's docstring): (2) medium-low, a
+folder ``.NAME.fvpart`` beside her source in the watched folder stops NAME's import for good; (3) low, a
+conflict copy made in a folder she removed that the kernel still holds, shown nowhere until the next
+unlock.
+
+(4) low (a copy's name that is not UTF-8 where her file's is: half a character): ``copy_name``
+(conflicts.py:137) cuts the stem at a byte count, ``stem[:max(1, names.MAX_BYTES - len(tail))]``, so a
+long UTF-8 name (80 x "\u20ac", 3 bytes each, ``.txt``) gets a copy whose stem ends inside a character
+(the label is cut "never inside a character" since 65a; the stem is not).  Attacker: none (any long
+non-ASCII name copied beside: an import's copy, a sync conflict's); a peer's label length moves the cut.
+Seen: a valid Linux name (``names.valid``) that is not UTF-8: shown with U+FFFD by her file manager and
+``ls``, refused by a file system that holds UTF-8 names only (an export to exFAT/NTFS/SMB).  Expected: the
+stem cut at a character's start (as the label is: decode with "ignore" after the cut).  Fix: cut
+``stem`` then ``.decode("utf-8", "ignore")`` where the name was UTF-8 (a name that was not stays bytes);
+``names.beside`` cuts the same way (not run here).  Test:
+``test_69c_4_a_copy_of_a_utf8_name_is_utf8`` (first and numbered names, two labels); control
+``test_control_69c_4_a_copy_of_a_short_utf8_name_is_utf8``.
+
+Tried and held (run, or read): ``label_of`` and ``copy_names`` as 67a's controls (kept there); the
+importer's compare-and-place (``judged``/``nothing`` at ``Tree.rename(over=)``: a folder, a hard link,
+her file renamed away and back, the place freed, a new file of hers there) and ``_move``
+(noreplace); ``_past_path_max`` against every name ``_copy_names`` gives and ``_recorded_at``
+(``path_of`` and ``put_at`` both without a leading "/", ``import_into`` normalised in settings.py);
+``drop_unseen``'s bound; ``_conflict_copy`` raising Exists (mknod) when its name is taken meanwhile
+(the conflict stays open, settled at the next arrival, not dropped); a kill -9 after the copy's commit
+(``_copy_there``: no second copy).  Not tried: a real mount; a kill -9 inside ``remove_if`` between its
+rename aside and its look (her save moved aside then would stay as ``.NAME.fvpart-remove-XXXX``,
+ignored: read only); a kill -9 mid-copy of an import beside (its temporary ``.NAME (conflict import
+DATE).EXT.fvpart`` named after the minute, never cleaned: read only).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -41,7 +72,7 @@ from fusevault.crypto import aead
 from fusevault.encoding import b64e
 from fusevault.vault.model.history import made_over
 from fusevault.vault.services import conflicts
-from fusevault.vault.services.conflicts import copy_name
+from fusevault.vault.services.conflicts import copy_name, copy_names
 from fusevault.vault.tree.arrivals import Absorbed
 from tests.unit.test_attack_66a import WHEN, Created, _scene
 
@@ -97,3 +128,16 @@ def test_control_69c_1_a_version_object_names_the_copy() -> None:
         trio.run(conflicts._conflict_copy, volume, store, loser, Absorbed())
     assert made.value.args[0] == copy_name(b"a.txt", "laptop", WHEN)
     assert made_over(store, None, FID, DEK, HEAD, "w" * 32) is None
+
+
+@pytest.mark.xfail(strict=True, reason="69c (4): copy_name cuts a long UTF-8 stem inside a character")
+@pytest.mark.parametrize("label", ["laptopx", "import"])
+def test_69c_4_a_copy_of_a_utf8_name_is_utf8(label: str) -> None:
+    name = ("\u20ac" * 80 + ".txt").encode()  # 244 bytes, a valid UTF-8 name
+    for copy in itertools.islice(copy_names(name, label, WHEN), 20):
+        copy.decode("utf-8")  # raises UnicodeDecodeError on half a character
+
+
+def test_control_69c_4_a_copy_of_a_short_utf8_name_is_utf8() -> None:
+    name = ("\u20ac" * 10 + ".txt").encode()
+    assert all(copy.decode("utf-8") for copy in itertools.islice(copy_names(name, "laptopx", WHEN), 20))
