@@ -32,7 +32,9 @@ over 66a's fakes), ``test_69c_1_the_batch_after_it_is_settled`` (the real ``sett
 (2), (3): in ``tests/inprocess/test_attack_69c.py`` (each told in its test's docstring): (2) medium-low, a
 folder ``.NAME.fvpart`` beside her source in the watched folder stops NAME's import for good; (3) low, a
 conflict copy made in a folder she removed that the kernel still holds, shown nowhere until the next
-unlock.
+unlock; (5) medium, a 255-byte look-alike of a kept root name (``shared`` and 249 dots) imported into
+the root gets ``NAME (2)``, 259 bytes: the whole source written into her vault and thrown away at every
+retry (65a (1)'s impact through ``names.away_from_reserved``).
 
 (4) low (a copy's name that is not UTF-8 where her file's is: half a character): ``copy_name``
 (conflicts.py:137) cuts the stem at a byte count, ``stem[:max(1, names.MAX_BYTES - len(tail))]``, so a
