@@ -302,6 +302,10 @@ class Importer:
         whole, for good (attack round 63c (1)); or None.  Within it, every record of it is kept
         (``_save``, ``load_records``: the one rule, ``too_long``)."""
         vault = self._vault_path(location)
+        if (why := names.path_problem(vault)) is not None:
+            # Refused before a byte of the source is read: found at the rename, the whole source was
+            # written and thrown away at every retry (attack round 69c (5)).
+            return f"not imported: its place in the vault is {why}"
         _, name = split(vault)
         beside = len(vault) + max(0, len(longest_copy_name(name)) - len(name))
         longest = max(len(os.fsencode(location)), beside)

@@ -64,8 +64,6 @@ def _takes(vault: Path, tmp_path: Path, folder_first: bool, planted: bool) -> li
     return trio.run(main)
 
 
-@pytest.mark.xfail(strict=True, reason="69c (2): a folder named like write_file's temporary name beside "
-                   "her source stops its import for good (IsADirectory at every retry)")
 @pytest.mark.parametrize("folder_first", [True, False], ids=["folder_first", "file_first"])
 def test_69c_2_a_folder_at_the_temporary_name_does_not_stop_her_import(vault: Path, tmp_path: Path,
                                                                        folder_first: bool) -> None:
@@ -144,8 +142,6 @@ def _copy_into(vault: Path, removed: bool) -> tuple[bytes, set[bytes]]:
     return trio.run(main)
 
 
-@pytest.mark.xfail(strict=True, reason="69c (3): a conflict copy goes into a folder she removed that the "
-                   "kernel still holds: shown nowhere until the next unlock")
 def test_69c_3_a_conflict_copy_is_not_made_in_a_folder_she_removed(vault: Path) -> None:
     """(3) low (an edit hidden from her for the session, its branch closed as copied).
     Attacker: none needed (a concurrent edit of a file in a folder she then emptied and removed on this
@@ -208,8 +204,6 @@ def _into_root(vault: Path, tmp_path: Path, name: str) -> tuple[list[str], list[
     return trio.run(main)
 
 
-@pytest.mark.xfail(strict=True, reason="69c (5): a 255-byte look-alike of a root view's name is imported "
-                   "as NAME (2), 259 bytes: the whole source written and thrown away at every retry")
 def test_69c_5_a_long_look_alike_of_a_kept_root_name_is_imported_once(vault: Path, tmp_path: Path) -> None:
     """(5) medium (her vault, the store and every peer grow by the whole source at each retry, once a
     minute, for as long as it stays; the source never imported; a writer of her watched folder sets it

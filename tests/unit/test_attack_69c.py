@@ -91,8 +91,6 @@ def _sealed_as(plain: object):
     return volume, store, loser, parent
 
 
-@pytest.mark.xfail(strict=True, reason="69c (1): a loser's version sealing no JSON object raises "
-                   "AttributeError out of _conflict_copy (_device_of)")
 @pytest.mark.parametrize("plain", NOT_OBJECTS)
 def test_69c_1_a_loser_whose_version_seals_no_object_still_gets_a_copy(plain: object) -> None:
     volume, store, loser, _ = _sealed_as(plain)
@@ -100,8 +98,6 @@ def test_69c_1_a_loser_whose_version_seals_no_object_still_gets_a_copy(plain: ob
         trio.run(conflicts._conflict_copy, volume, store, loser, Absorbed())
 
 
-@pytest.mark.xfail(strict=True, reason="69c (1): a loser's version sealing no JSON object leaves the "
-                   "rest of the batch unsettled")
 def test_69c_1_the_batch_after_it_is_settled(monkeypatch: pytest.MonkeyPatch) -> None:
     volume, store, loser, _ = _sealed_as([])
     settled: list[str] = []
@@ -116,8 +112,6 @@ def test_69c_1_the_batch_after_it_is_settled(monkeypatch: pytest.MonkeyPatch) ->
     assert settled == ["hers"]
 
 
-@pytest.mark.xfail(strict=True, reason="69c (1): made_over (rule 3's _descends) raises AttributeError "
-                   "at a version sealing no JSON object")
 @pytest.mark.parametrize("plain", NOT_OBJECTS)
 def test_69c_1_made_over_passes_such_a_version_over(plain: object) -> None:
     _, store, _, _ = _sealed_as(plain)
@@ -132,7 +126,6 @@ def test_control_69c_1_a_version_object_names_the_copy() -> None:
     assert made_over(store, None, FID, DEK, HEAD, "w" * 32) is None
 
 
-@pytest.mark.xfail(strict=True, reason="69c (4): copy_name cuts a long UTF-8 stem inside a character")
 @pytest.mark.parametrize("label", ["laptopx", "import"])
 def test_69c_4_a_copy_of_a_utf8_name_is_utf8(label: str) -> None:
     name = ("\u20ac" * 80 + ".txt").encode()  # 244 bytes, a valid UTF-8 name

@@ -13,17 +13,21 @@ Volume's save-by-rename lineage).
 from __future__ import annotations
 
 import hashlib
+import logging
+import secrets
 import stat
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
-from fusevault.encoding import name_to_str
-from fusevault.errors import Exists, InvalidInput, ReservedName
+from fusevault.encoding import bytes_start, name_to_str
+from fusevault.errors import Exists, InvalidInput, ReservedName, VaultError
 from fusevault.modes import folder_mode
 from fusevault.vault.model import names
 from fusevault.vault.model.nodes import ROOT_INODE, Node
 from fusevault.vault.tree.arrivals import unsaved
 from fusevault.vault.volume import Caller, Volume
+
+log = logging.getLogger(__name__)
 
 READ_CHUNK = 1024 * 1024
 
@@ -141,42 +145,44 @@ async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIte
     Not fsynced: a caller that needs it on disk fsyncs it (the importer does
     before it removes a source)."""
     volume.check(parent, write=True)  # before a stale temporary file is touched
-    temp = b"." + name[:200] + b".fvpart"
-    if temp in parent.children:  # left by a crash: its contents are in no other file
-        await volume.unlink(parent.ino, temp)
-    fh, node = await volume.create(parent.ino, temp, stat.S_IMODE(mode), caller)
-    volume.forget(node.ino, 1)
-    digest = hashlib.sha256()
+    volume.tree.check_name(name)  # before any byte is written: never a whole file thrown away (69c (5))
+    await _drop_leftovers(volume, parent, name)
+    temp, fh, node = await _create_temp(volume, parent, name, mode, caller)
     try:
+        volume.forget(node.ino, 1)
+        digest = hashlib.sha256()
         try:
-            offset = 0
-            async for data in chunks:
-                if isinstance(data, int):
-                    await hash_zeros(volume, digest, data)
-                    offset += data
-                    continue
-                digest.update(data)
-                if not zeros(data):
-                    await volume.write(fh, offset, data)
-                offset += len(data)
-            if offset > node.size:  # it ends with a hole: as long as the source, nothing stored for it
-                await volume.fallocate(fh, 0, 0, offset)
-            if mtime_ns is not None:
-                await volume.setattr(node.ino, mtime=mtime_ns)
-        finally:
-            await volume.release(fh)
-    except Exception:
-        # The source failed (unreadable, or not what it claimed): no half file stays behind.
-        await volume.unlink(parent.ino, temp)
-        await kernel.entry(parent.ino, temp)
-        raise
-    replaced = parent.children.get(name)
-    try:
-        placed = await _place(volume, parent, temp, name, over, beside)
-    except Exception:
-        await volume.unlink(parent.ino, temp)
-        await kernel.entry(parent.ino, temp)
-        raise
+            try:
+                offset = 0
+                async for data in chunks:
+                    if isinstance(data, int):
+                        await hash_zeros(volume, digest, data)
+                        offset += data
+                        continue
+                    digest.update(data)
+                    if not zeros(data):
+                        await volume.write(fh, offset, data)
+                    offset += len(data)
+                if offset > node.size:  # it ends with a hole: as long as the source, nothing stored for it
+                    await volume.fallocate(fh, 0, 0, offset)
+                if mtime_ns is not None:
+                    await volume.setattr(node.ino, mtime=mtime_ns)
+            finally:
+                await volume.release(fh)
+        except Exception:
+            # The source failed (unreadable, or not what it claimed): no half file stays behind.
+            await volume.unlink(parent.ino, temp)
+            await kernel.entry(parent.ino, temp)
+            raise
+        replaced = parent.children.get(name)
+        try:
+            placed = await _place(volume, parent, temp, name, over, beside)
+        except Exception:
+            await volume.unlink(parent.ino, temp)
+            await kernel.entry(parent.ino, temp)
+            raise
+    finally:
+        _writing.discard((parent.fid, temp))  # placed, or dropped: no longer being written
     # A listing (READDIRPLUS) may have shown the kernel the temporary name and
     # its size while it grew; with writeback caching the kernel's size wins
     # over ours until it is told to forget it.
@@ -187,6 +193,57 @@ async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIte
         await kernel.inode(replaced)
     await kernel.inode(parent.ino)
     return node, digest.hexdigest()
+
+
+# A temporary name per write, random (``.NAME.fvpart-<hex>``): a fixed one (``.NAME.fvpart``) took
+# whatever stood there for a crash's leftover, and a folder of that name (made through a watched folder by
+# anyone who may write into it) stopped every import of NAME for good (attack round 69c (2)).
+TEMP_HEX = 8
+TEMP_TRIES = 8  # random names tried (each taken only by a guess of 32 bits) before Exists
+# The temporary files this process writes now (parent's id, name): another write's leftover is dropped,
+# never one being written.
+_writing: set[tuple[str, bytes]] = set()
+
+
+def _temp_prefix(name: bytes) -> bytes:
+    return b"." + bytes_start(name, 200) + b".fvpart-"
+
+
+def _is_temp_of(name: bytes, child: bytes) -> bool:
+    prefix = _temp_prefix(name)
+    tag = child[len(prefix):]
+    return (child.startswith(prefix) and len(tag) == TEMP_HEX
+            and all(c in b"0123456789abcdef" for c in tag))
+
+
+async def _drop_leftovers(volume: Volume, parent: Node, name: bytes) -> None:
+    """Regular files at a temporary name of ``name`` that no write of this process holds: a crash's
+    leftovers (their contents are in no other file).  A folder there, or anything not a regular file,
+    is left alone: not ours."""
+    assert parent.children is not None
+    for child, ino in list(parent.children.items()):
+        if not _is_temp_of(name, child) or (parent.fid, child) in _writing:
+            continue
+        node = volume.get(ino)
+        if node is not None and node.is_reg:
+            try:
+                await volume.unlink(parent.ino, child)
+            except VaultError as err:  # another's that she may not remove: left, never a write refused
+                log.info("a temporary file beside %s left: %s", name_to_str(name), err)
+
+
+async def _create_temp(volume: Volume, parent: Node, name: bytes, mode: int,
+                       caller: Caller) -> tuple[bytes, int, Node]:
+    """A new file at a free random temporary name of ``name`` (noted as being written until placed)."""
+    for _ in range(TEMP_TRIES):
+        temp = _temp_prefix(name) + secrets.token_hex(TEMP_HEX // 2).encode()
+        try:
+            fh, node = await volume.create(parent.ino, temp, stat.S_IMODE(mode), caller)
+        except Exists:
+            continue
+        _writing.add((parent.fid, temp))
+        return temp, fh, node
+    raise Exists(f"no free temporary name to write {name_to_str(name)} under")
 
 
 async def _place(volume: Volume, parent: Node, temp: bytes, name: bytes, over: Judge | None,
