@@ -12,7 +12,9 @@ import pytest
 import trio
 from conftest import PASSPHRASE
 
+from fusevault.errors import NameTooLong
 from fusevault.imports.importer import Importer
+from fusevault.vault.model import names
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.settings import Settings
 from fusevault.vault.services import conflicts
@@ -236,3 +238,120 @@ def test_69c_5_a_long_look_alike_of_a_kept_root_name_is_imported_once(vault: Pat
 def test_control_69c_5_a_short_look_alike_is_imported_as_name_2(vault: Path, tmp_path: Path) -> None:
     outcomes, _ = _into_root(vault, tmp_path, "shared...")
     assert outcomes == ["new", "unchanged", "unchanged"]
+
+
+# --- the fix's abuse tests: write_file's temporary names, and its name checked before any byte
+
+
+def _in_root(vault: Path, scene):
+    """``scene(volume, root)`` run over her unlocked vault (closed after)."""
+    unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
+
+    async def main():
+        volume = Volume.load(unlocked.layout, unlocked.store, unlocked.key, unlocked.user["root"])
+        try:
+            return await scene(volume, volume.resolve(b""))
+        finally:
+            await volume.close()
+
+    return trio.run(main)
+
+
+async def _write(volume: Volume, parent: Node, name: bytes, data: bytes) -> Node:
+    async def chunks():
+        yield data
+
+    node, _ = await write_file(volume, parent, name, chunks(), mode=0o644, caller=Caller(1000, 1000),
+                               kernel=NoKernel())
+    return node
+
+
+def _read(volume: Volume, parent: Node, name: bytes) -> bytes:
+    async def read() -> bytes:
+        fh = await volume.open(parent.children[name])
+        try:
+            return await volume.read(fh, 0, 1 << 20)
+        finally:
+            await volume.release(fh)
+    return read
+
+
+@pytest.mark.parametrize("planted", [b".a.txt.fvpart", b".a.txt.fvpart-0123abcd"])
+def test_69c_2_a_folder_at_any_temporary_name_is_left_and_the_file_written(vault: Path,
+                                                                           planted: bytes) -> None:
+    async def scene(volume: Volume, root: Node):
+        caller = Caller(1000, 1000)
+        folder = await volume.mkdir(root.ino, planted, 0o755, caller)
+        await _write(volume, folder, b"his", b"his")  # a folder holding a file: unlink would refuse it
+        for data in (b"first", b"second"):
+            await _write(volume, root, b"a.txt", data)
+        return await _read(volume, root, b"a.txt")(), planted in root.children, sorted(folder.children)
+
+    data, kept, inside = _in_root(vault, scene)
+    assert data == b"second" and kept and inside == [b"his"]
+
+
+def test_69c_2_a_crash_leftover_at_a_temporary_name_is_dropped(vault: Path) -> None:
+    async def scene(volume: Volume, root: Node):
+        await _write(volume, root, b".a.txt.fvpart-0123abcd", b"half a file")  # a crash's leftover
+        await _write(volume, root, b"a.txt.fvpart-0123abcd", b"hers")  # no temporary's name: kept
+        await _write(volume, root, b"a.txt", b"whole")
+        return sorted(root.children)
+
+    assert _in_root(vault, scene) == [b"a.txt", b"a.txt.fvpart-0123abcd"]
+
+
+def test_69c_2_two_writes_of_one_name_at_once_both_end(vault: Path) -> None:
+    """Random temporary names, and a leftover dropped only if no write of this process holds it: a
+    second write of a name, begun while the first writes, never removes the first's file mid-write."""
+    started, second_done = trio.Event(), trio.Event()
+
+    async def first_chunks():
+        yield b"one "
+        started.set()
+        await second_done.wait()
+        yield b"one"
+
+    async def second(volume: Volume, root: Node) -> None:
+        await started.wait()
+        await _write(volume, root, b"a.txt", b"two two")
+        second_done.set()
+
+    async def scene(volume: Volume, root: Node):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(second, volume, root)
+            await write_file(volume, root, b"a.txt", first_chunks(), mode=0o644, caller=Caller(1000, 1000),
+                             kernel=NoKernel())
+        return await _read(volume, root, b"a.txt")(), sorted(root.children)
+
+    assert _in_root(vault, scene) == (b"one one", [b"a.txt"])
+
+
+def test_69c_5_write_file_refuses_a_name_past_255_bytes_before_a_byte_is_read(vault: Path) -> None:
+    read: list[bytes] = []
+
+    async def chunks():
+        read.append(b"x")
+        yield b"x"
+
+    async def scene(volume: Volume, root: Node):
+        with pytest.raises(NameTooLong):
+            await write_file(volume, root, b"n" * 256, chunks(), mode=0o644, caller=Caller(1000, 1000),
+                             kernel=NoKernel())
+        return sorted(root.children)
+
+    assert _in_root(vault, scene) == [] and read == []
+
+
+def test_69c_5_the_importer_refuses_a_vault_name_past_255_bytes_before_reading(
+        vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever name-maker gives a name past 255 bytes (here ``away_from_reserved`` as it was before the
+    fix), the take refuses it before a byte of the source is read or written: said, not retried at a
+    cost of the whole source."""
+    def unbounded(path: bytes) -> bytes:
+        first = names.like_reserved_at_root(path)
+        return path if first is None else first + b" (2)" + path.strip(b"/")[len(first):]
+
+    monkeypatch.setattr(names, "away_from_reserved", unbounded)
+    outcomes, grew = _into_root(vault, tmp_path, LOOK_ALIKE)
+    assert outcomes == ["InvalidInput"] * 3 and grew == [0, 0, 0]

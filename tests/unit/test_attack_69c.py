@@ -66,16 +66,20 @@ from __future__ import annotations
 
 import itertools
 import json
+from types import SimpleNamespace
 
 import pytest
 import trio
 
 from fusevault.crypto import aead
 from fusevault.encoding import b64e
-from fusevault.vault.model.history import made_over
+from fusevault.errors import CorruptData
+from fusevault.vault.model import names
+from fusevault.vault.model.history import made_over, version_parents
 from fusevault.vault.services import conflicts
 from fusevault.vault.services.conflicts import copy_name, copy_names
 from fusevault.vault.tree.arrivals import Absorbed
+from fusevault.vault.tree.loading import _where_it_was
 from tests.unit.test_attack_66a import WHEN, Created, _scene
 
 NOT_OBJECTS = [[], "x", 7, None]
@@ -136,3 +140,86 @@ def test_69c_4_a_copy_of_a_utf8_name_is_utf8(label: str) -> None:
 def test_control_69c_4_a_copy_of_a_short_utf8_name_is_utf8() -> None:
     name = ("\u20ac" * 10 + ".txt").encode()
     assert all(copy.decode("utf-8") for copy in itertools.islice(copy_names(name, "laptopx", WHEN), 20))
+
+
+# --- the fix's abuse tests: every name made from another by adding to it, at its longest
+
+
+LONG_NAMES = [
+    ("\u20ac" * 85).encode(),  # 255 bytes of UTF-8, 3 a character
+    ("a" + "\U0001f600" * 63 + "bc").encode(),  # 255 bytes, 4 a character, cut off by one
+    b"\xff\xfe" * 127 + b"x",  # not UTF-8: cut by bytes
+    b"\x80" * 255,  # continuation bytes alone: not UTF-8, never backed over to nothing
+]
+
+
+def _utf8_if_it_was(made: bytes, source: bytes) -> None:
+    try:
+        source.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    made.decode("utf-8")  # half a character raises
+
+
+@pytest.mark.parametrize("name", LONG_NAMES)
+def test_69c_4_ending_cuts_within_the_limit_at_a_character(name: bytes) -> None:
+    for tail in (b" (2)", b" (recovered 01234567)", b" (also 01234567 12).txt", b" (" + b"x" * 200 + b")"):
+        made = names.ending(name, tail)
+        assert made.endswith(tail) and names.valid(made) and len(made) <= names.MAX_BYTES
+        assert len(made) >= names.MAX_BYTES - 3  # cut no further than a character's start
+        _utf8_if_it_was(made, name)
+
+
+@pytest.mark.parametrize("name", LONG_NAMES)
+def test_69c_4_names_beside_and_copies_of_a_long_name(name: bytes) -> None:
+    for source in (name, name[:251] + b".txt", b"." + name[:254]):
+        made = [names.beside(source, "0123456789abcdef", {names.beside(source, "0123456789abcdef", ())}),
+                *itertools.islice(copy_names(source, "laptop \u20ac", WHEN), 3)]
+        for one in made:
+            assert names.valid(one), one
+            _utf8_if_it_was(one, source)
+
+
+LOOK_ALIKES = ["shared" + "." * 249, "shared" + " " * 249, "groups" + "." * 249, ".versions" + " " * 246,
+               "shared" + "\u200b" * 83, "\u0455hared" + "." * 248]
+
+
+@pytest.mark.parametrize("top", LOOK_ALIKES)
+def test_69c_5_away_from_reserved_stays_a_name(top: str) -> None:
+    raw = top.encode()
+    assert len(raw) <= names.MAX_BYTES and names.looks_reserved(raw)
+    for path in (raw, raw + b"/inner/file.txt"):
+        moved = names.away_from_reserved(path)
+        first, _, rest = moved.partition(b"/")
+        assert names.path_problem(moved) is None and first.endswith(b" (2)")
+        assert not names.looks_reserved(first) and moved == names.away_from_reserved(path)  # stable
+        assert rest == path.partition(b"/")[2]
+        first.decode("utf-8")
+
+
+def test_control_69c_5_a_short_look_alike_keeps_its_whole_name() -> None:
+    assert names.away_from_reserved(b"shared.../a") == b"shared... (2)/a"
+    assert names.away_from_reserved(b"sharedx/a") == b"sharedx/a"
+
+
+def test_69c_5_a_refused_delete_recovered_beside_a_255_byte_name_stays_a_name() -> None:
+    name = ("\u20ac" * 85).encode()
+    parent = SimpleNamespace(is_dir=True, children={name: 2})
+    tree = SimpleNamespace(find=lambda fid: parent)
+    [(_, placed)] = _where_it_was(tree, ["p" * 32], "0123456789" * 3 + "ab", name)  # type: ignore[arg-type]
+    assert names.valid(placed) and placed.endswith(b" (recovered 01234567)")
+    placed.decode("utf-8")
+
+
+@pytest.mark.parametrize("parents", [7, "ab", {"a": 1}])
+def test_69c_1_parents_that_are_no_list_are_malformed(parents: object) -> None:
+    version = {"_id": HEAD, "fid": FID, "enc": b64e(aead.seal(
+        DEK, json.dumps({"parents": parents}).encode(), aead.ad("version", FID, HEAD)))}
+    with pytest.raises(CorruptData):
+        version_parents(version, DEK)
+
+
+def test_69c_1_only_the_ids_listed_as_parents_are_read() -> None:
+    version = {"_id": HEAD, "fid": FID, "enc": b64e(aead.seal(
+        DEK, json.dumps({"parents": ["a" * 32, 7, None]}).encode(), aead.ad("version", FID, HEAD)))}
+    assert version_parents(version, DEK) == ["a" * 32]
