@@ -146,7 +146,6 @@ async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIte
     before it removes a source)."""
     volume.check(parent, write=True)  # before a stale temporary file is touched
     volume.tree.check_name(name)  # before any byte is written: never a whole file thrown away (69c (5))
-    await _drop_leftovers(volume, parent, name)
     temp, fh, node = await _create_temp(volume, parent, name, mode, caller)
     try:
         volume.forget(node.ino, 1)
@@ -195,48 +194,36 @@ async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIte
     return node, digest.hexdigest()
 
 
-# A temporary name per write, random (``.NAME.fvpart-<hex>``): a fixed one (``.NAME.fvpart``) took
-# whatever stood there for a crash's leftover, and a folder of that name (made through a watched folder by
-# anyone who may write into it) stopped every import of NAME for good (attack round 69c (2)).
+# A write's temporary name: ``.NAME.fvpart`` where that is free or holds a crash's leftover (a regular
+# file no write of this process holds: dropped, its contents are in no other file), else a random one
+# (``.NAME.fvpart-<hex>``, as ``remove_if`` and exports use).  The fixed name alone took whatever stood
+# there for a leftover: a folder of that name (made through a watched folder by anyone who may write
+# into it) stopped every import of NAME for good, IsADirectory at each retry (attack round 69c (2));
+# and a second write of NAME removed the first's file mid-write.  One look at one name: no walk of
+# the folder per file written.
 TEMP_HEX = 8
 TEMP_TRIES = 8  # random names tried (each taken only by a guess of 32 bits) before Exists
-# The temporary files this process writes now (parent's id, name): another write's leftover is dropped,
-# never one being written.
+# The temporary files this process writes now (parent's id, name): never taken for a leftover.
 _writing: set[tuple[str, bytes]] = set()
-
-
-def _temp_prefix(name: bytes) -> bytes:
-    return b"." + bytes_start(name, 200) + b".fvpart-"
-
-
-def _is_temp_of(name: bytes, child: bytes) -> bool:
-    prefix = _temp_prefix(name)
-    tag = child[len(prefix):]
-    return (child.startswith(prefix) and len(tag) == TEMP_HEX
-            and all(c in b"0123456789abcdef" for c in tag))
-
-
-async def _drop_leftovers(volume: Volume, parent: Node, name: bytes) -> None:
-    """Regular files at a temporary name of ``name`` that no write of this process holds: a crash's
-    leftovers (their contents are in no other file).  A folder there, or anything not a regular file,
-    is left alone: not ours."""
-    assert parent.children is not None
-    for child, ino in list(parent.children.items()):
-        if not _is_temp_of(name, child) or (parent.fid, child) in _writing:
-            continue
-        node = volume.get(ino)
-        if node is not None and node.is_reg:
-            try:
-                await volume.unlink(parent.ino, child)
-            except VaultError as err:  # another's that she may not remove: left, never a write refused
-                log.info("a temporary file beside %s left: %s", name_to_str(name), err)
 
 
 async def _create_temp(volume: Volume, parent: Node, name: bytes, mode: int,
                        caller: Caller) -> tuple[bytes, int, Node]:
-    """A new file at a free random temporary name of ``name`` (noted as being written until placed)."""
-    for _ in range(TEMP_TRIES):
-        temp = _temp_prefix(name) + secrets.token_hex(TEMP_HEX // 2).encode()
+    """A new file at a free temporary name of ``name``, noted as being written until placed."""
+    assert parent.children is not None
+    start = b"." + bytes_start(name, 200) + b".fvpart"
+    randoms = [start + b"-" + secrets.token_hex(TEMP_HEX // 2).encode() for _ in range(TEMP_TRIES)]
+    for temp in [start, *randoms]:
+        if (parent.fid, temp) in _writing:
+            continue
+        if temp == start and (there := volume.get(parent.children.get(temp))) is not None:
+            if not there.is_reg:
+                continue  # a folder, a link: not ours, left alone
+            try:
+                await volume.unlink(parent.ino, temp)  # a crash's leftover
+            except VaultError as err:  # another's that she may not remove: left, a random name taken
+                log.info("a temporary file beside %s left: %s", name_to_str(name), err)
+                continue
         try:
             fh, node = await volume.create(parent.ino, temp, stat.S_IMODE(mode), caller)
         except Exists:
