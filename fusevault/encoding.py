@@ -119,9 +119,18 @@ def name_start(name: str, limit: int = 200) -> str:
 
 
 def bytes_start(name: bytes, limit: int) -> bytes:
-    """At most ``limit`` bytes of ``name``, never cutting a UTF-8 character in two."""
+    """At most ``limit`` bytes of ``name``: the one cut of every name made from another (a copy's, a
+    name beside, ``NAME (2)``, a temporary's).  A UTF-8 name is cut at a character's start (half a
+    character was a name shown with U+FFFD, refused by a file system of UTF-8 names: attack round
+    69c (4)); bytes that are not UTF-8 are cut by bytes (no character to keep whole, and backing over
+    "continuation bytes" could eat the whole name)."""
+    limit = max(0, limit)
     if len(name) <= limit:
         return name
+    try:
+        name.decode("utf-8")
+    except UnicodeDecodeError:
+        return name[:limit]
     while limit > 0 and name[limit] & 0xC0 == 0x80:  # a continuation byte: back to its start
         limit -= 1
     return name[:limit]

@@ -297,11 +297,16 @@ class Importer:
                 f"drive went to {said} (2): the name is (or looks like) one kept for a view of the mount")
 
     def _past_path_max(self, location: str) -> str | None:
-        """Why ``location`` is not imported, when its path (in the watched folder, or in the vault, the
+        """Why ``location`` is not imported, when its place in the vault holds a name that is none (past
+        ``names.MAX_BYTES``), or its path (in the watched folder, or in the vault, the
         longest name of a copy beside its place counted) passes ``PATH_MAX``: its record would hold it
         whole, for good (attack round 63c (1)); or None.  Within it, every record of it is kept
         (``_save``, ``load_records``: the one rule, ``too_long``)."""
         vault = self._vault_path(location)
+        if (why := names.path_problem(vault)) is not None:
+            # Refused before a byte of the source is read: found at the rename, the whole source was
+            # written and thrown away at every retry (attack round 69c (5)).
+            return f"not imported: its place in the vault is {why}"
         _, name = split(vault)
         beside = len(vault) + max(0, len(longest_copy_name(name)) - len(name))
         longest = max(len(os.fsencode(location)), beside)

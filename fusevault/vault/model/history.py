@@ -84,15 +84,26 @@ class Version:
 
 
 def version_plain(doc: dict, dek: bytes) -> dict:
-    """The sealed fields of a FilesMetaData document (docs/FORMAT.md)."""
+    """The sealed fields of a FilesMetaData document (docs/FORMAT.md): a JSON object, else CorruptData.
+    Any holder of the file's key seals what he likes (``version_ok`` judges the signature only): a
+    ``[]``, ``"x"``, ``7`` or ``null`` sealed raised AttributeError at every caller's ``.get``, out of
+    the conflicts' settling (attack round 69c (1))."""
     try:
-        return loads_untrusted(aead.unseal(dek, b64d(doc["enc"]), aead.ad("version", doc["fid"], doc["_id"])))
+        sealed = b64d(doc["enc"])
+        plain = loads_untrusted(aead.unseal(dek, sealed, aead.ad("version", doc["fid"], doc["_id"])))
     except (KeyError, TypeError, ValueError):
-        raise CorruptData(f"version document {doc.get('_id')} is malformed") from None
+        plain = None
+    if not isinstance(plain, dict):
+        raise CorruptData(f"version document {doc.get('_id')} is malformed")
+    return plain
 
 
 def version_parents(doc: dict, dek: bytes) -> list[str]:
-    return list(version_plain(doc, dek).get("parents") or [])
+    """The version's parents (ids; anything else in the list passed over), or CorruptData."""
+    parents = version_plain(doc, dek).get("parents") or []
+    if not isinstance(parents, list):
+        raise CorruptData(f"version document {doc.get('_id')} is malformed")
+    return [p for p in parents if isinstance(p, str)]
 
 
 def open_version_doc(doc: dict, dek: bytes) -> Version:

@@ -16,7 +16,7 @@ import logging
 import unicodedata
 from collections.abc import Container
 
-from fusevault.encoding import name_to_str, str_to_name
+from fusevault.encoding import bytes_start, name_to_str, str_to_name
 from fusevault.errors import CorruptData
 from fusevault.vault.model import alarms
 
@@ -43,13 +43,23 @@ def reserved_at_root(path: bytes) -> bytes | None:
 
 def away_from_reserved(path: bytes) -> bytes:
     """``path`` (relative to the root) with a first name that is, or looks like, a reserved one
-    (``looks_reserved``) replaced by ``NAME (2)``: one stable answer for one path (an importer finds
-    again what it put there)."""
+    (``looks_reserved``) replaced by ``NAME (2)``, within ``MAX_BYTES`` (``ending``: a 255-byte
+    look-alike made a 259-byte name, refused only once the whole source was written, at every retry:
+    attack round 69c (5)); never a look-alike itself (it ends in ``(2)``).  One stable answer for one
+    path (an importer finds again what it put there)."""
     first = like_reserved_at_root(path)
     if first is None:
         return path
     rest = path.strip(b"/")[len(first):]
-    return first + b" (2)" + rest
+    return ending(first, b" (2)") + rest
+
+
+def ending(name: bytes, tail: bytes) -> bytes:
+    """``name`` with ``tail`` added, ``name`` cut (``bytes_start``: at a character's start where it is
+    UTF-8) so the whole is at most ``MAX_BYTES``: how every name made from another by adding to it is
+    made (a copy's, a name beside, ``NAME (2)``, ``NAME (recovered ID)``).  ``tail`` is the caller's
+    own, shorter than ``MAX_BYTES``."""
+    return bytes_start(name, MAX_BYTES - len(tail)) + tail
 
 
 def like_reserved_at_root(path: bytes) -> bytes | None:
@@ -240,7 +250,7 @@ def beside(name: bytes, fid: str, taken: Container[bytes]) -> bytes:
     n = 1
     while True:
         tail = f" (also {fid[:8]}{f' {n}' if n > 1 else ''})".encode() + dot + ext
-        candidate = stem[:max(1, MAX_BYTES - len(tail))] + tail
+        candidate = ending(stem, tail)
         if candidate not in taken:
             return candidate
         n += 1

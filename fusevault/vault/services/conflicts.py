@@ -135,7 +135,7 @@ def copy_name(name: bytes, device: str, mtime_ns: int) -> bytes:
         raw = raw[:room - keep].decode("utf-8", "ignore").encode() + raw[len(raw) - keep:]
     label = raw.decode("utf-8", "ignore")  # never half a character
     tail = f" (conflict {label} {when})".encode() + dot + ext
-    return stem[:max(1, names.MAX_BYTES - len(tail))] + tail
+    return names.ending(stem, tail)  # the stem cut at a character's start (69c (4))
 
 
 def copy_names(name: bytes, device: str, mtime_ns: int) -> Iterator[bytes]:
@@ -765,9 +765,11 @@ async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Ab
         fid, dek = free
     parent_fid, name = loser.links[0] if loser.links else (None, b"file")
     parent = volume.find(parent_fid)
-    if parent is None or parent.children is None:
+    if parent is None or parent.children is None or (parent is not volume.root and not parent.links):
         # Gone, or not a folder: a branch may name a file of hers as its parent, whose children are
-        # None (a TypeError out of the settling, the batch left unsettled: attack round 67a (1)).
+        # None (a TypeError out of the settling, the batch left unsettled: attack round 67a (1)); or a
+        # folder she removed that the kernel still holds (no links: kept in the tree until forgotten),
+        # where the copy was reachable from no name of hers (69c (3)).
         parent = volume.root
     device = label_of(_device_of(store, loser))
     if not names.valid(name):
@@ -895,9 +897,15 @@ async def _same_bytes(volume: Volume, keeper: Leaf, loser: Leaf) -> bool:
             reader.close()
 
 
-def _device_of(store: LocalStore, leaf: Leaf) -> str | None:
-    doc = store.get(leaf.node.head) if leaf.node.head else None
-    return version_plain(doc, leaf.node.dek).get("device") if doc else None
+def _device_of(store: LocalStore, leaf: Leaf) -> object:
+    """What the loser's head version says of the device that wrote it (``label_of`` judges it), or None
+    where that version does not open: its copy is still made ("another device"), else the loser was
+    never copied, "could not settle" at each arrival (attack round 69c (1))."""
+    try:
+        doc = store.get(leaf.node.head) if leaf.node.head else None
+        return version_plain(doc, leaf.node.dek).get("device") if doc else None
+    except VaultError:
+        return None
 
 
 async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: Absorbed,

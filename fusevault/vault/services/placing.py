@@ -13,17 +13,21 @@ Volume's save-by-rename lineage).
 from __future__ import annotations
 
 import hashlib
+import logging
+import secrets
 import stat
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
-from fusevault.encoding import name_to_str
-from fusevault.errors import Exists, InvalidInput, ReservedName
+from fusevault.encoding import bytes_start, name_to_str
+from fusevault.errors import Exists, InvalidInput, ReservedName, VaultError
 from fusevault.modes import folder_mode
 from fusevault.vault.model import names
 from fusevault.vault.model.nodes import ROOT_INODE, Node
 from fusevault.vault.tree.arrivals import unsaved
 from fusevault.vault.volume import Caller, Volume
+
+log = logging.getLogger(__name__)
 
 READ_CHUNK = 1024 * 1024
 
@@ -141,42 +145,43 @@ async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIte
     Not fsynced: a caller that needs it on disk fsyncs it (the importer does
     before it removes a source)."""
     volume.check(parent, write=True)  # before a stale temporary file is touched
-    temp = b"." + name[:200] + b".fvpart"
-    if temp in parent.children:  # left by a crash: its contents are in no other file
-        await volume.unlink(parent.ino, temp)
-    fh, node = await volume.create(parent.ino, temp, stat.S_IMODE(mode), caller)
-    volume.forget(node.ino, 1)
-    digest = hashlib.sha256()
+    volume.tree.check_name(name)  # before any byte is written: never a whole file thrown away (69c (5))
+    temp, fh, node = await _create_temp(volume, parent, name, mode, caller)
     try:
+        volume.forget(node.ino, 1)
+        digest = hashlib.sha256()
         try:
-            offset = 0
-            async for data in chunks:
-                if isinstance(data, int):
-                    await hash_zeros(volume, digest, data)
-                    offset += data
-                    continue
-                digest.update(data)
-                if not zeros(data):
-                    await volume.write(fh, offset, data)
-                offset += len(data)
-            if offset > node.size:  # it ends with a hole: as long as the source, nothing stored for it
-                await volume.fallocate(fh, 0, 0, offset)
-            if mtime_ns is not None:
-                await volume.setattr(node.ino, mtime=mtime_ns)
-        finally:
-            await volume.release(fh)
-    except Exception:
-        # The source failed (unreadable, or not what it claimed): no half file stays behind.
-        await volume.unlink(parent.ino, temp)
-        await kernel.entry(parent.ino, temp)
-        raise
-    replaced = parent.children.get(name)
-    try:
-        placed = await _place(volume, parent, temp, name, over, beside)
-    except Exception:
-        await volume.unlink(parent.ino, temp)
-        await kernel.entry(parent.ino, temp)
-        raise
+            try:
+                offset = 0
+                async for data in chunks:
+                    if isinstance(data, int):
+                        await hash_zeros(volume, digest, data)
+                        offset += data
+                        continue
+                    digest.update(data)
+                    if not zeros(data):
+                        await volume.write(fh, offset, data)
+                    offset += len(data)
+                if offset > node.size:  # it ends with a hole: as long as the source, nothing stored for it
+                    await volume.fallocate(fh, 0, 0, offset)
+                if mtime_ns is not None:
+                    await volume.setattr(node.ino, mtime=mtime_ns)
+            finally:
+                await volume.release(fh)
+        except Exception:
+            # The source failed (unreadable, or not what it claimed): no half file stays behind.
+            await volume.unlink(parent.ino, temp)
+            await kernel.entry(parent.ino, temp)
+            raise
+        replaced = parent.children.get(name)
+        try:
+            placed = await _place(volume, parent, temp, name, over, beside)
+        except Exception:
+            await volume.unlink(parent.ino, temp)
+            await kernel.entry(parent.ino, temp)
+            raise
+    finally:
+        _writing.discard((parent.fid, temp))  # placed, or dropped: no longer being written
     # A listing (READDIRPLUS) may have shown the kernel the temporary name and
     # its size while it grew; with writeback caching the kernel's size wins
     # over ours until it is told to forget it.
@@ -187,6 +192,45 @@ async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIte
         await kernel.inode(replaced)
     await kernel.inode(parent.ino)
     return node, digest.hexdigest()
+
+
+# A write's temporary name: ``.NAME.fvpart`` where that is free or holds a crash's leftover (a regular
+# file no write of this process holds: dropped, its contents are in no other file), else a random one
+# (``.NAME.fvpart-<hex>``, as ``remove_if`` and exports use).  The fixed name alone took whatever stood
+# there for a leftover: a folder of that name (made through a watched folder by anyone who may write
+# into it) stopped every import of NAME for good, IsADirectory at each retry (attack round 69c (2));
+# and a second write of NAME removed the first's file mid-write.  One look at one name: no walk of
+# the folder per file written.
+TEMP_HEX = 8
+TEMP_TRIES = 8  # random names tried (each taken only by a guess of 32 bits) before Exists
+# The temporary files this process writes now (parent's id, name): never taken for a leftover.
+_writing: set[tuple[str, bytes]] = set()
+
+
+async def _create_temp(volume: Volume, parent: Node, name: bytes, mode: int,
+                       caller: Caller) -> tuple[bytes, int, Node]:
+    """A new file at a free temporary name of ``name``, noted as being written until placed."""
+    assert parent.children is not None
+    start = b"." + bytes_start(name, 200) + b".fvpart"
+    randoms = [start + b"-" + secrets.token_hex(TEMP_HEX // 2).encode() for _ in range(TEMP_TRIES)]
+    for temp in [start, *randoms]:
+        if (parent.fid, temp) in _writing:
+            continue
+        if temp == start and (there := volume.get(parent.children.get(temp))) is not None:
+            if not there.is_reg:
+                continue  # a folder, a link: not ours, left alone
+            try:
+                await volume.unlink(parent.ino, temp)  # a crash's leftover
+            except VaultError as err:  # another's that she may not remove: left, a random name taken
+                log.info("a temporary file beside %s left: %s", name_to_str(name), err)
+                continue
+        try:
+            fh, node = await volume.create(parent.ino, temp, stat.S_IMODE(mode), caller)
+        except Exists:
+            continue
+        _writing.add((parent.fid, temp))
+        return temp, fh, node
+    raise Exists(f"no free temporary name to write {name_to_str(name)} under")
 
 
 async def _place(volume: Volume, parent: Node, temp: bytes, name: bytes, over: Judge | None,

@@ -26,6 +26,7 @@ from fusevault.errors import VaultError
 from fusevault.store import Store
 from fusevault.vault.files.content import Content
 from fusevault.vault.format.layout import Layout
+from fusevault.vault.model import names
 from fusevault.vault.model.history import iso_time
 from fusevault.vault.model.nodes import NODE, Node
 from fusevault.vault.services.check_report import FileState, Report
@@ -132,7 +133,7 @@ async def _rebuild_folder(volume: Volume, state: FileState) -> str:
     parent = await _place_of(volume, state.fid, location, caller)
     wanted = str_to_name(name)
     if wanted in parent.children:
-        wanted += b" (recovered %s)" % state.fid[:8].encode()
+        wanted = names.ending(wanted, b" (recovered %s)" % state.fid[:8].encode())
     # Its key sealed only its own document: a new one if that is lost too.
     dek = state.dek or aead.new_key()
     node = Node(0, state.fid, volume.key.user_id, dek, stat.S_IFDIR | 0o700, caller.uid, caller.gid)
@@ -226,7 +227,7 @@ async def _rebuild(volume: Volume, state: FileState) -> str:
     parent = await _place_of(volume, state.fid, location, caller)
     wanted = str_to_name(name)
     if wanted in parent.children:
-        wanted += b" (recovered %s)" % state.fid[:8].encode()
+        wanted = names.ending(wanted, b" (recovered %s)" % state.fid[:8].encode())
     node = Node(0, state.fid, volume.key.user_id, state.dek, stat.S_IFREG | 0o600, caller.uid, caller.gid)
     node.rev, node.epoch = state.rev, state.epoch
     if newest is not None:

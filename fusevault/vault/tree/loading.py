@@ -719,7 +719,7 @@ def _where_it_was(tree: Tree, parents: list[str] | None, fid: str, name: bytes) 
     for parent_fid in parents or ():
         if (parent := tree.find(parent_fid)) is not None and parent.is_dir:
             if name in parent.children:
-                name += b" (recovered %s)" % fid[:8].encode()
+                name = names.ending(name, b" (recovered %s)" % fid[:8].encode())
             return [(parent_fid, name)]
     return []
 
@@ -968,6 +968,6 @@ def _place_shares(tree: Tree, inodes: dict[str, int]) -> None:
             continue
         name = node.links[0][1] if node.links else grant.fid.encode()
         if name in inner.children:
-            name = b"%s (%s)" % (name[:names.MAX_BYTES - 11], grant.fid[:8].encode())  # a name still
+            name = names.ending(name, b" (%s)" % grant.fid[:8].encode())  # a name still
         inner.children[name] = ino
         inner.subdirs += int(node.is_dir)
