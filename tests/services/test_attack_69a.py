@@ -1,0 +1,188 @@
+"""Attack round 69a on the relay after round 68's fixes (1a2ff1b, 1bec66b) and 64b's (7a68ec2): a real
+redis-server, the real relay process (``fusevault relay``) or its state (``RelayState``).
+
+69a (1), medium (a flood: one address makes the relay's Redis hold without bound, for as long as its
+session lives).  Attacker: anyone who can reach the relay, with no code and no account, one address:
+he plays both ends of his own session (as 63b (1)); or a hostile receiver of an honest ``send``
+(it has the code and its resume token: each run back is "replaced" by the sender, who posts its
+sealed list of files again).
+  Steps (``test_69a_1_refused_receivers_make_one_address_hold_without_bound``, plain HTTP calls to
+  the real relay, ``--session-ttl 3``): open a session of one file; then, again and again, join it,
+  post the four key-exchange fields as each side with a manifest of 256 KiB (``max_manifest`` is
+  16 MiB), and refuse that receiver as the sender (``{"refused": "replaced"}``, what ``Sender.replace``
+  posts); then the sender's events call, now and then, as a sender streaming.
+  Seen: every refused receiver's handshake keeps its manifest: after 24 rounds the session holds 24
+  manifests (6,291,456 bytes), all still there after 6 s of events calls (ttl 3 s); a probe, not
+  kept: 40 rounds, 23.6 MB by MEMORY USAGE.  Nothing stops the rounds: a refused
+  receiver leaves ``session.receivers`` (``max_receivers`` counts the others), and the manifest that
+  lets it in gives back its address's join attempts (``post_handshake``: ``access.attempts`` deleted,
+  the name out of ``joined.names``), so one address joins the same session for ever, at the cost of
+  one manifest upload per join: with 16 MiB manifests, the 400 calls a second allowed carry about as
+  much as 63b (1)'s chunks did (1.3 TB) before its fix, and the queue's bound (8 MiB a session) is not
+  the session's bound.  Since round 68 the refused receivers never expire while the session lives:
+  ``session.joined`` (68a (3)) only grows, and ``refresh`` (68a (2), once per quarter ttl) pushes back
+  every key ``_held`` names, each joined receiver's handshake (and its unanswered ``file.req`` keys,
+  up to ``max_field`` each for every file) among them, so one events call per quarter hour keeps them
+  all; before, a refused receiver's keys expired ``session_ttl`` after its last write.
+  Expected: what one address's session makes the relay hold is bounded by what its honest transfers
+  need (63b (1)'s rule), about ``max_receivers`` handshakes; a refused receiver is not kept alive by
+  its session.
+  Cause: relay/state.py ``post_handshake`` (a refused receiver's handshake keeps its manifest and its
+  requests not yet answered; the manifest gives back the address's join attempts), ``join``
+  (``max_receivers`` counts ``session.receivers`` only), ``_held`` (named from ``session.joined``) as
+  used by ``refresh``.
+  Impact: one stranger fills the relay's Redis (``maxmemory``: every session refused new keys, 503)
+  and keeps it full with an events call every 15 minutes; a hostile receiver of an honest ``send``
+  does the same with the sender's uploads.
+  Suggested fix: at a refusal, drop the refused receiver's ``manifest`` field (it is refused: it gets
+  nothing) and its requests not yet answered (``file.req``/``file.reqs:<sid>:<file>``), keep only its
+  small fields for the receiver to read "refused"; leave refused receivers out of ``refresh``'s
+  pushing back (their keys keep the ttl of their refusal); and count the session's joins (a bound on
+  ``session.joined``, e.g. a few times ``max_receivers``) so that the set and a close's work stay
+  bounded too.
+
+Tried and held (controls kept where they would catch a regression):
+- a session's end after refusals leaves nothing of it
+  (``test_69a_control_a_session_with_refused_receivers_ends_whole``);
+- the refresh of one session pushes back none of another session's keys
+  (``test_69a_control_refresh_extends_no_other_session``);
+- PUSH/POP/LIVE after a close, a fail, an expiry: -1, nothing written (64b's tests; read again: ``live``
+  reads the session's PTTL in the same script); ``PUSH``'s loop over ``file.reqs.queued`` holds at most
+  ``max_queue`` + 1 members (a member with no chunks leaves it);
+- a close racing a join or a refresh: the late writes (``access.joiners``, ``access.attempts``,
+  ``session.refreshed``) carry their own expiry (ttl, ttl / 4): they expire, never kept;
+- the client: ``close_session``/``fail``/``finish(ending=True)`` ride out at most ``ENDING_WAIT``
+  (5 s) of 429 or ``CALL_RETRIES`` answers with ``Retry-After: 0``; a 429 that is not the budget's
+  is raised at once; a 404 at the close is "gone already" (only the session's own token reaches it).
+Not tried: many relay processes on one Redis (bells are per process), IPv6 /64 rotation, TLS proxies.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import httpx
+import pytest
+import redis
+from transfer_helpers import free_port, relay_at
+
+from fusevault.relay.limits import Limits
+from fusevault.relay.state import RelayState
+
+TTL = 3  # seconds: the relay's --session-ttl here
+MANIFEST = "m" * (256 * 1024)
+ROUNDS = 24
+RECEIVERS = Limits().max_receivers
+
+
+def _post(client: httpx.Client, path: str, token: str | None, body: dict) -> dict:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    answer = client.post(path, json=body, headers=headers)
+    assert answer.status_code < 300, (path, answer.status_code, answer.text)
+    return answer.json() if answer.content else {}
+
+
+def _handshakes(db: redis.Redis, sid: str) -> tuple[int, int]:
+    """(receivers' handshakes of the session, bytes of the manifests they hold)."""
+    found = db.keys(f"session.receiver:{sid}:*")
+    return len(found), sum(len(db.hget(k, "manifest") or b"") for k in found)
+
+
+@pytest.mark.xfail(strict=True, reason="69a (1): refused receivers' handshakes (a manifest each) grow "
+                   "without bound for one address, and refresh keeps them as long as the session")
+def test_69a_1_refused_receivers_make_one_address_hold_without_bound(redis_url: str) -> None:
+    db = redis.Redis.from_url(redis_url)
+    db.flushall()
+    with relay_at(redis_url, free_port(), "--session-ttl", str(TTL)) as (_, url), \
+            httpx.Client(base_url=url, timeout=30) as client:
+        session = _post(client, "/sessions", None, {"code": "ab" * 32, "files": [{"id": "f0", "size": 1}]})
+        sid, sender = session["id"], session["token"]
+
+        def events() -> None:
+            answer = client.get(f"/sessions/{sid}/events", params={"wait": "0"},
+                                headers={"Authorization": f"Bearer {sender}"})
+            assert answer.status_code == 200, answer.text
+
+        for _ in range(ROUNDS):
+            joined = _post(client, "/sessions/join", None, {"name": session["name"]})
+            uid, receiver = joined["user_id"], joined["token"]
+            _post(client, f"/sessions/{sid}/handshake", receiver, {"pake.a": "a"})
+            _post(client, f"/sessions/{sid}/handshake", sender, {"user_id": uid, "pake.b": "b"})
+            _post(client, f"/sessions/{sid}/handshake", receiver, {"confirm.a": "c", "hello": "h"})
+            _post(client, f"/sessions/{sid}/handshake", sender,
+                  {"user_id": uid, "confirm.b": "d", "manifest": MANIFEST})
+            _post(client, f"/sessions/{sid}/handshake", sender, {"user_id": uid, "refused": "replaced"})
+            events()
+        held_now = _handshakes(db, sid)
+        until = time.monotonic() + 2 * TTL
+        while time.monotonic() < until:  # the sender streams on: its events calls keep the session
+            events()
+            time.sleep(0.3)
+        held_later = _handshakes(db, sid)
+    bound = (RECEIVERS + 1) * len(MANIFEST)
+    assert held_now[1] <= bound and held_later[1] <= bound, (
+        f"one address's session holds {held_now[0]} receivers' handshakes with {held_now[1]} bytes of "
+        f"manifests, and {held_later[0]} with {held_later[1]} bytes after {2 * TTL} s of events calls "
+        f"(ttl {TTL} s); {RECEIVERS} receivers at most may be in it")
+
+
+# --- controls, on the relay's state
+
+def _admitted(state: RelayState, sid: str, name: str, ip: str) -> str:
+    _, uid, _ = state.join(name, ip)
+    state.post_handshake(sid, uid, "receiver", {"pake.a": "a"})
+    state.post_handshake(sid, uid, "sender", {"pake.b": "b"})
+    state.post_handshake(sid, uid, "receiver", {"confirm.a": "c", "hello": "h"})
+    state.post_handshake(sid, uid, "sender", {"confirm.b": "d", "manifest": "m"})
+    return uid
+
+
+def _keys(db: redis.Redis) -> set[bytes]:
+    return {k for k in db.keys("*") if k != b"calls" and not k.startswith(b"joined.names:")}
+
+
+def test_69a_control_a_session_with_refused_receivers_ends_whole(redis_url: str) -> None:
+    """A session whose receivers were refused (their requests asked, some answered and queued) leaves
+    no key behind at its close: its refused receivers are named from ``session.joined``."""
+    state = RelayState(redis_url, Limits())
+    db = redis.Redis.from_url(redis_url)
+    before = _keys(db)
+    owner = secrets.token_hex(8)
+    files = [{"id": f"f{i}", "size": 1} for i in range(3)]
+    sid, name = state.create_session("10.69.1.1", owner, "ab" * 32, files)
+    for n in range(4):
+        uid = _admitted(state, sid, name, f"10.69.1.{n + 2}")
+        state.add_requests(sid, uid, [{"filename": f["id"], "public_key": "k", "first": 0, "mac": "m"}
+                                      for f in files])
+        rid = state.acknowledge(sid, owner, {"filename": "f0", "user_id": uid, "public_key": "k",
+                                             "chunks": 2, "first": 0, "mac": "m"})
+        state.mark_ready(rid, uid)
+        state.push_chunk(rid, owner, 0, "aXY=", b"x")
+        state.post_handshake(sid, uid, "sender", {"refused": "replaced"})
+    state.refresh(sid)
+    assert _keys(db) - before
+    state.close_session(sid)
+    assert _keys(db) - before == set(), _keys(db) - before
+
+
+def test_69a_control_refresh_extends_no_other_session(redis_url: str) -> None:
+    """One session's refresh pushes back none of another session's keys (its name, requests,
+    receivers, sets): they expire at their own time."""
+    short = Limits(session_ttl=2)
+    state = RelayState(redis_url, short)
+    db = redis.Redis.from_url(redis_url)
+    owner, other_owner = secrets.token_hex(8), secrets.token_hex(8)
+    other, other_name = state.create_session("10.69.2.2", other_owner, "cd" * 32, [{"id": "a", "size": 1}])
+    uid = _admitted(state, other, other_name, "10.69.2.3")
+    state.add_requests(other, uid, [{"filename": "a", "public_key": "k", "first": 0, "mac": "m"}])
+    sid, _ = state.create_session("10.69.2.1", owner, "ab" * 32, [{"id": "a", "size": 1}])
+    others = [k for k in db.keys("*") if other.encode() in k or uid.encode() in k
+              or other_owner.encode() in k or k == f"session:{other_name}".encode()]
+    assert len(others) >= 8
+    until = time.monotonic() + short.session_ttl + 1
+    while time.monotonic() < until:
+        state.refresh(sid)
+        time.sleep(0.2)
+    assert [k for k in others if db.exists(k)] == []
+    assert state.session(sid)["owner.id"] == owner
