@@ -41,6 +41,34 @@ sealed list of files again).
   ``session.joined``, e.g. a few times ``max_receivers``) so that the set and a close's work stay
   bounded too.
 
+69a (2), medium (a flood: one address's calls, each within its budget, cost the relay seconds of CPU and
+Redis time; the relay stalls for every session).  Attacker: anyone who can reach the relay, one
+address, no code: he plays both ends of his own session (as 63b (1)).
+  Steps (``test_69a_2_one_call_costs_what_the_session_holds[events|acks]``, the real relay): a session
+  of ``max_files`` (10,000) files, one receiver let in (the four fields), that asks for all of them in
+  one call (600 KB); then the sender's events call (``wait=0``) or the receiver's acks call.
+  Seen: one events call costs 40,024 Redis commands (``pending_requests``: per asked request an EXISTS,
+  a GET and an HEXISTS, and a json.loads in the relay's Python), one acks call 10,006 (a GET per
+  asked file, at every probe of its long poll: every 0.5 s for up to 10 s, so up to 20 times that per
+  call).  Measured (a script, not kept; 2 shared cores): one events call 0.45 s of the relay process,
+  with an answer of 1,028,920 bytes (the 10,000 requests, again at every call); 16 clients making 48
+  such calls kept the relay busy 27.7 s, its /health answered in 1.0 to 1.4 s meanwhile (3 ms idle).
+  The address may make 400 calls a second (``calls_per_second``): 180 s of relay CPU asked per second.
+  With 16 receivers let in (``max_receivers``, or refused ones: (1)) each asking 10,000, one events
+  probe is 160,000 requests: 7 s (``RelayState`` directly, a probe not kept).  An honest sender of
+  10,000 files pays the same at each of its events calls (every second, ``EVENTS_WAIT``).
+  Expected: the relay's work for one call is bounded (a page), whatever the caller's session holds,
+  so that ``calls_per_second`` bounds an address's share of the relay.
+  Cause: relay/state.py ``pending_requests`` (reads every (file, requester) pair and answers all
+  that are not acknowledged), ``acknowledgements`` (a GET per requested file per probe); api.py
+  ``events``/``acknowledgements`` call them once per probe of a long poll.
+  Impact: one stranger stalls every send and receive on the relay (the trio loop waits for the GIL
+  and 32 worker threads), with a few calls a second.
+  Suggested fix: answer a page (at most ~100 requests or acks per call; the sender gets the rest at
+  its next events call), from sets kept as requests are asked and answered (``file.reqs.pending:<sid>``
+  of "file uid" pairs, removed by ``acknowledge``; the receiver's ``file.reqs.receiver`` for acks), so
+  a probe reads O(page), not the session; or count such a call as its size in the budget.
+
 Tried and held (controls kept where they would catch a regression):
 - a session's end after refusals leaves nothing of it
   (``test_69a_control_a_session_with_refused_receivers_ends_whole``);
@@ -186,3 +214,43 @@ def test_69a_control_refresh_extends_no_other_session(redis_url: str) -> None:
         time.sleep(0.2)
     assert [k for k in others if db.exists(k)] == []
     assert state.session(sid)["owner.id"] == owner
+
+
+# --- 69a (2): one call's work sized by the session
+
+ASKED = Limits().max_files  # requests one receiver asks for at once (one call of 10,000)
+ONE_CALL = 1000  # Redis commands one call may cost (a page of answers), whatever the session holds
+
+
+def _commands(db: redis.Redis) -> int:
+    return sum(int(s["calls"]) for s in db.info("commandstats").values())
+
+
+@pytest.mark.xfail(strict=True, reason="69a (2): one events or acks call costs Redis (and the relay's "
+                   "CPU) a few commands per request of the session: 10,000 asked make each call ~30,000")
+@pytest.mark.parametrize("route", ["events", "acks"])
+def test_69a_2_one_call_costs_what_the_session_holds(redis_url: str, route: str) -> None:
+    db = redis.Redis.from_url(redis_url)
+    db.flushall()
+    files = [{"id": f"f{i}", "size": 1} for i in range(ASKED)]
+    with relay_at(redis_url, free_port()) as (_, url), httpx.Client(base_url=url, timeout=60) as client:
+        session = _post(client, "/sessions", None, {"code": "ab" * 32, "files": files})
+        sid, sender = session["id"], session["token"]
+        joined = _post(client, "/sessions/join", None, {"name": session["name"]})
+        uid, receiver = joined["user_id"], joined["token"]
+        _post(client, f"/sessions/{sid}/handshake", receiver, {"pake.a": "a"})
+        _post(client, f"/sessions/{sid}/handshake", sender, {"user_id": uid, "pake.b": "b"})
+        _post(client, f"/sessions/{sid}/handshake", receiver, {"confirm.a": "c", "hello": "h"})
+        _post(client, f"/sessions/{sid}/handshake", sender,
+              {"user_id": uid, "confirm.b": "d", "manifest": "m"})
+        _post(client, f"/sessions/{sid}/requests", receiver, {"requests": [
+            {"filename": f["id"], "public_key": "k", "first": 0, "mac": "m"} for f in files]})
+        path, token = ((f"/sessions/{sid}/events", sender) if route == "events"
+                       else (f"/sessions/{sid}/acks", receiver))
+        auth = {"Authorization": f"Bearer {token}"}
+        client.get(path, params={"wait": "0"}, headers=auth)  # an events call's first: refresh's pass too
+        before = _commands(db)
+        answer = client.get(path, params={"wait": "0"}, headers=auth)
+        cost = _commands(db) - before - 1  # the INFO itself
+        assert answer.status_code == 200, answer.text
+    assert cost <= ONE_CALL, f"one {route} call (wait 0: one probe) cost {cost} Redis commands"
