@@ -57,6 +57,11 @@ address, no code: he plays both ends of his own session (as 63b (1)).
   With 16 receivers let in (``max_receivers``, or refused ones: (1)) each asking 10,000, one events
   probe is 160,000 requests: 7 s (``RelayState`` directly, a probe not kept).  An honest sender of
   10,000 files pays the same at each of its events calls (every second, ``EVENTS_WAIT``).
+  The same class, seen by a script and not kept as a test (the bound a fix picks decides its
+  assertion): a receiver let in asks ``GET handshake?want=manifest`` again and again; each answer is
+  the whole sealed manifest, JSON-encoded by the relay at every call (16 MiB, ``max_manifest``): one
+  client, one connection, 42 calls in 5 s, 704,646,558 bytes answered; the address may ask 400 a
+  second.
   Expected: the relay's work for one call is bounded (a page), whatever the caller's session holds,
   so that ``calls_per_second`` bounds an address's share of the relay.
   Cause: relay/state.py ``pending_requests`` (reads every (file, requester) pair and answers all
