@@ -138,8 +138,11 @@ def test_69a_1_refused_receivers_make_one_address_hold_without_bound(redis_url: 
             assert answer.status_code == 200, answer.text
 
         for _ in range(ROUNDS):
-            joined = _post(client, "/sessions/join", None, {"name": session["name"]})
-            uid, receiver = joined["user_id"], joined["token"]
+            answer = client.post("/sessions/join", json={"name": session["name"]})
+            if answer.status_code == 429:
+                break  # the relay bounds the session's joins: what is held is judged below
+            assert answer.status_code == 200, answer.text
+            uid, receiver = answer.json()["user_id"], answer.json()["token"]
             _post(client, f"/sessions/{sid}/handshake", receiver, {"pake.a": "a"})
             _post(client, f"/sessions/{sid}/handshake", sender, {"user_id": uid, "pake.b": "b"})
             _post(client, f"/sessions/{sid}/handshake", receiver, {"confirm.a": "c", "hello": "h"})
