@@ -91,6 +91,14 @@ Tried and held (controls kept where they would catch a regression):
 - the client: ``close_session``/``fail``/``finish(ending=True)`` ride out at most ``ENDING_WAIT``
   (5 s) of 429 or ``CALL_RETRIES`` answers with ``Retry-After: 0``; a 429 that is not the budget's
   is raised at once; a 404 at the close is "gone already" (only the session's own token reaches it).
+- Redis at its cap (``--maxmemory 16mb``, noeviction, 7.0.15; a probe): a session under way still
+  counts its calls, takes its queued chunk, finishes its request and closes (the scripts' SADD and
+  the DELs run), so the README's "every key that holds a transfer stays" holds and can drain;
+- the budget's script (``_COUNT``): a call refused past the budget costs Redis ~225 us (400 SADDs
+  that all find their member) against ~1 us within it: bounded by ``calls_per_second``, and below
+  the relay's own cost of the HTTP call, so not attacker-sized;
+- a close of a session of 180,024 keys (16 receivers x 10,000 requests): 3.1 s, in slices, within
+  the client's 30 s timeout.
 Not tried: many relay processes on one Redis (bells are per process), IPv6 /64 rotation, TLS proxies.
 """
 
