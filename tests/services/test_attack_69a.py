@@ -10,7 +10,11 @@ sealed list of files again).
   the real relay, ``--session-ttl 3``): open a session of one file; then, again and again, join it,
   post the four key-exchange fields as each side with a manifest of 256 KiB (``max_manifest`` is
   16 MiB), and refuse that receiver as the sender (``{"refused": "replaced"}``, what ``Sender.replace``
-  posts); then the sender's events call, now and then, as a sender streaming.
+  posts); then the sender's events call, now and then, as a sender streaming.  And
+  (``test_69a_1_a_hostile_receiver_makes_an_honest_sends_relay_hold_its_manifest_per_run``) the real
+  ``fusevault send`` of 40 files, its receiver (the code, one resume token) joining 20 times: the
+  sender replaces each earlier run and seals its manifest to the next; the relay holds 20 (140,240
+  bytes, 7,012 each; a probe of 300 files: 12 runs in 0.9 s, 580,176 bytes).
   Seen: every refused receiver's handshake keeps its manifest: after 24 rounds the session holds 24
   manifests (6,291,456 bytes), all still there after 6 s of events calls (ttl 3 s); a probe, not
   kept: 40 rounds, 23.6 MB by MEMORY USAGE.  Nothing stops the rounds: a refused
@@ -106,14 +110,18 @@ from __future__ import annotations
 
 import secrets
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 import redis
-from transfer_helpers import free_port, relay_at
+from transfer_helpers import free_port, relay_at, sending
 
+from fusevault.encoding import b64e
 from fusevault.relay.limits import Limits
 from fusevault.relay.state import RelayState
+from fusevault.transfer import crypto
+from fusevault.transfer.client import RelayClient
 
 TTL = 3  # seconds: the relay's --session-ttl here
 MANIFEST = "m" * (256 * 1024)
@@ -174,6 +182,47 @@ def test_69a_1_refused_receivers_make_one_address_hold_without_bound(redis_url: 
         f"manifests, and {held_later[0]} with {held_later[1]} bytes after {2 * TTL} s of events calls "
         f"(ttl {TTL} s); {RECEIVERS} receivers at most may be in it")
 
+
+
+def _wait(client: RelayClient, sid: str, want: str) -> dict:
+    for _ in range(60):
+        found = client.handshake(sid, want, wait=1)
+        if found:
+            return found
+    pytest.fail(f"the sender never posted {want}")
+
+
+@pytest.mark.xfail(strict=True, reason="69a (1): a hostile receiver of an honest send, back again and again "
+                   "with its resume token, makes the relay hold the sender's manifest once per run")
+def test_69a_1_a_hostile_receiver_makes_an_honest_sends_relay_hold_its_manifest_per_run(
+        redis_url: str, tmp_path: Path) -> None:
+    """The same through the real ``fusevault send``: its receiver (it has the code) joins again and again
+    with the same resume token; the sender replaces each earlier run and seals its list of files to
+    the new one, and the relay keeps every one (a probe: 12 runs in 0.9 s)."""
+    db = redis.Redis.from_url(redis_url)
+    db.flushall()
+    for i in range(40):
+        (tmp_path / f"a file with a name of some length, number {i}.txt").write_text("x")
+    token = crypto.new_token()
+    with relay_at(redis_url, free_port()) as (_, url), sending(url, tmp_path) as (proc, name, code):
+        for _ in range(RECEIVERS + 4):
+            client = RelayClient(url)
+            try:
+                session = client.join(name)
+                sid = session["id"]
+                exchange = crypto.ReceiverHandshake(code, sid, str(session["code"]), session["user_id"])
+                client.post(sid, {"pake.a": exchange.message})
+                keys = exchange.finish(_wait(client, sid, "pake.b")["pake.b"])
+                client.post(sid, {"confirm.a": b64e(keys.confirm_receiver), "hello": keys.seal_hello(token)})
+                assert "manifest" in _wait(client, sid, "manifest")
+            finally:
+                client.close()
+        assert proc.poll() is None
+        held, manifests = _handshakes(db, sid)
+    one = max(len(db.hget(k, "manifest") or b"") for k in db.keys(f"session.receiver:{sid}:*"))
+    assert manifests <= (RECEIVERS + 1) * one, (
+        f"{held} runs of one receiver left {manifests} bytes of the sender's manifest at the relay "
+        f"({one} each)")
 
 # --- controls, on the relay's state
 
