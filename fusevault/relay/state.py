@@ -395,16 +395,19 @@ class RelayState:
         if "refused" in found:
             return found
         if want == "manifest" and self.r.hexists(key, "manifest"):
+            # Counted, and read with the fields around it in one MULTI: read apart, a manifest posted
+            # between two reads came without its confirm.b (posted with it), or after a refusal.
             pipe = self.r.pipeline(transaction=True)
             pipe.hincrby(key, _FETCHED, 1)
             pipe.expire(key, self.limits.session_ttl)  # never a key without expiry, were it gone meanwhile
-            pipe.hget(key, "manifest")
-            fetched, _, manifest = pipe.execute()
+            pipe.hmget(key, [*_SMALL, "manifest"])
+            fetched, _, values = pipe.execute()
+            found = {f: v.decode() for f, v in zip([*_SMALL, "manifest"], values) if v is not None}
+            if "refused" in found:
+                return {f: v for f, v in found.items() if f != "manifest"}
             if fetched > MANIFEST_FETCHES:
                 raise Refused(403, f"this receiver fetched the list of files {MANIFEST_FETCHES} times: "
                               "join again")
-            if manifest is not None:
-                found["manifest"] = manifest.decode()
         return found if want in found else None
 
     def sender_turn(self, sid: str) -> list[dict]:

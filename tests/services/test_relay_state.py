@@ -277,3 +277,35 @@ def test_a_file_request_is_held_at_its_own_small_cap(redis_url: str) -> None:
     state.add_requests(sid, uid, [{"filename": "f00000", "public_key": "k" * 44, "first": 7,
                                    "mac": "m" * 44}])
     assert [r["first"] for r in state.pending_requests(sid)] == [7]
+
+
+class _Between:
+    """The real redis client, with one step placed after its first HMGET (a loaded machine's order)."""
+
+    def __init__(self, client, step) -> None:
+        self._client, self._step = client, step
+
+    def hmget(self, *args, **kwargs):
+        found = self._client.hmget(*args, **kwargs)
+        step, self._step = self._step, None
+        if step:
+            step()
+        return found
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+
+def test_the_manifest_comes_with_the_confirmation_posted_with_it(redis_url: str) -> None:
+    """The sender posts confirm.b and the manifest in one call: a receiver's look that crosses it gets
+    both or neither (the count of fetches and the read in one MULTI), never a manifest alone."""
+    state, sender = RelayState(redis_url), RelayState(redis_url)
+    sid, name = state.create_session(_address(), secrets.token_hex(8), "ab" * 32, _files(1))
+    _, uid, _ = state.join(name, _address())
+    state.post_handshake(sid, uid, "receiver", {"pake.a": "a"})
+    state.post_handshake(sid, uid, "sender", {"pake.b": "b"})
+    state.post_handshake(sid, uid, "receiver", {"confirm.a": "c", "hello": "h"})
+    state.r = _Between(state.r, lambda: sender.post_handshake(sid, uid, "sender",
+                                                               {"confirm.b": "d", "manifest": "m"}))
+    found = state.handshake(sid, uid, "manifest")
+    assert found is None or (found["confirm.b"], found["manifest"]) == ("d", "m"), found
