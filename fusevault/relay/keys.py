@@ -66,6 +66,14 @@ def file_req_users(sid: str, filename: str) -> str:  # SET of user ids requestin
     return f"file.reqs:{sid}:{filename}"
 
 
+def pending(sid: str) -> str:  # ZSET "<user id> <file id>" (score 0): asked, not answered yet (69a (2))
+    return f"file.reqs.pending:{sid}"
+
+
+def answered(uid: str) -> str:  # ZSET "<file id> <request id>" (score 0): answered, not finished (69a (2))
+    return f"file.reqs.answered:{uid}"
+
+
 def file_req(sid: str, filename: str, uid: str) -> str:  # the requester's public key (+ first chunk, MAC)
     return f"file.req:{sid}:{filename}:{uid}"
 

@@ -19,7 +19,13 @@ class Limits:
     max_queue: int = 8                  # chunks waiting per session, over all its requests (63b (1))
     max_files: int = 10_000             # per session
     max_receivers: int = 16             # receivers that may join one session
+    # Receivers one session lets join over its whole life, refused and replaced ones counted (69a (1)):
+    # a receiver's run back after an interruption is a new one, so a few times max_receivers.
+    max_joins: int = 64
     max_field: int = 4096               # bytes of one key-exchange message
+    # Bytes of one file request as held (a public key, a first chunk, a MAC: ~130 from send/receive), so
+    # that a session's requests, max_receivers x max_files of them, hold ~80 MB at most, not 650 (69a (1)).
+    max_request: int = 512
     max_manifest: int = 16 * 1024 * 1024  # bytes of the sealed list of files
 
 

@@ -43,6 +43,11 @@ _FIELDS: dict[str, dict[str, str | None]] = {
                "refused": "pake.a", "over": "done"},
 }
 _SMALL = ("pake.a", "pake.b", "confirm.a", "hello", "confirm.b", "refused", "done", "over")
+# Times one receiver may fetch the sealed manifest (69a (2)): once, and again after lost answers.
+MANIFEST_FETCHES = 4
+_FETCHED = "manifest.fetched"  # the handshake's count of them
+# Requests (or answers) one events (or acks) call gives at most (69a (2)): the rest at the next call.
+PAGE = 100
 FAILED_TTL = 300  # seconds a failed session's tombstone tells late callers why it ended
 # A session's requests' keys are pushed back once per this share of the ttl (refresh, 68a (2)).
 REFRESH_SHARE = 4
@@ -150,7 +155,14 @@ class RelayState:
             raise LimitReached("too many attempts to join this session from this address",
                                max(1, self.r.ttl(attempts)))
         session = self.session(sid)
-        if self.r.scard(keys.receivers(sid)) >= self.limits.max_receivers:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.scard(keys.receivers(sid))
+        pipe.scard(keys.joined(sid))
+        present, ever = pipe.execute()
+        # 69a (1): max_receivers counts those still in; a refused one leaves, and the manifest that lets
+        # a receiver in gives its address's attempts back, so one address joined its own session for
+        # ever (a handshake and a manifest upload each).  session.joined is never given back.
+        if present >= self.limits.max_receivers or ever >= self.limits.max_joins:
             raise LimitReached("too many receivers joined this session", self.limits.session_ttl)
         uid = uuid.uuid4().hex
         ttl = self.limits.session_ttl
@@ -203,15 +215,17 @@ class RelayState:
         owner = session["owner.id"]
         pipe = self.r.pipeline()
         for key in (keys.session(sid), keys.session_name(session["name"]), keys.files(sid),
-                    keys.created_sessions(session["ip"]), keys.file_reqs(sid), keys.receivers(sid),
-                    keys.joined(sid), keys.joiners(sid),
+                    keys.created_sessions(session["ip"]), keys.file_reqs(sid), keys.pending(sid),
+                    keys.receivers(sid), keys.joined(sid), keys.joiners(sid),
                     keys.sender_requests(owner), keys.queued_requests(owner),
                     *(keys.handshake(sid, uid) for uid in uids),
-                    *(keys.receiver_requests(uid) for uid in uids)):
+                    *(keys.receiver_requests(uid) for uid in uids),
+                    *(keys.answered(uid) for uid in uids)):
             pipe.expire(key, ttl)
         pipe.set(keys.refreshed(sid), 1, nx=True, px=max(1, ttl * 1000 // REFRESH_SHARE))
         if pipe.execute()[-1]:
-            self._in_slices(self._held(sid, session), lambda p, key: p.expire(key, ttl))
+            # Its live receivers' keys only (69a (1)): a refused one's expire at their own time.
+            self._in_slices(self._held(sid, session, live=True), lambda p, key: p.expire(key, ttl))
 
     def close_session(self, sid: str) -> None:
         self._drop(sid, self.session(sid))
@@ -246,8 +260,8 @@ class RelayState:
         68a (3): these were found with six SCANs of the relay's whole keyspace, so that one address
         opening and closing a one-file session walked every other session's keys at each close."""
         owner = session["owner.id"]
-        own = [keys.session(sid), keys.files(sid), keys.file_reqs(sid), keys.receivers(sid),
-               keys.joined(sid), keys.joiners(sid), keys.refreshed(sid),
+        own = [keys.session(sid), keys.files(sid), keys.file_reqs(sid), keys.pending(sid),
+               keys.receivers(sid), keys.joined(sid), keys.joiners(sid), keys.refreshed(sid),
                keys.sender_requests(owner), keys.queued_requests(owner)]
         if self.r.get(keys.session_name(session["name"])) == sid.encode():
             own.append(keys.session_name(session["name"]))
@@ -256,17 +270,19 @@ class RelayState:
         joiners = self.r.smembers(keys.joiners(sid))
         return own, [*self._held(sid, session), *(keys.access_attempts(sid, ip.decode()) for ip in joiners)]
 
-    def _held(self, sid: str, session: dict[str, str]) -> list[str]:
+    def _held(self, sid: str, session: dict[str, str], live: bool = False) -> list[str]:
         """The keys of the session's files, requests and receivers, named from its sets (``files``,
         ``file.reqs`` and each file's requesters, ``session.joined`` and ``session.receivers``, the
         sender's and each receiver's requests): as many as the session holds, whatever else the relay
-        does, in two round trips."""
+        does, in two round trips.  With ``live``, those of its receivers still in only (``refresh``):
+        a refused one's keys left are not kept alive by its session (69a (1))."""
         pipe = self.r.pipeline(transaction=False)
         for key in (keys.files(sid), keys.file_reqs(sid), keys.joined(sid), keys.receivers(sid),
                     keys.sender_requests(session["owner.id"])):
             pipe.smembers(key)
         files, requested, joined, receivers, rids = ([m.decode() for m in found] for found in pipe.execute())
-        uids = sorted({*joined, *receivers})  # receivers: a session made before session.joined was
+        # receivers: a session made before session.joined was
+        uids = sorted(receivers) if live else sorted({*joined, *receivers})
         for fid in requested:
             pipe.smembers(keys.file_req_users(sid, fid))
         for uid in uids:
@@ -276,10 +292,11 @@ class RelayState:
         for fid, users in zip(requested, found):
             held.append(keys.file_req_users(sid, fid))
             for uid in (u.decode() for u in users):
-                held += [keys.file_req(sid, fid, uid), keys.file_req_ackn(sid, fid, uid)]
+                if not live or uid in receivers:
+                    held += [keys.file_req(sid, fid, uid), keys.file_req_ackn(sid, fid, uid)]
         requests = set(rids)
         for uid, theirs in zip(uids, found[len(requested):]):
-            held += [keys.handshake(sid, uid), keys.receiver_requests(uid)]
+            held += [keys.handshake(sid, uid), keys.receiver_requests(uid), keys.answered(uid)]
             requests.update(r.decode() for r in theirs)
         for rid in sorted(requests):
             held += self._request_keys(rid)
@@ -327,28 +344,71 @@ class RelayState:
             if not new and self.r.hget(key, field) != value.encode():
                 raise Refused(409, f"{field} was already posted")
         self.r.expire(key, self.limits.session_ttl)
-        if role == "sender" and "refused" in fields:  # no longer counts against max_receivers
-            self.r.srem(keys.receivers(sid), uid)
-            # Nor holds anything: its requests end with it, their chunks leaving the session's queue
-            # at once, whatever the sender does about them (64b (2): a receiver killed and back, its
-            # earlier run refused as replaced, found that run's chunks filling the queue for an hour).
-            for rid in self.r.smembers(keys.receiver_requests(uid)):
-                self.finish_request(rid.decode())
+        if role == "sender" and "refused" in fields:
+            self._drop_receiver(sid, uid)
         if role == "sender" and "manifest" in fields:
             ip = self.r.hget(key, "ip")  # a receiver the sender let in: its joins do not count
             if ip:
                 self.r.delete(keys.access_attempts(sid, ip.decode()))
                 self.r.srem(keys.joined_names(ip.decode()), session["name"])
 
+    def _drop_receiver(self, sid: str, uid: str) -> None:
+        """A refused (or replaced) receiver: out of ``session.receivers`` (max_receivers counts the
+        others), and nothing it made the relay hold stays, whatever the sender does next.
+
+        Its answered requests end, their chunks leaving the session's queue at once (64b (2): a
+        receiver killed and back, its earlier run refused as replaced, found that run's chunks
+        filling the queue for an hour).  69a (1): its requests not answered yet and the key
+        exchange's fields, the sealed manifest among them (16 MiB at most), stayed: a run refused
+        after another kept one each, and ``refresh`` kept them as long as the session.  What is
+        left of its handshake is "refused" (for the receiver to read), with the ttl of its refusal."""
+        self.r.srem(keys.receivers(sid), uid)
+        for rid in self.r.smembers(keys.receiver_requests(uid)):
+            self.finish_request(rid.decode())
+        asked = [m.decode().partition(" ")[2]
+                 for m in self.r.zrangebylex(keys.pending(sid), f"[{uid} ", f"({uid}!")]
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hdel(keys.handshake(sid, uid), *(f for f in [*_FIELDS["receiver"], *_FIELDS["sender"]]
+                                              if f != "refused"), _FETCHED)
+        pipe.delete(keys.receiver_requests(uid), keys.answered(uid))
+        pipe.execute()
+        for at in range(0, len(asked), SLICE):
+            pipe = self.r.pipeline(transaction=False)
+            for fid in asked[at:at + SLICE]:
+                pipe.delete(keys.file_req(sid, fid, uid), keys.file_req_ackn(sid, fid, uid))
+                pipe.srem(keys.file_req_users(sid, fid), uid)
+                pipe.zrem(keys.pending(sid), f"{uid} {fid}")
+            pipe.execute()
+
     def handshake(self, sid: str, uid: str, want: str) -> dict | None:
-        """The receiver's record once ``want`` (or a refusal) is there."""
+        """The receiver's record once ``want`` (or a refusal) is there.
+
+        The manifest is given MANIFEST_FETCHES times a receiver at most (69a (2)): a receiver let in
+        asked for it again and again, each answer up to max_manifest (16 MiB) read from Redis and
+        encoded by the relay, 400 calls a second; a receiver needs it once (again after a lost answer)."""
         self.session(sid)
-        fields = [*_SMALL, "manifest"] if want == "manifest" else list(_SMALL)
-        values = self.r.hmget(keys.handshake(sid, uid), fields)
-        found = {f: v.decode() for f, v in zip(fields, values) if v is not None}
+        key = keys.handshake(sid, uid)
+        values = self.r.hmget(key, list(_SMALL))
+        found = {f: v.decode() for f, v in zip(_SMALL, values) if v is not None}
         if not found and not self.r.sismember(keys.receivers(sid), uid):
             raise self._no_such_receiver(sid)
-        return found if want in found or "refused" in found else None
+        if "refused" in found:
+            return found
+        if want == "manifest" and self.r.hexists(key, "manifest"):
+            # Counted, and read with the fields around it in one MULTI: read apart, a manifest posted
+            # between two reads came without its confirm.b (posted with it), or after a refusal.
+            pipe = self.r.pipeline(transaction=True)
+            pipe.hincrby(key, _FETCHED, 1)
+            pipe.expire(key, self.limits.session_ttl)  # never a key without expiry, were it gone meanwhile
+            pipe.hmget(key, [*_SMALL, "manifest"])
+            fetched, _, values = pipe.execute()
+            found = {f: v.decode() for f, v in zip([*_SMALL, "manifest"], values) if v is not None}
+            if "refused" in found:
+                return {f: v for f, v in found.items() if f != "manifest"}
+            if fetched > MANIFEST_FETCHES:
+                raise Refused(403, f"this receiver fetched the list of files {MANIFEST_FETCHES} times: "
+                              "join again")
+        return found if want in found else None
 
     def sender_turn(self, sid: str) -> list[dict]:
         """Receivers waiting for the sender: a message to answer, a confirmation to check, a done."""
@@ -382,34 +442,45 @@ class RelayState:
                 raise Refused(400, "a request is {filename, public_key, first, mac}") from None
             if fid not in names:
                 raise Refused(404, f"the session has no file {fid!r}")
-            if first < 0 or len(json.dumps(record)) > self.limits.max_field:
+            if first < 0 or len(json.dumps(record)) > self.limits.max_request:
                 raise Refused(400, "a request's first chunk is not negative and its key is short")
             pipe.sadd(keys.file_reqs(sid), fid)
             pipe.sadd(keys.file_req_users(sid, fid), uid)
             pipe.set(keys.file_req(sid, fid, uid), json.dumps(record), px=left)
             pipe.pexpire(keys.file_req_users(sid, fid), left)
+            pipe.zadd(keys.pending(sid), {f"{uid} {fid}": 0})
         pipe.pexpire(keys.file_reqs(sid), left)
+        pipe.pexpire(keys.pending(sid), left)
         pipe.execute()
 
     def pending_requests(self, sid: str) -> list[dict]:
-        """Requests the sender has not acknowledged yet (three round trips, however many)."""
-        filenames = sorted(n.decode() for n in self.r.smembers(keys.file_reqs(sid)))
+        """Requests the sender has not acknowledged yet: PAGE of them at most, the first in (receiver,
+        file) order, from ``file.reqs.pending`` (kept as they are asked, answered and refused).
+
+        69a (2): every (file, requester) pair of the session was read at every probe of an events
+        call (three commands each, 40,024 for 10,000 asked), and all of them answered, again at each
+        call: a call's work was the session's size.  Now it is a page's; the sender answers a page
+        and finds the next one at its next call.  A member found answered, gone or refused leaves the
+        set here, so a page always moves on."""
+        members = [m.decode() for m in self.r.zrange(keys.pending(sid), 0, PAGE - 1)]
+        pairs = [(fid, uid) for uid, _, fid in (m.partition(" ") for m in members)]
         pipe = self.r.pipeline(transaction=False)
-        for filename in filenames:
-            pipe.smembers(keys.file_req_users(sid, filename))
-        pairs = [(f, u.decode()) for f, users in zip(filenames, pipe.execute()) for u in sorted(users)]
         for filename, uid in pairs:
             pipe.exists(keys.file_req_ackn(sid, filename, uid))
             pipe.get(keys.file_req(sid, filename, uid))
             pipe.hexists(keys.handshake(sid, uid), "refused")  # the sender dropped that receiver
         answers = pipe.execute()
-        out = []
-        for (filename, uid), acked, raw, refused in zip(pairs, answers[::3], answers[1::3], answers[2::3]):
+        out, stale = [], []
+        for member, (filename, uid), acked, raw, refused in zip(members, pairs, answers[::3], answers[1::3],
+                                                                answers[2::3]):
             if acked or raw is None or refused:
+                stale.append(member)
                 continue
             req = json.loads(raw)  # this relay's own: add_requests wrote it, flat
             out.append({"filename": filename, "user_id": uid, "public_key": req["public.key"],
                         "first": req["first"], "mac": req["mac"]})
+        if stale:
+            self.r.zrem(keys.pending(sid), *stale)
         return out
 
     def acknowledge(self, sid: str, owner: str, ack: dict) -> str:
@@ -431,31 +502,38 @@ class RelayState:
         pipe.sadd(keys.request_users(rid), uid, owner)
         pipe.sadd(keys.sender_requests(owner), rid)
         pipe.sadd(keys.receiver_requests(uid), rid)
+        pipe.zadd(keys.answered(uid), {f"{filename} {rid}": 0})
+        pipe.zrem(keys.pending(sid), f"{uid} {filename}")
         pipe.hset(keys.prep(rid), mapping=prep)
         for key in (keys.request_users(rid), keys.sender_requests(owner), keys.receiver_requests(uid),
-                    keys.prep(rid)):
+                    keys.answered(uid), keys.prep(rid)):
             pipe.pexpire(key, left)
         pipe.execute()
         return rid
 
     def acknowledgements(self, sid: str, uid: str) -> list[dict]:
-        """The receiver's requests that the sender has answered."""
+        """The receiver's requests that the sender has answered and it has not finished: PAGE of them
+        at most, by file id (the order the sender streams them in), from ``file.reqs.answered``.
+
+        69a (2): a GET per file of the session's requests, at every probe of the long poll (10,006
+        commands a probe for 10,000 asked).  An answer whose request is gone leaves the set here."""
         self.session(sid)
-        filenames = sorted(n.decode() for n in self.r.smembers(keys.file_reqs(sid)))
+        members = [m.decode() for m in self.r.zrange(keys.answered(uid), 0, PAGE - 1)]
+        acked = [(fid, rid) for fid, _, rid in (m.partition(" ") for m in members)]
         pipe = self.r.pipeline(transaction=False)
-        for filename in filenames:
-            pipe.get(keys.file_req_ackn(sid, filename, uid))
-        acked = [(f, rid.decode()) for f, rid in zip(filenames, pipe.execute()) if rid is not None]
         for _, rid in acked:
             pipe.hgetall(keys.prep(rid))
-        out = []
-        for (filename, rid), raw in zip(acked, pipe.execute()):
-            if not raw:
-                continue
+        out, stale = [], []
+        for member, (filename, rid), raw in zip(members, acked, pipe.execute()):
             prep = {k.decode(): v.decode() for k, v in raw.items()}
+            if prep.get("session") != sid:
+                stale.append(member)  # finished, or expired, meanwhile
+                continue
             out.append({"request_id": rid, "filename": filename, "public_key": prep["public.key"],
                         "chunks": int(prep["amount.of.chunks"]), "first": int(prep["first"]),
                         "mac": prep["mac"]})
+        if stale:
+            self.r.zrem(keys.answered(uid), *stale)
         return out
 
     def _request_left(self, rid: str, uid: str) -> int | None:
@@ -553,6 +631,8 @@ class RelayState:
             for uid in users:
                 pipe.delete(keys.file_req(sid, filename, uid), keys.file_req_ackn(sid, filename, uid))
                 pipe.srem(keys.file_req_users(sid, filename), uid)
+                pipe.zrem(keys.pending(sid), f"{uid} {filename}")
+                pipe.zrem(keys.answered(uid), f"{filename} {rid}")
         pipe.delete(*self._request_keys(rid))
         pipe.execute()
 
