@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -143,15 +144,21 @@ def test_takes_that_never_come_back_end_the_receive_at_the_stall(
 
 
 def test_chunks_a_little_out_of_order_and_again_arrive_whole(tmp_path: Path, clock: MockClock) -> None:
-    """Control: takes on their way come back in any order, a push retried gives a chunk twice: the
-    file is written whole, in order, as before the window."""
+    """Control: takes on their way come back in any order, a chunk given twice is passed over: the
+    file is written whole, in order, as before the window.  The relay hands chunks out in the order
+    they were queued (relay/scripts.py PUSH), one a take; the takes on their way (PARALLEL) end in any
+    order: here every other one a little later.  (An order the relay never gives, pairs swapped,
+    once was this test's: a chunk then came WINDOW ahead of the one awaited when the threads' turns
+    fell so, and was dropped, one run in twenty.)"""
     digest = hashlib.sha256(b"".join(_plain(nr) for nr in range(CHUNKS))).digest()
-    order = [nr ^ 1 for nr in range(CHUNKS)]  # 1, 0, 3, 2 ...
+    order = list(range(CHUNKS))
     order[10:10] = [3, 4]  # given again, after they were written
 
     def gives(n: int) -> tuple[int, str, bytes] | None:
         if n > len(order):
             return None
+        if n % 2:
+            time.sleep(0.002)  # its answer after the next take's
         nr = order[n - 1]
         return _sealed(nr, _plain(nr) + (digest if nr == CHUNKS - 1 else b""))
 
