@@ -1,0 +1,67 @@
+"""Attack round 69d: a local user of root's shared mount (real Linux user, real mount).
+
+(1) The watched folder lends root's read rights where the kernel checks the *reader* at read time.
+    Attacker: erin, a mapped user of root's shared mount (`--allow-other`), nothing more.
+    Steps: `config set source_dir_to_watch /proc/<pid of a root process>` (accepted: a folder she may
+    read and enter), `settle_seconds 0.3`; wait for `Imported/stat` in her vault; read it.
+    Seen: her imported `stat` is root's view of that process: fields 26-28 (startcode, endcode,
+    startstack) hold the process's real addresses.  Read by erin herself, the same file shows
+    `1 1 0` (procfs's `do_task_stat` shows them only to a reader that may ptrace the process,
+    judged against the reader's credentials at read(), not at open()).  Same for `wchan`,
+    `timerslack_ns` (root's CAP_SYS_NICE at read).
+    Expected (docs/SECURITY.md "The watched folder is read and emptied as its user", "Host paths
+    are touched by a helper that is the caller ... the kernel checks every component of every path
+    as it would for the user"): her import holds what she could read herself.
+    Cause: the helper opens the source as her (host_access, `importer.open_source`), but the bytes
+    are read in root's process with root's credentials (`importer.source_pieces` / `_read_from`:
+    `os.pread` in `HostThreads` threads, fusevault/imports/importer.py:161,169; `host_access/rights.py`
+    drops to the user's fsuid and capabilities only for an export's writes).  Files whose access
+    check runs at read time (procfs `stat`, `wchan`, `timerslack_ns`; `%pK` pointers under
+    kptr_restrict=1 in /proc/net/*) answer root.
+    Impact: root's rights lent for reading: the memory layout (ASLR) of every root process (the
+    mount itself, sshd...), kernel wait channels, pointers a kptr_restrict=1 kernel hides from
+    users: the first step of an exploit.  End to end through the real command and mount.
+    Suggested fix: read an import's source in a thread with the user's fsuid/fsgid/groups and no
+    capability (`rights.as_user`, as the export's writes are), and/or refuse watched folders on
+    pseudo file systems (procfs, sysfs, debugfs: `statfs` f_type) at `config set` and at each walk.
+
+Tried, held (not kept as tests, covered elsewhere): unmapped uid refused at accept; `unmount` from a
+mapped user refused; `..` in `export`'s vault path stays in her tree; a root-only folder as the
+watched folder refused (`test_caller_rights.py`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from mount.test_caller_rights import Erin, erin, erin_in_shared_mount, python, wait_for  # noqa: F401
+
+
+def _fields(text: str) -> list[str]:
+    # comm (field 2) may hold spaces: count from after its closing parenthesis
+    return text[text.rindex(")") + 2:].split()
+
+
+@pytest.mark.xfail(strict=True, reason="69d (1): the watched folder /proc/<pid> imports root's view of "
+                                       "procfs files checked at read time (ASLR of root's processes)")
+def test_69d_1_a_watched_proc_folder_imports_only_what_she_may_read_herself(
+        erin_in_shared_mount: Erin) -> None:
+    erin = erin_in_shared_mount
+    roots = subprocess.Popen(["sleep", "600"])  # any process of root's
+    try:
+        pid = roots.pid
+        own_view = _fields(erin.ok(f"cat /proc/{pid}/stat"))
+        assert own_view[23:26] == ["1", "1", "0"], own_view  # startcode, endcode, startstack: hidden from her
+        for key, value in (("settle_seconds", "0.3"), ("source_dir_to_watch", f"/proc/{pid}")):
+            result = erin.fusevault("config", "set", key, value, "--mount", erin.mnt)
+            assert result.returncode == 0, result.stderr
+        wait_for("the import of stat", lambda: erin.sh("test -s $M/Imported/stat").returncode == 0)
+        imported = _fields(erin.ok("cat $M/Imported/stat"))
+        assert imported[23:26] == own_view[23:26], (
+            f"root's view of process {pid} imported: startcode, endcode, startstack = {imported[23:26]}, "
+            f"she reads {own_view[23:26]}")
+    finally:
+        roots.kill()
+        roots.wait()
