@@ -36,7 +36,13 @@ import subprocess
 
 import pytest
 
-from mount.test_caller_rights import Erin, erin, erin_in_shared_mount, python, wait_for  # noqa: F401
+from mount import test_caller_rights
+from mount.test_caller_rights import Erin, wait_for
+
+# The real shared mount with erin mapped and unlocked (test_caller_rights.py's fixtures).
+erin, python = test_caller_rights.erin, test_caller_rights.python
+erin_in_shared_mount = test_caller_rights.erin_in_shared_mount
+pytestmark = test_caller_rights.pytestmark  # root, useradd, setpriv
 
 
 def _fields(text: str) -> list[str]:
@@ -48,17 +54,17 @@ def _fields(text: str) -> list[str]:
                                        "procfs files checked at read time (ASLR of root's processes)")
 def test_69d_1_a_watched_proc_folder_imports_only_what_she_may_read_herself(
         erin_in_shared_mount: Erin) -> None:
-    erin = erin_in_shared_mount
+    her = erin_in_shared_mount
     roots = subprocess.Popen(["sleep", "600"])  # any process of root's
     try:
         pid = roots.pid
-        own_view = _fields(erin.ok(f"cat /proc/{pid}/stat"))
+        own_view = _fields(her.ok(f"cat /proc/{pid}/stat"))
         assert own_view[23:26] == ["1", "1", "0"], own_view  # startcode, endcode, startstack: hidden from her
         for key, value in (("settle_seconds", "0.3"), ("source_dir_to_watch", f"/proc/{pid}")):
-            result = erin.fusevault("config", "set", key, value, "--mount", erin.mnt)
+            result = her.fusevault("config", "set", key, value, "--mount", her.mnt)
             assert result.returncode == 0, result.stderr
-        wait_for("the import of stat", lambda: erin.sh("test -s $M/Imported/stat").returncode == 0)
-        imported = _fields(erin.ok("cat $M/Imported/stat"))
+        wait_for("the import of stat", lambda: her.sh("test -s $M/Imported/stat").returncode == 0)
+        imported = _fields(her.ok("cat $M/Imported/stat"))
         assert imported[23:26] == own_view[23:26], (
             f"root's view of process {pid} imported: startcode, endcode, startstack = {imported[23:26]}, "
             f"she reads {own_view[23:26]}")
