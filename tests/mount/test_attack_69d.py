@@ -21,6 +21,12 @@
     Impact: root's rights lent for reading: the memory layout (ASLR) of every root process (the
     mount itself, sshd...), kernel wait channels, pointers a kptr_restrict=1 kernel hides from
     users: the first step of an exploit.  End to end through the real command and mount.
+    Not the known limit: SECURITY.md's "What remains" (shared mount) says the mount reads a source
+    "as root's process" and draws from it only a read that blocks; that what such a read returns
+    is root's view, not hers, is said nowhere.  Not run: a kernel with kptr_restrict=1 (Ubuntu's
+    default; 0 on this machine, a global setting left alone), where the same import of
+    /proc/<pid>/net/{tcp,udp,unix} would carry root's `%pK` kernel pointers (KASLR); hidepid=2 on
+    /proc would stop the open (the helper), not this.
     Suggested fix: read an import's source in a thread with the user's fsuid/fsgid/groups and no
     capability (`rights.as_user`, as the export's writes are), and/or refuse watched folders on
     pseudo file systems (procfs, sysfs, debugfs: `statfs` f_type) at `config set` and at each walk.
