@@ -31,9 +31,19 @@
     capability (`rights.as_user`, as the export's writes are), and/or refuse watched folders on
     pseudo file systems (procfs, sysfs, debugfs: `statfs` f_type) at `config set` and at each walk.
 
-Tried, held (not kept as tests, covered elsewhere): unmapped uid refused at accept; `unmount` from a
-mapped user refused; `..` in `export`'s vault path stays in her tree; a root-only folder as the
-watched folder refused (`test_caller_rights.py`).
+Tried, held (read in the code, not run; no test kept: the suites that cover them exist):
+the control socket's gate (an unmapped uid is answered and dropped at once, `_refuse` never blocks on
+a fresh socket, admit's look-up at most once a second), `unmount` from a mapped user (refused), `..`
+in a vault path (a literal name: `Namespace.resolve`), NUL in a folder setting (the helper answers
+ValueError), a non-string `at`/`version` (one "internal error", the mount stays), `shares` (hers and
+those reaching her only), an export's writes, `fchmod`, `utime` (the user's fsuid, no capability:
+rights.py), an export into the mount (refused by the descriptor's real path), the watched folder
+(held by descriptor, every name `O_NOFOLLOW`), the helper (undumpable; per-uid cap at the spawner).
+(2) is in tests/inprocess/test_attack_69d.py.
+Not tried: many uids from one user (subuid ranges through newuidmap: unmapped connections are let go
+at once, so likely held); another user's `allow_other` FUSE mount planted in her world-writable
+watched folder (would hold her one helper 120 s a call; needs user_allow_other); `sync status`'s
+vault-wide counts (docs and bytes up) as a sign of other users' activity.
 """
 
 from __future__ import annotations
