@@ -48,9 +48,8 @@ vault-wide counts (docs and bytes up) as a sign of other users' activity.
 
 from __future__ import annotations
 
+import json
 import subprocess
-
-import pytest
 
 from mount import test_caller_rights
 from mount.test_caller_rights import Erin, wait_for
@@ -66,8 +65,6 @@ def _fields(text: str) -> list[str]:
     return text[text.rindex(")") + 2:].split()
 
 
-@pytest.mark.xfail(strict=True, reason="69d (1): the watched folder /proc/<pid> imports root's view of "
-                                       "procfs files checked at read time (ASLR of root's processes)")
 def test_69d_1_a_watched_proc_folder_imports_only_what_she_may_read_herself(
         erin_in_shared_mount: Erin) -> None:
     her = erin_in_shared_mount
@@ -76,14 +73,45 @@ def test_69d_1_a_watched_proc_folder_imports_only_what_she_may_read_herself(
         pid = roots.pid
         own_view = _fields(her.ok(f"cat /proc/{pid}/stat"))
         assert own_view[23:26] == ["1", "1", "0"], own_view  # startcode, endcode, startstack: hidden from her
-        for key, value in (("settle_seconds", "0.3"), ("source_dir_to_watch", f"/proc/{pid}")):
+        result = her.fusevault("config", "set", "settle_seconds", "0.3", "--mount", her.mnt)
+        assert result.returncode == 0, result.stderr
+        # Refused at `config set`, in one line saying why (the setting is not kept).
+        refused = her.fusevault("config", "set", "source_dir_to_watch", f"/proc/{pid}", "--mount", her.mnt)
+        assert refused.returncode == 12, refused.stderr
+        assert refused.stderr.strip().splitlines()[-1].endswith(
+            f"source_dir_to_watch: /proc/{pid} is on the kernel's proc file system, not a folder of "
+            "documents"), refused.stderr
+        shown = her.fusevault("config", "show", "--mount", her.mnt)
+        assert f"/proc/{pid}" not in shown.stdout, shown.stdout
+        assert her.sh("test -e $M/Imported/stat").returncode != 0
+    finally:
+        roots.kill()
+        roots.wait()
+
+
+def test_69d_1_a_procfs_file_put_in_her_watched_folder_is_refused_as_a_source(
+        erin_in_shared_mount: Erin) -> None:
+    """The folder passes (hers, on an ordinary file system); a procfs file bind-mounted into it is judged
+    by its own file system as it is opened: refused, said in ``status``, never imported; her own file
+    beside it is (the control)."""
+    her = erin_in_shared_mount
+    roots = subprocess.Popen(["sleep", "600"])
+    inbox = her.home / "inbox"
+    her.ok(f"mkdir {inbox} && echo hers > {inbox}/mine.txt && : > {inbox}/stat")
+    subprocess.run(["mount", "--bind", f"/proc/{roots.pid}/stat", str(inbox / "stat")], check=True)
+    try:
+        for key, value in (("settle_seconds", "0.3"), ("source_dir_to_watch", inbox)):
             result = her.fusevault("config", "set", key, value, "--mount", her.mnt)
             assert result.returncode == 0, result.stderr
-        wait_for("the import of stat", lambda: her.sh("test -s $M/Imported/stat").returncode == 0)
-        imported = _fields(her.ok("cat $M/Imported/stat"))
-        assert imported[23:26] == own_view[23:26], (
-            f"root's view of process {pid} imported: startcode, endcode, startstack = {imported[23:26]}, "
-            f"she reads {own_view[23:26]}")
+
+        def said() -> bool:
+            status = json.loads(her.fusevault("status", her.mnt, "--json").stdout)
+            return "proc file system" in json.dumps(status["mounts"][0]["tasks"])
+
+        wait_for("her own file imported", lambda: her.sh("cat $M/Imported/mine.txt").returncode == 0)
+        wait_for("the procfs source refused, said in status", said)
+        assert her.sh("test -e $M/Imported/stat").returncode != 0
     finally:
+        subprocess.run(["umount", str(inbox / "stat")], check=False)
         roots.kill()
         roots.wait()
