@@ -35,13 +35,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
+from pathlib import Path
 
+import pytest
+
+from fusevault.errors import InvalidInput
 from fusevault.host_access import Direct
+from fusevault.imports.importer import Importer, open_source
+from fusevault.imports.source_paths import hold
 from fusevault.vault.model import grants, sharing
+from fusevault.vault.model import settings as user_settings
+from fusevault.vault.model.settings import FOLDERS, Settings, check
+from fusevault.vault.services.placing import NoKernel
 from fusevault.vault.services.requests import Requests
 from fusevault.vault.tree.guests import Guests
-from inprocess.conftest import BOB_UID, FILE, ROOT, Ctx
+from fusevault.vault.volume import Volume
+from inprocess.conftest import BOB_UID, FILE, ROOT, Ctx, on_volume
 
 BOB = Ctx(BOB_UID, BOB_UID)
 SHARES = 60
@@ -118,3 +130,91 @@ async def test_69d_2_a_share_body_rewritten_in_the_store_is_checked_again_when_i
     assert {fids[0], fids[2]} <= alice.sharing.roots.keys()
     grants, roots = _as_read_whole(alice)
     assert sorted(map(repr, alice.sharing.grants)) == grants and alice.sharing.roots == roots
+
+
+# (1): the watched folder's sources are read with her rights, never from a kernel pseudo file system.
+
+class _Recording(Direct):
+    """Direct, noting which threads act as the user (``thread_as_user``) right now."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside: set[int] = set()
+
+    @contextlib.contextmanager
+    def thread_as_user(self):
+        self.inside.add(threading.get_ident())
+        try:
+            yield
+        finally:
+            self.inside.discard(threading.get_ident())
+
+
+def test_69d_1_every_read_of_a_source_is_made_with_the_users_rights(vault: Path, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """The bytes of a source (read to hash it, then to copy it) are read in a thread acting as the user:
+    a file the kernel checks at read() answers her, not root (procfs's ``stat``, ``%pK`` pointers)."""
+    source = tmp_path / "inbox"
+    source.mkdir()
+    (source / "a.txt").write_bytes(b"hers\n" * 1000)
+    host = _Recording()
+    reads: list[bool] = []
+    pread = os.pread
+
+    def noting(fd: int, size: int, offset: int) -> bytes:
+        reads.append(threading.get_ident() in host.inside)
+        return pread(fd, size, offset)
+
+    async def body(volume: Volume) -> str:
+        importer = Importer(volume, Settings(source_dir_to_watch=str(source)), NoKernel(), host)
+        await importer.load()
+        monkeypatch.setattr(os, "pread", noting)
+        try:
+            outcome = (await importer.take("a.txt"))[0]
+        finally:
+            monkeypatch.setattr(os, "pread", pread)
+            importer.close()
+        return outcome
+
+    assert on_volume(vault, body) == "new"  # the control: imported
+    assert reads and all(reads), reads
+
+
+def test_69d_1_a_folder_on_a_kernel_pseudo_file_system_is_refused_as_a_setting_and_at_the_watchs_start(
+        tmp_path: Path, monkeypatch) -> None:
+    for folder, name in (("/proc/self", "proc"), ("/sys/kernel", "sysfs")):
+        for key in FOLDERS:
+            with pytest.raises(InvalidInput, match=f"^{key}: {folder} is on the kernel's {name} file system"):
+                check(Settings(**{key: folder}), str(tmp_path / "vault"), Direct())
+        with pytest.raises(InvalidInput, match=f"is on the kernel's {name} file system"):
+            hold(Direct(), Settings(source_dir_to_watch=folder), str(tmp_path / "vault"))
+        # The watch's start judges the descriptor it holds, not only the name checked a moment before
+        # (a folder swapped for one on procfs between the two).
+        with monkeypatch.context() as patched:
+            patched.setattr(user_settings, "check", lambda *args: None)
+            with pytest.raises(InvalidInput, match=f"is on the kernel's {name} file system"):
+                hold(Direct(), Settings(source_dir_to_watch=folder), str(tmp_path / "vault"))
+    ordinary = tmp_path / "inbox"
+    ordinary.mkdir()
+    check(Settings(source_dir_to_watch=str(ordinary)), str(tmp_path / "vault"), Direct())  # the control
+    os.close(hold(Direct(), Settings(source_dir_to_watch=str(ordinary)), str(tmp_path / "vault")))
+
+
+def test_69d_1_a_source_on_a_kernel_pseudo_file_system_is_refused_on_its_descriptor(tmp_path: Path) -> None:
+    """Judged on the descriptor opened (a procfs file bind-mounted into an ordinary folder is procfs's),
+    closed once refused; a file of an ordinary folder opens (the control)."""
+    proc = os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        with pytest.raises(PermissionError, match="kernel's proc file system"):
+            open_source(Direct(), proc, "stat")
+        assert len(os.listdir("/proc/self/fd")) == before  # nothing left open
+    finally:
+        os.close(proc)
+    (tmp_path / "a.txt").write_text("hers")
+    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with open_source(Direct(), folder, "a.txt") as opened:
+            assert opened.read() == b"hers"
+    finally:
+        os.close(folder)
