@@ -31,6 +31,8 @@
     Suggested fix: take in only the documents that changed (a Share's grant added or dropped in the
     index, a user's document re-observed), the signatures checked once per revision; or reload in a
     worker thread from a snapshot and swap the index on the loop.
+    Fixed (docs/SECURITY.md "Round 69d (2)"): only the Shares that changed (and those of an owner whose
+    pin changed) are read and checked again (`grants.SharesChecked`); (1)'s in-process tests follow.
 """
 
 from __future__ import annotations

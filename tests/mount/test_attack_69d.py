@@ -30,6 +30,9 @@
     Suggested fix: read an import's source in a thread with the user's fsuid/fsgid/groups and no
     capability (`rights.as_user`, as the export's writes are), and/or refuse watched folders on
     pseudo file systems (procfs, sysfs, debugfs: `statfs` f_type) at `config set` and at each walk.
+    Fixed: both (docs/SECURITY.md "Round 69d (1)"): reads with her rights (`Importer._as_user`), kernel
+    pseudo file systems refused by `fstatfs` (host_access/pseudo_fs.py) at `config set`, at the
+    watch's start and for each source as it is opened.
 
 Tried, held (read in the code, not run; no test kept: the suites that cover them exist):
 the control socket's gate (an unmapped uid is answered and dropped at once, `_refuse` never blocks on
