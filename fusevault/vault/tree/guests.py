@@ -129,6 +129,8 @@ class Guests:
         arrives bare (a peer's tombstone carries no ``type``) of one of these is a change of shares,
         groups or users; of any other id it changes nothing here, so it costs no reload."""
         known = {sharing.doc_id(g.fid, g.grantee): sharing.SHARE for g in self.grants}
+        # Every Share kept as checked, a refused one too: its deletion is taken out of ``checked`` (69d (2)).
+        known.update(dict.fromkeys(self.checked.by_id, sharing.SHARE))
         known.update(dict.fromkeys(self.groups, GROUP))
         known.update(dict.fromkeys(self.users, USER))
         return known
