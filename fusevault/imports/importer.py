@@ -27,6 +27,7 @@ from fusevault.encoding import name_to_str, shown
 from fusevault.errors import Exists, FsError, InvalidInput
 from fusevault.host_access import Direct, HostAccess
 from fusevault.host_access.held import Held
+from fusevault.host_access.pseudo_fs import refuse_pseudo
 from fusevault.host_access.threads import HostThreads
 from fusevault.imports import source_paths
 from fusevault.imports.import_records import (
@@ -86,7 +87,8 @@ def ignored(name: str) -> bool:
 def open_source(host: HostAccess, root: int, location: str) -> BinaryIO:
     """The regular file at ``location`` in the watched folder (``root``, held), opened as the user;
     FileNotFoundError for anything else (gone, a symbolic link on the way or at the end, a fifo or
-    device)."""
+    device); PermissionError for one on a kernel pseudo file system (host_access/pseudo_fs.py: a
+    procfs file bind-mounted into the folder is still procfs's)."""
     try:
         fd = source_paths.open_file(host, root, location, SOURCE_FLAGS)
     except OSError as err:
@@ -95,6 +97,9 @@ def open_source(host: HostAccess, root: int, location: str) -> BinaryIO:
         raise
     try:
         regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        if regular:
+            # Never a kernel pseudo file system's: its files answer the reader, not the opener (69d (1)).
+            refuse_pseudo(fd, location)
     except OSError:
         os.close(fd)  # root may not fstat it (a FUSE file system of the user's): never left open (51t)
         raise
@@ -276,6 +281,14 @@ class Importer:
         return await self.threads.run(self.root.holding, call, self.host, self.root.thing, *args,
                                       discard=discard)
 
+    def _as_user(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)``, a read of a source (in a worker thread), with the user's fsuid, fsgid and
+        groups and no capability (host_access/rights.py): the kernel checks some files' reads against
+        the *reader* (procfs's ``stat``, ``wchan``, ``%pK`` pointers), and read in root's process a
+        file her helper opened answered root: a root process's memory layout (attack round 69d (1))."""
+        with self.host.thread_as_user():
+            return call(*args)
+
     def _vault_path(self, location: str) -> bytes:
         wanted = os.fsencode(f"{self.into}/{location}" if self.into else location)
         # Into the root, a top name of the watched folder kept for a view of the mount (``.versions``,
@@ -380,7 +393,8 @@ class Importer:
             before = Stamp.of(await self.threads.run(held.holding, os.fstat, source.fileno()))
             digest = hashlib.sha256()
             pieces = source_pieces(source.fileno())
-            while (hole := await self.threads.run(held.holding, _hash_next, pieces, digest)) is not None:
+            while (hole := await self.threads.run(held.holding, self._as_user, _hash_next, pieces,
+                                                  digest)) is not None:
                 await hash_zeros(self.vol, digest, hole)
         finally:
             await self.threads.clean_up(held.close)
@@ -544,7 +558,8 @@ class Importer:
 
     async def _chunks(self, source: Held[BinaryIO]) -> AsyncIterator[bytes | int]:
         pieces = source_pieces(source.thing.fileno())
-        while (piece := await self.threads.run(source.holding, next, pieces, None)) is not None:
+        while (piece := await self.threads.run(source.holding, self._as_user, next, pieces,
+                                               None)) is not None:
             yield piece
 
     def _recorded_at(self, node: Node, put_at: bytes) -> str:

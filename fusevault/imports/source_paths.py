@@ -49,11 +49,13 @@ _WATCHED = os.O_RDONLY | os.O_DIRECTORY
 
 def hold(host: HostAccess, settings: Settings, vault_root: str) -> int:
     """A descriptor of the watched folder, opened as ``host``'s user, once ``settings.check`` has
-    passed for the folder it really is (not merely for what its name led to a moment before)."""
+    passed for the folder it really is (not merely for what its name led to a moment before), and
+    never one on a kernel pseudo file system (judged on the descriptor: attack round 69d (1))."""
     assert settings.source_dir_to_watch is not None
     user_settings.check(settings, vault_root, host)  # her setting, in the words she wrote it
     root = host.open(settings.source_dir_to_watch, _WATCHED)
     try:
+        user_settings.refuse_pseudo_folder("source_dir_to_watch", settings.source_dir_to_watch, root)
         # Swapped between that check and the open: checked again, as the folder now held.
         held = replace(settings, source_dir_to_watch=real_path(root))
         user_settings.check(held, vault_root, host)

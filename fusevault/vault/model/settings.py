@@ -22,6 +22,7 @@ from pathlib import Path
 from fusevault.encoding import SAFE_INTEGER
 from fusevault.errors import InvalidInput
 from fusevault.host_access import Direct, HostAccess
+from fusevault.host_access.pseudo_fs import kernel_pseudo
 from fusevault.mounts import fusevault_mounts, within
 from fusevault.vault.model import key_memory, lineage
 from fusevault.vault.model.setting_names import KEYS, STAMP
@@ -138,6 +139,7 @@ def check(settings: Settings, vault_root: str, host: HostAccess | None = None) -
                 raise InvalidInput(f"{key}: {path} is inside the mounted vault at {mountpoint}")
         if within(real[key], vault_root):
             raise InvalidInput(f"{key}: {path} is inside the vault's own directory {vault_root}")
+        _no_pseudo_folder(host, key, path)
         needs = os.R_OK | os.X_OK
         if key != "source_dir_to_watch" or settings.delete_file_from_source:
             needs |= os.W_OK
@@ -159,6 +161,33 @@ def check(settings: Settings, vault_root: str, host: HostAccess | None = None) -
         if other is not None and (within(other, source) or within(source, other)):
             raise InvalidInput(f"{key} and source_dir_to_watch must not be inside one another "
                                f"({getattr(settings, key)}, {settings.source_dir_to_watch})")
+
+
+def refuse_pseudo_folder(key: str, path: str, fd: int) -> None:
+    """InvalidInput if the folder ``fd`` (the setting ``key``, ``path``) lies on a kernel pseudo file
+    system (host_access/pseudo_fs.py): /proc/<pid> watched imported root's view of a root process
+    (attack round 69d (1)); none holds a user's documents, nor takes an export or a peer's vault.  One whose
+    file system does not answer root (her own FUSE, mounted without allow_other) is no kernel one: each
+    source is judged again as it is opened (``importer.open_source``), and refused if it cannot be."""
+    try:
+        name = kernel_pseudo(fd)
+    except OSError:
+        return
+    if name is not None:
+        raise InvalidInput(f"{key}: {path} is on the kernel's {name} file system, not a folder of documents")
+
+
+def _no_pseudo_folder(host: HostAccess, key: str, path: str) -> None:
+    """``refuse_pseudo_folder`` for the folder ``path`` as the user opens it (one that does not open is
+    left to the checks that follow to say)."""
+    try:
+        fd = host.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        refuse_pseudo_folder(key, path, fd)
+    finally:
+        os.close(fd)
 
 
 def _isdir(host: HostAccess, path: str) -> bool:

@@ -100,7 +100,7 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool, here: bool = False) -
     if volume.sharing is not None and any(d.get("type") in SHARING_TYPES for d in docs):
         if not own:
             volume.tree.check_keys()  # a share or member gone: keys her other device gave meanwhile
-        volume.sharing.reload(volume.store)
+        volume.sharing.reload(volume.store, docs)  # only what changed is checked again (69d (2))
         if volume.trust is not None:
             try:
                 volume.trust.save()  # users met just now stay pinned (first use)
