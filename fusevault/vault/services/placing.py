@@ -200,7 +200,10 @@ async def write_file(volume: Volume, parent: Node, name: bytes, chunks: AsyncIte
 # there for a leftover: a folder of that name (made through a watched folder by anyone who may write
 # into it) stopped every import of NAME for good, IsADirectory at each retry (attack round 69c (2));
 # and a second write of NAME removed the first's file mid-write.  One look at one name: no walk of
-# the folder per file written.
+# the folder per file written.  A name is claimed in ``_writing`` before the first await (the
+# leftover's unlink, the create): claimed only once created, a second write of NAME begun while the
+# first's create committed took its new file for a leftover and removed it (70c (1)).  One claim per
+# write: a name claimed by another write is passed over, so no two writes share one entry.
 TEMP_HEX = 8
 TEMP_TRIES = 8  # random names tried (each taken only by a guess of 32 bits) before Exists
 # The temporary files this process writes now (parent's id, name): never taken for a leftover.
@@ -214,22 +217,30 @@ async def _create_temp(volume: Volume, parent: Node, name: bytes, mode: int,
     start = b"." + bytes_start(name, 200) + b".fvpart"
     randoms = [start + b"-" + secrets.token_hex(TEMP_HEX // 2).encode() for _ in range(TEMP_TRIES)]
     for temp in [start, *randoms]:
-        if (parent.fid, temp) in _writing:
+        claim = (parent.fid, temp)
+        if claim in _writing:
             continue
-        if temp == start and (there := volume.get(parent.children.get(temp))) is not None:
-            if not there.is_reg:
-                continue  # a folder, a link: not ours, left alone
-            try:
-                await volume.unlink(parent.ino, temp)  # a crash's leftover
-            except VaultError as err:  # another's that she may not remove: left, a random name taken
-                log.info("a temporary file beside %s left: %s", name_to_str(name), err)
-                continue
+        if temp == start and (there := volume.get(parent.children.get(temp))) is not None \
+                and not there.is_reg:
+            continue  # a folder, a link: not ours, left alone
+        _writing.add(claim)  # this write's, from here on (no await between the look and the claim)
+        created = False
         try:
-            fh, node = await volume.create(parent.ino, temp, stat.S_IMODE(mode), caller)
-        except Exists:
-            continue
-        _writing.add((parent.fid, temp))
-        return temp, fh, node
+            if temp == start and volume.get(parent.children.get(temp)) is not None:
+                try:
+                    await volume.unlink(parent.ino, temp)  # a crash's leftover
+                except VaultError as err:  # another's that she may not remove: left, a random name taken
+                    log.info("a temporary file beside %s left: %s", name_to_str(name), err)
+                    continue
+            try:
+                fh, node = await volume.create(parent.ino, temp, stat.S_IMODE(mode), caller)
+            except Exists:
+                continue
+            created = True
+            return temp, fh, node
+        finally:
+            if not created:
+                _writing.discard(claim)  # not this write's after all (or it was cancelled): released
     raise Exists(f"no free temporary name to write {name_to_str(name)} under")
 
 
