@@ -765,11 +765,7 @@ async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Ab
         fid, dek = free
     parent_fid, name = loser.links[0] if loser.links else (None, b"file")
     parent = volume.find(parent_fid)
-    if parent is None or parent.children is None or (parent is not volume.root and not parent.links):
-        # Gone, or not a folder: a branch may name a file of hers as its parent, whose children are
-        # None (a TypeError out of the settling, the batch left unsettled: attack round 67a (1)); or a
-        # folder she removed that the kernel still holds (no links: kept in the tree until forgotten),
-        # where the copy was reachable from no name of hers (69c (3)).
+    if not _home(volume, parent):
         parent = volume.root
     device = label_of(_device_of(store, loser))
     if not names.valid(name):
@@ -803,6 +799,23 @@ async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Ab
     finally:
         volume.tree.unshown.discard(fid)
     out.entries.append((parent.ino, copy))  # the kernel asks again: nothing it holds says "no such file"
+
+
+def _home(volume: Volume, parent: Node | None) -> bool:
+    """Whether ``parent`` (what a losing branch names as its file's folder) may hold the conflict copy:
+    a real folder of her tree, reachable by a name, that she may make a file in.  Else the copy goes to
+    her root.  Gone, or not a folder: a branch may name a file of hers as its parent, whose children
+    are None (a TypeError out of the settling, the batch left unsettled: attack round 67a (1)); a
+    folder she removed that the kernel still holds (no links: kept in the tree until forgotten), where
+    the copy was reachable from no name of hers (69c (3)); a view folder (``shared/<owner>``,
+    ``groups/<group>``: any string is a link's parent) or a folder she may only read, where the create
+    was refused (PermissionDenied) and the conflict stayed open, "could not settle" at every arrival
+    (70c (2))."""
+    if parent is None or parent.children is None:
+        return False
+    if parent is volume.root:
+        return True
+    return bool(parent.links) and volume.may_write(parent)  # a view folder is only listed (``perm``: LIST)
 
 
 def _copy_ident(volume: Volume, store: LocalStore, loser: Leaf, ident: tuple[str, bytes],
