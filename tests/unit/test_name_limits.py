@@ -33,3 +33,41 @@ def test_a_numbered_name_fits_and_keeps_its_extension() -> None:
 def test_a_long_extension_is_numbered_with_the_whole_name() -> None:
     name = b"a." + b"x" * 250
     assert len(unique_name({name: 1}, name)) <= NAME_MAX
+
+
+def test_a_made_share_name_is_numbered_until_free_and_fits() -> None:
+    """70c (3): ``NAME (ID)`` in a view folder is looked at: taken (another share's, under an id of the
+    same 8 hex digits), it is numbered on, then the whole id; every one within 255 bytes."""
+    from fusevault.vault.model import names
+
+    fid = "ba581612" + "0" * 24
+    name = LONG.encode()
+    taken: set[bytes] = {name}
+    made = []
+    for _ in range(names.MADE_SHORT + 3):
+        one = names.made(name, fid, taken)
+        assert one not in taken and len(one) <= names.MAX_BYTES
+        one.decode()
+        taken.add(one)
+        made.append(one)
+    assert made[0].endswith(b" (ba581612)") and made[1].endswith(b" (ba581612 2)")
+    assert made[names.MADE_SHORT].endswith(b" (%s)" % fid.encode())
+    assert made[names.MADE_SHORT + 1].endswith(b" (%s 2)" % fid.encode())
+
+
+def test_a_made_share_name_looks_at_few_names_past_many_of_one_prefix() -> None:
+    """Many shares whose ids begin alike: each made name past ``MADE_SHORT`` goes to the whole id, a
+    few looks each, not one per share made before it."""
+    from fusevault.vault.model import names
+
+    class Counted(set):
+        looks = 0
+
+        def __contains__(self, item: object) -> bool:
+            Counted.looks += 1
+            return super().__contains__(item)
+
+    taken = Counted({b"plan.txt"})
+    for n in range(2000):
+        taken.add(names.made(b"plan.txt", "ba581612%024x" % n, taken))
+    assert len(taken) == 2001 and Counted.looks <= 2000 * (names.MADE_SHORT + 1)

@@ -256,6 +256,30 @@ def beside(name: bytes, fid: str, taken: Container[bytes]) -> bytes:
         n += 1
 
 
+# Numbered names ``NAME (ID n)`` tried under a file id's first 8 hex digits before its whole id.
+MADE_SHORT = 16
+
+
+def made(name: bytes, fid: str, taken: Container[bytes]) -> bytes:
+    """A made name of node ``fid`` shown where ``name`` is taken already (a share in ``shared/<owner>/``
+    or ``groups/<group>/``): ``NAME (ID)``, numbered on until one is free in ``taken``; the short id
+    is its owner's to choose (a file id is a device's to give), so a made name in a view folder was
+    another share's entry, written over (attack round 70c (3)).  Past ``MADE_SHORT`` the whole id is
+    used: one node holds it in a tree, so a member making many ids of one prefix costs each share
+    ``MADE_SHORT`` looks, not one per share before it."""
+    short = fid[:8]
+    for n in range(1, MADE_SHORT + 1):
+        candidate = ending(name, f" ({short}{f' {n}' if n > 1 else ''})".encode())
+        if candidate not in taken:
+            return candidate
+    n = 1
+    while True:
+        candidate = ending(name, f" ({fid[:64]}{f' {n}' if n > 1 else ''})".encode())
+        if candidate not in taken:
+            return candidate
+        n += 1
+
+
 def say_beside(volume: object | None, fid: str, name: bytes, shown_as: bytes,
                owner: str | None = None) -> None:
     """A name clash settled: file ``fid`` shown as ``shown_as``.  ``owner``: the file is another user's,

@@ -968,6 +968,8 @@ def _place_shares(tree: Tree, inodes: dict[str, int]) -> None:
             continue
         name = node.links[0][1] if node.links else grant.fid.encode()
         if name in inner.children:
-            name = names.ending(name, b" (%s)" % grant.fid[:8].encode())  # a name still
+            # Numbered until free: ``groups/<group>/`` gathers every member's shares, and a made name
+            # another share holds was written over, hers shown nowhere (attack round 70c (3)).
+            name = names.made(name, grant.fid, inner.children)
         inner.children[name] = ino
         inner.subdirs += int(node.is_dir)
