@@ -376,7 +376,8 @@ def test_control_70c_1_a_claim_is_released_when_the_create_fails(vault: Path, mo
         claimed = set(placing._writing)
         await write_file(volume, root, b"a.txt", source(b"kept"), mode=0o644,
                          caller=Caller(ALICE_UID, ALICE_UID), kernel=NoKernel())
-        return claimed, calls, await _read(volume, root, b"a.txt"), sorted(root.children), set(placing._writing)
+        data = await _read(volume, root, b"a.txt")
+        return claimed, calls, data, sorted(root.children), set(placing._writing)
 
     claimed, calls, data, listed, writing = _in_root(vault, scene)
     assert claimed == set() and calls == [TEMP, TEMP] and data == b"kept"

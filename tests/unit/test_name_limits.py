@@ -69,5 +69,5 @@ def test_a_made_share_name_looks_at_few_names_past_many_of_one_prefix() -> None:
 
     taken = Counted({b"plan.txt"})
     for n in range(2000):
-        taken.add(names.made(b"plan.txt", "ba581612%024x" % n, taken))
+        taken.add(names.made(b"plan.txt", f"ba581612{n:024x}", taken))
     assert len(taken) == 2001 and Counted.looks <= 2000 * (names.MADE_SHORT + 1)
