@@ -36,6 +36,11 @@ back, or sends it late, does.
     replace the phantom by a node built from the document), then run ``names_across`` over what it
     holds (the 69b limit "judged at her next unlock" closes too); a Share's grant on a phantom's id
     never counts for the guessed owner.
+    No server's help is needed against another owner's folder: bob's x.txt named in carol's folder C
+    (its id in the database), shared with alice; carol later shares C with alice WRITE, honestly:
+    on alice's seat C is held as bob's, shown nowhere (not under shared/carol/), carol's
+    carols.txt in it refused with an alarm naming carol as the forger, until alice's next unlock
+    (``test_70a_1_a_folder_carol_shares_later_is_shown_as_hers``, medium).
 
 (2) A WRITE member's own file in her folder stops her re-keys: a revocation elsewhere is never
     carried out (high).  Attacker: bob, a member she gave WRITE on a folder docs (directly, or
@@ -505,3 +510,35 @@ def test_70a_6_her_unlock_judges_names_across_in_linear_steps(three: Path, monke
 
     calls = _in_scene(three, scene)
     assert calls <= 8 * n, f"{calls} may_name calls at her unlock for a chain of {n} folders"
+
+
+@pytest.mark.parametrize("named", [
+    False,
+    pytest.param(True, marks=pytest.mark.xfail(
+        strict=True, reason="70a (1): carol's folder, named by bob's share before carol shares it, is held "
+        "as bob's on alice's seat: not shown, carol's file in it refused")),
+], ids=["control", "named_by_bob"])
+def test_70a_1_a_folder_carol_shares_later_is_shown_as_hers(three: Path, named: bool) -> None:  # noqa: F811
+    async def scene(shared) -> bytes | str:  # noqa: F811
+        drive = shared.drive
+        alice, bob, carol = shared.volumes["alice"], shared.volumes["bob"], shared.volumes["carol"]
+        folder = await drive.mkdir(ROOT, b"C", stat.S_IFDIR | 0o755, CAROL)
+        await _write(drive, folder.st_ino, b"carols.txt", b"carol's\n", CAROL)
+        c = carol.resolve(b"C").fid
+        await _write(drive, ROOT, b"x.txt", b"bob's\n", BOB)
+        if named:
+            links = {"links": [[bob.tree.node(ROOT).fid, "x.txt"], [c, "x.txt"]]}
+            planted(shared, _signed_by(shared, "bob", bob.resolve(b"x.txt").fid, links))
+        for uid, path in ((BOB_UID, "x.txt"), (CAROL_UID, "C")):
+            answer = await drive.seat_of(uid).ops.session.requests.handle(
+                {"cmd": "share", "path": path, "with": "alice", "perm": "WRITE"})
+            assert "error" not in answer, answer
+        await trio.sleep(0.3)
+        held = alice.find(c)
+        assert held is not None, "the scene: C held on alice's seat"
+        try:
+            return await _read(drive, (await _walk(drive, b"shared/carol/C/carols.txt", ALICE)).st_ino, ALICE)
+        except pyfuse3.FUSEError as err:
+            return f"{err.errno}; C held as {'bob' if held.owner == bob.key.user_id else held.owner}'s"
+
+    assert _in_scene(three, scene) == b"carol's\n"
