@@ -126,6 +126,20 @@ back, or sends it late, does.
     what is held), or keep, per folder, the names judged through it and judge again only those
     when one of its names goes; and count a grant in ``writes`` only on a node of its owner.
 
+(7) A writer carries her file out of her folder inside a folder of his (low: until her unlock).
+    Attacker: bob, WRITE on her docs.  Steps: bob's own folder Bf (shared READ with her), named in
+    docs by his own document (a writer's name: counts); his document of her plan.txt moving it into
+    Bf (``may_write``: Bf sits in docs, which he writes; ``may_name``: he owns Bf); then his own
+    document of Bf naming it only in his root.  Seen: on her seat docs is empty and her plan.txt
+    is at shared/bob/Bf/plan.txt, in his share, no alarm; an unshare of docs would not re-key it
+    (not under docs).  Her unlock puts it back in docs.  Expected: her file stays in her tree (a
+    writer's deletion of it goes to her trash, said).  Cause: ``Authorship.may_name`` takes a name
+    of her node in a folder of his from him (``signer == parent.owner``), though fusevault never
+    makes one; and his own folder's leaving her folder is not judged against what of hers is in
+    it.  Suggested fix: a name of her node in a folder of another owner counts only from her own
+    devices (never made by fusevault: none at all), or his folder keeps its name in hers while it
+    holds a node of hers.
+
 Tried and held: see the report of round 70a (controls not kept as tests unless named here).
 """
 
@@ -542,3 +556,30 @@ def test_70a_1_a_folder_carol_shares_later_is_shown_as_hers(three: Path, named: 
             return f"{err.errno}; C held as {'bob' if held.owner == bob.key.user_id else held.owner}'s"
 
     assert _in_scene(three, scene) == b"carol's\n"
+
+
+@pytest.mark.xfail(strict=True, reason="70a (7): a writer moves her file into his folder inside hers, "
+                   "then his folder out: her file leaves her tree for his share, unsaid, until her unlock")
+def test_70a_7_a_writer_does_not_carry_her_file_out_of_her_folder_in_his(shared) -> None:  # noqa: F811
+    async def attack() -> tuple[bytes, list[bytes]]:
+        drive, alice, bob = shared.drive, shared.volumes["alice"], shared.volumes["bob"]
+        docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+        await _write(drive, docs.st_ino, b"plan.txt", b"alice's plan\n", ALICE)
+        await ask(shared, "share", "docs", "WRITE")
+        await _walk(drive, b"shared/alice/docs/plan.txt", BOB)
+        folder, mine = alice.resolve(b"docs"), alice.resolve(b"docs/plan.txt")
+        await drive.mkdir(ROOT, b"Bf", stat.S_IFDIR | 0o755, BOB)
+        his = bob.resolve(b"Bf").fid
+        answer = await drive.seat_of(BOB_UID).ops.session.requests.handle(
+            {"cmd": "share", "path": "Bf", "with": "alice", "perm": "READ"})
+        assert "error" not in answer, answer
+        planted(shared, bobs_node_doc(shared, his, {"links": [[folder.fid, "Bf"]]}))
+        planted(shared, bobs_node_doc(shared, mine.fid, {"links": [[his, "plan.txt"]]}))
+        planted(shared, bobs_node_doc(shared, his, {"links": [[bob.tree.node(ROOT).fid, "Bf"]]}))
+        await trio.sleep(0)
+        node = alice.find(mine.fid)
+        return alice.tree.path_of(node) if node is not None and node.links else b"", sorted(
+            alice.find(folder.fid).children)
+
+    path, docs = trio.run(attack)
+    assert path.startswith(b"docs/"), f"her plan.txt is at {path!r}; her docs holds {docs}"
