@@ -86,7 +86,8 @@ back, or sends it late, does.
     writer's name counts).  alice saves docs/plan.txt, as she always does: it lands in his file,
     and her device commits his node with the names it holds, signed by her.  She then revokes bob
     (``unshare docs --with bob``: the Share goes; the answer is (2)'s error) and unlocks again.
-    Seen: docs/plan.txt is still bob's file at her unlock (and on any device of hers), so all she
+    Seen: docs/plan.txt is still bob's file at her unlock (the store's document is hers: any device
+    of hers judges it so), so all she
     writes there from now on is under his key: bob reads it, revoked; the same names without her
     save are left out at the unlock (control: the earlier scene of (2)).  Expected: a name of
     another owner's node in her folder counts by its owner's word and a writer's grant, never by
@@ -140,7 +141,21 @@ back, or sends it late, does.
     devices (never made by fusevault: none at all), or his folder keeps its name in hers while it
     holds a node of hers.
 
-Tried and held: see the report of round 70a (controls not kept as tests unless named here).
+    With two users only, ``unshare docs --with bob`` itself answers the error and leaves the folder
+    under its old key until her unlock (his name goes then: he writes docs no more).
+
+Tried and held.  Her refused names are not carried into her commits (a node's ``links`` hold only
+the names judged here), so a name of bob's file in carol's folder laundered through alice's save
+(as in (4)) needs alice to write that folder, where her seat judges the name first and refuses it.
+In her folder her own file keeps its name against a writer's file, on arrival and at unlock (69b's
+tests; (4) goes round it with a writer's move of her file first, a move writers may make).  A
+share's arrival does not run (6)'s cascade (the chain's folders are phantoms then; 4 calls for
+n = 400).  A READ member's own file named in her folder: left out on arrival and at unlock (69b's
+tests).  Controls kept: the ``control`` cases of (1) (carol's share shows), (2) (the group removal
+re-keys teamdocs), (3) (the restore works) and (4) (no save of hers: his name goes at her unlock).
+Not tried (time): real mounts and CouchDB replication order for (1); group grants for (4), (5);
+the conflict settling (``Authorship.settle``) of a writer's documents naming folders of other
+owners; ``restore --to`` under (3) (it copies from the trash entry, no ``adopt``).
 """
 
 from __future__ import annotations
