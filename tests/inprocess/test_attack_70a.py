@@ -66,6 +66,8 @@ back, or sends it late, does.
     skipped).  Suggested fix: ``rotate`` leaves nodes of another owner out (his own, his to
     re-key; not counted as a failure), and ``resume`` carries each request out on its own (one
     that fails is said and left, the rest and ``_rekey_for_removals`` still run).
+    With two users only, ``unshare docs --with bob`` itself answers the error and leaves the folder
+    under its old key until her unlock (his name goes then: he writes docs no more).
 
 (3) bob keeps her from restoring her deleted file (medium).  Attacker: bob, any user.  Steps:
     alice deletes a.txt (to her trash); bob signs a node document of his own x.txt naming a.txt's
@@ -141,8 +143,6 @@ back, or sends it late, does.
     devices (never made by fusevault: none at all), or his folder keeps its name in hers while it
     holds a node of hers.
 
-    With two users only, ``unshare docs --with bob`` itself answers the error and leaves the folder
-    under its old key until her unlock (his name goes then: he writes docs no more).
 
 Tried and held.  Her refused names are not carried into her commits (a node's ``links`` hold only
 the names judged here), so a name of bob's file in carol's folder laundered through alice's save
