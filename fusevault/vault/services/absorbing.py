@@ -69,7 +69,7 @@ from fusevault.vault.tree.arrivals import (
     wrapped_by_her,
 )
 from fusevault.vault.tree.guests import key_files, open_guest
-from fusevault.vault.tree.loading import admit_guests
+from fusevault.vault.tree.loading import admit_guests, names_across
 from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool, here: bool = False) -
             except VaultError as err:
                 log.warning("the pinned keys were not saved yet: %s", err)
         _drop_unreached(volume, out)
+        _names_again(volume, out)
         _admit_new_shares(volume, out)
     elif volume.sharing is not None and any(
             d["_id"] in volume.sharing.roots and not volume.tree.holds(d["_id"]) for d in docs):
@@ -1050,6 +1051,17 @@ def _drop_unreached(volume: Volume, out: Absorbed) -> None:
             out.entries.append((parent_ino, name))
             sharing.virtual.discard(ino)  # a later share makes a new one
             tree.purge_if_unused(folder)
+
+
+def _names_again(volume: Volume, out: Absorbed) -> None:
+    """After a change of shares (or of a group's members): the names nodes hold in folders of other
+    owners judged again at once, as at the load (``names_across``): a writer's name of his own file
+    in her folder counted by his grant, and stayed after it went until her next unlock, what she
+    saved there sealed to him (attack round 70a (5)).  Each such name held was given by the node's
+    owner (``Authorship.may_name`` takes no other signer's), so its owner is the signer judged."""
+    tree = volume.tree
+    held = [node for node in tree.nodes() if node.links and node.owner]
+    names_across(tree, tree.authorship, held, {}, [], out.entries)
 
 
 def _at_root(node: Node) -> bool:

@@ -92,7 +92,14 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
         nodes = subtree(volume, node)
         moved_out, traces = await _moved_out(volume, node, nodes)
         failed: list[tuple[Node, VaultError]] = []
-        for each in [*moved_out, *nodes[1:]]:
+        # Only her own nodes: another owner's node under her folder (a writer's own file he named
+        # there, attack round 70a (2)) is his to re-key, never hers; tried, it failed the whole re-key
+        # and kept her folder, and every request after it, under the old key for good.
+        mine = [each for each in [*moved_out, *nodes[1:]] if each.owner == node.owner]
+        if skipped := len(moved_out) + len(nodes) - 1 - len(mine):
+            log.info("%s: %d node(s) of other owners under it keep their keys (theirs to re-key)",
+                     _where(volume, node), skipped)
+        for each in mine:
             try:
                 await volume.rekey(each)
             except VaultError as err:
@@ -416,7 +423,14 @@ async def _rotation_pass(volume: Volume, reload: bool) -> bool:
         node = _request(volume, doc)
         if node is None or node.fid in volume.rotating:
             continue
-        again |= await _carry_out(volume, node, doc, rotated)
+        try:
+            again |= await _carry_out(volume, node, doc, rotated)
+        except VaultError as err:
+            # Each request on its own: one that fails (said where it failed, its request kept for
+            # the next unlock) never keeps the others, the removals from groups and the keys new
+            # members lack from being carried out (attack round 70a (2)).
+            log.error("the key rotation of %s failed (tried again at the next unlock): %s",
+                      _where(volume, node), err)
     again |= await _pay_owed(volume, rotated)
     again |= await _rekey_for_removals(volume, members, rotated)
     return again

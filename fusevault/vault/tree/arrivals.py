@@ -379,13 +379,18 @@ def relink(tree: Tree, node: Node, links: list[tuple[str, bytes]], out: Absorbed
     Never names that would put a folder inside itself (``may_take`` refuses
     such a document; callers that do not judge land here): it keeps the names
     it has.  Nor a name in a folder of another owner than the node's that the
-    signer may not write (``Authorship.may_name``): left out, and said."""
+    signer may not give (``Authorship.may_name``): left out, and said; all left out, it keeps the
+    names it has."""
     if makes_cycle(tree, node, links):
         log.warning("%s: its new names would put the folder inside itself: it keeps its place", node.fid)
         return
-    wanted = [(parent.ino, name) for p, name in links
-              if (parent := folder(tree, p)) is not None and names.link_ok(tree, node.fid, name)
-              and named_by(tree, node, signer, parent, name)]
+    placed = [(parent, name) for p, name in links
+              if (parent := folder(tree, p)) is not None and names.link_ok(tree, node.fid, name)]
+    wanted = [(parent.ino, name) for parent, name in placed if named_by(tree, node, signer, parent, name)]
+    if not wanted and placed and node.links:
+        # Every name it was given here refused: a move refused keeps the node where it was (a writer's
+        # move of her file into a folder of his took it out of her tree, attack round 70a (7)).
+        return
     for parent_ino, name in list(node.links):
         if (parent_ino, name) not in wanted:
             if (parent := tree.get(parent_ino)) is None:  # left and gone before it

@@ -816,13 +816,19 @@ def _link_beside(tree: Tree, node: Node, links: list[tuple[str, bytes]]) -> None
 
 def names_across(tree: Tree, gate: Authorship | None, nodes: list[Node], signers: dict[str, str],
                  taken: list[tuple[Node, list[tuple[str, bytes]]]],
+                 gone: list[tuple[int, bytes]] | None = None,
                  ) -> list[tuple[Node, list[tuple[str, bytes]]]]:
     """The names ``nodes`` (placed) hold in a folder of another owner than the node's, judged once
     all are placed, as an arrival's are (``Authorship.may_name``, by the signer of each node's
-    document, ``signers``; its owner if absent): each refused is taken out, and said.  Judged again
-    while one goes (a folder losing a name may lose a way to a grant above it).  Returned: ``taken``
-    (names a node could not take, another holding them) without the refused ones, so none is shown
-    beside its holder either.  At the load and when a share arrives (``admit_guests``)."""
+    document, ``signers``; its owner if absent): each refused is taken out (``gone``, if given:
+    the entries the kernel must forget), and said.  Judged from the top down (``_top_down``): a
+    folder's own names before the names in it, since a folder losing its name may lose a way to a
+    grant above it; so one pass does, not one pass per name that goes (a chain of folders two users
+    name in each other's cost n^2/2 calls, attack round 70a (6)).  Only a refused name that closed a
+    loop of folders (judged before what was under it) has the rest judged again.  Returned:
+    ``taken`` (names a node could not take, another holding them) without the refused ones, so none
+    is shown beside its holder either.  At the load, when a share arrives (``admit_guests``) and
+    when shares change (absorbing.py ``_names_again``)."""
     if gate is None or tree.sharing is None:
         return taken
     phantoms = tree.sharing.phantoms
@@ -831,9 +837,11 @@ def names_across(tree: Tree, gate: Authorship | None, nodes: list[Node], signers
         return parent is not None and parent.owner != node.owner and parent.ino not in phantoms
 
     todo = [(node, ino, name) for node in nodes for ino, name in node.links if across(node, tree.get(ino))]
-    went = True
-    while todo and went:
-        went, left = False, []
+    while todo:
+        order = _top_down(tree)
+        last = len(order)
+        todo.sort(key=lambda each: order.get(each[1], last))
+        looped, left = False, []
         for node, ino, name in todo:
             parent = tree.get(ino)
             if parent is None or tree.get(node.ino) is not node or (ino, name) not in node.links:
@@ -843,9 +851,12 @@ def names_across(tree: Tree, gate: Authorship | None, nodes: list[Node], signers
                 left.append((node, ino, name))
                 continue
             tree.unlink_entry(parent, name, node)
+            if gone is not None:
+                gone.append((ino, name))
             gate.name_refused(node, signer, parent, name)
-            went = True
-        todo = left
+            # A folder's name that led back up (a loop): what under it was judged before it, again.
+            looped |= node.is_dir and order.get(node.ino, last) <= order.get(ino, last)
+        todo = left if looped else []
     out = []
     for node, lost in taken:
         kept = []
@@ -859,6 +870,25 @@ def names_across(tree: Tree, gate: Authorship | None, nodes: list[Node], signers
         if kept:
             out.append((node, kept))
     return out
+
+
+def _top_down(tree: Tree) -> dict[int, int]:
+    """Each node's place walking the names down (breadth first) from the root, then from each node
+    with no folder held above it (a share's root, a phantom's), then from any left (loops): a
+    folder comes before what is in it, but for the name that closes a loop."""
+    order: dict[int, int] = {}
+    tops = [tree.root, *(n for n in tree.nodes() if not any(tree.get(ino) is not None for ino, _ in n.links))]
+    for start in [*tops, *tree.nodes()]:
+        if start.ino in order:
+            continue
+        order[start.ino] = len(order)
+        queue = [start]
+        for folder in queue:  # grows as it goes: breadth first
+            for ino in (folder.children or {}).values():
+                if ino not in order and (child := tree.get(ino)) is not None:
+                    order[ino] = len(order)
+                    queue.append(child)
+    return order
 
 
 def _break_cycles(tree: Tree, first: Iterable[Node] = ()) -> None:
