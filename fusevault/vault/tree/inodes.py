@@ -525,6 +525,13 @@ class Inodes:
             if self.on_purge is not None:
                 self.on_purge(node)
 
+    def drop(self, node: Node) -> None:
+        """Take ``node`` out of the table, whatever it holds (a phantom giving way: phantoms.py)."""
+        if self._nodes.get(node.ino) is node:
+            del self._nodes[node.ino]
+        if self._by_fid.get(node.fid) == node.ino:
+            del self._by_fid[node.fid]
+
     def take_back(self, node: Node) -> None:
         """Undo the making of a new file never committed (``unsaved``), in
         memory: its names go and, unused, the node (``Files.abandon``)."""
