@@ -42,7 +42,8 @@ async def _phantom_of_bobs(shared, monkeypatch) -> tuple[Volume, str]:  # noqa: 
     p = (await laptop.mkdir(ROOT, b"Secret", stat.S_IFDIR | 0o700, HERS)).fid
     await _write(drive, ROOT, b"x.txt", b"bob's\n", BOB)
     his = bob.resolve(b"x.txt")
-    planted(shared, bobs_node_doc(shared, his.fid, {"links": [[bob.tree.node(ROOT).fid, "x.txt"], [p, "x.txt"]]}))
+    both = {"links": [[bob.tree.node(ROOT).fid, "x.txt"], [p, "x.txt"]]}
+    planted(shared, bobs_node_doc(shared, his.fid, both))
     answer = await drive.seat_of(BOB_UID).ops.session.requests.handle(
         {"cmd": "share", "path": "x.txt", "with": "alice", "perm": "READ"})
     assert "error" not in answer, answer

@@ -194,7 +194,8 @@ def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tupl
         return True
     mine = node is not None and node.owner == tree.key.user_id
     phantoms = tree.sharing.phantoms if tree.sharing is not None else ()
-    if mine and any((into := folder(tree, parent)) is None or into.ino in phantoms for parent, _ in opened[1]):
+    if mine and any((into := folder(tree, parent)) is None or into.ino in phantoms
+                    for parent, _ in opened[1]):
         # Her file, moved by a writer into a folder not held here (in her trash, his own tree, an id
         # of nothing): no WRITE there can be judged, and taken, the file would be in no folder, nor in
         # her trash, for the rest of the mount, and out of reach of her unshare of him (attack round

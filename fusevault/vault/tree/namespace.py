@@ -35,8 +35,8 @@ from fusevault.errors import (
 )
 from fusevault.vault.model.nodes import ROOT_INODE, Node, detached_node, new_id, now_ns
 from fusevault.vault.model.sharing import Grant
-from fusevault.vault.tree.access import NAME_MAX
 from fusevault.vault.tree import phantoms
+from fusevault.vault.tree.access import NAME_MAX
 from fusevault.vault.tree.attributes import XATTR_PREFIX, Attributes
 from fusevault.vault.tree.tx import Tx
 

@@ -78,9 +78,9 @@ def names_judged_again(tree: Tree, folder: Node, out: Absorbed) -> None:
         if child.owner == folder.owner:
             if signer == child.owner or gate.writes_at(tree, signer, folder.owner, folder):
                 continue
-            gate.deny({"_id": child.fid}, f"signed by {signer}, it names the file {name_to_str(name)!r} in folder "
-                      f"{folder.fid} of {folder.owner}, who gave {signer} no WRITE there: that name is "
-                      "left out")
+            gate.deny({"_id": child.fid}, f"signed by {signer}, it names the file {name_to_str(name)!r} in "
+                      f"folder {folder.fid} of {folder.owner}, who gave {signer} no WRITE there: that name "
+                      "is left out")
         elif gate.may_name(tree, signer, child.owner, folder):
             continue
         else:
