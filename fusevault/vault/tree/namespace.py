@@ -35,7 +35,6 @@ from fusevault.errors import (
 )
 from fusevault.vault.model.nodes import ROOT_INODE, Node, detached_node, new_id, now_ns
 from fusevault.vault.model.sharing import Grant
-from fusevault.vault.tree import phantoms
 from fusevault.vault.tree.access import NAME_MAX
 from fusevault.vault.tree.attributes import XATTR_PREFIX, Attributes
 from fusevault.vault.tree.tx import Tx
@@ -203,11 +202,11 @@ class Tree(Attributes):
         if doc.get("owner") != self.key.user_id:
             raise PermissionDenied("only its owner brings a file back from the trash")
         found = self.find(doc["_id"])
-        if phantoms.is_phantom(self, found):
+        if found is not None and self.sharing is not None and found.ino in self.sharing.phantoms:
             # A folder a shared node named at her file's id (any user names any id he replicates):
             # its owner was never known, her own trash entry says the id is hers; it gives way
             # (attack round 70a (3): the relink refused the phantom, her restore failed at every unlock).
-            phantoms.give_way(self, found)
+            self.phantom_gives_way(found)
             found = None
         if found is not None:
             return found

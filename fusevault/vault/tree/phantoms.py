@@ -13,7 +13,8 @@ When a verified document of that folder arrives (an arrival, or a share that giv
 folder takes that document's owner (``made_real``; ``owner_changed`` has judged it against the
 owner this device saw first), and every name given in it while it was a phantom is judged again
 (``names_judged_again``), as the load judges them.  Her own node at the id (her restore of a
-file from her trash) is never a phantom's: the phantom gives way (``give_way``, 70a (3)).
+file from her trash) is never a phantom's: the phantom gives way (inodes.py ``phantom_gives_way``,
+70a (3)).
 """
 
 from __future__ import annotations
@@ -101,16 +102,3 @@ def _signer_held(tree: Tree, node: Node) -> str:
         return node.owner
     judged = judge(tree, doc, node)
     return judged[1] if isinstance(judged, tuple) else node.owner
-
-
-def give_way(tree: Tree, node: Node) -> None:
-    """The phantom ``node`` leaves the tree for the user's own node at its id (a file of hers out of
-    her trash: 70a (3)).  The names in it go with it, unsaid: they were shown nowhere, and each
-    document that gave one is judged on its next arrival against what holds the id then (a file is
-    no folder: ``into_a_file``)."""
-    for name, ino in list((node.children or {}).items()):
-        if (child := tree.get(ino)) is not None:
-            tree.unlink_entry(node, name, child)
-    if tree.sharing is not None:
-        tree.sharing.phantoms.discard(node.ino)
-    tree.drop(node)
