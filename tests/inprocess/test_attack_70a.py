@@ -233,8 +233,6 @@ async def _her_folder_after_bobs_phantom(shared, monkeypatch: pytest.MonkeyPatch
     return laptop, p
 
 
-@pytest.mark.xfail(strict=True, reason="70a (1): her folder arriving after bob's share named it is held as "
-                   "bob's (a phantom's guessed owner kept): what she saves in it is sealed to bob")
 def test_70a_1_what_she_saves_in_her_own_folder_is_not_sealed_to_the_phantoms_guessed_owner(
         shared, monkeypatch) -> None:  # noqa: F811
     async def attack() -> tuple[bool, bool]:
@@ -264,8 +262,6 @@ def test_70a_1_what_she_saves_in_her_own_folder_is_not_sealed_to_the_phantoms_gu
     assert kept, "the file she saved in her folder is gone from her view at her next unlock"
 
 
-@pytest.mark.xfail(strict=True, reason="70a (1): her folder arriving after bob's share named it is held as "
-                   "bob's: it lists his x.txt, refuses her laptop's file, and her writes")
 def test_70a_1_her_folder_arriving_after_bobs_phantom_is_hers_on_her_desktop(shared, monkeypatch) -> None:  # noqa: F811
     """The same scene, no grant of bob's: her folder shows bob's x.txt, her laptop's file in it is
     refused (said as her own forgery), and she may not write in it."""
@@ -345,12 +341,7 @@ def test_70a_2_a_writers_own_file_in_her_folder_never_keeps_a_removed_member_on_
     assert epoch >= 1, f"teamdocs/t.txt keeps the key removed carol holds (unshare of docs said {unshared})"
 
 
-@pytest.mark.parametrize("named", [
-    False,
-    pytest.param(True, marks=pytest.mark.xfail(
-        strict=True, reason="70a (3): bob's share naming her deleted file's id as its folder makes that id "
-        "a phantom of his at her unlock: her restore of the file fails")),
-], ids=["control", "named_by_bob"])
+@pytest.mark.parametrize("named", [False, True], ids=["control", "named_by_bob"])
 def test_70a_3_her_deleted_file_named_as_his_folder_is_still_restored(shared, named: bool) -> None:  # noqa: F811
     from fusevault.vault.services import recovery
 
@@ -528,12 +519,7 @@ def test_70a_6_her_unlock_judges_names_across_in_linear_steps(three: Path, monke
     assert calls <= 8 * n, f"{calls} may_name calls at her unlock for a chain of {n} folders"
 
 
-@pytest.mark.parametrize("named", [
-    False,
-    pytest.param(True, marks=pytest.mark.xfail(
-        strict=True, reason="70a (1): carol's folder, named by bob's share before carol shares it, is held "
-        "as bob's on alice's seat: not shown, carol's file in it refused")),
-], ids=["control", "named_by_bob"])
+@pytest.mark.parametrize("named", [False, True], ids=["control", "named_by_bob"])
 def test_70a_1_a_folder_carol_shares_later_is_shown_as_hers(three: Path, named: bool) -> None:  # noqa: F811
     async def scene(shared) -> bytes | str:  # noqa: F811
         drive = shared.drive

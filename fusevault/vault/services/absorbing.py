@@ -48,7 +48,7 @@ from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, o
 from fusevault.vault.model.sharing import FILE_KEY, SHARE, Grant
 from fusevault.vault.model.users import USER
 from fusevault.vault.services.punched_wants import inherits_punched
-from fusevault.vault.tree import revival
+from fusevault.vault.tree import phantoms, revival
 from fusevault.vault.tree.arrivals import (
     ATTRS,
     CONTENTS,
@@ -367,10 +367,10 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         # A writer's ``previous`` naming her file replaced before ``replaced_by``:
         # never carried into her next commit, which would vouch for it.
         fresh.previous = carried(volume.store, volume.key, fresh.previous)
+    # A share root's parent the user may open now: its owner its document's (vault/tree/phantoms.py).
+    real = node is not None and phantoms.made_real(tree, node, fresh.owner)
     if sharing is not None:
         sharing.awaiting.discard(doc["_id"])
-        if node is not None:
-            sharing.phantoms.discard(node.ino)  # a share root's parent the user may open now
     before: list[Grant] = []
     added = False
     if node is None:
@@ -415,6 +415,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             # Hers, or judged no claim (taken at her epoch otherwise): her key there, as seen here.
             volume.ledger.saw_key(node.fid, node.epoch, node.dek)
     relink(tree, node, links, out, signer)
+    if real:
+        phantoms.names_judged_again(tree, node, out)
     if added and node.links:
         tree.rejoin(node, signer)  # placed first: a folder held above it now stays out (round 46b (1))
         if out.judged is not None:
@@ -959,9 +961,12 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
             if retyped(node, opened[0]):
                 log.warning("%s: its document changes the file's type: it keeps what it had", fid)
                 continue
-            sharing.phantoms.discard(ino)
+            real = phantoms.made_real(tree, node, opened[0].owner)  # its owner was a guess
             _update(volume, node, opened[0], out)
             relink(tree, node, opened[1], out, signer)
+            if real:
+                phantoms.placed_as_a_guest(tree, node, opened[1])
+                phantoms.names_judged_again(tree, node, out)
             out.inodes.append(ino)
             taken.append((node, opened[0].owner))  # a phantom's owner was a guess
     before = {ino: set(tree.node(ino).children) for ino in sharing.virtual}

@@ -193,12 +193,15 @@ def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tupl
     if signer == doc.get("owner"):
         return True
     mine = node is not None and node.owner == tree.key.user_id
-    if mine and any(folder(tree, parent) is None for parent, _ in opened[1]):
+    phantoms = tree.sharing.phantoms if tree.sharing is not None else ()
+    if mine and any((into := folder(tree, parent)) is None or into.ino in phantoms
+                    for parent, _ in opened[1]):
         # Her file, moved by a writer into a folder not held here (in her trash, his own tree, an id
         # of nothing): no WRITE there can be judged, and taken, the file would be in no folder, nor in
         # her trash, for the rest of the mount, and out of reach of her unshare of him (attack round
         # 28c (3)).  Refused; if the folder is his, made since and still on its way, her next unlock
-        # judges the move with it.
+        # judges the move with it.  A phantom is such a folder: whose it is, is not known here, so no
+        # WRITE in it is judged, and taken, her file was shown nowhere until it came (round 70a (1)).
         gate.deny(doc, f"signed by {signer}, it moves the file into a folder not held here")
         return False
     if tree.vouched.get(doc["_id"]) == (signer, fresh.head, signature_of(doc)):

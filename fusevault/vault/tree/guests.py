@@ -607,5 +607,8 @@ def virtual_dir(ino: int, fid: str, like: Node) -> Node:
     return node
 
 
-def phantom(ino: int, fid: str, owner: str) -> Node:
-    return Node(ino, fid, owner, b"", stat.S_IFDIR | 0o000, 0, 0)
+def phantom(ino: int, fid: str) -> Node:
+    """A folder a shared node names that this user does not hold: whose it is, nobody here knows (the
+    naming node's owner names any id): no owner, so no grant counts on it and nothing is judged against
+    one, until its own document makes it real (vault/tree/phantoms.py; attack round 70a (1))."""
+    return Node(ino, fid, "", b"", stat.S_IFDIR | 0o000, 0, 0)

@@ -525,6 +525,21 @@ class Inodes:
             if self.on_purge is not None:
                 self.on_purge(node)
 
+    def phantom_gives_way(self, node: Node) -> None:
+        """The phantom ``node`` (guests.py ``phantom``) leaves the tree for the user's own node at its
+        id (a file of hers out of her trash: attack round 70a (3)).  The names in it go with it, unsaid:
+        they were shown nowhere, and each document that gave one is judged on its next arrival against
+        what holds the id then (a file is no folder: arrivals.py ``into_a_file``)."""
+        for name, ino in list((node.children or {}).items()):
+            if (child := self._nodes.get(ino)) is not None:
+                self.unlink_entry(node, name, child)
+        if self.sharing is not None:
+            self.sharing.phantoms.discard(node.ino)
+        if self._nodes.get(node.ino) is node:
+            del self._nodes[node.ino]
+        if self._by_fid.get(node.fid) == node.ino:
+            del self._by_fid[node.fid]
+
     def take_back(self, node: Node) -> None:
         """Undo the making of a new file never committed (``unsaved``), in
         memory: its names go and, unused, the node (``Files.abandon``)."""

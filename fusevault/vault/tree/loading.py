@@ -785,7 +785,7 @@ def _link_loaded(tree: Tree, node: Node, links: list[tuple[str, bytes]], *,
         parent_ino = tree.ino_of(parent_fid)
         if parent_ino is None and guest_inodes is not None:
             # A guest whose parent this user cannot open: a share's root.
-            parent_ino = tree.add(phantom(0, parent_fid, node.owner), guest_inodes).ino
+            parent_ino = tree.add(phantom(0, parent_fid), guest_inodes).ino
             tree.sharing.phantoms.add(parent_ino)
         parent = tree.get(parent_ino) if parent_ino else None
         if parent is None or not parent.is_dir or name in parent.children:

@@ -202,6 +202,12 @@ class Tree(Attributes):
         if doc.get("owner") != self.key.user_id:
             raise PermissionDenied("only its owner brings a file back from the trash")
         found = self.find(doc["_id"])
+        if found is not None and self.sharing is not None and found.ino in self.sharing.phantoms:
+            # A folder a shared node named at her file's id (any user names any id he replicates):
+            # its owner was never known, her own trash entry says the id is hers; it gives way
+            # (attack round 70a (3): the relink refused the phantom, her restore failed at every unlock).
+            self.phantom_gives_way(found)
+            found = None
         if found is not None:
             return found
         return self.add(detached_node(doc, self.key, self.new_ino()))

@@ -1,0 +1,104 @@
+"""A phantom's owner: unknown until the folder's own document says it (attack round 70a (1), (3)).
+
+A *phantom* is a folder a shared node names as its parent that this tree does not hold (a share
+root's real parent, loading.py ``_link_loaded``): no key, no name, never shown.  Whose folder it is
+nobody here knows: the document naming it is the sharer's, and any user names any id he replicates.
+So a phantom is made with no owner (``guests.phantom``): no grant counts on it (``Guests._root_perm``,
+``covering`` count a grant of the node's owner only), nothing is sealed to anyone for it, and no
+name in it is judged against an owner.  Made with the owner of the node naming it, that guess
+stuck: her own folder, arriving after bob's file named it, stayed his on her device, listing his
+file, refusing hers as her forgery, and what she saved in it was sealed to him (70a (1)).
+
+When a verified document of that folder arrives (an arrival, or a share that gives its key), the
+folder takes that document's owner (``made_real``; ``owner_changed`` has judged it against the
+owner this device saw first), and every name given in it while it was a phantom is judged again
+(``names_judged_again``), as the load judges them.  Her own node at the id (her restore of a
+file from her trash) is never a phantom's: the phantom gives way (inodes.py ``phantom_gives_way``,
+70a (3)).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fusevault.encoding import name_to_str
+from fusevault.errors import CorruptData
+from fusevault.vault.model import names
+from fusevault.vault.model.nodes import Node
+from fusevault.vault.tree.arrivals import judge
+from fusevault.vault.tree.guests import phantom
+
+if TYPE_CHECKING:
+    from fusevault.vault.tree.arrivals import Absorbed
+    from fusevault.vault.tree.namespace import Tree
+
+
+def is_phantom(tree: Tree, node: Node | None) -> bool:
+    return node is not None and tree.sharing is not None and node.ino in tree.sharing.phantoms
+
+
+def made_real(tree: Tree, node: Node, owner: str) -> bool:
+    """``node``, if a phantom, is held from now on under ``owner``, its verified document's.
+    Whether it was one (its names then want ``names_judged_again``, once its own are set)."""
+    if not is_phantom(tree, node):
+        return False
+    assert tree.sharing is not None
+    tree.sharing.phantoms.discard(node.ino)
+    node.owner = owner
+    return True
+
+
+def placed_as_a_guest(tree: Tree, node: Node, links: list[tuple[str, bytes]]) -> None:
+    """A phantom a share made real (``_admit_new_shares``): its names in folders not held here kept
+    under phantoms of their own, as a guest's are at its admission (loading.py ``_link_loaded``), so
+    the share shows it under the name its owner gave it, not its id."""
+    if tree.sharing is None:
+        return
+    for parent_fid, name in links:
+        if tree.holds(parent_fid) or not names.link_ok(tree, node.fid, name):
+            continue
+        parent = tree.add(phantom(0, parent_fid), {})
+        tree.sharing.phantoms.add(parent.ino)
+        tree.link_entry(parent, name, node)
+
+
+def names_judged_again(tree: Tree, folder: Node, out: Absorbed) -> None:
+    """Each name given in ``folder`` while it was a phantom (judged against no owner then), judged
+    now that its owner is known: another owner's node by ``Authorship.may_name`` (its owner, or a
+    writer of the folder by its owner's grant), a node of the folder's owner named there by a document
+    another signed by that signer's WRITE on the folder (``writes_at``).  A name refused is taken out
+    and said; the node keeps its other names (a share root stays in shared/<owner>/)."""
+    gate = tree.authorship
+    if gate is None or folder.children is None:
+        return
+    for name, ino in list(folder.children.items()):
+        child = tree.get(ino)
+        if child is None:
+            continue
+        signer = _signer_held(tree, child)
+        if child.owner == folder.owner:
+            if signer == child.owner or gate.writes_at(tree, signer, folder.owner, folder):
+                continue
+            gate.deny({"_id": child.fid}, f"signed by {signer}, it names the file {name_to_str(name)!r} in "
+                      f"folder {folder.fid} of {folder.owner}, who gave {signer} no WRITE there: that name "
+                      "is left out")
+        elif gate.may_name(tree, signer, child.owner, folder):
+            continue
+        else:
+            gate.name_refused(child, signer, folder, name)
+        tree.unlink_entry(folder, name, child)
+        out.entries.append((folder.ino, name))
+        out.inodes.append(child.ino)
+
+
+def _signer_held(tree: Tree, node: Node) -> str:
+    """Who signed the state of ``node`` held here: its stored document's signer when that is the
+    revision held (judged again, as on arrival), else its owner."""
+    try:
+        doc = tree.store.get(node.fid)
+    except CorruptData:
+        return node.owner
+    if not isinstance(doc, dict) or doc.get("_rev") != node.rev or doc.get("_deleted"):
+        return node.owner
+    judged = judge(tree, doc, node)
+    return judged[1] if isinstance(judged, tuple) else node.owner
