@@ -23,6 +23,28 @@ relay's ``max_files`` (10,000).
   Suggested fix: the receiver posts its requests in slices (e.g. 1,000 a call; the relay adds them
   as they come, pages already answer them in order), or the route's cap is max_files x max_request.
 
+70b (2), medium (a flood: 69a (1)'s rule "a refused receiver leaves nothing at the relay" undone by a
+race one caller wins at will).  Attacker: a receiver of a session (one let in: both ends of his own
+session, as 69a (1), or a hostile receiver of an honest ``send`` holding its resume token, whose next
+run makes the sender replace, i.e. refuse, this one).
+  Steps (``test_70b_2_a_refusal_crossing_the_receivers_requests_leaves_nothing``, ``RelayState`` on the
+  test's redis-server): a receiver let in posts its requests; the sender's refusal ("replaced") lands
+  while the relay builds that call (the test posts it from ``add_requests``' own ``_left``, so the run
+  is the same each time; a probe, not kept, with a real second thread 20 ms after the call started and
+  10,000 requests won 5 runs of 5: the call takes ~0.7 s between its check and its write).
+  Seen: every ``file.req:<sid>:<file>:<uid>`` of the refused receiver is written after the drop (10,000
+  of them, ``max_request`` each: ~10 MB by ``used_memory`` per refused receiver, 31.5 MB for three),
+  each with the session's whole remaining life (PTTL 3,599,658 ms), its id back in every
+  ``file.reqs:<sid>:<file>``, and 10,000 members of ``file.reqs.pending`` that only the sender's pages
+  remove, 100 a probe (29,900 left after a probe for three).  ``max_joins`` (64) receivers so make
+  one session hold ~640 MB of requests for an hour, not the ~80 MB 69a counted
+  (``max_receivers`` x ``max_files``); the stale members, sorted ahead of an honest receiver's id,
+  delay its requests by a probe per 100 (0.5 s each).
+  Cause: relay/state.py ``add_requests`` reads ``manifest``/``refused`` (its admission), then writes
+  in a later pipeline with no check of its own; ``_drop_receiver`` deletes what it finds at its time.
+  Suggested fix: write the requests in one MULTI watched on (or a Lua script checking) the handshake's
+  ``refused`` field and ``session.receivers``, or re-check after the write and delete what was written.
+
 Tried and held (read or run, not kept unless named):
   - events paging (``pending_requests``): a page of stale members (answered, refused, expired) leaves
     the set at once; an honest sender answers a whole page before it streams, so the next call moves
@@ -48,9 +70,21 @@ from transfer_helpers import free_port, join, relay_at, sending
 
 from fusevault.encoding import b64e
 from fusevault.errors import VaultError
+from fusevault.relay.limits import Limits
+from fusevault.relay.state import RelayState
 from fusevault.transfer import crypto
 
 FILES = 8000  # within the relay's max_files (10,000)
+
+
+def _let_in(state: RelayState, sid: str, name: str) -> str:
+    """A receiver the sender let in (the four fields, as tests/services/test_relay_state.py)."""
+    _, uid, _ = state.join(name, "10.70.2.2")
+    state.post_handshake(sid, uid, "receiver", {"pake.a": "a"})
+    state.post_handshake(sid, uid, "sender", {"pake.b": "b"})
+    state.post_handshake(sid, uid, "receiver", {"confirm.a": "c", "hello": "h"})
+    state.post_handshake(sid, uid, "sender", {"confirm.b": "d", "manifest": "m"})
+    return uid
 
 
 @pytest.mark.xfail(strict=True, reason="70b (1): a receiver's requests for a folder of 8,000 files are "
@@ -77,3 +111,31 @@ def test_70b_1_a_folder_of_8000_files_is_received(redis_url: str, tmp_path) -> N
             assert acks, "the sender answered none of them"
         finally:
             client.close()
+
+
+@pytest.mark.xfail(strict=True, reason="70b (2): a refusal crossing the receiver's add_requests leaves its "
+                   "requests at the relay (written after the drop, for the session's whole life)")
+def test_70b_2_a_refusal_crossing_the_receivers_requests_leaves_nothing(redis_url: str) -> None:
+    state = RelayState(redis_url, Limits())
+    owner = "70b2" + "0" * 12
+    files = [{"id": f"f{i:03d}", "size": 1} for i in range(100)]
+    sid, name = state.create_session("10.70.2.1", owner, "ab" * 32, files)
+    uid = _let_in(state, sid, name)
+    left = state._left
+
+    def refused_meanwhile(at: str) -> int:  # the sender's refusal, landing while the call is built
+        state._left = left
+        state.post_handshake(sid, uid, "sender", {"refused": "replaced by the same receiver's next run"})
+        return left(at)
+
+    state._left = refused_meanwhile
+    asked = [{"filename": f["id"], "public_key": "k" * 44, "first": 0, "mac": "m" * 44} for f in files]
+    try:
+        state.add_requests(sid, uid, asked)
+    except Exception:  # refused: what a fix may answer; what matters is what the relay holds after
+        pass
+    assert state.handshake(sid, uid, "manifest") == {"refused": "replaced by the same receiver's next run"}
+    held = sorted(k.decode() for k in state.r.keys("*") if uid.encode() in k)
+    assert held == [f"session.receiver:{sid}:{uid}"], f"{len(held)} keys of the refused receiver: {held[:3]}"
+    assert not any(state.r.sismember(f"file.reqs:{sid}:{f['id']}", uid) for f in files)
+    assert state.r.zcard(f"file.reqs.pending:{sid}") == 0
