@@ -9,7 +9,7 @@ relay's ``max_files`` (10,000).
   hand, ``transfer_helpers.join``, as ``receive`` does), opens the manifest and asks for every file in
   one call, exactly as ``Receiver.fetch`` does (one ``crypto.FileRequest`` per file,
   ``RelayClient.request``).
-  Seen: the relay answers 413 (the body is 1,144,001 bytes: a real request is ~143 bytes of JSON, a
+  Seen: the relay answers 413 (the body is ~1,144,000 bytes: a real request is ~143 bytes of JSON, a
   public key and a MAC of 44 characters each, and 1 MiB holds 7,332 of them); ``receive`` stops there
   with an error, every run again (a resume asks for the same files at once), so the folder is never
   received; ``receive --only`` a part of it is the only way through.  The 69a tests asked 10,000
@@ -19,7 +19,7 @@ relay's ``max_files`` (10,000).
   while ``RelayState.add_requests`` holds each request to ``max_request`` (512 bytes) and a session to
   ``max_files``; transfer/receive.py ``fetch`` posts every request in one call.
   Impact: an honest send of a big folder (a photo library, a source tree) fails at the receiver's end,
-  after the sender waited for it; nothing says why beyond the relay's "413".
+  after the sender waited for it, with the relay's "the body is larger than 1048576 bytes".
   Suggested fix: the receiver posts its requests in slices (e.g. 1,000 a call; the relay adds them
   as they come, pages already answer them in order), or the route's cap is max_files x max_request.
 
@@ -45,6 +45,36 @@ run makes the sender replace, i.e. refuse, this one).
   Suggested fix: write the requests in one MULTI watched on (or a Lua script checking) the handshake's
   ``refused`` field and ``session.receivers``, or re-check after the write and delete what was written.
 
+70b (3), medium (a flood, and a stalled send: 63b (1)'s bound on what one session's queue holds
+undone, the chunks outliving the session).  Attacker: a receiver of a session (both ends of his own
+session, as 63b (1) and 69a (1); or a hostile receiver of an honest ``send``), timing a take it drops
+against its own refusal or finish.
+  Steps (``test_70b_3_a_chunk_put_back_while_its_receiver_is_dropped_goes_with_it``, ``RelayState``):
+  a receiver let in asks a file, the sender answers and queues a chunk, the receiver's take gets it
+  and goes away before the answer (the relay's pop handler then calls ``unpop_chunk``, as a take whose
+  client closed its connection does); the sender's refusal of that receiver ("replaced") lands while
+  the chunk is put back (the test posts it from ``unpop_chunk``'s own ``_request_left``, the same run
+  each time; a probe, not kept, with a real second thread released with the put-back by a barrier:
+  8 wins out of 8 tries, then the session's queue was full).
+  Seen: the drop finishes the request (its keys, its chunk list, its id out of the sender's
+  ``file.reqs.queued``), then the put-back's MULTI writes the chunk list again (1 MiB) and puts the
+  request's id back in ``file.reqs.queued:<sender>``: a request no set of the session names but that
+  one, so ``close_session`` leaves it (the probe: 8 chunk lists after the close), for the life the
+  session had then (an hour while its sender calls); ``PUSH`` counts its chunk in the session's queue,
+  so 8 such (``max_queue``) fill it and every push of the session is refused ("queue full") until they
+  expire: the sender stalls for every receiver.  The same window is open to the receiver's own finish
+  (``DELETE /requests/<id>``, ``finish_request``), no refusal needed, a new request per try (a file
+  asked again after it finished).
+  Cause: relay/state.py ``unpop_chunk`` checks the request is live (``_request_left``), reads its
+  users, then writes in a later MULTI with no check; ``finish_request`` (called by ``_drop_receiver``)
+  deletes what exists at its time.
+  Impact: one address makes the relay hold 1 MiB per won race for an hour beyond its one session's
+  queue (8 MiB) and beyond the session's end; a hostile receiver of a ``send --keep`` stalls it for
+  an hour with 8 wins.
+  Suggested fix: put the chunk back in a Lua script that checks ``live`` (request users, prep, the
+  session) and writes in the same call, as ``PUSH`` does; or WATCH the request's ``prep`` around the
+  MULTI.
+
 Tried and held (read or run, not kept unless named):
   - events paging (``pending_requests``): a page of stale members (answered, refused, expired) leaves
     the set at once; an honest sender answers a whole page before it streams, so the next call moves
@@ -56,9 +86,8 @@ Tried and held (read or run, not kept unless named):
     locking it by joins is no stronger.  An honest resume is a new join, 64 over a session's life.
   - the manifest's 4 fetches: a resume is a new receiver, counted afresh.
   - ``_drop_receiver`` against ``refresh``: EXPIRE on a deleted key makes nothing; refresh names live
-    receivers only.  A drop racing the dropped receiver's own ``add_requests`` (checked, then written)
-    can leave its ``file.req`` keys until the session's ttl: bounded, at most ``max_files`` small keys
-    per race, deleted at the session's end; not kept as a test.
+    receivers only.  Against ``PUSH``: the Lua script checks the request and writes in one call, and
+    ``finish_request``'s MULTI deletes what a push wrote between its reads and it.
 Not tried: the link store, IPv6 /64 budgets, a relay restart during a drop.
 """
 
@@ -139,3 +168,33 @@ def test_70b_2_a_refusal_crossing_the_receivers_requests_leaves_nothing(redis_ur
     assert held == [f"session.receiver:{sid}:{uid}"], f"{len(held)} keys of the refused receiver: {held[:3]}"
     assert not any(state.r.sismember(f"file.reqs:{sid}:{f['id']}", uid) for f in files)
     assert state.r.zcard(f"file.reqs.pending:{sid}") == 0
+
+
+@pytest.mark.xfail(strict=True, reason="70b (3): a chunk put back while its receiver is dropped outlives its "
+                   "request and its session, counted in the session's queue")
+def test_70b_3_a_chunk_put_back_while_its_receiver_is_dropped_goes_with_it(redis_url: str) -> None:
+    state = RelayState(redis_url, Limits())
+    owner = "70b3" + "0" * 12
+    sid, name = state.create_session("10.70.3.1", owner, "ab" * 32, [{"id": "a", "size": 1}])
+    uid = _let_in(state, sid, name)
+    state.add_requests(sid, uid, [{"filename": "a", "public_key": "k", "first": 0, "mac": "m"}])
+    rid = state.acknowledge(sid, owner, {"filename": "a", "user_id": uid, "public_key": "s", "chunks": 1,
+                                         "first": 0, "mac": "m"})
+    state.mark_ready(rid, uid)
+    assert state.push_chunk(rid, owner, 0, "aXY=", b"x" * 1024) == 1
+    taken = state.pop_chunk(rid, uid)
+    assert taken is not None
+    request_left = state._request_left
+
+    def dropped_meanwhile(at: str, who: str) -> int | None:  # the sender's refusal, crossing the put-back
+        state._request_left = request_left
+        left = request_left(at, who)
+        state.post_handshake(sid, uid, "sender", {"refused": "replaced by the same receiver's next run"})
+        return left
+
+    state._request_left = dropped_meanwhile
+    state.unpop_chunk(rid, *taken)  # its take's client went away before the answer (api.py ``pop``)
+    assert not state.r.exists(f"file.req.chunks:{rid}"), "the refused receiver's chunk is back at the relay"
+    assert not state.r.sismember(f"file.reqs.queued:{owner}", rid)
+    state.close_session(sid)
+    assert [k for k in state.r.keys("*") if rid.encode() in k] == []
