@@ -12,8 +12,10 @@ relay's ``max_files`` (10,000).
   Seen: the relay answers 413 (the body is ~1,144,000 bytes: a real request is ~143 bytes of JSON, a
   public key and a MAC of 44 characters each, and 1 MiB holds 7,332 of them); ``receive`` stops there
   with an error, every run again (a resume asks for the same files at once), so the folder is never
-  received; ``receive --only`` a part of it is the only way through.  The 69a tests asked 10,000
-  files with one-letter keys (600 KB) and did not see it.
+  received (a probe, not kept: the real ``fusevault receive`` twice, exit 12 both times, "interrupted:
+  run the same command again to resume" then "the body is larger than 1048576 bytes");
+  ``receive --only`` a part of it is the only way through.  The 69a tests asked 10,000 files with
+  one-letter keys (600 KB) and did not see it.
   Expected: any session the relay opens (``max_files`` 10,000) can be received whole.
   Cause: fusevault/relay/api.py ``add_requests`` reads the body with ``MAX_JSON`` (1 MiB, api.py:25),
   while ``RelayState.add_requests`` holds each request to ``max_request`` (512 bytes) and a session to
