@@ -90,7 +90,14 @@ Tried and held (read or run, not kept unless named):
   - ``_drop_receiver`` against ``refresh``: EXPIRE on a deleted key makes nothing; refresh names live
     receivers only.  Against ``PUSH``: the Lua script checks the request and writes in one call, and
     ``finish_request``'s MULTI deletes what a push wrote between its reads and it.
-Not tried: the link store, IPv6 /64 budgets, a relay restart during a drop.
+  - many clients at once at ``join``'s bound (a probe, not kept: 15 receivers in, 5 threads of one
+    address released by a barrier): 16 present, 4 refused; the check and the add are apart, but the
+    address's attempts (5) bound any overshoot.
+  - a drop's work: ``_drop_receiver`` finishes each answered request one by one (a both-ends session
+    with 10,000 answered makes the refusal call ~40,000 round trips), but the answers cost as many
+    calls first: no amplification past the budget.
+Not tried: the link store, IPv6 /64 budgets, a relay restart during a drop, a real HTTP run of the
+races (2) and (3) (their windows are the relay's own worker threads: 0.7 s in (2)).
 """
 
 from __future__ import annotations
