@@ -93,3 +93,65 @@ if not counted(KEYS[1], ARGV[1], tonumber(ARGV[2])) then return -2 end
 if not live(KEYS[2], KEYS[4], ARGV[3], ARGV[4], tonumber(ARGV[5])) then return -1 end
 return redis.call('RPOP', KEYS[3])
 """
+
+# A session's state as one check (70b): -1 gone, -2 failed, else its milliseconds left (``ttl`` when
+# it has no expiry).  A write that checks the session, or a receiver's admission, in one round trip
+# and writes in a later one lands after a close, a failure or a refusal that ran in between, and
+# what it wrote stays (the drop deleted what it found at its time): the check and the write are one
+# script, so a drop happens either before it (refused) or after it (finds what it wrote).
+_SESSION_LEFT = """
+local function session_left(session, ttl)
+  local left = redis.call('PTTL', session)
+  if left == -2 then return -1 end
+  if redis.call('HEXISTS', session, 'failed') == 1 then return -2 end
+  if left < 0 then return ttl * 1000 end
+  return left
+end
+"""
+
+# A receiver's file requests (70b (2)): checked (the session live, the receiver in it, let in and not
+# refused, every file the session's) and written in one call, with the session's own remaining life.
+# KEYS: session, handshake, receivers, files, file.reqs, pending
+# ARGV: user id, ttl, then per request: file id, its requesters' set, the request's key, the record
+# Returns {1}; {-1} gone; {-2} failed; {-3} not let in; {-4, file id} no such file.
+ADD_REQUESTS = _SESSION_LEFT + """
+local left = session_left(KEYS[1], tonumber(ARGV[2]))
+if left < 0 then return {left} end
+if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 or redis.call('HEXISTS', KEYS[2], 'manifest') == 0
+    or redis.call('HEXISTS', KEYS[2], 'refused') == 1 then return {-3} end
+for i = 3, #ARGV, 4 do
+  if redis.call('SISMEMBER', KEYS[4], ARGV[i]) == 0 then return {-4, ARGV[i]} end
+end
+for i = 3, #ARGV, 4 do
+  redis.call('SADD', KEYS[5], ARGV[i])
+  redis.call('SADD', ARGV[i + 1], ARGV[1])
+  redis.call('SET', ARGV[i + 2], ARGV[i + 3], 'PX', left)
+  redis.call('PEXPIRE', ARGV[i + 1], left)
+  redis.call('ZADD', KEYS[6], 0, ARGV[1] .. ' ' .. ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[5], left)
+redis.call('PEXPIRE', KEYS[6], left)
+return {1}
+"""
+
+# A chunk put back whose taker went away before it got it (70b (3)): checked live (its receiver still
+# in the request, the session there) and put back in one call, listed again in its senders' queued
+# requests (63b (1)); a finish or a drop crossing it either comes first (nothing put back) or after
+# (it deletes the list and the membership).
+# KEYS: file.req.users, prep, chunks; ARGV: the sessions' key prefix, ttl, the chunk, request id,
+# the queued requests' key prefix.  Returns 1 put back, 0 not (the request or its session ended).
+UNPOP = _LIVE + """
+local receiver = redis.call('HGET', KEYS[2], 'receiver')
+if not receiver then return 0 end
+local left = live(KEYS[1], KEYS[2], receiver, ARGV[1], tonumber(ARGV[2]))
+if not left then return 0 end
+redis.call('RPUSH', KEYS[3], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], left)
+for _, uid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if uid ~= receiver then
+    redis.call('SADD', ARGV[5] .. uid, ARGV[4])
+    redis.call('PEXPIRE', ARGV[5] .. uid, left)
+  end
+end
+return 1
+"""

@@ -23,7 +23,7 @@ import redis
 
 from fusevault.relay import keys
 from fusevault.relay.limits import LimitReached, Limits, Refused
-from fusevault.relay.scripts import CALL, LIVE, POP, PUSH
+from fusevault.relay.scripts import ADD_REQUESTS, CALL, LIVE, POP, PUSH, UNPOP
 
 MISMATCH = "wrong code, or someone in the middle: nothing was sent"
 
@@ -72,6 +72,8 @@ class RelayState:
         self._push = self.r.register_script(PUSH)
         self._pop = self.r.register_script(POP)
         self._live = self.r.register_script(LIVE)
+        self._add_requests = self.r.register_script(ADD_REQUESTS)
+        self._unpop = self.r.register_script(UNPOP)
 
     def ping(self) -> None:
         self.r.ping()
@@ -240,17 +242,24 @@ class RelayState:
         # marked after, a receiver asking in between found no session and was told the sender had
         # ended it, not that the code was wrong (tests/services/test_relay_state.py).  The rest after
         # it, in slices: a request is refused once its session failed (scripts.py ``LIVE``).
-        own, held = self._doomed(sid, session)
         pipe = self.r.pipeline(transaction=True)
-        pipe.delete(*own)
+        pipe.delete(keys.session(sid))
         pipe.hset(keys.session(sid), mapping={"name": session["name"], "failed": 1})
         pipe.expire(keys.session(sid), FAILED_TTL)
         pipe.execute()
-        self._in_slices(held, lambda p, key: p.delete(key))
+        self._sweep(sid, session)
 
     def _drop(self, sid: str, session: dict[str, str]) -> None:
+        self.r.delete(keys.session(sid))
+        self._sweep(sid, session)
+
+    def _sweep(self, sid: str, session: dict[str, str]) -> None:
+        """The session's keys, once it is marked gone (deleted) or failed: read after the mark, so
+        that a write checking the session in the same step as it writes (scripts.py ``LIVE``,
+        ``ADD_REQUESTS``, ``UNPOP``) is either refused or found here (70b: read before, a write
+        between the read and the delete stayed, up to the hour the session had left)."""
         own, held = self._doomed(sid, session)
-        self.r.delete(*own)
+        self.r.delete(*(key for key in own if key != keys.session(sid)))
         self._in_slices(held, lambda p, key: p.delete(key))
 
     def _doomed(self, sid: str, session: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -426,32 +435,33 @@ class RelayState:
     # --- file requests
 
     def add_requests(self, sid: str, uid: str, requests: list[dict]) -> None:
-        self.session(sid)
-        admitted, refused = self.r.hmget(keys.handshake(sid, uid), ["manifest", "refused"])
-        if not admitted or refused:
-            self.session(sid)  # failed since it was read: 410, as in _no_such_receiver
-            raise Refused(403, "the sender has not let this receiver in")
-        names = {n.decode() for n in self.r.smembers(keys.files(sid))}
-        left = self._left(sid)
-        pipe = self.r.pipeline()
+        """The receiver's requests, checked and written in one script (scripts.py ``ADD_REQUESTS``).
+
+        70b (2): the receiver's admission was read, then its requests written in a later pipeline
+        (~0.7 s later for 10,000): a refusal in between dropped what was there, and every request
+        came back after it, for the session's whole life.  Now a refusal, a close or a failure comes
+        before the write (refused) or after it (which then finds the requests and drops them)."""
+        args: list[str | int] = [uid, self.limits.session_ttl]
         for req in requests:
             try:
                 fid, first = str(req["filename"]), int(req["first"])
                 record = {"public.key": str(req["public_key"]), "first": first, "mac": str(req["mac"])}
             except (KeyError, TypeError, ValueError):
                 raise Refused(400, "a request is {filename, public_key, first, mac}") from None
-            if fid not in names:
-                raise Refused(404, f"the session has no file {fid!r}")
             if first < 0 or len(json.dumps(record)) > self.limits.max_request:
                 raise Refused(400, "a request's first chunk is not negative and its key is short")
-            pipe.sadd(keys.file_reqs(sid), fid)
-            pipe.sadd(keys.file_req_users(sid, fid), uid)
-            pipe.set(keys.file_req(sid, fid, uid), json.dumps(record), px=left)
-            pipe.pexpire(keys.file_req_users(sid, fid), left)
-            pipe.zadd(keys.pending(sid), {f"{uid} {fid}": 0})
-        pipe.pexpire(keys.file_reqs(sid), left)
-        pipe.pexpire(keys.pending(sid), left)
-        pipe.execute()
+            args += [fid, keys.file_req_users(sid, fid), keys.file_req(sid, fid, uid), json.dumps(record)]
+        done = self._add_requests(keys=[keys.session(sid), keys.handshake(sid, uid), keys.receivers(sid),
+                                        keys.files(sid), keys.file_reqs(sid), keys.pending(sid)], args=args)
+        code = int(done[0])
+        if code == -1:
+            raise Refused(404, "no such session (it ended or expired)")
+        if code == -2:
+            raise Refused(410, MISMATCH)
+        if code == -3:
+            raise Refused(403, "the sender has not let this receiver in")
+        if code == -4:
+            raise Refused(404, f"the session has no file {done[1].decode()!r}")
 
     def pending_requests(self, sid: str) -> list[dict]:
         """Requests the sender has not acknowledged yet: PAGE of them at most, the first in (receiver,
@@ -597,20 +607,14 @@ class RelayState:
         """Put back a chunk whose taker went away before it got it, in its session's queue again.
 
         A push to another request may have found this one's list empty meanwhile and left it out of
-        the session's count (scripts.py ``PUSH``): it is listed again with the chunk, in one
-        MULTI/EXEC, or a receiver dropping its takes would hold chunks no push counts (63b (1))."""
-        receiver = self.r.hget(keys.prep(rid), "receiver")
-        left = None if receiver is None else self._request_left(rid, receiver.decode())
-        if receiver is None or left is None:
-            return  # the request (or its session) ended meanwhile: nobody takes it any more
-        senders = [u.decode() for u in self.r.smembers(keys.request_users(rid)) if u != receiver]
-        pipe = self.r.pipeline(transaction=True)
-        pipe.rpush(keys.chunks(rid), f"{nr}@{iv}@".encode() + data)
-        pipe.pexpire(keys.chunks(rid), left)
-        for uid in senders:
-            pipe.sadd(keys.queued_requests(uid), rid)
-            pipe.pexpire(keys.queued_requests(uid), left)
-        pipe.execute()
+        the session's count (scripts.py ``PUSH``): it is listed again with the chunk, or a receiver
+        dropping its takes would hold chunks no push counts (63b (1)).  70b (3): checked live, then
+        put back in a later MULTI, a finish or a drop in between found nothing to delete and the
+        chunk came back after it, outliving its request and session and counted in the session's
+        queue; now one script (``UNPOP``): a finish comes before it (nothing put back) or after."""
+        self._unpop(keys=[keys.request_users(rid), keys.prep(rid), keys.chunks(rid)],
+                    args=[keys.session(""), self.limits.session_ttl, f"{nr}@{iv}@".encode() + data, rid,
+                          keys.queued_requests("")])
 
     def queued(self, rid: str) -> int:
         return int(self.r.llen(keys.chunks(rid)))

@@ -102,13 +102,19 @@ races (2) and (3) (their windows are the relay's own worker threads: 0.7 s in (2
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import itertools
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import pytest
 import redis
 from transfer_helpers import free_port, join, relay_at, sending
 
 from fusevault.encoding import b64e
 from fusevault.errors import VaultError
-from fusevault.relay.limits import Limits
+from fusevault.relay.limits import Limits, Refused
 from fusevault.relay.state import RelayState
 from fusevault.transfer import crypto
 
@@ -125,8 +131,46 @@ def _let_in(state: RelayState, sid: str, name: str) -> str:
     return uid
 
 
-@pytest.mark.xfail(strict=True, reason="70b (1): a receiver's requests for a folder of 8,000 files are "
-                   "one call past the relay's 1 MiB JSON cap (413): the folder is never received")
+@contextlib.contextmanager
+def _crossing(state: RelayState, at: int, action: Callable[[], object]) -> Iterator[list[bool]]:
+    """``action`` (a drop, a finish) runs once, just before the ``at``-th round trip to Redis (0: the
+    first) of what runs inside; ``[True]`` once it ran.  Whatever the code under test does (commands,
+    pipelines, scripts), every point between two of its round trips can be tried this way."""
+    fired: list[bool] = []
+    trips = itertools.count()
+    command, pipeline = state.r.execute_command, state.r.pipeline
+
+    def before() -> None:
+        if not fired and next(trips) == at:
+            fired.append(True)
+            del state.r.execute_command, state.r.pipeline  # the action's own calls are not counted
+            try:
+                action()
+            finally:
+                state.r.execute_command, state.r.pipeline = counted, piped
+
+    def counted(*args: Any, **options: Any) -> Any:
+        before()
+        return command(*args, **options)
+
+    def piped(*args: Any, **options: Any) -> Any:
+        pipe = pipeline(*args, **options)
+        execute = pipe.execute
+
+        def run(*a: Any, **o: Any) -> Any:
+            before()
+            return execute(*a, **o)
+
+        pipe.execute = run
+        return pipe
+
+    state.r.execute_command, state.r.pipeline = counted, piped
+    try:
+        yield fired
+    finally:
+        del state.r.execute_command, state.r.pipeline
+
+
 def test_70b_1_a_folder_of_8000_files_is_received(redis_url: str, tmp_path) -> None:
     redis.Redis.from_url(redis_url).flushall()
     folder = tmp_path / "photos"
@@ -151,59 +195,215 @@ def test_70b_1_a_folder_of_8000_files_is_received(redis_url: str, tmp_path) -> N
             client.close()
 
 
-@pytest.mark.xfail(strict=True, reason="70b (2): a refusal crossing the receiver's add_requests leaves its "
-                   "requests at the relay (written after the drop, for the session's whole life)")
-def test_70b_2_a_refusal_crossing_the_receivers_requests_leaves_nothing(redis_url: str) -> None:
-    state = RelayState(redis_url, Limits())
-    owner = "70b2" + "0" * 12
-    files = [{"id": f"f{i:03d}", "size": 1} for i in range(100)]
-    sid, name = state.create_session("10.70.2.1", owner, "ab" * 32, files)
-    uid = _let_in(state, sid, name)
-    left = state._left
+REFUSAL = {"refused": "replaced by the same receiver's next run"}
 
-    def refused_meanwhile(at: str) -> int:  # the sender's refusal, landing while the call is built
-        state._left = left
-        state.post_handshake(sid, uid, "sender", {"refused": "replaced by the same receiver's next run"})
-        return left(at)
 
-    state._left = refused_meanwhile
-    asked = [{"filename": f["id"], "public_key": "k" * 44, "first": 0, "mac": "m" * 44} for f in files]
-    try:
-        state.add_requests(sid, uid, asked)
-    except Exception:  # refused: what a fix may answer; what matters is what the relay holds after
-        pass
-    assert state.handshake(sid, uid, "manifest") == {"refused": "replaced by the same receiver's next run"}
+def _refused_leaves_nothing(state: RelayState, sid: str, uid: str, fids: list[str]) -> None:
+    assert state.handshake(sid, uid, "manifest") == REFUSAL
     held = sorted(k.decode() for k in state.r.keys("*") if uid.encode() in k)
     assert held == [f"session.receiver:{sid}:{uid}"], f"{len(held)} keys of the refused receiver: {held[:3]}"
-    assert not any(state.r.sismember(f"file.reqs:{sid}:{f['id']}", uid) for f in files)
+    assert not any(state.r.sismember(f"file.reqs:{sid}:{fid}", uid) for fid in fids)
     assert state.r.zcard(f"file.reqs.pending:{sid}") == 0
 
 
-@pytest.mark.xfail(strict=True, reason="70b (3): a chunk put back while its receiver is dropped outlives its "
-                   "request and its session, counted in the session's queue")
-def test_70b_3_a_chunk_put_back_while_its_receiver_is_dropped_goes_with_it(redis_url: str) -> None:
+def test_70b_2_a_refusal_crossing_the_receivers_requests_leaves_nothing(redis_url: str) -> None:
+    """The sender's refusal lands at every point of ``add_requests`` in turn (before each of its round
+    trips to Redis, and after it): whichever, nothing of the refused receiver stays but its refusal."""
     state = RelayState(redis_url, Limits())
-    owner = "70b3" + "0" * 12
-    sid, name = state.create_session("10.70.3.1", owner, "ab" * 32, [{"id": "a", "size": 1}])
+    files = [{"id": f"f{i:03d}", "size": 1} for i in range(100)]
+    asked = [{"filename": f["id"], "public_key": "k" * 44, "first": 0, "mac": "m" * 44} for f in files]
+    for at in itertools.count():
+        redis.Redis.from_url(redis_url).flushall()
+        sid, name = state.create_session("10.70.2.1", "70b2" + "0" * 12, "ab" * 32, files)
+        uid = _let_in(state, sid, name)
+        refuse = functools.partial(state.post_handshake, sid, uid, "sender", REFUSAL)
+        with _crossing(state, at, refuse) as fired:
+            try:
+                state.add_requests(sid, uid, asked)
+            except Refused as err:  # refused: the refusal came first
+                assert err.status == 403 and fired
+        if not fired:  # past the call's last round trip: the refusal after it
+            refuse()
+        _refused_leaves_nothing(state, sid, uid, [f["id"] for f in files])
+        if not fired:
+            break
+    assert at >= 1  # the call made a round trip, and the refusal was tried before and after it
+
+
+def test_70b_2_a_close_crossing_the_receivers_requests_leaves_nothing(redis_url: str) -> None:
+    """The same with the sender's close at every point: the relay holds none of the session's keys."""
+    state = RelayState(redis_url, Limits())
+    files = [{"id": f"f{i:03d}", "size": 1} for i in range(20)]
+    asked = [{"filename": f["id"], "public_key": "k" * 44, "first": 0, "mac": "m" * 44} for f in files]
+    for at in itertools.count():
+        redis.Redis.from_url(redis_url).flushall()
+        sid, name = state.create_session("10.70.2.1", "70b2" + "0" * 12, "ab" * 32, files)
+        uid = _let_in(state, sid, name)
+        with _crossing(state, at, functools.partial(state.close_session, sid)) as fired:
+            try:
+                state.add_requests(sid, uid, asked)
+            except Refused as err:
+                assert err.status == 404 and fired
+        if not fired:
+            state.close_session(sid)
+        assert [k for k in state.r.keys("*") if sid.encode() in k or uid.encode() in k] == []
+        if not fired:
+            break
+
+
+@pytest.mark.parametrize("ending", ["refused", "closed"])
+def test_70b_2_requests_posted_at_every_point_of_a_drop_go_with_it(redis_url: str, ending: str) -> None:
+    """The other way round: the receiver's requests posted before each round trip of the refusal (or
+    of the session's close), and after it: the drop either finds them or they are refused."""
+    state = RelayState(redis_url, Limits())
+    files = [{"id": f"f{i:03d}", "size": 1} for i in range(20)]
+    asked = [{"filename": f["id"], "public_key": "k" * 44, "first": 0, "mac": "m" * 44} for f in files]
+    for at in itertools.count():
+        redis.Redis.from_url(redis_url).flushall()
+        sid, name = state.create_session("10.70.2.1", "70b2" + "0" * 12, "ab" * 32, files)
+        uid = _let_in(state, sid, name)
+
+        def ask(sid: str = sid, uid: str = uid) -> None:
+            try:
+                state.add_requests(sid, uid, asked)
+            except Refused as err:
+                assert err.status == (403 if ending == "refused" else 404)
+
+        with _crossing(state, at, ask) as fired:
+            if ending == "refused":
+                state.post_handshake(sid, uid, "sender", REFUSAL)
+            else:
+                state.close_session(sid)
+        if not fired:
+            ask()
+        if ending == "refused":
+            _refused_leaves_nothing(state, sid, uid, [f["id"] for f in files])
+        else:
+            assert [k for k in state.r.keys("*") if sid.encode() in k or uid.encode() in k] == []
+        if not fired:
+            break
+    assert at >= 3
+
+
+def test_70b_2_requests_of_a_receiver_let_in_are_written_and_checked_whole(redis_url: str) -> None:
+    """Controls: a receiver let in asks (its requests held with the session's life, pending for the
+    sender); one not let in, or asking a file the session has not, writes nothing at all."""
+    redis.Redis.from_url(redis_url).flushall()
+    state = RelayState(redis_url, Limits())
+    sid, name = state.create_session("10.70.2.1", "70b2" + "0" * 12, "ab" * 32,
+                                     [{"id": "a", "size": 1}, {"id": "b", "size": 1}])
+    stranger = state.join(name, "10.70.2.3")[1]
+    with pytest.raises(Refused) as err:
+        state.add_requests(sid, stranger, [{"filename": "a", "public_key": "k", "first": 0, "mac": "m"}])
+    assert err.value.status == 403
     uid = _let_in(state, sid, name)
+    with pytest.raises(Refused) as err:
+        state.add_requests(sid, uid, [{"filename": "a", "public_key": "k", "first": 0, "mac": "m"},
+                                      {"filename": "zz", "public_key": "k", "first": 0, "mac": "m"}])
+    assert err.value.status == 404
+    assert not state.r.exists(f"file.req:{sid}:a:{uid}")
+    state.r.pexpire(f"session:{sid}", 100_000)  # the session's life, not a fresh ttl (an hour)
+    state.add_requests(sid, uid, [{"filename": "b", "public_key": "k", "first": 0, "mac": "m"}])
+    assert [r["filename"] for r in state.pending_requests(sid)] == ["b"]
+    assert 0 < state.r.pttl(f"file.req:{sid}:b:{uid}") <= 100_000
+
+
+def _taken(state: RelayState, sid: str, owner: str, uid: str) -> tuple[str, tuple[int, str, bytes]]:
+    """A request answered, a chunk queued and taken (its take's client then goes away)."""
     state.add_requests(sid, uid, [{"filename": "a", "public_key": "k", "first": 0, "mac": "m"}])
-    rid = state.acknowledge(sid, owner, {"filename": "a", "user_id": uid, "public_key": "s", "chunks": 1,
+    rid = state.acknowledge(sid, owner, {"filename": "a", "user_id": uid, "public_key": "s", "chunks": 2,
                                          "first": 0, "mac": "m"})
     state.mark_ready(rid, uid)
     assert state.push_chunk(rid, owner, 0, "aXY=", b"x" * 1024) == 1
     taken = state.pop_chunk(rid, uid)
     assert taken is not None
-    request_left = state._request_left
+    return rid, taken
 
-    def dropped_meanwhile(at: str, who: str) -> int | None:  # the sender's refusal, crossing the put-back
-        state._request_left = request_left
-        left = request_left(at, who)
-        state.post_handshake(sid, uid, "sender", {"refused": "replaced by the same receiver's next run"})
-        return left
 
-    state._request_left = dropped_meanwhile
-    state.unpop_chunk(rid, *taken)  # its take's client went away before the answer (api.py ``pop``)
-    assert not state.r.exists(f"file.req.chunks:{rid}"), "the refused receiver's chunk is back at the relay"
+@pytest.mark.parametrize("ending", ["refused", "finished"])
+def test_70b_3_a_chunk_put_back_while_its_receiver_is_dropped_goes_with_it(redis_url: str,
+                                                                          ending: str) -> None:
+    """The sender's refusal of the receiver (or the receiver's own finish of the request) lands at every
+    point of ``unpop_chunk`` in turn, and after it: the chunk never outlives its request, the sender's
+    queued set never names it again, and the session's close leaves nothing of it."""
+    state = RelayState(redis_url, Limits())
+    owner = "70b3" + "0" * 12
+    for at in itertools.count():
+        redis.Redis.from_url(redis_url).flushall()
+        sid, name = state.create_session("10.70.3.1", owner, "ab" * 32, [{"id": "a", "size": 1}])
+        uid = _let_in(state, sid, name)
+        rid, taken = _taken(state, sid, owner, uid)
+
+        def end(rid: str = rid, sid: str = sid, uid: str = uid) -> None:
+            if ending == "refused":
+                state.post_handshake(sid, uid, "sender", REFUSAL)
+            else:
+                state.finish_request(rid)
+
+        with _crossing(state, at, end) as fired:
+            state.unpop_chunk(rid, *taken)  # its take's client went away before the answer (api.py ``pop``)
+        if not fired:
+            end()
+        assert not state.r.exists(f"file.req.chunks:{rid}"), "the ended request's chunk is back at the relay"
+        assert not state.r.sismember(f"file.reqs.queued:{owner}", rid)
+        state.close_session(sid)
+        assert [k for k in state.r.keys("*") if rid.encode() in k] == []
+        if not fired:
+            break
+    assert at >= 1
+
+
+@pytest.mark.parametrize("ending", ["refused", "finished", "closed"])
+def test_70b_3_a_chunk_put_back_at_every_point_of_a_drop_goes_with_it(redis_url: str, ending: str) -> None:
+    """The other way round: the chunk put back before each round trip of the refusal (the receiver's
+    finish, the session's close), and after it: the drop either finds it or it is not put back."""
+    state = RelayState(redis_url, Limits())
+    owner = "70b3" + "0" * 12
+    for at in itertools.count():
+        redis.Redis.from_url(redis_url).flushall()
+        sid, name = state.create_session("10.70.3.1", owner, "ab" * 32, [{"id": "a", "size": 1}])
+        uid = _let_in(state, sid, name)
+        rid, taken = _taken(state, sid, owner, uid)
+
+        def put_back(rid: str = rid, taken: tuple[int, str, bytes] = taken) -> None:
+            state.unpop_chunk(rid, *taken)
+
+        with _crossing(state, at, put_back) as fired:
+            if ending == "refused":
+                state.post_handshake(sid, uid, "sender", REFUSAL)
+            elif ending == "finished":
+                state.finish_request(rid)
+            else:
+                state.close_session(sid)
+        if not fired:
+            put_back()
+        assert not state.r.exists(f"file.req.chunks:{rid}"), "the ended request's chunk is back at the relay"
+        assert not state.r.sismember(f"file.reqs.queued:{owner}", rid)
+        if ending != "closed":
+            state.close_session(sid)
+        assert [k for k in state.r.keys("*") if rid.encode() in k] == []
+        if not fired:
+            break
+    assert at >= 2
+
+
+def test_70b_3_a_chunk_put_back_is_taken_again_and_counted(redis_url: str) -> None:
+    """Control: a live request's chunk put back is the next one taken, counted in the session's queue
+    (a push finding the queue full meanwhile), and a put-back once the request ended is nothing."""
+    redis.Redis.from_url(redis_url).flushall()
+    state = RelayState(redis_url, Limits(max_queue=1))
+    owner = "70b3" + "1" * 12
+    sid, name = state.create_session("10.70.3.1", owner, "ab" * 32, [{"id": "a", "size": 1}])
+    uid = _let_in(state, sid, name)
+    rid, taken = _taken(state, sid, owner, uid)
+    state.r.delete(f"file.reqs.queued:{owner}")  # a push to another request found its list empty
+    state.r.pexpire(f"session:{sid}", 100_000)  # the session's life, not a fresh ttl (an hour)
+    state.unpop_chunk(rid, *taken)
+    assert state.r.sismember(f"file.reqs.queued:{owner}", rid)
+    assert 0 < state.r.pttl(f"file.req.chunks:{rid}") <= 100_000
+    assert state.push_chunk(rid, owner, 1, "aXY=", b"y" * 1024) == 0  # the queue (1) holds the one put back
+    assert state.pop_chunk(rid, uid) == taken
+    state.finish_request(rid)
+    state.unpop_chunk(rid, *taken)
+    assert not state.r.exists(f"file.req.chunks:{rid}")
     assert not state.r.sismember(f"file.reqs.queued:{owner}", rid)
-    state.close_session(sid)
-    assert [k for k in state.r.keys("*") if rid.encode() in k] == []
