@@ -155,3 +155,88 @@ for _, uid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return 1
 """
+
+# A message of the key exchange (70b): checked (the session live, the receiver in it and not refused,
+# what must come first there, nothing posted already with another value) and written in one call.  A
+# sender's manifest (16 MiB) crossing its own refusal of that receiver was written after the drop
+# deleted the receiver's fields, and stayed (69a (1) undone).  A refusal may be posted again (the same
+# value), so that a drop cut short is run again.
+# KEYS: session, receivers, handshake; ARGV: user id, ttl, number of fields needed, those fields, then
+# field, value pairs.  Returns {1}; {-1} gone; {-2} failed; {-3} no such receiver; {-4} not yet;
+# {-5, field} posted already.
+POST_HANDSHAKE = _SESSION_LEFT + """
+local left = session_left(KEYS[1], tonumber(ARGV[2]))
+if left < 0 then return {left} end
+local needed = tonumber(ARGV[3])
+local refusing = false
+for i = 4 + needed, #ARGV, 2 do if ARGV[i] == 'refused' then refusing = true end end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0
+    or (not refusing and redis.call('HEXISTS', KEYS[3], 'refused') == 1) then return {-3} end
+for i = 4, 3 + needed do
+  if redis.call('HEXISTS', KEYS[3], ARGV[i]) == 0 then return {-4} end
+end
+for i = 4 + needed, #ARGV, 2 do
+  local held = redis.call('HGET', KEYS[3], ARGV[i])
+  if held and held ~= ARGV[i + 1] then return {-5, ARGV[i]} end
+end
+for i = 4 + needed, #ARGV, 2 do redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[2]))
+return {1}
+"""
+
+# The sender's answer to a request (70b): checked (the session live, the receiver in it and not
+# refused, its request there) and written in one call, so that a refusal or a close crossing it
+# finds the request it makes, or refuses it.  The same answer again (a retry after a lost reply)
+# gets the same request id.
+# KEYS: session, receivers, handshake, file.req, file.req.ackn, file.req.users, the sender's requests,
+#       the receiver's requests, its answered ones, the session's pending ones, prep
+# ARGV: ttl, receiver id, sender id, request id, answered member, pending member, the preps' key
+#       prefix, then prep field, value pairs (public.key first).
+# Returns {1, request id}; {-1} gone; {-2} failed; {-3} no such request; {-5} answered already.
+ACKNOWLEDGE = _SESSION_LEFT + """
+local left = session_left(KEYS[1], tonumber(ARGV[1]))
+if left < 0 then return {left} end
+if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 or redis.call('HEXISTS', KEYS[3], 'refused') == 1
+    or redis.call('EXISTS', KEYS[4]) == 0 then return {-3} end
+local known = redis.call('GET', KEYS[5])
+if known then
+  if redis.call('HGET', ARGV[7] .. known, 'public.key') == ARGV[9] then return {1, known} end
+  return {-5}
+end
+redis.call('SET', KEYS[5], ARGV[4], 'PX', left)
+redis.call('SADD', KEYS[6], ARGV[2], ARGV[3])
+redis.call('SADD', KEYS[7], ARGV[4])
+redis.call('SADD', KEYS[8], ARGV[4])
+redis.call('ZADD', KEYS[9], 0, ARGV[5])
+redis.call('ZREM', KEYS[10], ARGV[6])
+for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[11], ARGV[i], ARGV[i + 1]) end
+for i = 6, 9 do redis.call('PEXPIRE', KEYS[i], left) end
+redis.call('PEXPIRE', KEYS[11], left)
+return {1, ARGV[4]}
+"""
+
+# The receiver checked the sender's answer: chunks may flow (70b: checked live, then set in a later
+# call, a finish in between left the flag for the session's life).  KEYS: file.req.users, prep,
+# ready; ARGV: user id, the sessions' key prefix, ttl.  Returns 1, or 0: the request ended.
+READY = _LIVE + """
+local left = live(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]))
+if not left then return 0 end
+redis.call('SET', KEYS[3], 'true', 'PX', left)
+return 1
+"""
+
+# A receiver's fetch of the sealed manifest, counted (69a (2)) and read with the fields around it, in
+# one call, and only while the manifest is there (70b: counted after a close or a drop crossing it, the
+# count made the receiver's record again, for an hour).  KEYS: handshake; ARGV: ttl, count field,
+# then the fields to read.  Returns false (no manifest), or {count, values...}.
+FETCH_MANIFEST = """
+if redis.call('HEXISTS', KEYS[1], 'manifest') == 0 then return false end
+local fetched = redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+local fields = {}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+local values = redis.call('HMGET', KEYS[1], unpack(fields))
+local out = {fetched}
+for i = 1, #fields do out[#out + 1] = values[i] or false end
+return out
+"""

@@ -23,7 +23,18 @@ import redis
 
 from fusevault.relay import keys
 from fusevault.relay.limits import LimitReached, Limits, Refused
-from fusevault.relay.scripts import ADD_REQUESTS, CALL, LIVE, POP, PUSH, UNPOP
+from fusevault.relay.scripts import (
+    ACKNOWLEDGE,
+    ADD_REQUESTS,
+    CALL,
+    FETCH_MANIFEST,
+    LIVE,
+    POP,
+    POST_HANDSHAKE,
+    PUSH,
+    READY,
+    UNPOP,
+)
 
 MISMATCH = "wrong code, or someone in the middle: nothing was sent"
 
@@ -74,6 +85,10 @@ class RelayState:
         self._live = self.r.register_script(LIVE)
         self._add_requests = self.r.register_script(ADD_REQUESTS)
         self._unpop = self.r.register_script(UNPOP)
+        self._post_handshake = self.r.register_script(POST_HANDSHAKE)
+        self._acknowledge = self.r.register_script(ACKNOWLEDGE)
+        self._ready = self.r.register_script(READY)
+        self._fetch_manifest = self.r.register_script(FETCH_MANIFEST)
 
     def ping(self) -> None:
         self.r.ping()
@@ -225,7 +240,11 @@ class RelayState:
                     *(keys.answered(uid) for uid in uids)):
             pipe.expire(key, ttl)
         pipe.set(keys.refreshed(sid), 1, nx=True, px=max(1, ttl * 1000 // REFRESH_SHARE))
-        if pipe.execute()[-1]:
+        done = pipe.execute()
+        if not done[0]:  # closed since it was read (70b): its sweep may have run, so nothing is left
+            self.r.delete(keys.refreshed(sid))
+            return
+        if done[-1]:
             # Its live receivers' keys only (69a (1)): a refused one's expire at their own time.
             self._in_slices(self._held(sid, session, live=True), lambda p, key: p.expire(key, ttl))
 
@@ -332,8 +351,6 @@ class RelayState:
 
     def post_handshake(self, sid: str, uid: str, role: str, fields: dict) -> None:
         session = self.session(sid)
-        if not self.r.sismember(keys.receivers(sid), uid):
-            raise self._no_such_receiver(sid)
         allowed = _FIELDS[role]
         if not fields or any(f not in allowed or not isinstance(v, str) for f, v in fields.items()):
             raise Refused(400, f"a {role} may post {', '.join(allowed)} (strings)")
@@ -342,17 +359,23 @@ class RelayState:
             if len(value) > cap:
                 raise Refused(413, f"{field} is at most {cap} bytes")
         key = keys.handshake(sid, uid)
-        needed = [allowed[f] for f in fields if allowed[f] is not None]
-        if needed and not all(self.r.hmget(key, needed)):
+        needed = sorted({n for n in (allowed[f] for f in fields) if n is not None})
+        # Checked and written in one script (70b): a manifest crossing its receiver's refusal came
+        # after the drop and stayed (16 MiB for the session's life).
+        done = self._post_handshake(keys=[keys.session(sid), keys.receivers(sid), key],
+                                    args=[uid, self.limits.session_ttl, len(needed), *needed,
+                                          *(x for pair in fields.items() for x in pair)])
+        code = int(done[0])
+        if code == -1:
+            raise Refused(404, "no such session (it ended or expired)")
+        if code == -2:
+            raise Refused(410, MISMATCH)
+        if code == -3:
+            raise self._no_such_receiver(sid)
+        if code == -4:
             raise Refused(409, "not yet: the other side has not posted its part")
-        pipe = self.r.pipeline()
-        for field, value in fields.items():
-            pipe.hsetnx(key, field, value)
-        written = pipe.execute()
-        for (field, value), new in zip(fields.items(), written):
-            if not new and self.r.hget(key, field) != value.encode():
-                raise Refused(409, f"{field} was already posted")
-        self.r.expire(key, self.limits.session_ttl)
+        if code == -5:
+            raise Refused(409, f"{done[1].decode()} was already posted")
         if role == "sender" and "refused" in fields:
             self._drop_receiver(sid, uid)
         if role == "sender" and "manifest" in fields:
@@ -406,11 +429,14 @@ class RelayState:
         if want == "manifest" and self.r.hexists(key, "manifest"):
             # Counted, and read with the fields around it in one MULTI: read apart, a manifest posted
             # between two reads came without its confirm.b (posted with it), or after a refusal.
-            pipe = self.r.pipeline(transaction=True)
-            pipe.hincrby(key, _FETCHED, 1)
-            pipe.expire(key, self.limits.session_ttl)  # never a key without expiry, were it gone meanwhile
-            pipe.hmget(key, [*_SMALL, "manifest"])
-            fetched, _, values = pipe.execute()
+            # 70b: only while the manifest is there (one script), or a count crossing a drop or a close
+            # made the receiver's record again.
+            read = self._fetch_manifest(keys=[key],
+                                        args=[self.limits.session_ttl, _FETCHED, *_SMALL, "manifest"])
+            if not read:
+                self.session(sid)  # failed meanwhile: 410
+                return self.handshake(sid, uid, want)  # refused (or closed) meanwhile: said as such
+            fetched, values = int(read[0]), read[1:]
             found = {f: v.decode() for f, v in zip([*_SMALL, "manifest"], values) if v is not None}
             if "refused" in found:
                 return {f: v for f, v in found.items() if f != "manifest"}
@@ -495,31 +521,29 @@ class RelayState:
 
     def acknowledge(self, sid: str, owner: str, ack: dict) -> str:
         filename, uid = str(ack["filename"]), str(ack["user_id"])
-        prep: dict[str, Any] = {"filename": filename, "public.key": str(ack["public_key"]),
+        prep: dict[str, Any] = {"public.key": str(ack["public_key"]), "filename": filename,  # the key first
                 "amount.of.chunks": int(ack["chunks"]), "first": int(ack["first"]), "mac": str(ack["mac"]),
                 "session": sid, "receiver": uid}
-        left = self._left(sid)  # a request of a session gone is refused, and goes with its session
-        if not self.r.exists(keys.file_req(sid, filename, uid)):
-            raise Refused(404, "no such file request")
         rid = uuid.uuid4().hex
-        if not self.r.set(keys.file_req_ackn(sid, filename, uid), rid, nx=True, px=left):
-            # The same answer again (a retry after a lost reply) gets the same request id.
-            known = self.r.get(keys.file_req_ackn(sid, filename, uid))
-            if known and self.r.hget(keys.prep(known.decode()), "public.key") == prep["public.key"].encode():
-                return known.decode()
+        # Checked and written in one script (70b): a refusal or a close between the check and the write
+        # found nothing to delete, and the request it made stayed, its receiver's and sender's sets too.
+        done = self._acknowledge(
+            keys=[keys.session(sid), keys.receivers(sid), keys.handshake(sid, uid),
+                  keys.file_req(sid, filename, uid), keys.file_req_ackn(sid, filename, uid),
+                  keys.request_users(rid), keys.sender_requests(owner), keys.receiver_requests(uid),
+                  keys.answered(uid), keys.pending(sid), keys.prep(rid)],
+            args=[self.limits.session_ttl, uid, owner, rid, f"{filename} {rid}", f"{uid} {filename}",
+                  keys.prep(""), *(x for pair in prep.items() for x in pair)])
+        code = int(done[0])
+        if code == -1:
+            raise Refused(404, "no such session (it ended or expired)")
+        if code == -2:
+            raise Refused(410, MISMATCH)
+        if code == -3:
+            raise Refused(404, "no such file request")
+        if code == -5:
             raise Refused(409, "this request was already acknowledged")
-        pipe = self.r.pipeline()
-        pipe.sadd(keys.request_users(rid), uid, owner)
-        pipe.sadd(keys.sender_requests(owner), rid)
-        pipe.sadd(keys.receiver_requests(uid), rid)
-        pipe.zadd(keys.answered(uid), {f"{filename} {rid}": 0})
-        pipe.zrem(keys.pending(sid), f"{uid} {filename}")
-        pipe.hset(keys.prep(rid), mapping=prep)
-        for key in (keys.request_users(rid), keys.sender_requests(owner), keys.receiver_requests(uid),
-                    keys.answered(uid), keys.prep(rid)):
-            pipe.pexpire(key, left)
-        pipe.execute()
-        return rid
+        return str(done[1].decode())
 
     def acknowledgements(self, sid: str, uid: str) -> list[dict]:
         """The receiver's requests that the sender has answered and it has not finished: PAGE of them
@@ -560,10 +584,10 @@ class RelayState:
 
     def mark_ready(self, rid: str, uid: str) -> None:
         """The receiver checked the sender's answer and waits for chunks: they may flow now."""
-        left = self._request_left(rid, uid)
-        if left is None:
+        # One script (70b): checked live, then set in a later call, a finish in between left it.
+        if not self._ready(keys=[keys.request_users(rid), keys.prep(rid), keys.ready(rid)],
+                           args=[uid, keys.session(""), self.limits.session_ttl]):
             raise Refused(404, "the transfer was cancelled")
-        self.r.set(keys.ready(rid), "true", px=left)
 
     # --- chunks
 

@@ -407,3 +407,104 @@ def test_70b_3_a_chunk_put_back_is_taken_again_and_counted(redis_url: str) -> No
     state.unpop_chunk(rid, *taken)
     assert not state.r.exists(f"file.req.chunks:{rid}")
     assert not state.r.sismember(f"file.reqs.queued:{owner}", rid)
+
+
+# --- the same rule for the relay's other writes of that shape (70b): a message of the key exchange
+# (the sealed manifest, 16 MiB), an answer to a request, a receiver's "ready", a manifest fetch counted.
+
+def _scene(state: RelayState, write: str) -> tuple[str, str, str, Callable[[], object]]:
+    """A session, its receiver, and the write under test (refused or not: what the relay holds
+    after matters), for an empty redis-server."""
+    owner = "70bw" + "0" * 12
+    sid, name = state.create_session("10.70.4.1", owner, "ab" * 32, [{"id": "a", "size": 1}])
+    if write == "manifest":
+        _, uid, _ = state.join(name, "10.70.4.2")
+        state.post_handshake(sid, uid, "receiver", {"pake.a": "a"})
+        state.post_handshake(sid, uid, "sender", {"pake.b": "b"})
+        state.post_handshake(sid, uid, "receiver", {"confirm.a": "c", "hello": "h"})
+        call: Callable[[], object] = functools.partial(state.post_handshake, sid, uid, "sender",
+                                                       {"confirm.b": "d", "manifest": "M" * 100_000})
+    else:
+        uid = _let_in(state, sid, name)
+        state.add_requests(sid, uid, [{"filename": "a", "public_key": "k", "first": 0, "mac": "m"}])
+        answer = {"filename": "a", "user_id": uid, "public_key": "s", "chunks": 1, "first": 0, "mac": "m"}
+        if write == "answer":
+            call = functools.partial(state.acknowledge, sid, owner, answer)
+        elif write == "ready":
+            call = functools.partial(state.mark_ready, state.acknowledge(sid, owner, answer), uid)
+        else:
+            call = functools.partial(state.handshake, sid, uid, "manifest")
+
+    def written() -> None:
+        try:
+            call()
+        except Refused:
+            pass
+
+    return sid, uid, owner, written
+
+
+def _nothing_left(state: RelayState, sid: str, uid: str, owner: str, ending: str) -> None:
+    held = sorted(k.decode() for k in state.r.keys("*"))
+    if ending == "closed":
+        assert [k for k in held if not k.startswith(("calls", "joined.names:"))] == []
+        return
+    requests = [k for k in held if k.startswith(("file.req.", "file.reqs.sender", "file.reqs.receiver",
+                                                 "file.reqs.answered", "file.reqs.queued"))]
+    assert requests == [], requests
+    if ending == "refused":
+        assert [k for k in held if uid in k] == [f"session.receiver:{sid}:{uid}"]
+        fields = {f.decode() for f in state.r.hkeys(f"session.receiver:{sid}:{uid}")}
+        assert fields <= {"refused", "ip", "joined"}, fields
+
+
+@pytest.mark.parametrize("write,ending", [("manifest", "refused"), ("manifest", "closed"),
+                                          ("answer", "refused"), ("answer", "closed"),
+                                          ("ready", "refused"), ("ready", "closed"), ("ready", "finished"),
+                                          ("fetch", "refused"), ("fetch", "closed")])
+@pytest.mark.parametrize("inside", ["write", "ending"])
+def test_70b_a_write_crossing_a_drop_at_any_point_leaves_nothing(redis_url: str, write: str, ending: str,
+                                                                 inside: str) -> None:
+    """The drop (a refusal, a close, the request's finish) at every point of the write, and the write
+    at every point of the drop, and each after the other: what the drop ends stays ended."""
+    state = RelayState(redis_url, Limits())
+    for at in itertools.count():
+        redis.Redis.from_url(redis_url).flushall()
+        sid, uid, owner, written = _scene(state, write)
+        if ending == "refused":
+            end: Callable[[], object] = functools.partial(state.post_handshake, sid, uid, "sender", REFUSAL)
+        elif ending == "closed":
+            end = functools.partial(state.close_session, sid)
+        else:
+            rid = next(iter(state.r.smembers(f"file.reqs.receiver:{uid}"))).decode()
+            end = functools.partial(state.finish_request, rid)
+        first, crossing = (written, end) if inside == "write" else (end, written)
+        with _crossing(state, at, crossing) as fired:
+            first()
+        if not fired:
+            crossing()
+        _nothing_left(state, sid, uid, owner, ending)
+        if not fired:
+            break
+    assert at >= 1
+
+
+def test_70b_a_refresh_crossing_a_close_leaves_nothing(redis_url: str) -> None:
+    """The sender's refresh (its events call) with the close at every point of it: no key of the
+    session is made again (its ``refreshed`` mark, written by a refresh that read the session before
+    the close, stayed a quarter of an hour)."""
+    state = RelayState(redis_url, Limits())
+    for at in itertools.count():
+        redis.Redis.from_url(redis_url).flushall()
+        sid, _, _, _ = _scene(state, "answer")
+        with _crossing(state, at, functools.partial(state.close_session, sid)) as fired:
+            try:
+                state.refresh(sid)
+            except Refused:
+                pass
+        if not fired:
+            state.close_session(sid)
+        _nothing_left(state, sid, "", "", "closed")
+        if not fired:
+            break
+    assert at >= 1
