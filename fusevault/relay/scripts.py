@@ -110,28 +110,26 @@ end
 """
 
 # A receiver's file requests (70b (2)): checked (the session live, the receiver in it, let in and not
-# refused, every file the session's) and written in one call, with the session's own remaining life.
-# KEYS: session, handshake, receivers, files, file.reqs, pending
+# refused) and written in one call, with the session's own remaining life; the caller checked the
+# files (a session's never change) and gives a slice of the requests (the script holds Redis).
+# KEYS: session, handshake, receivers, file.reqs, pending
 # ARGV: user id, ttl, then per request: file id, its requesters' set, the request's key, the record
-# Returns {1}; {-1} gone; {-2} failed; {-3} not let in; {-4, file id} no such file.
+# Returns 1; -1 gone; -2 failed; -3 not let in.
 ADD_REQUESTS = _SESSION_LEFT + """
 local left = session_left(KEYS[1], tonumber(ARGV[2]))
-if left < 0 then return {left} end
+if left < 0 then return left end
 if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 or redis.call('HEXISTS', KEYS[2], 'manifest') == 0
-    or redis.call('HEXISTS', KEYS[2], 'refused') == 1 then return {-3} end
+    or redis.call('HEXISTS', KEYS[2], 'refused') == 1 then return -3 end
 for i = 3, #ARGV, 4 do
-  if redis.call('SISMEMBER', KEYS[4], ARGV[i]) == 0 then return {-4, ARGV[i]} end
-end
-for i = 3, #ARGV, 4 do
-  redis.call('SADD', KEYS[5], ARGV[i])
+  redis.call('SADD', KEYS[4], ARGV[i])
   redis.call('SADD', ARGV[i + 1], ARGV[1])
   redis.call('SET', ARGV[i + 2], ARGV[i + 3], 'PX', left)
   redis.call('PEXPIRE', ARGV[i + 1], left)
-  redis.call('ZADD', KEYS[6], 0, ARGV[1] .. ' ' .. ARGV[i])
+  redis.call('ZADD', KEYS[5], 0, ARGV[1] .. ' ' .. ARGV[i])
 end
+redis.call('PEXPIRE', KEYS[4], left)
 redis.call('PEXPIRE', KEYS[5], left)
-redis.call('PEXPIRE', KEYS[6], left)
-return {1}
+return 1
 """
 
 # A chunk put back whose taker went away before it got it (70b (3)): checked live (its receiver still

@@ -115,7 +115,7 @@ from transfer_helpers import free_port, join, relay_at, sending
 from fusevault.encoding import b64e
 from fusevault.errors import VaultError
 from fusevault.relay.limits import Limits, Refused
-from fusevault.relay.state import RelayState
+from fusevault.relay.state import SLICE, RelayState
 from fusevault.transfer import crypto
 
 FILES = 8000  # within the relay's max_files (10,000)
@@ -206,12 +206,13 @@ def _refused_leaves_nothing(state: RelayState, sid: str, uid: str, fids: list[st
     assert state.r.zcard(f"file.reqs.pending:{sid}") == 0
 
 
-def test_70b_2_a_refusal_crossing_the_receivers_requests_leaves_nothing(redis_url: str) -> None:
+@pytest.mark.parametrize("asked", [100, 2 * SLICE + 1])  # one call, written in one slice or three
+def test_70b_2_a_refusal_crossing_the_receivers_requests_leaves_nothing(redis_url: str, asked: int) -> None:
     """The sender's refusal lands at every point of ``add_requests`` in turn (before each of its round
     trips to Redis, and after it): whichever, nothing of the refused receiver stays but its refusal."""
     state = RelayState(redis_url, Limits())
-    files = [{"id": f"f{i:03d}", "size": 1} for i in range(100)]
-    asked = [{"filename": f["id"], "public_key": "k" * 44, "first": 0, "mac": "m" * 44} for f in files]
+    files = [{"id": f"f{i:04d}", "size": 1} for i in range(asked)]
+    requests = [{"filename": f["id"], "public_key": "k" * 44, "first": 0, "mac": "m" * 44} for f in files]
     for at in itertools.count():
         redis.Redis.from_url(redis_url).flushall()
         sid, name = state.create_session("10.70.2.1", "70b2" + "0" * 12, "ab" * 32, files)
@@ -219,7 +220,7 @@ def test_70b_2_a_refusal_crossing_the_receivers_requests_leaves_nothing(redis_ur
         refuse = functools.partial(state.post_handshake, sid, uid, "sender", REFUSAL)
         with _crossing(state, at, refuse) as fired:
             try:
-                state.add_requests(sid, uid, asked)
+                state.add_requests(sid, uid, requests)
             except Refused as err:  # refused: the refusal came first
                 assert err.status == 403 and fired
         if not fired:  # past the call's last round trip: the refusal after it
