@@ -95,10 +95,11 @@ return redis.call('RPOP', KEYS[3])
 """
 
 # A session's state as one check (70b): -1 gone, -2 failed, else its milliseconds left (``ttl`` when
-# it has no expiry).  A write that checks the session, or a receiver's admission, in one round trip
-# and writes in a later one lands after a close, a failure or a refusal that ran in between, and
-# what it wrote stays (the drop deleted what it found at its time): the check and the write are one
-# script, so a drop happens either before it (refused) or after it (finds what it wrote).
+# it has no expiry): what a key of its requests may live, never more (64b (1)).  A write that checks
+# the session, or a receiver's admission, in one round trip and writes in a later one lands after a
+# close, a failure or a refusal that ran in between, and what it wrote stays (the drop deleted what
+# it found at its time): the check and the write are one script, so a drop happens either before it
+# (refused) or after it (finds what it wrote).
 _SESSION_LEFT = """
 local function session_left(session, ttl)
   local left = redis.call('PTTL', session)

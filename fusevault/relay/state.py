@@ -144,15 +144,6 @@ class RelayState:
             raise Refused(410, MISMATCH)
         return session
 
-    def _left(self, sid: str) -> int:
-        """Milliseconds the session has left (404 or 410 once it is gone or failed): what a key of its
-        requests may live, never more, so they go with it even when it merely expires (64b (1))."""
-        self.session(sid)
-        left = int(self.r.pttl(keys.session(sid)))
-        if left == -2:
-            raise Refused(404, "no such session (it ended or expired)")
-        return left if left > 0 else self.limits.session_ttl * 1000
-
     def join(self, name: str, ip: str) -> tuple[str, str, str]:
         """A receiver joins: (session id, its user id, the sender's salt)."""
         if not _NAME.fullmatch(name):  # no session has such a name: nothing probed, nothing counted
@@ -220,7 +211,7 @@ class RelayState:
         The sets through which its end finds its requests (the sender's, the queued ones, each
         receiver's) go with it: they expired before (an acknowledge's ttl), and a session closed
         later left its requests behind.  So do its requests' own keys (68a (2)): written with the
-        life the session had left then (``_left``, scripts.py ``PUSH``), a request the sender
+        life the session had left then (scripts.py ``session_left``, ``PUSH``), a request the sender
         answered in a batch and streamed an hour later was found gone.  They are many (a file and
         a receiver each), so they are pushed back once per REFRESH_SHARE of the ttl (``refreshed``),
         not at every events call: the session's own size, a few times an hour.  A sender looks
