@@ -239,3 +239,29 @@ local out = {fetched}
 for i = 1, #fields do out[#out + 1] = values[i] or false end
 return out
 """
+
+# A receiver joins (70b): the address's attempt counted, the session checked live, its bounds
+# (max_receivers present, max_joins ever, 69a (1)) checked and the receiver written, in one call.  Apart,
+# a join crossing the session's close left its receiver's keys and the session's sets after the close,
+# and joins racing at the bound all found room.
+# KEYS: session, receivers, joined, the new receiver's handshake, the address's attempts, joiners
+# ARGV: ip, ttl, join attempts, max receivers, max joins, user id, now.
+# Returns {1, salt}; {-1} gone; {-2} failed; {-3, seconds} too many attempts; {-4} too many receivers.
+JOIN = _SESSION_LEFT + """
+local ttl = tonumber(ARGV[2])
+local left = session_left(KEYS[1], ttl)
+if left < 0 then return {left} end
+local tried = redis.call('INCR', KEYS[5])
+redis.call('EXPIRE', KEYS[5], ttl)
+redis.call('SADD', KEYS[6], ARGV[1])
+redis.call('EXPIRE', KEYS[6], ttl)
+if tried > tonumber(ARGV[3]) then return {-3, redis.call('TTL', KEYS[5])} end
+if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[4]) or redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[5]) then
+  return {-4}
+end
+redis.call('SADD', KEYS[2], ARGV[6])
+redis.call('SADD', KEYS[3], ARGV[6])
+redis.call('HSET', KEYS[4], 'ip', ARGV[1], 'joined', ARGV[7])
+for i = 2, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
+return {1, redis.call('HGET', KEYS[1], 'code')}
+"""

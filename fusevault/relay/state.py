@@ -28,6 +28,7 @@ from fusevault.relay.scripts import (
     ADD_REQUESTS,
     CALL,
     FETCH_MANIFEST,
+    JOIN,
     LIVE,
     POP,
     POST_HANDSHAKE,
@@ -89,6 +90,7 @@ class RelayState:
         self._acknowledge = self.r.register_script(ACKNOWLEDGE)
         self._ready = self.r.register_script(READY)
         self._fetch_manifest = self.r.register_script(FETCH_MANIFEST)
+        self._join = self.r.register_script(JOIN)
 
     def ping(self) -> None:
         self.r.ping()
@@ -153,36 +155,29 @@ class RelayState:
         if raw is None:
             raise Refused(404, f"no session named {name} (it ended, expired, or is mistyped)")
         sid = raw.decode()
-        attempts = keys.access_attempts(sid, ip)
-        pipe = self.r.pipeline()
-        pipe.incr(attempts)
-        pipe.expire(attempts, self.limits.session_ttl)
-        pipe.sadd(keys.joiners(sid), ip)  # so that its end names the counter (68a (3))
-        pipe.expire(keys.joiners(sid), self.limits.session_ttl)
-        if pipe.execute()[0] > self.limits.join_attempts:
-            raise LimitReached("too many attempts to join this session from this address",
-                               max(1, self.r.ttl(attempts)))
-        session = self.session(sid)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.scard(keys.receivers(sid))
-        pipe.scard(keys.joined(sid))
-        present, ever = pipe.execute()
+        uid = uuid.uuid4().hex
         # 69a (1): max_receivers counts those still in; a refused one leaves, and the manifest that lets
         # a receiver in gives its address's attempts back, so one address joined its own session for
         # ever (a handshake and a manifest upload each).  session.joined is never given back.
-        if present >= self.limits.max_receivers or ever >= self.limits.max_joins:
+        # One script (70b): checked apart from the write, a join crossing the session's close left its
+        # keys behind, and joins racing at the bound all got in.  Its attempts name the address in
+        # access.joiners, so that its end finds the counter (68a (3)).
+        limits = self.limits
+        done = self._join(keys=[keys.session(sid), keys.receivers(sid), keys.joined(sid),
+                                keys.handshake(sid, uid), keys.access_attempts(sid, ip), keys.joiners(sid)],
+                          args=[ip, limits.session_ttl, limits.join_attempts, limits.max_receivers,
+                                limits.max_joins, uid, int(time.time())])
+        code = int(done[0])
+        if code == -1:
+            raise Refused(404, f"no session named {name} (it ended, expired, or is mistyped)")
+        if code == -2:
+            raise Refused(410, MISMATCH)
+        if code == -3:
+            raise LimitReached("too many attempts to join this session from this address",
+                               max(1, int(done[1])))
+        if code == -4:
             raise LimitReached("too many receivers joined this session", self.limits.session_ttl)
-        uid = uuid.uuid4().hex
-        ttl = self.limits.session_ttl
-        pipe = self.r.pipeline()
-        pipe.sadd(keys.receivers(sid), uid)
-        pipe.expire(keys.receivers(sid), ttl)
-        pipe.sadd(keys.joined(sid), uid)  # stays when a refusal takes it out of receivers (68a (3))
-        pipe.expire(keys.joined(sid), ttl)
-        pipe.hset(keys.handshake(sid, uid), mapping={"ip": ip, "joined": int(time.time())})
-        pipe.expire(keys.handshake(sid, uid), ttl)
-        pipe.execute()
-        return sid, uid, session["code"]
+        return sid, uid, done[1].decode()
 
     def _count_name(self, ip: str, name: str) -> None:
         """``ip`` tries ``name``: refused once it holds its budget of names it was not let in at.

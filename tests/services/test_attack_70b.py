@@ -114,7 +114,7 @@ from transfer_helpers import free_port, join, relay_at, sending
 
 from fusevault.encoding import b64e
 from fusevault.errors import VaultError
-from fusevault.relay.limits import Limits, Refused
+from fusevault.relay.limits import LimitReached, Limits, Refused
 from fusevault.relay.state import SLICE, RelayState
 from fusevault.transfer import crypto
 
@@ -509,3 +509,59 @@ def test_70b_a_refresh_crossing_a_close_leaves_nothing(redis_url: str) -> None:
         if not fired:
             break
     assert at >= 1
+
+
+@pytest.mark.parametrize("inside", ["join", "close"])
+def test_70b_a_join_crossing_a_close_leaves_nothing(redis_url: str, inside: str) -> None:
+    """A receiver's join with the sender's close at every point of it, and the other way round: no key
+    of the session (its receiver sets, the receiver's record, the address's attempts) outlives it."""
+    state = RelayState(redis_url, Limits())
+    for at in itertools.count():
+        redis.Redis.from_url(redis_url).flushall()
+        sid, name = state.create_session("10.70.5.1", "70b5" + "0" * 12, "ab" * 32, [{"id": "a", "size": 1}])
+
+        def joined(name: str = name) -> None:
+            try:
+                state.join(name, "10.70.5.2")
+            except Refused:
+                pass
+
+        close = functools.partial(state.close_session, sid)
+        first, crossing = (joined, close) if inside == "join" else (close, joined)
+        with _crossing(state, at, crossing) as fired:
+            first()
+        if not fired:
+            crossing()
+        _nothing_left(state, sid, "", "", "closed")
+        if not fired:
+            break
+    assert at >= 1
+
+
+def test_70b_joins_crossing_at_the_bound_let_in_no_more_than_it(redis_url: str) -> None:
+    """A session one receiver short of ``max_receivers``: a second join placed at every point of a
+    first one: one gets in, never both (apart, both found room)."""
+    limits = Limits(max_receivers=2)
+    state = RelayState(redis_url, limits)
+    for at in itertools.count():
+        redis.Redis.from_url(redis_url).flushall()
+        sid, name = state.create_session("10.70.6.1", "70b6" + "0" * 12, "ab" * 32, [{"id": "a", "size": 1}])
+        state.join(name, "10.70.6.2")
+        outcomes: list[str] = []
+
+        def join(ip: str, name: str = name, outcomes: list[str] = outcomes) -> None:
+            try:
+                state.join(name, ip)
+                outcomes.append("in")
+            except LimitReached:
+                outcomes.append("refused")
+
+        with _crossing(state, at, functools.partial(join, "10.70.6.3")) as fired:
+            join("10.70.6.4")
+        if not fired:
+            join("10.70.6.3")
+        assert sorted(outcomes) == ["in", "refused"]
+        assert state.r.scard(f"session.receivers:{sid}") == limits.max_receivers
+        if not fired:
+            break
+    assert at >= 2
