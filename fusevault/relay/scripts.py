@@ -93,3 +93,175 @@ if not counted(KEYS[1], ARGV[1], tonumber(ARGV[2])) then return -2 end
 if not live(KEYS[2], KEYS[4], ARGV[3], ARGV[4], tonumber(ARGV[5])) then return -1 end
 return redis.call('RPOP', KEYS[3])
 """
+
+# A session's state as one check (70b): -1 gone, -2 failed, else its milliseconds left (``ttl`` when
+# it has no expiry): what a key of its requests may live, never more (64b (1)).  A write that checks
+# the session, or a receiver's admission, in one round trip and writes in a later one lands after a
+# close, a failure or a refusal that ran in between, and what it wrote stays (the drop deleted what
+# it found at its time): the check and the write are one script, so a drop happens either before it
+# (refused) or after it (finds what it wrote).
+_SESSION_LEFT = """
+local function session_left(session, ttl)
+  local left = redis.call('PTTL', session)
+  if left == -2 then return -1 end
+  if redis.call('HEXISTS', session, 'failed') == 1 then return -2 end
+  if left < 0 then return ttl * 1000 end
+  return left
+end
+"""
+
+# A receiver's file requests (70b (2)): checked (the session live, the receiver in it, let in and not
+# refused) and written in one call, with the session's own remaining life; the caller checked the
+# files (a session's never change) and gives a slice of the requests (the script holds Redis).
+# KEYS: session, handshake, receivers, file.reqs, pending
+# ARGV: user id, ttl, then per request: file id, its requesters' set, the request's key, the record
+# Returns 1; -1 gone; -2 failed; -3 not let in.
+ADD_REQUESTS = _SESSION_LEFT + """
+local left = session_left(KEYS[1], tonumber(ARGV[2]))
+if left < 0 then return left end
+if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 or redis.call('HEXISTS', KEYS[2], 'manifest') == 0
+    or redis.call('HEXISTS', KEYS[2], 'refused') == 1 then return -3 end
+for i = 3, #ARGV, 4 do
+  redis.call('SADD', KEYS[4], ARGV[i])
+  redis.call('SADD', ARGV[i + 1], ARGV[1])
+  redis.call('SET', ARGV[i + 2], ARGV[i + 3], 'PX', left)
+  redis.call('PEXPIRE', ARGV[i + 1], left)
+  redis.call('ZADD', KEYS[5], 0, ARGV[1] .. ' ' .. ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[4], left)
+redis.call('PEXPIRE', KEYS[5], left)
+return 1
+"""
+
+# A chunk put back whose taker went away before it got it (70b (3)): checked live (its receiver still
+# in the request, the session there) and put back in one call, listed again in its senders' queued
+# requests (63b (1)); a finish or a drop crossing it either comes first (nothing put back) or after
+# (it deletes the list and the membership).
+# KEYS: file.req.users, prep, chunks; ARGV: the sessions' key prefix, ttl, the chunk, request id,
+# the queued requests' key prefix.  Returns 1 put back, 0 not (the request or its session ended).
+UNPOP = _LIVE + """
+local receiver = redis.call('HGET', KEYS[2], 'receiver')
+if not receiver then return 0 end
+local left = live(KEYS[1], KEYS[2], receiver, ARGV[1], tonumber(ARGV[2]))
+if not left then return 0 end
+redis.call('RPUSH', KEYS[3], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], left)
+for _, uid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if uid ~= receiver then
+    redis.call('SADD', ARGV[5] .. uid, ARGV[4])
+    redis.call('PEXPIRE', ARGV[5] .. uid, left)
+  end
+end
+return 1
+"""
+
+# A message of the key exchange (70b): checked (the session live, the receiver in it and not refused,
+# what must come first there, nothing posted already with another value) and written in one call.  A
+# sender's manifest (16 MiB) crossing its own refusal of that receiver was written after the drop
+# deleted the receiver's fields, and stayed (69a (1) undone).  A refusal may be posted again (the same
+# value), so that a drop cut short is run again.
+# KEYS: session, receivers, handshake; ARGV: user id, ttl, number of fields needed, those fields, then
+# field, value pairs.  Returns {1}; {-1} gone; {-2} failed; {-3} no such receiver; {-4} not yet;
+# {-5, field} posted already.
+POST_HANDSHAKE = _SESSION_LEFT + """
+local left = session_left(KEYS[1], tonumber(ARGV[2]))
+if left < 0 then return {left} end
+local needed = tonumber(ARGV[3])
+local refusing = false
+for i = 4 + needed, #ARGV, 2 do if ARGV[i] == 'refused' then refusing = true end end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0
+    or (not refusing and redis.call('HEXISTS', KEYS[3], 'refused') == 1) then return {-3} end
+for i = 4, 3 + needed do
+  if redis.call('HEXISTS', KEYS[3], ARGV[i]) == 0 then return {-4} end
+end
+for i = 4 + needed, #ARGV, 2 do
+  local held = redis.call('HGET', KEYS[3], ARGV[i])
+  if held and held ~= ARGV[i + 1] then return {-5, ARGV[i]} end
+end
+for i = 4 + needed, #ARGV, 2 do redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[2]))
+return {1}
+"""
+
+# The sender's answer to a request (70b): checked (the session live, the receiver in it and not
+# refused, its request there) and written in one call, so that a refusal or a close crossing it
+# finds the request it makes, or refuses it.  The same answer again (a retry after a lost reply)
+# gets the same request id.
+# KEYS: session, receivers, handshake, file.req, file.req.ackn, file.req.users, the sender's requests,
+#       the receiver's requests, its answered ones, the session's pending ones, prep
+# ARGV: ttl, receiver id, sender id, request id, answered member, pending member, the preps' key
+#       prefix, then prep field, value pairs (public.key first).
+# Returns {1, request id}; {-1} gone; {-2} failed; {-3} no such request; {-5} answered already.
+ACKNOWLEDGE = _SESSION_LEFT + """
+local left = session_left(KEYS[1], tonumber(ARGV[1]))
+if left < 0 then return {left} end
+if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 or redis.call('HEXISTS', KEYS[3], 'refused') == 1
+    or redis.call('EXISTS', KEYS[4]) == 0 then return {-3} end
+local known = redis.call('GET', KEYS[5])
+if known then
+  if redis.call('HGET', ARGV[7] .. known, 'public.key') == ARGV[9] then return {1, known} end
+  return {-5}
+end
+redis.call('SET', KEYS[5], ARGV[4], 'PX', left)
+redis.call('SADD', KEYS[6], ARGV[2], ARGV[3])
+redis.call('SADD', KEYS[7], ARGV[4])
+redis.call('SADD', KEYS[8], ARGV[4])
+redis.call('ZADD', KEYS[9], 0, ARGV[5])
+redis.call('ZREM', KEYS[10], ARGV[6])
+for i = 8, #ARGV, 2 do redis.call('HSET', KEYS[11], ARGV[i], ARGV[i + 1]) end
+for i = 6, 9 do redis.call('PEXPIRE', KEYS[i], left) end
+redis.call('PEXPIRE', KEYS[11], left)
+return {1, ARGV[4]}
+"""
+
+# The receiver checked the sender's answer: chunks may flow (70b: checked live, then set in a later
+# call, a finish in between left the flag for the session's life).  KEYS: file.req.users, prep,
+# ready; ARGV: user id, the sessions' key prefix, ttl.  Returns 1, or 0: the request ended.
+READY = _LIVE + """
+local left = live(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]))
+if not left then return 0 end
+redis.call('SET', KEYS[3], 'true', 'PX', left)
+return 1
+"""
+
+# A receiver's fetch of the sealed manifest, counted (69a (2)) and read with the fields around it, in
+# one call, and only while the manifest is there (70b: counted after a close or a drop crossing it, the
+# count made the receiver's record again, for an hour).  KEYS: handshake; ARGV: ttl, count field,
+# then the fields to read.  Returns false (no manifest), or {count, values...}.
+FETCH_MANIFEST = """
+if redis.call('HEXISTS', KEYS[1], 'manifest') == 0 then return false end
+local fetched = redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+local fields = {}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+local values = redis.call('HMGET', KEYS[1], unpack(fields))
+local out = {fetched}
+for i = 1, #fields do out[#out + 1] = values[i] or false end
+return out
+"""
+
+# A receiver joins (70b): the address's attempt counted, the session checked live, its bounds
+# (max_receivers present, max_joins ever, 69a (1)) checked and the receiver written, in one call.  Apart,
+# a join crossing the session's close left its receiver's keys and the session's sets after the close,
+# and joins racing at the bound all found room.
+# KEYS: session, receivers, joined, the new receiver's handshake, the address's attempts, joiners
+# ARGV: ip, ttl, join attempts, max receivers, max joins, user id, now.
+# Returns {1, salt}; {-1} gone; {-2} failed; {-3, seconds} too many attempts; {-4} too many receivers.
+JOIN = _SESSION_LEFT + """
+local ttl = tonumber(ARGV[2])
+local left = session_left(KEYS[1], ttl)
+if left < 0 then return {left} end
+local tried = redis.call('INCR', KEYS[5])
+redis.call('EXPIRE', KEYS[5], ttl)
+redis.call('SADD', KEYS[6], ARGV[1])
+redis.call('EXPIRE', KEYS[6], ttl)
+if tried > tonumber(ARGV[3]) then return {-3, redis.call('TTL', KEYS[5])} end
+if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[4]) or redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[5]) then
+  return {-4}
+end
+redis.call('SADD', KEYS[2], ARGV[6])
+redis.call('SADD', KEYS[3], ARGV[6])
+redis.call('HSET', KEYS[4], 'ip', ARGV[1], 'joined', ARGV[7])
+for i = 2, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
+return {1, redis.call('HGET', KEYS[1], 'code')}
+"""

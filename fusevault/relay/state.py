@@ -23,7 +23,19 @@ import redis
 
 from fusevault.relay import keys
 from fusevault.relay.limits import LimitReached, Limits, Refused
-from fusevault.relay.scripts import CALL, LIVE, POP, PUSH
+from fusevault.relay.scripts import (
+    ACKNOWLEDGE,
+    ADD_REQUESTS,
+    CALL,
+    FETCH_MANIFEST,
+    JOIN,
+    LIVE,
+    POP,
+    POST_HANDSHAKE,
+    PUSH,
+    READY,
+    UNPOP,
+)
 
 MISMATCH = "wrong code, or someone in the middle: nothing was sent"
 
@@ -72,6 +84,13 @@ class RelayState:
         self._push = self.r.register_script(PUSH)
         self._pop = self.r.register_script(POP)
         self._live = self.r.register_script(LIVE)
+        self._add_requests = self.r.register_script(ADD_REQUESTS)
+        self._unpop = self.r.register_script(UNPOP)
+        self._post_handshake = self.r.register_script(POST_HANDSHAKE)
+        self._acknowledge = self.r.register_script(ACKNOWLEDGE)
+        self._ready = self.r.register_script(READY)
+        self._fetch_manifest = self.r.register_script(FETCH_MANIFEST)
+        self._join = self.r.register_script(JOIN)
 
     def ping(self) -> None:
         self.r.ping()
@@ -127,15 +146,6 @@ class RelayState:
             raise Refused(410, MISMATCH)
         return session
 
-    def _left(self, sid: str) -> int:
-        """Milliseconds the session has left (404 or 410 once it is gone or failed): what a key of its
-        requests may live, never more, so they go with it even when it merely expires (64b (1))."""
-        self.session(sid)
-        left = int(self.r.pttl(keys.session(sid)))
-        if left == -2:
-            raise Refused(404, "no such session (it ended or expired)")
-        return left if left > 0 else self.limits.session_ttl * 1000
-
     def join(self, name: str, ip: str) -> tuple[str, str, str]:
         """A receiver joins: (session id, its user id, the sender's salt)."""
         if not _NAME.fullmatch(name):  # no session has such a name: nothing probed, nothing counted
@@ -145,36 +155,29 @@ class RelayState:
         if raw is None:
             raise Refused(404, f"no session named {name} (it ended, expired, or is mistyped)")
         sid = raw.decode()
-        attempts = keys.access_attempts(sid, ip)
-        pipe = self.r.pipeline()
-        pipe.incr(attempts)
-        pipe.expire(attempts, self.limits.session_ttl)
-        pipe.sadd(keys.joiners(sid), ip)  # so that its end names the counter (68a (3))
-        pipe.expire(keys.joiners(sid), self.limits.session_ttl)
-        if pipe.execute()[0] > self.limits.join_attempts:
-            raise LimitReached("too many attempts to join this session from this address",
-                               max(1, self.r.ttl(attempts)))
-        session = self.session(sid)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.scard(keys.receivers(sid))
-        pipe.scard(keys.joined(sid))
-        present, ever = pipe.execute()
+        uid = uuid.uuid4().hex
         # 69a (1): max_receivers counts those still in; a refused one leaves, and the manifest that lets
         # a receiver in gives its address's attempts back, so one address joined its own session for
         # ever (a handshake and a manifest upload each).  session.joined is never given back.
-        if present >= self.limits.max_receivers or ever >= self.limits.max_joins:
+        # One script (70b): checked apart from the write, a join crossing the session's close left its
+        # keys behind, and joins racing at the bound all got in.  Its attempts name the address in
+        # access.joiners, so that its end finds the counter (68a (3)).
+        limits = self.limits
+        done = self._join(keys=[keys.session(sid), keys.receivers(sid), keys.joined(sid),
+                                keys.handshake(sid, uid), keys.access_attempts(sid, ip), keys.joiners(sid)],
+                          args=[ip, limits.session_ttl, limits.join_attempts, limits.max_receivers,
+                                limits.max_joins, uid, int(time.time())])
+        code = int(done[0])
+        if code == -1:
+            raise Refused(404, f"no session named {name} (it ended, expired, or is mistyped)")
+        if code == -2:
+            raise Refused(410, MISMATCH)
+        if code == -3:
+            raise LimitReached("too many attempts to join this session from this address",
+                               max(1, int(done[1])))
+        if code == -4:
             raise LimitReached("too many receivers joined this session", self.limits.session_ttl)
-        uid = uuid.uuid4().hex
-        ttl = self.limits.session_ttl
-        pipe = self.r.pipeline()
-        pipe.sadd(keys.receivers(sid), uid)
-        pipe.expire(keys.receivers(sid), ttl)
-        pipe.sadd(keys.joined(sid), uid)  # stays when a refusal takes it out of receivers (68a (3))
-        pipe.expire(keys.joined(sid), ttl)
-        pipe.hset(keys.handshake(sid, uid), mapping={"ip": ip, "joined": int(time.time())})
-        pipe.expire(keys.handshake(sid, uid), ttl)
-        pipe.execute()
-        return sid, uid, session["code"]
+        return sid, uid, done[1].decode()
 
     def _count_name(self, ip: str, name: str) -> None:
         """``ip`` tries ``name``: refused once it holds its budget of names it was not let in at.
@@ -203,7 +206,7 @@ class RelayState:
         The sets through which its end finds its requests (the sender's, the queued ones, each
         receiver's) go with it: they expired before (an acknowledge's ttl), and a session closed
         later left its requests behind.  So do its requests' own keys (68a (2)): written with the
-        life the session had left then (``_left``, scripts.py ``PUSH``), a request the sender
+        life the session had left then (scripts.py ``session_left``, ``PUSH``), a request the sender
         answered in a batch and streamed an hour later was found gone.  They are many (a file and
         a receiver each), so they are pushed back once per REFRESH_SHARE of the ttl (``refreshed``),
         not at every events call: the session's own size, a few times an hour.  A sender looks
@@ -223,7 +226,11 @@ class RelayState:
                     *(keys.answered(uid) for uid in uids)):
             pipe.expire(key, ttl)
         pipe.set(keys.refreshed(sid), 1, nx=True, px=max(1, ttl * 1000 // REFRESH_SHARE))
-        if pipe.execute()[-1]:
+        done = pipe.execute()
+        if not done[0]:  # closed since it was read (70b): its sweep may have run, so nothing is left
+            self.r.delete(keys.refreshed(sid))
+            return
+        if done[-1]:
             # Its live receivers' keys only (69a (1)): a refused one's expire at their own time.
             self._in_slices(self._held(sid, session, live=True), lambda p, key: p.expire(key, ttl))
 
@@ -240,17 +247,24 @@ class RelayState:
         # marked after, a receiver asking in between found no session and was told the sender had
         # ended it, not that the code was wrong (tests/services/test_relay_state.py).  The rest after
         # it, in slices: a request is refused once its session failed (scripts.py ``LIVE``).
-        own, held = self._doomed(sid, session)
         pipe = self.r.pipeline(transaction=True)
-        pipe.delete(*own)
+        pipe.delete(keys.session(sid))
         pipe.hset(keys.session(sid), mapping={"name": session["name"], "failed": 1})
         pipe.expire(keys.session(sid), FAILED_TTL)
         pipe.execute()
-        self._in_slices(held, lambda p, key: p.delete(key))
+        self._sweep(sid, session)
 
     def _drop(self, sid: str, session: dict[str, str]) -> None:
+        self.r.delete(keys.session(sid))
+        self._sweep(sid, session)
+
+    def _sweep(self, sid: str, session: dict[str, str]) -> None:
+        """The session's keys, once it is marked gone (deleted) or failed: read after the mark, so
+        that a write checking the session in the same step as it writes (scripts.py ``LIVE``,
+        ``ADD_REQUESTS``, ``UNPOP``) is either refused or found here (70b: read before, a write
+        between the read and the delete stayed, up to the hour the session had left)."""
         own, held = self._doomed(sid, session)
-        self.r.delete(*own)
+        self.r.delete(*(key for key in own if key != keys.session(sid)))
         self._in_slices(held, lambda p, key: p.delete(key))
 
     def _doomed(self, sid: str, session: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -323,8 +337,6 @@ class RelayState:
 
     def post_handshake(self, sid: str, uid: str, role: str, fields: dict) -> None:
         session = self.session(sid)
-        if not self.r.sismember(keys.receivers(sid), uid):
-            raise self._no_such_receiver(sid)
         allowed = _FIELDS[role]
         if not fields or any(f not in allowed or not isinstance(v, str) for f, v in fields.items()):
             raise Refused(400, f"a {role} may post {', '.join(allowed)} (strings)")
@@ -333,17 +345,23 @@ class RelayState:
             if len(value) > cap:
                 raise Refused(413, f"{field} is at most {cap} bytes")
         key = keys.handshake(sid, uid)
-        needed = [allowed[f] for f in fields if allowed[f] is not None]
-        if needed and not all(self.r.hmget(key, needed)):
+        needed = sorted({n for n in (allowed[f] for f in fields) if n is not None})
+        # Checked and written in one script (70b): a manifest crossing its receiver's refusal came
+        # after the drop and stayed (16 MiB for the session's life).
+        done = self._post_handshake(keys=[keys.session(sid), keys.receivers(sid), key],
+                                    args=[uid, self.limits.session_ttl, len(needed), *needed,
+                                          *(x for pair in fields.items() for x in pair)])
+        code = int(done[0])
+        if code == -1:
+            raise Refused(404, "no such session (it ended or expired)")
+        if code == -2:
+            raise Refused(410, MISMATCH)
+        if code == -3:
+            raise self._no_such_receiver(sid)
+        if code == -4:
             raise Refused(409, "not yet: the other side has not posted its part")
-        pipe = self.r.pipeline()
-        for field, value in fields.items():
-            pipe.hsetnx(key, field, value)
-        written = pipe.execute()
-        for (field, value), new in zip(fields.items(), written):
-            if not new and self.r.hget(key, field) != value.encode():
-                raise Refused(409, f"{field} was already posted")
-        self.r.expire(key, self.limits.session_ttl)
+        if code == -5:
+            raise Refused(409, f"{done[1].decode()} was already posted")
         if role == "sender" and "refused" in fields:
             self._drop_receiver(sid, uid)
         if role == "sender" and "manifest" in fields:
@@ -397,11 +415,14 @@ class RelayState:
         if want == "manifest" and self.r.hexists(key, "manifest"):
             # Counted, and read with the fields around it in one MULTI: read apart, a manifest posted
             # between two reads came without its confirm.b (posted with it), or after a refusal.
-            pipe = self.r.pipeline(transaction=True)
-            pipe.hincrby(key, _FETCHED, 1)
-            pipe.expire(key, self.limits.session_ttl)  # never a key without expiry, were it gone meanwhile
-            pipe.hmget(key, [*_SMALL, "manifest"])
-            fetched, _, values = pipe.execute()
+            # 70b: only while the manifest is there (one script), or a count crossing a drop or a close
+            # made the receiver's record again.
+            read = self._fetch_manifest(keys=[key],
+                                        args=[self.limits.session_ttl, _FETCHED, *_SMALL, "manifest"])
+            if not read:
+                self.session(sid)  # failed meanwhile: 410
+                return self.handshake(sid, uid, want)  # refused (or closed) meanwhile: said as such
+            fetched, values = int(read[0]), read[1:]
             found = {f: v.decode() for f, v in zip([*_SMALL, "manifest"], values) if v is not None}
             if "refused" in found:
                 return {f: v for f, v in found.items() if f != "manifest"}
@@ -426,14 +447,20 @@ class RelayState:
     # --- file requests
 
     def add_requests(self, sid: str, uid: str, requests: list[dict]) -> None:
-        self.session(sid)
-        admitted, refused = self.r.hmget(keys.handshake(sid, uid), ["manifest", "refused"])
-        if not admitted or refused:
-            self.session(sid)  # failed since it was read: 410, as in _no_such_receiver
-            raise Refused(403, "the sender has not let this receiver in")
+        """The receiver's requests, checked and written SLICE at a time, each slice one script
+        (scripts.py ``ADD_REQUESTS``).
+
+        70b (2): the receiver's admission was read, then its requests written in a later pipeline
+        (~0.7 s later for 10,000): a refusal in between dropped what was there, and every request
+        came back after it, for the session's whole life.  Now a refusal, a close or a failure comes
+        before a slice (refused) or after it (and then finds it: a drop reads what to delete after
+        its mark).  Slices: one script holds Redis while it runs (~10 ms for 1,000, some 100 ms and
+        more for 10,000).  The session's files never change, so they are checked first, apart."""
         names = {n.decode() for n in self.r.smembers(keys.files(sid))}
-        left = self._left(sid)
-        pipe = self.r.pipeline()
+        if not names:  # a session has a file at least: it ended, or failed (410)
+            self.session(sid)
+            raise Refused(404, "no such session (it ended or expired)")
+        args: list[str | int] = []
         for req in requests:
             try:
                 fid, first = str(req["filename"]), int(req["first"])
@@ -444,14 +471,18 @@ class RelayState:
                 raise Refused(404, f"the session has no file {fid!r}")
             if first < 0 or len(json.dumps(record)) > self.limits.max_request:
                 raise Refused(400, "a request's first chunk is not negative and its key is short")
-            pipe.sadd(keys.file_reqs(sid), fid)
-            pipe.sadd(keys.file_req_users(sid, fid), uid)
-            pipe.set(keys.file_req(sid, fid, uid), json.dumps(record), px=left)
-            pipe.pexpire(keys.file_req_users(sid, fid), left)
-            pipe.zadd(keys.pending(sid), {f"{uid} {fid}": 0})
-        pipe.pexpire(keys.file_reqs(sid), left)
-        pipe.pexpire(keys.pending(sid), left)
-        pipe.execute()
+            args += [fid, keys.file_req_users(sid, fid), keys.file_req(sid, fid, uid), json.dumps(record)]
+        script_keys = [keys.session(sid), keys.handshake(sid, uid), keys.receivers(sid), keys.file_reqs(sid),
+                       keys.pending(sid)]
+        for at in range(0, max(len(args), 1), 4 * SLICE):  # none: still checked, as before
+            code = int(self._add_requests(keys=script_keys,
+                                          args=[uid, self.limits.session_ttl, *args[at:at + 4 * SLICE]]))
+            if code == -1:
+                raise Refused(404, "no such session (it ended or expired)")
+            if code == -2:
+                raise Refused(410, MISMATCH)
+            if code == -3:
+                raise Refused(403, "the sender has not let this receiver in")
 
     def pending_requests(self, sid: str) -> list[dict]:
         """Requests the sender has not acknowledged yet: PAGE of them at most, the first in (receiver,
@@ -485,31 +516,29 @@ class RelayState:
 
     def acknowledge(self, sid: str, owner: str, ack: dict) -> str:
         filename, uid = str(ack["filename"]), str(ack["user_id"])
-        prep: dict[str, Any] = {"filename": filename, "public.key": str(ack["public_key"]),
+        prep: dict[str, Any] = {"public.key": str(ack["public_key"]), "filename": filename,  # the key first
                 "amount.of.chunks": int(ack["chunks"]), "first": int(ack["first"]), "mac": str(ack["mac"]),
                 "session": sid, "receiver": uid}
-        left = self._left(sid)  # a request of a session gone is refused, and goes with its session
-        if not self.r.exists(keys.file_req(sid, filename, uid)):
-            raise Refused(404, "no such file request")
         rid = uuid.uuid4().hex
-        if not self.r.set(keys.file_req_ackn(sid, filename, uid), rid, nx=True, px=left):
-            # The same answer again (a retry after a lost reply) gets the same request id.
-            known = self.r.get(keys.file_req_ackn(sid, filename, uid))
-            if known and self.r.hget(keys.prep(known.decode()), "public.key") == prep["public.key"].encode():
-                return known.decode()
+        # Checked and written in one script (70b): a refusal or a close between the check and the write
+        # found nothing to delete, and the request it made stayed, its receiver's and sender's sets too.
+        done = self._acknowledge(
+            keys=[keys.session(sid), keys.receivers(sid), keys.handshake(sid, uid),
+                  keys.file_req(sid, filename, uid), keys.file_req_ackn(sid, filename, uid),
+                  keys.request_users(rid), keys.sender_requests(owner), keys.receiver_requests(uid),
+                  keys.answered(uid), keys.pending(sid), keys.prep(rid)],
+            args=[self.limits.session_ttl, uid, owner, rid, f"{filename} {rid}", f"{uid} {filename}",
+                  keys.prep(""), *(x for pair in prep.items() for x in pair)])
+        code = int(done[0])
+        if code == -1:
+            raise Refused(404, "no such session (it ended or expired)")
+        if code == -2:
+            raise Refused(410, MISMATCH)
+        if code == -3:
+            raise Refused(404, "no such file request")
+        if code == -5:
             raise Refused(409, "this request was already acknowledged")
-        pipe = self.r.pipeline()
-        pipe.sadd(keys.request_users(rid), uid, owner)
-        pipe.sadd(keys.sender_requests(owner), rid)
-        pipe.sadd(keys.receiver_requests(uid), rid)
-        pipe.zadd(keys.answered(uid), {f"{filename} {rid}": 0})
-        pipe.zrem(keys.pending(sid), f"{uid} {filename}")
-        pipe.hset(keys.prep(rid), mapping=prep)
-        for key in (keys.request_users(rid), keys.sender_requests(owner), keys.receiver_requests(uid),
-                    keys.answered(uid), keys.prep(rid)):
-            pipe.pexpire(key, left)
-        pipe.execute()
-        return rid
+        return str(done[1].decode())
 
     def acknowledgements(self, sid: str, uid: str) -> list[dict]:
         """The receiver's requests that the sender has answered and it has not finished: PAGE of them
@@ -550,10 +579,10 @@ class RelayState:
 
     def mark_ready(self, rid: str, uid: str) -> None:
         """The receiver checked the sender's answer and waits for chunks: they may flow now."""
-        left = self._request_left(rid, uid)
-        if left is None:
+        # One script (70b): checked live, then set in a later call, a finish in between left it.
+        if not self._ready(keys=[keys.request_users(rid), keys.prep(rid), keys.ready(rid)],
+                           args=[uid, keys.session(""), self.limits.session_ttl]):
             raise Refused(404, "the transfer was cancelled")
-        self.r.set(keys.ready(rid), "true", px=left)
 
     # --- chunks
 
@@ -597,20 +626,14 @@ class RelayState:
         """Put back a chunk whose taker went away before it got it, in its session's queue again.
 
         A push to another request may have found this one's list empty meanwhile and left it out of
-        the session's count (scripts.py ``PUSH``): it is listed again with the chunk, in one
-        MULTI/EXEC, or a receiver dropping its takes would hold chunks no push counts (63b (1))."""
-        receiver = self.r.hget(keys.prep(rid), "receiver")
-        left = None if receiver is None else self._request_left(rid, receiver.decode())
-        if receiver is None or left is None:
-            return  # the request (or its session) ended meanwhile: nobody takes it any more
-        senders = [u.decode() for u in self.r.smembers(keys.request_users(rid)) if u != receiver]
-        pipe = self.r.pipeline(transaction=True)
-        pipe.rpush(keys.chunks(rid), f"{nr}@{iv}@".encode() + data)
-        pipe.pexpire(keys.chunks(rid), left)
-        for uid in senders:
-            pipe.sadd(keys.queued_requests(uid), rid)
-            pipe.pexpire(keys.queued_requests(uid), left)
-        pipe.execute()
+        the session's count (scripts.py ``PUSH``): it is listed again with the chunk, or a receiver
+        dropping its takes would hold chunks no push counts (63b (1)).  70b (3): checked live, then
+        put back in a later MULTI, a finish or a drop in between found nothing to delete and the
+        chunk came back after it, outliving its request and session and counted in the session's
+        queue; now one script (``UNPOP``): a finish comes before it (nothing put back) or after."""
+        self._unpop(keys=[keys.request_users(rid), keys.prep(rid), keys.chunks(rid)],
+                    args=[keys.session(""), self.limits.session_ttl, f"{nr}@{iv}@".encode() + data, rid,
+                          keys.queued_requests("")])
 
     def queued(self, rid: str) -> int:
         return int(self.r.llen(keys.chunks(rid)))

@@ -65,6 +65,10 @@ HANDSHAKE_WAIT = 600.0  # seconds for the sender to answer (it may be asking its
 POLL = 10.0  # seconds a take waits for a chunk (in a thread)
 LOOK = 1.0   # seconds of a long poll in the main thread: between its looks at Ctrl-C
 PARALLEL = 3  # chunks asked for at once
+# Requests posted per call (70b (1)): one call for them all was refused (413) past ~7,300 files, the
+# relay's body cap (relay/api.py ``REQUESTS_JSON``), so a folder within the relay's max_files (10,000)
+# was never received.  An honest request is ~143 bytes of JSON: 1,000 are ~143 KB a call.
+REQUESTS_PER_CALL = 1000
 # Chunks held ahead of the one written next, takes on their way included (63b (2)): an honest relay
 # gives a request's chunks in order, so what comes ahead of it is at most the takes still on their
 # way; a relay withholding one made the receive hold the rest of the file, unopened, in memory.
@@ -218,10 +222,10 @@ class Receiver:
                 self.forget()
             raise
         requests = {inc.fid: crypto.FileRequest(keys, inc.fid, inc.first) for inc in todo}
-        if requests:
-            self.client.request(self.sid, [
-                {"filename": fid, "public_key": b64e(r.public), "first": r.first, "mac": r.mac}
-                for fid, r in requests.items()])
+        asked = [{"filename": fid, "public_key": b64e(r.public), "first": r.first, "mac": r.mac}
+                 for fid, r in requests.items()]
+        for at in range(0, len(asked), REQUESTS_PER_CALL):  # a resume asks the same way
+            self.client.request(self.sid, asked[at:at + REQUESTS_PER_CALL])
         remaining = {inc.fid: inc for inc in todo}
         with transfer_progress() as progress:
             last_news = time.monotonic()

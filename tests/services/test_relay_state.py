@@ -74,7 +74,9 @@ def test_a_receiver_whose_call_crosses_the_senders_failure_is_told_the_code_was_
             state.handshake(sid, uid, "manifest")
         elif call == "post_handshake":
             state.post_handshake(sid, uid, "receiver", {"confirm.a": "x"})
-        else:
+        else:  # one step since 70b (2): the failure lands before it
+            state.armed = None
+            state.fail_session(sid)
             state.add_requests(sid, uid, [{"filename": "f0", "public_key": "k", "first": 0, "mac": "m"}])
     assert refused.value.status == 410 and MISMATCH in str(refused.value)
 
