@@ -1,0 +1,92 @@
+"""Attack round 71c, in-process: round 69d (2)'s ``grants.SharesChecked`` (a Share's check kept per
+seat, only the Shares that changed read again).
+
+(1) A Share replaced in the store by a document of another kind stays counted by every seat that
+    checked it, past any later change of sharing documents and past its owner's unshare made on her
+    other device: her new files in the shared folder are sealed to the revoked member.
+    Attacker: bob, a member alice shared ``docs/`` with (READ), writing to the vault's CouchDB as every
+    syncing peer does (or the server itself).
+    Steps: bob writes, at his Share's id, a revision of another kind (``{"type": "note"}``; in CouchDB a
+    non-deleted leaf wins over a deleted one, so it wins over her later deletion too).  Any change of a
+    sharing document follows (his `config set`, a share of anyone's).  alice unshares bob on her other
+    device (a Volume loaded apart, writing through the store as a peer does).  Her long-lived seat (the
+    shared mount, or her desktop left unlocked) then writes ``docs/new.txt``.
+    Seen: her seat's grants still hold bob's Share (a whole read of the store gives none), and
+    ``docs/new.txt``'s key is sealed to bob: the plaintext of a file made after his revocation is his.
+    Expected: a Share the store no longer holds is not counted once a sharing change is taken in (before
+    69d (2) every such change read all Shares again: his grant went at his own `config set`); her
+    unshare on another device ends his grant on this one.
+    Cause: vault/services/absorbing.py:101 reloads the grants only for a document whose *body* is of a
+    sharing type, and vault/tree/guests.py:102-104 (``Guests.reload``) hands ``verified_grants`` only the
+    ids of changed Shares, deletions and ids already in ``checked.by_id`` *among the documents of a
+    reload's batch*: the revision of another kind arrives in a batch that reloads nothing, so its id is
+    never read again, and ``SharesChecked`` keeps the grant checked from the older body for the life
+    of the seat (until an unlock).  Her unshare's tombstone carries the junk's type (store.tombstone),
+    so it reloads nothing either; fs/arrivals.py ``_typed`` types only bare deletions.
+    Impact: high (a revocation undone for as long as her device stays unlocked: keys of her new files,
+    and fill_missing's of re-keyed ones, sealed to the revoked member).
+    Suggested fix: in ``absorb``, take any arriving document whose id is one ``Guests.kinds()`` knows
+    (``checked.by_id`` included) as a change of sharing documents, whatever its body's type, and pass
+    it to ``Guests.reload``; ``SharesChecked.fetched`` then drops it (not a Share).
+
+Controls kept: ``test_control_71c_1_her_unshare_on_another_device_ends_the_grant_here`` (the same scene
+without bob's revision: her seat drops his grant, the new file is sealed to nobody).
+"""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from fusevault.store.watched import WatchedStore
+from fusevault.vault.model import sharing
+from fusevault.vault.services import share_ops
+from fusevault.vault.tree.guests import Guests
+from fusevault.vault.volume import Volume
+from inprocess.conftest import BOB_UID, ROOT
+from inprocess.test_two_users import ALICE, _share, _write
+
+
+def _whole(volume) -> list[str]:
+    """The seat's grants as a whole read of the store gives them now."""
+    return sorted(map(repr, Guests.read(volume.store, volume.key.user_id, volume.trust).grants))
+
+
+async def _scene(shared, junk: bool) -> tuple[list, list[str], bool]:
+    """alice's docs/ shared READ with bob; (junk) bob's revision of another kind at his Share's id;
+    his `config set`; her unshare of bob on her other device; her seat writes docs/new.txt.  Her seat's
+    grants, a whole read's, and whether docs/new.txt's key is sealed to bob."""
+    drive, alice, bob = shared.drive, shared.volumes["alice"], shared.volumes["bob"]
+    docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+    await _write(drive, docs.st_ino, b"a.txt", b"hers", ALICE)
+    await _share(shared, "docs", "READ")
+    share_id = sharing.doc_id(alice.resolve(b"docs").fid, bob.key.user_id)
+    doc = alice.store.get(share_id)
+    assert doc is not None and doc["type"] == sharing.SHARE
+    peer = WatchedStore(alice.store.inner, None, alice.store._listener)  # a peer's writes: every seat told
+    if junk:
+        peer.put_many([{"_id": share_id, "_rev": doc["_rev"], "type": "note"}])
+    answer = await drive.seat_of(BOB_UID).ops.session.requests.handle(
+        {"cmd": "config", "set": {"settle_seconds": "3"}})
+    assert "error" not in answer, answer
+    other = Volume.load(alice.layout, peer, alice.key, alice.tree.get(1).fid)  # her other device
+    answer = await share_ops.unshare(other, b"docs", "bob")
+    assert answer["with"] == "bob", answer
+    await _write(drive, docs.st_ino, b"new.txt", b"made after his revocation", ALICE)
+    node = alice.resolve(b"docs/new.txt")
+    his = sharing.user_key_path(alice.layout, bob.key.user_id, alice.key.user_id, node.fid)
+    return sorted(map(repr, alice.sharing.grants)), _whole(alice), his.exists()
+
+
+@pytest.mark.xfail(strict=True, reason="71c (1): a Share replaced by a document of another kind stays "
+                   "counted by her seat past her unshare on another device: her new file sealed to him")
+async def test_71c_1_a_share_replaced_by_another_kind_is_not_counted_past_her_unshare(shared) -> None:
+    cached, whole, sealed_to_bob = await _scene(shared, junk=True)
+    assert not sealed_to_bob, "docs/new.txt, made after his revocation, is sealed to bob"
+    assert cached == whole, "her seat counts a Share the store no longer holds"
+
+
+async def test_control_71c_1_her_unshare_on_another_device_ends_the_grant_here(shared) -> None:
+    cached, whole, sealed_to_bob = await _scene(shared, junk=False)
+    assert not sealed_to_bob and cached == whole == []
