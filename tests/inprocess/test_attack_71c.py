@@ -30,7 +30,10 @@ seat, only the Shares that changed read again).
     it to ``Guests.reload``; ``SharesChecked.fetched`` then drops it (not a Share).
 
 Controls kept: ``test_control_71c_1_her_unshare_on_another_device_ends_the_grant_here`` (the same scene
-without bob's revision: her seat drops his grant, the new file is sealed to nobody).
+without bob's revision: her seat drops his grant, the new file is sealed to nobody) and
+``test_control_71c_1_bob_opens_the_key_her_seat_seals_him`` (with it: the key he unseals is the file's).
+Measured against the behaviour before 69d (2) (``Guests.reload`` made to ignore ``changed``, a probe not
+kept): the scene's grants are [] and nothing is sealed to bob (his `config set` read every Share).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import stat
 
 import pytest
 
+from fusevault.crypto.identity import open_file_key
 from fusevault.store.watched import WatchedStore
 from fusevault.vault.model import sharing
 from fusevault.vault.services import share_ops
@@ -53,10 +57,10 @@ def _whole(volume) -> list[str]:
     return sorted(map(repr, Guests.read(volume.store, volume.key.user_id, volume.trust).grants))
 
 
-async def _scene(shared, junk: bool) -> tuple[list, list[str], bool]:
+async def _scene(shared, junk: bool) -> tuple[list, list[str], bytes | None]:
     """alice's docs/ shared READ with bob; (junk) bob's revision of another kind at his Share's id;
     his `config set`; her unshare of bob on her other device; her seat writes docs/new.txt.  Her seat's
-    grants, a whole read's, and whether docs/new.txt's key is sealed to bob."""
+    grants, a whole read's, and docs/new.txt's key as bob unseals it from his key file (None: none)."""
     drive, alice, bob = shared.drive, shared.volumes["alice"], shared.volumes["bob"]
     docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
     await _write(drive, docs.st_ino, b"a.txt", b"hers", ALICE)
@@ -75,18 +79,29 @@ async def _scene(shared, junk: bool) -> tuple[list, list[str], bool]:
     assert answer["with"] == "bob", answer
     await _write(drive, docs.st_ino, b"new.txt", b"made after his revocation", ALICE)
     node = alice.resolve(b"docs/new.txt")
-    his = sharing.user_key_path(alice.layout, bob.key.user_id, alice.key.user_id, node.fid)
-    return sorted(map(repr, alice.sharing.grants)), _whole(alice), his.exists()
+    his = sharing.read_key(sharing.user_key_path(alice.layout, bob.key.user_id, alice.key.user_id, node.fid))
+    if his is None:
+        return sorted(map(repr, alice.sharing.grants)), _whole(alice), None
+    dek = open_file_key(bob.key.identity, alice.key.user_id, node.fid, his[0], his[1])
+    return sorted(map(repr, alice.sharing.grants)), _whole(alice), dek
 
 
 @pytest.mark.xfail(strict=True, reason="71c (1): a Share replaced by a document of another kind stays "
                    "counted by her seat past her unshare on another device: her new file sealed to him")
 async def test_71c_1_a_share_replaced_by_another_kind_is_not_counted_past_her_unshare(shared) -> None:
-    cached, whole, sealed_to_bob = await _scene(shared, junk=True)
-    assert not sealed_to_bob, "docs/new.txt, made after his revocation, is sealed to bob"
+    cached, whole, his = await _scene(shared, junk=True)
+    assert his is None, "docs/new.txt, made after his revocation, is sealed to bob: he opens its key"
     assert cached == whole, "her seat counts a Share the store no longer holds"
 
 
 async def test_control_71c_1_her_unshare_on_another_device_ends_the_grant_here(shared) -> None:
-    cached, whole, sealed_to_bob = await _scene(shared, junk=False)
-    assert not sealed_to_bob and cached == whole == []
+    cached, whole, his = await _scene(shared, junk=False)
+    assert his is None and cached == whole == []
+
+
+async def test_control_71c_1_bob_opens_the_key_her_seat_seals_him(shared) -> None:
+    """What the xfail's first assertion sees, kept as a check that it can see it: with his revision,
+    the key her seat sealed him for docs/new.txt opens, under his key, to the file's own."""
+    cached, whole, his = await _scene(shared, junk=True)
+    node = shared.volumes["alice"].resolve(b"docs/new.txt")
+    assert his == node.dek and cached and not whole
