@@ -60,6 +60,39 @@ without bob's revision: her seat drops his grant, the new file is sealed to nobo
 ``test_control_71c_1_bob_opens_the_key_her_seat_seals_him`` (with it: the key he unseals is the file's).
 Measured against the behaviour before 69d (2) (``Guests.reload`` made to ignore ``changed``, a probe not
 kept): the scene's grants are [] and nothing is sealed to bob (his `config set` read every Share).
+Its ``share-missing`` alarm (her own Share gone from the store) is lost the same way: ``fresh.sweep`` is
+given the ids of the book, which still holds it.  The revision of another kind passes the sync
+(sync/replicator.py ``_takes`` refuses only vault, peer and misplaced ids, and deletions it protects).
+
+Tried, held (read, and where said run):
+(a) 69d (1): every read of a source (``_hash_next``, ``_chunks``: the lseeks and preads of
+``source_pieces``) runs inside ``thread_as_user`` (fsuid, fsgid, groups, no effective capability), so a
+read-time check sees her; what is left of root in that thread (euid/ruid 0, root's namespaces and LSM
+label) is judged at open, which her helper makes: a FUSE file system of hers without allow_other
+refuses root's euid (EACCES, 51t), with it answers her fsuid; an overlay a user namespace of hers
+mounts over procfs (reached as /proc/<her pid>/root/...) reads with the mounter's (her) credentials;
+/dev nodes, fifos and links are refused by ``open_source`` (not regular, ``O_NOFOLLOW``); a procfs or
+sysfs folder below an ordinary watched folder is refused file by file on each descriptor (the
+existing ``test_69d_1_a_procfs_file_put_in_her_watched_folder_is_refused_as_a_source``); a settings
+folder reached through a symlink is judged on the folder it opens to (``_no_pseudo_folder`` opens as
+her); ``fstatfs`` that stalls (her allow_other FUSE) runs in her own ``HostThreads``, like the rest of
+``config set``'s check and the watch's hold.  File systems missing from ``KERNEL_PSEUDO`` (nfsd,
+rpc_pipefs, pidfs...) matter only if a read-time check there uses more than fsuid and capabilities:
+none found.  ``rights.acting_as``'s way back cannot be made to fail by a user's input (groups bounded).
+(b) beside (1): a Share's new revision, its deletion (bare: typed by ``kinds()``, refused ones too),
+its re-creation, a body rewritten in place, an owner's pin or legacy standing changed (``_under``:
+Pins are frozen), a replay after a deletion (freshness, as a whole read) all re-check as a whole read
+would; a doc of a sharing type at a Share's id is fetched again (``by_id``).
+(c) 70c: ``_create_temp``'s claim is released on every path that does not return (``continue``
+inside the ``try`` runs its ``finally``; create errors, cancellation), and ``write_file`` discards it
+in a ``finally`` entered with no await after the return: no claim leaks, and a claimed name only
+sends another write to a random one.  ``conflicts._home``: a folder of another owner she may write
+still takes a copy of her file (as before 70c), sealed by her only (``may_seal``: his grants never
+seal her node), so nothing of hers reaches his grantees.  ``names.made``: a made name is looked for
+in ``taken`` before use; names a member plants to match hers (``NAME (ID n)``) cost one Share each
+and one look each (but see (2)).
+Not tried: a real mount for (1) (the sync's batches and ``_reshare`` as they run); group Shares (the
+same ``SharesChecked`` path); kernels with kptr_restrict=1 for (a).
 """
 
 from __future__ import annotations
