@@ -104,6 +104,8 @@ import pytest
 from fusevault.crypto.identity import open_file_key
 from fusevault.store.watched import WatchedStore
 from fusevault.vault.model import groups, sharing
+from fusevault.vault.model.nodes import NODE
+from fusevault.vault.model.users import USER
 from fusevault.vault.services import rotation, share_ops
 from fusevault.vault.tree.guests import Guests
 from fusevault.vault.volume import Volume
@@ -241,9 +243,9 @@ async def test_71c_2_a_share_arriving_costs_her_seat_its_own_looks_not_one_per_s
 
 _OTHER_KINDS = {
     "note": {"type": "note"},
-    "group": {"type": "group", "groupname": "junk", "owner": "x", "users": {}},
-    "user": {"type": "user", "username": "junk"},
-    "node": {"type": "node", "links": [], "owner": "x"},
+    "group": {"type": groups.GROUP, "groupname": "junk", "owner": "x", "users": {}},
+    "user": {"type": USER, "username": "junk"},
+    "node": {"type": NODE, "links": [], "owner": "x"},
 }
 
 
