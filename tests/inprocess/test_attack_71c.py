@@ -286,3 +286,15 @@ async def test_71c_1_a_group_turned_into_another_kind_leaves_her_seat_at_once(sh
     peer = WatchedStore(alice.store.inner, None, alice.store._listener)
     peer.put_many([{"_id": team["_id"], "_rev": alice.store.get(team["_id"])["_rev"], "type": "note"}])
     assert sorted(alice.sharing.groups) == _groups_whole(alice) == []
+
+
+async def test_71c_1_a_user_document_turned_into_another_kind_leaves_her_seat_at_once(shared) -> None:
+    """bob's user document replaced by a body of another kind: her seat's users are the store's at once
+    (nothing sealed to a user the store no longer holds)."""
+    alice, bob = shared.volumes["alice"], shared.volumes["bob"]
+    assert bob.key.user_id in alice.sharing.users  # the control
+    peer = WatchedStore(alice.store.inner, None, alice.store._listener)
+    his = alice.store.get(bob.key.user_id)
+    peer.put_many([{"_id": bob.key.user_id, "_rev": his["_rev"], "type": "note"}])
+    assert bob.key.user_id not in alice.sharing.users
+    assert alice.sharing.users.keys() == Guests.read(alice.store, alice.key.user_id, alice.trust).users.keys()
