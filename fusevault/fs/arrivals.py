@@ -165,7 +165,8 @@ class Arrivals:
         # Group changes and pending rotations come from other processes (an
         # administrator's `group member add|remove`) or peers; a rotation a
         # user here started is finished by that user's own request.
-        if writer is None and any(d.get("type") in (GROUP, ROTATION) for d in docs):
+        if writer is None and (any(d.get("type") in (GROUP, ROTATION) for d in docs)
+                               or self._of_groups(docs)):
             self._start(self._reshare)
         for agent in self._agents():
             if agent.missed is not None:
@@ -189,6 +190,14 @@ class Arrivals:
                         self._start(self._own_document_arrived, agent, _volume(agent), doc)
             if docs:  # held back for records gc punched, or stacked on a refused revision
                 self.want_again()
+
+    def _of_groups(self, docs: list[dict]) -> bool:
+        """Whether a document of ``docs`` stands at the id of a Group some unlocked user holds in force,
+        whatever its type now: a Group replaced by a body of another kind is a group removed, its
+        members' files re-keyed as for a deletion (attack round 71c (1))."""
+        held = [sharing.groups for agent in self.unlocked()
+                if (sharing := _volume(agent).sharing) is not None]
+        return any(d.get("_id") in groups for groups in held for d in docs if isinstance(d.get("_id"), str))
 
     def _typed(self, docs: list[dict]) -> list[dict]:
         """``docs`` with each bare deletion of a grant or user in force here given the type it had.

@@ -97,7 +97,11 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool, here: bool = False) -
         sweep(volume, out)
     if volume.sharing is not None and volume.sharing.awaiting:
         retry_awaiting(volume, out)
-    if volume.sharing is not None and any(d.get("type") in SHARING_TYPES for d in docs):
+    # A document of a sharing type, or at an id the seat's sharing state knows whatever its type now:
+    # a Share replaced by a body of another kind (and its deletion carrying that type) reloaded nothing,
+    # and the grant checked from the older body stayed counted past its owner's unshare (round 71c (1)).
+    if volume.sharing is not None and any(
+            d.get("type") in SHARING_TYPES or volume.sharing.knows(d.get("_id")) for d in docs):
         if not own:
             volume.tree.check_keys()  # a share or member gone: keys her other device gave meanwhile
         volume.sharing.reload(volume.store, docs)  # only what changed is checked again (69d (2))

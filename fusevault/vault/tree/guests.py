@@ -85,6 +85,8 @@ class Guests:
     trust: Trust | None = None
     # The Share documents as last checked (grants.py): a reload given what changed checks only that.
     checked: granting.SharesChecked = field(default_factory=granting.SharesChecked)
+    # The document ids of ``grants`` (``knows``), indexed with them.
+    _grant_ids: set[str] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._index()
@@ -99,9 +101,12 @@ class Guests:
         users = {u["_id"]: u for u in shapes.well_formed(store, USER, alarms)}
         if self.trust is not None:
             self.trust.observe(users.values())  # a user document that arrived: changed keys are said
+        # Every changed document a Share's id names, or this seat's sharing state knows (``knows``), is
+        # read again whatever its type now: a Share replaced by a body of another kind (or deleted with
+        # that kind's type) stayed counted for the life of the seat (attack round 71c (1)).
         ids = None if changed is None else {
             d["_id"] for d in changed if isinstance(d.get("_id"), str)
-            and (d.get("type") == sharing.SHARE or d.get("_deleted") or d["_id"] in self.checked.by_id)}
+            and (d.get("type") == sharing.SHARE or d.get("_deleted") or self.knows(d["_id"]))}
         self.grants, self.groups = granting.verified_grants(store, self.trust, self.checked, ids)
         self.users = users
         self._index()
@@ -109,6 +114,7 @@ class Guests:
     def _index(self) -> None:
         self.roots = {}
         self.by_fid = defaultdict(list)
+        self._grant_ids = {sharing.doc_id(g.fid, g.grantee) for g in self.grants}
         for grant in self.grants:
             self.by_fid[grant.fid].append(grant)
         for reach in self.my_reaches():
@@ -123,6 +129,15 @@ class Guests:
         checked = granting.SharesChecked()
         grants, groups = granting.verified_grants(store, trust, checked)
         return cls(user_id, grants, groups, users, trust=trust, checked=checked)
+
+    def knows(self, doc_id: object) -> bool:
+        """Whether ``doc_id`` is the id of a Share kept as checked (refused ones too), of a grant, Group
+        or user document in force here: any change of the document stored there, of whatever type
+        (another kind, a deletion, a bare one), is a change of shares, groups or users (attack round
+        71c (1)).  A look each (``kinds`` builds the whole map)."""
+        return isinstance(doc_id, str) and (
+            doc_id in self.checked.by_id or doc_id in self.groups or doc_id in self.users
+            or doc_id in self._grant_ids)
 
     def kinds(self) -> dict[str, str]:
         """The type of each Share, Group and user document in force here, by id.  A deletion that

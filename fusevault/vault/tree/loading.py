@@ -970,6 +970,9 @@ def _place_shares(tree: Tree, inodes: dict[str, int]) -> None:
         node.links.append((parent.ino, name))
         return node
 
+    # The inodes each view folder shows, gathered once a call: a look per reach, not a scan of the
+    # folder per reach (quadratic in the shares one member gives her: attack round 71c (2)).
+    shown: dict[int, set[int]] = {}
     for reach in shares.my_reaches():
         grant = reach.grant
         node = tree.find(grant.fid)
@@ -994,7 +997,9 @@ def _place_shares(tree: Tree, inodes: dict[str, int]) -> None:
                          f"share with you there: what is in it is not theirs; rename it to see the shares")
             continue
         ino = node.ino
-        if ino in inner.children.values():
+        if (there := shown.get(inner.ino)) is None:
+            there = shown[inner.ino] = set(inner.children.values())
+        if ino in there:
             continue
         name = node.links[0][1] if node.links else grant.fid.encode()
         if name in inner.children:
@@ -1002,4 +1007,5 @@ def _place_shares(tree: Tree, inodes: dict[str, int]) -> None:
             # another share holds was written over, hers shown nowhere (attack round 70c (3)).
             name = names.made(name, grant.fid, inner.children)
         inner.children[name] = ino
+        there.add(ino)  # a second reach of the file (another share on it) shows it once
         inner.subdirs += int(node.is_dir)
