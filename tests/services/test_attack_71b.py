@@ -28,6 +28,34 @@ no join, no code); the create and join routes need not even that, for 1 MiB.
   bodies are a few fields, base64 and ids; a requests call ~143 bytes per request), and the parse
   run in a worker thread (``trio.to_thread``) or the manifest read as a raw string field.
 
+71b (2), low (a tombstone outlives its bound, a mark left: the 70b rule "refresh drops its mark when
+the session went" misses a failed session).  Attacker: none needed (a sender's events call crossing a
+failed confirmation); a receiver with a wrong code fails the session at will.
+  Steps (``test_71b_2_a_refresh_crossing_a_failure_leaves_only_the_tombstone``, ``RelayState`` on the
+  test's redis-server): ``fail_session`` lands between ``refresh``'s read of the session and its
+  pipeline (``_crossing`` at its round trips 1 and 2).
+  Seen: the tombstone ``session:<sid>`` ({name, failed}, FAILED_TTL 300 s) is given the whole
+  ``session_ttl`` (PTTL 3,600,000 ms) by refresh's EXPIRE, and ``session.refreshed:<sid>`` stays
+  (a quarter of the ttl): ``done[0]`` is true, the tombstone being there.
+  Cause: fusevault/relay/state.py ``refresh`` (its pipeline's EXPIRE of ``keys.session(sid)`` and the
+  ``if not done[0]`` test, which a failure's tombstone passes).
+  Impact: a few bytes an hour per failure instead of 5 minutes; late callers told "wrong code" for an
+  hour.  Suggested fix: refresh in a script that EXPIREs only a live, unfailed session (``session_left``)
+  and sets ``refreshed`` in the same step, or test ``HEXISTS failed`` in the pipeline and undo.
+
+71b (3), low (a wrong message: the "wrong code, or someone in the middle" warning lost).  Attacker:
+none (a receiver whose confirmation failed, the sender closing at that moment: Ctrl-C, or its send
+over); the round 52-era rule "the session and its tombstone are never both absent" undone.
+  Steps (``test_71b_3_a_close_crossing_a_failure_keeps_the_tombstone``): ``fail_session`` lands between
+  ``close_session``'s read of the session (``self.session``: not failed yet) and its DELETE.
+  Seen: the close deletes the tombstone: nothing is left, and the receiver (or a second receiver)
+  asking after is told 404 "no such session (it ended or expired)", which receive says as "the sender
+  ended the session", not 410 MISMATCH (client.py ``WrongCode``).
+  Cause: fusevault/relay/state.py ``close_session``/``_drop``: a check (``self.session``) and a write
+  (``DELETE``) in two round trips, the pattern 70b made one script elsewhere.
+  Suggested fix: the close's delete in a script that deletes only a session with no ``failed`` field
+  (else leaves the tombstone and sweeps), as ``fail_session``'s MULTI does the other way.
+
 Tried and held (read or run; controls kept where named):
 - ``test_71b_control_an_honest_manifest_costs_a_few_times_its_size`` (kept): a 16 MiB manifest string
   costs the relay ~65 MB peak.
@@ -41,19 +69,28 @@ Tried and held (read or run; controls kept where named):
 - A refusal between two slices of a requests call: the slices before are found by ``_drop_receiver``
   (``file.reqs.pending`` read after the mark), the next ones refused (-3).
 Not tried (time): the relay's memory under many addresses at once; resume after a refusal between
-slices through the real ``receive``; ``refresh`` crossing ``fail_session`` (its EXPIRE of the
-session key would give the 300 s tombstone a whole ttl, and set ``refreshed``: read, not run).
+slices through the real ``receive``; the writes of 70b crossing a failure were run (a probe, not kept:
+manifest, answer, ready, fetch, requests, at every point both ways): only the tombstone left, within
+FAILED_TTL, except (2) and (3).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import itertools
 import json
 import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 import redis
 from conftest import running_relay
+
+from fusevault.relay.limits import Limits, Refused
+from fusevault.relay.state import FAILED_TTL, RelayState
 
 BODY = 16 * 1024 * 1024
 
@@ -110,3 +147,95 @@ def test_71b_control_an_honest_manifest_costs_a_few_times_its_size(relay) -> Non
     answer = _post(url, session, body)
     assert answer.status_code == 404, answer.text  # parsed, then: no such receiver
     assert _peak_rss(pid) - before < 8 * BODY
+
+
+# --- (2), (3): a failure's tombstone against the writes that cross it
+
+
+@contextlib.contextmanager
+def _crossing(state: RelayState, at: int, action: Callable[[], object]) -> Iterator[list[bool]]:
+    """``action`` runs once, just before the ``at``-th round trip to Redis of what runs inside (as
+    tests/services/test_attack_70b.py's helper); ``[True]`` once it ran."""
+    fired: list[bool] = []
+    trips = itertools.count()
+    command, pipeline = state.r.execute_command, state.r.pipeline
+
+    def before() -> None:
+        if not fired and next(trips) == at:
+            fired.append(True)
+            del state.r.execute_command, state.r.pipeline
+            try:
+                action()
+            finally:
+                state.r.execute_command, state.r.pipeline = counted, piped
+
+    def counted(*args: Any, **options: Any) -> Any:
+        before()
+        return command(*args, **options)
+
+    def piped(*args: Any, **options: Any) -> Any:
+        pipe = pipeline(*args, **options)
+        execute = pipe.execute
+
+        def run(*a: Any, **o: Any) -> Any:
+            before()
+            return execute(*a, **o)
+
+        pipe.execute = run
+        return pipe
+
+    state.r.execute_command, state.r.pipeline = counted, piped
+    try:
+        yield fired
+    finally:
+        del state.r.execute_command, state.r.pipeline
+
+
+def _session(redis_url: str) -> tuple[RelayState, str]:
+    state = RelayState(redis_url, Limits())
+    state.r.flushall()
+    sid, _ = state.create_session("10.71.2.1", "71b" + "0" * 13, "ab" * 32, [{"id": "a", "size": 1}])
+    return state, sid
+
+
+def _only_the_tombstone(state: RelayState, sid: str) -> None:
+    held = sorted(k.decode() for k in state.r.keys("*") if not k.startswith((b"calls", b"joined.names:")))
+    assert held == [f"session:{sid}"], held
+    assert {f.decode() for f in state.r.hkeys(f"session:{sid}")} == {"name", "failed"}
+    assert 0 < state.r.pttl(f"session:{sid}") <= FAILED_TTL * 1000
+
+
+@pytest.mark.xfail(strict=True, reason="71b (2): a refresh crossing fail_session gives the tombstone the "
+                                       "whole session ttl and leaves its refreshed mark")
+@pytest.mark.parametrize("at", [1, 2])
+def test_71b_2_a_refresh_crossing_a_failure_leaves_only_the_tombstone(redis_url: str, at: int) -> None:
+    state, sid = _session(redis_url)
+    with _crossing(state, at, functools.partial(state.fail_session, sid)) as fired:
+        with contextlib.suppress(Refused):
+            state.refresh(sid)
+    assert fired
+    _only_the_tombstone(state, sid)
+
+
+def test_71b_control_a_refresh_before_or_after_a_failure_leaves_only_the_tombstone(redis_url: str) -> None:
+    for at in (0, 99):  # the failure before refresh's first round trip, or after its last
+        state, sid = _session(redis_url)
+        with _crossing(state, at, functools.partial(state.fail_session, sid)) as fired:
+            with contextlib.suppress(Refused):
+                state.refresh(sid)
+        if not fired:
+            state.fail_session(sid)
+        _only_the_tombstone(state, sid)
+
+
+@pytest.mark.xfail(strict=True, reason="71b (3): a close crossing fail_session deletes its tombstone: "
+                                       "late callers told 404 (ended), not 410 (wrong code)")
+def test_71b_3_a_close_crossing_a_failure_keeps_the_tombstone(redis_url: str) -> None:
+    state, sid = _session(redis_url)
+    with _crossing(state, 1, functools.partial(state.fail_session, sid)) as fired:
+        with contextlib.suppress(Refused):
+            state.close_session(sid)
+    assert fired
+    with pytest.raises(Refused) as told:
+        state.session(sid)
+    assert told.value.status == 410, str(told.value)
