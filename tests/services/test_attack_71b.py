@@ -56,6 +56,30 @@ over); the round 52-era rule "the session and its tombstone are never both absen
   Suggested fix: the close's delete in a script that deletes only a session with no ``failed`` field
   (else leaves the tombstone and sweeps), as ``fail_session``'s MULTI does the other way.
 
+71b (4), medium (a flood: 63b (1)'s bound, ``max_queue`` chunks per session, undone by one address).
+Attacker: both ends of his own session (as 63b (1), 69a (1)), or a hostile receiver of an honest
+``send --keep`` (the sender's pushes then come on their own, every space bell or 0.5 s).
+  Steps (``test_71b_4_chunks_put_back_stay_within_the_sessions_queue``, ``RelayState`` on the test's
+  redis-server, the relay's own calls in the order its handlers make them): a request answered and
+  ready; the sender queues ``max_queue`` (8) chunks; the receiver's takes get all 8 and their clients
+  go away (api.py ``pop``: ``found and gone`` -> ``unpop_chunk``) after the sender, seeing the queue
+  empty, queued 8 more; the 8 are put back.  Again, 5 rounds.
+  Seen: the request's list holds 16, 24, ... 48 chunks (1 MiB each at the real size), every further push
+  refused ("queue full") but every put-back taken: ``UNPOP`` counts nothing, and ``PUSH`` checks no
+  chunk number against the request's ``amount.of.chunks``, so the growth stops only at the session's
+  end; the list lives as long as the session (an hour past the last push, refreshed while the sender
+  calls).
+  Cause: fusevault/relay/scripts.py ``UNPOP`` (RPUSH with no count of the session's queue), and
+  ``PUSH`` counting only what is in the lists at its time, not the takes on their way.
+  Impact: one address makes the relay's Redis hold any number of MiB (past ``maxmemory``: every new
+  session and chunk of the relay refused, 503), which 63b (1) bounded to 8 MiB per address.
+  Over HTTP a take must see its client go between its RPOP and the answer (a few ms); the attacker as
+  both ends times the push himself (not run over HTTP: time).
+  Suggested fix: a put-back past the session's queue drops the chunk (the receiver's next run asks from
+  its ``first`` again, as after any loss), or ``PUSH`` counts the session's takes on their way (a
+  counter ``POP`` raises and ``UNPOP``/the served answer lowers); and ``PUSH`` refuses a chunk number
+  past ``amount.of.chunks``.
+
 Tried and held (read or run; controls kept where named):
 - ``test_71b_control_an_honest_manifest_costs_a_few_times_its_size`` (kept): a 16 MiB manifest string
   costs the relay ~65 MB peak.
@@ -239,3 +263,67 @@ def test_71b_3_a_close_crossing_a_failure_keeps_the_tombstone(redis_url: str) ->
     with pytest.raises(Refused) as told:
         state.session(sid)
     assert told.value.status == 410, str(told.value)
+
+
+# --- (4): chunks put back past the session's queue
+
+
+def _let_in(state: RelayState, sid: str, name: str) -> str:
+    _, uid, _ = state.join(name, "10.71.4.2")
+    state.post_handshake(sid, uid, "receiver", {"pake.a": "a"})
+    state.post_handshake(sid, uid, "sender", {"pake.b": "b"})
+    state.post_handshake(sid, uid, "receiver", {"confirm.a": "c", "hello": "h"})
+    state.post_handshake(sid, uid, "sender", {"confirm.b": "d", "manifest": "m"})
+    return uid
+
+
+@pytest.mark.xfail(strict=True, reason="71b (4): takes dropped while the sender refills put their chunks "
+                                       "back past max_queue: one session's queue grows without bound")
+def test_71b_4_chunks_put_back_stay_within_the_sessions_queue(redis_url: str) -> None:
+    redis.Redis.from_url(redis_url).flushall()
+    limits = Limits()
+    state = RelayState(redis_url, limits)
+    owner = "71b4" + "0" * 12
+    sid, name = state.create_session("10.71.4.1", owner, "ab" * 32, [{"id": "a", "size": 1}])
+    uid = _let_in(state, sid, name)
+    state.add_requests(sid, uid, [{"filename": "a", "public_key": "k", "first": 0, "mac": "m"}])
+    rid = state.acknowledge(sid, owner, {"filename": "a", "user_id": uid, "public_key": "s", "chunks": 2,
+                                         "first": 0, "mac": "m"})
+    state.mark_ready(rid, uid)
+    nr = 0
+    held = []
+    for _ in range(5):
+        while state.push_chunk(rid, owner, nr, "aXY=", b"x" * 1024) == 1:  # the sender fills the queue
+            nr += 1
+        taken = []
+        while (chunk := state.pop_chunk(rid, uid)) is not None:  # takes whose clients go away...
+            taken.append(chunk)
+        while state.push_chunk(rid, owner, nr, "aXY=", b"x" * 1024) == 1:  # ...while the sender refills
+            nr += 1
+        for chunk in taken:  # api.py ``pop``: found and gone
+            state.unpop_chunk(rid, *chunk)
+        held.append(state.queued(rid))
+    assert max(held) <= limits.max_queue, f"the queue held {held} chunks (max_queue {limits.max_queue})"
+
+
+def test_71b_control_a_chunk_put_back_is_taken_again(redis_url: str) -> None:
+    """A take whose client went away: its chunk is the next one given, and the queue stays within
+    max_queue when nothing was pushed meanwhile."""
+    redis.Redis.from_url(redis_url).flushall()
+    limits = Limits()
+    state = RelayState(redis_url, limits)
+    owner = "71b4" + "1" * 12
+    sid, name = state.create_session("10.71.4.1", owner, "ab" * 32, [{"id": "a", "size": 1}])
+    uid = _let_in(state, sid, name)
+    state.add_requests(sid, uid, [{"filename": "a", "public_key": "k", "first": 0, "mac": "m"}])
+    rid = state.acknowledge(sid, owner, {"filename": "a", "user_id": uid, "public_key": "s", "chunks": 9,
+                                         "first": 0, "mac": "m"})
+    state.mark_ready(rid, uid)
+    for nr in range(limits.max_queue):
+        assert state.push_chunk(rid, owner, nr, "aXY=", b"x" * 1024) == 1
+    assert state.push_chunk(rid, owner, limits.max_queue, "aXY=", b"x" * 1024) == 0  # full
+    taken = state.pop_chunk(rid, uid)
+    assert taken is not None and taken[0] == 0
+    state.unpop_chunk(rid, *taken)
+    assert state.queued(rid) == limits.max_queue
+    assert state.pop_chunk(rid, uid) == taken
