@@ -13,8 +13,8 @@ no join, no code); the create and join routes need not even that, for 1 MiB.
   ~0.9 s of parsing ON THE EVENT LOOP (``guards.read_json`` is called in the handler, not in a
   thread), so every other caller (long polls, chunks, every session) waits meanwhile.  Four such calls
   at once: peak 960 MB (a handler holds its parsed body across ``await self.run(...)``, whose limiter
-  has 32 slots).  The requests route (2.56 MB since 70b) takes ~65 MB a call, create/join (1 MiB,
-  no token) ~26 MB.  An honest 16 MiB manifest: +65 MB (control, below).  400 calls a second per
+  has 32 slots).  The requests route (2.56 MB since 70b) takes ~69 MB a call (measured, a receiver of
+  his own session), create/join (1 MiB, no token) ~26 MB (scaled, not measured alone).  An honest 16 MiB manifest: +65 MB (control, below).  400 calls a second per
   address are allowed.
   Expected: a body within its cap costs a few times its size (the client side holds every relay
   answer to ``NETWORK_SPREAD`` since 53d (3); the relay's own routes hold nothing).
@@ -73,8 +73,11 @@ Attacker: both ends of his own session (as 63b (1), 69a (1)), or a hostile recei
   ``PUSH`` counting only what is in the lists at its time, not the takes on their way.
   Impact: one address makes the relay's Redis hold any number of MiB (past ``maxmemory``: every new
   session and chunk of the relay refused, 503), which 63b (1) bounded to 8 MiB per address.
-  Over HTTP a take must see its client go between its RPOP and the answer (a few ms); the attacker as
-  both ends times the push himself (not run over HTTP: time).
+  Over HTTP a take must see its client go while its probe's thread runs (a few ms); NOT shown over HTTP:
+  two probes (not kept; both ends, a pusher looping, 3 takers closing their sockets 2 ms / 5 ms after
+  sending, Redis kept busy by requests calls) saw every take served into the closed socket (the chunk
+  lost, nothing put back), so the rounds above may need a take's disconnect timed more finely than
+  tried; 63b's test counted "one over, for the one chunk on its way", not the rounds adding up.
   Suggested fix: a put-back past the session's queue drops the chunk (the receiver's next run asks from
   its ``first`` again, as after any loss), or ``PUSH`` counts the session's takes on their way (a
   counter ``POP`` raises and ``UNPOP``/the served answer lowers); and ``PUSH`` refuses a chunk number
