@@ -14,8 +14,8 @@ no join, no code); the create and join routes need not even that, for 1 MiB.
   thread), so every other caller (long polls, chunks, every session) waits meanwhile.  Four such calls
   at once: peak 960 MB (a handler holds its parsed body across ``await self.run(...)``, whose limiter
   has 32 slots).  The requests route (2.56 MB since 70b) takes ~69 MB a call (measured, a receiver of
-  his own session), create/join (1 MiB, no token) ~26 MB (scaled, not measured alone).  An honest 16 MiB manifest: +65 MB (control, below).  400 calls a second per
-  address are allowed.
+  his own session), create/join (1 MiB, no token) ~26 MB (scaled, not measured alone).  An honest
+  16 MiB manifest: +65 MB (control, below).  400 calls a second per address are allowed.
   Expected: a body within its cap costs a few times its size (the client side holds every relay
   answer to ``NETWORK_SPREAD`` since 53d (3); the relay's own routes hold nothing).
   Cause: fusevault/relay/guards.py ``read_json`` (``loads_untrusted`` with no ``spread``), called from
