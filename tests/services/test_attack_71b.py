@@ -56,7 +56,8 @@ over); the round 52-era rule "the session and its tombstone are never both absen
   Suggested fix: the close's delete in a script that deletes only a session with no ``failed`` field
   (else leaves the tombstone and sweeps), as ``fail_session``'s MULTI does the other way.
 
-71b (4), medium (a flood: 63b (1)'s bound, ``max_queue`` chunks per session, undone by one address).
+71b (4), medium at the relay's state, doubtful over HTTP (a flood: 63b (1)'s bound, ``max_queue``
+chunks per session, undone by one address).
 Attacker: both ends of his own session (as 63b (1), 69a (1)), or a hostile receiver of an honest
 ``send --keep`` (the sender's pushes then come on their own, every space bell or 0.5 s).
   Steps (``test_71b_4_chunks_put_back_stay_within_the_sessions_queue``, ``RelayState`` on the test's
@@ -73,11 +74,12 @@ Attacker: both ends of his own session (as 63b (1), 69a (1)), or a hostile recei
   ``PUSH`` counting only what is in the lists at its time, not the takes on their way.
   Impact: one address makes the relay's Redis hold any number of MiB (past ``maxmemory``: every new
   session and chunk of the relay refused, 503), which 63b (1) bounded to 8 MiB per address.
-  Over HTTP a take must see its client go while its probe's thread runs (a few ms); NOT shown over HTTP:
-  two probes (not kept; both ends, a pusher looping, 3 takers closing their sockets 2 ms / 5 ms after
-  sending, Redis kept busy by requests calls) saw every take served into the closed socket (the chunk
-  lost, nothing put back), so the rounds above may need a take's disconnect timed more finely than
-  tried; 63b's test counted "one over, for the one chunk on its way", not the rounds adding up.
+  NOT reached over HTTP so far, so its reach is doubtful (medium if a put-back can be had at will):
+  probes (not kept; both ends against the real relay, a pusher looping, 3 takers closing their sockets
+  0 to 5 ms after sending, once with Redis kept busy by requests calls) made ~3,400 takes in 20 s each:
+  every one was served into the closed socket (``chunks_out`` = ``chunks_in``; the longest queue 8),
+  none put back: hypercorn told the handler of no disconnect while its probe ran.  63b's test counted
+  "one over, for the one chunk on its way", not the rounds adding up.
   Suggested fix: a put-back past the session's queue drops the chunk (the receiver's next run asks from
   its ``first`` again, as after any loss), or ``PUSH`` counts the session's takes on their way (a
   counter ``POP`` raises and ``UNPOP``/the served answer lowers); and ``PUSH`` refuses a chunk number
@@ -93,6 +95,10 @@ Tried and held (read or run; controls kept where named):
   files before ``ADD_REQUESTS``; user ids come from the relay's signed token; ``ACKNOWLEDGE``'s
   ``filename``/``user_id`` (the sender's body, unchecked) can only name keys under its own
   ``file.req:<sid>:`` prefix that must exist, and the receiver must be in its ``session.receivers``.
+- Read, not run: a live receiver posting again requests the sender answered adds them to
+  ``file.reqs.pending`` again (``ADD_REQUESTS`` checks no ``file.req.ackn``), each a stale member the
+  sender's pages skip 100 a probe, so one call delays the requests of receivers sorted after it by up to
+  100 probes; 70b said such a code holder can end the session anyway.
 - A refusal between two slices of a requests call: the slices before are found by ``_drop_receiver``
   (``file.reqs.pending`` read after the mark), the next ones refused (-3).
 Not tried (time): the relay's memory under many addresses at once; resume after a refusal between
