@@ -29,6 +29,13 @@ MAX_JSON = 1024 * 1024  # the manifest has its own cap (Limits.max_manifest)
 # session the relay opens can be asked for whole (70b (1): capped at MAX_JSON, 1 MiB held 7,332 of
 # them, and a folder of more was never received); receive.py posts them 1,000 a call anyway.
 REQUEST_WIRE = 256
+# Values a body may hold, by its shape, counted before it is parsed (guards.read_json, 71b (1)): a body
+# of a few fields (a join, a message of the key exchange with its 16 MiB manifest as one string, an
+# answer); a session's offer, per file ``{"id", "size"}``; a requests call, per request
+# ``{"filename", "public_key", "first", "mac"}``: its bracket and commas, and one to spare.
+FEW_VALUES = 32
+FILE_VALUES = 4
+REQUEST_VALUES = 6
 CLOSE = {"Connection": "close"}
 LOOPBACK = ("127.0.0.1", "::1")
 
@@ -70,7 +77,7 @@ class Relay:
     # --- sessions
 
     async def create(self, request: Request) -> Response:
-        body = await guards.read_json(request, MAX_JSON)
+        body = await guards.read_json(request, MAX_JSON, FEW_VALUES + FILE_VALUES * self.limits.max_files)
         owner = uuid.uuid4().hex
         try:
             sid, name = await self.run(self.state.create_session, self.address(request), owner,
@@ -82,7 +89,7 @@ class Relay:
                              "limits": self.limits.__dict__}, status_code=201)
 
     async def join(self, request: Request) -> Response:
-        body = await guards.read_json(request, MAX_JSON)
+        body = await guards.read_json(request, MAX_JSON, FEW_VALUES)
         sid, uid, salt = await self.run(self.state.join, str(body.get("name")), self.address(request))
         self.stats["joins"] += 1
         self.bells.ring(f"sender:{sid}")
@@ -109,7 +116,7 @@ class Relay:
     async def post_handshake(self, request: Request) -> Response:
         sid = request.path_params["sid"]
         claims = self.claims(request, sid, None)
-        body = await guards.read_json(request, self.limits.max_manifest + MAX_JSON)
+        body = await guards.read_json(request, self.limits.max_manifest + MAX_JSON, FEW_VALUES)
         role = claims["role"]
         uid = claims["sub"] if role == "receiver" else str(body.pop("user_id", ""))
         await self.run(self.state.post_handshake, sid, uid, role, body)
@@ -143,7 +150,8 @@ class Relay:
     async def add_requests(self, request: Request) -> Response:
         sid = request.path_params["sid"]
         claims = self.claims(request, sid, "receiver")
-        body = await guards.read_json(request, max(MAX_JSON, self.limits.max_files * REQUEST_WIRE))
+        body = await guards.read_json(request, max(MAX_JSON, self.limits.max_files * REQUEST_WIRE),
+                                      FEW_VALUES + REQUEST_VALUES * self.limits.max_files)
         requests = body.get("requests")
         if not isinstance(requests, list) or not all(isinstance(r, dict) for r in requests):
             raise Refused(400, "requests is a list of objects")
@@ -154,7 +162,7 @@ class Relay:
     async def acknowledge(self, request: Request) -> Response:
         sid = request.path_params["sid"]
         claims = self.claims(request, sid, "sender")
-        body = await guards.read_json(request, MAX_JSON)
+        body = await guards.read_json(request, MAX_JSON, FEW_VALUES)
         try:
             rid = await self.run(self.state.acknowledge, sid, claims["sub"], body)
         except (KeyError, TypeError, ValueError):

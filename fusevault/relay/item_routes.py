@@ -61,9 +61,14 @@ def _a_lifetime(seconds: object) -> bool:
             and 0 < seconds <= LONGEST_EXPIRY)
 
 
+# Values a link's body may hold (guards.read_json, 71b (1)): a few fields, and a version's list of
+# block ids, each at least 16 bytes on the wire.
+ITEM_VALUES = MAX_JSON // 16
+
+
 async def read_json(request: Request) -> dict:
     """The request's body: a JSON object, or a 400/413 answer (read as a stream, capped)."""
-    return await guards.read_json(request, MAX_JSON)
+    return await guards.read_json(request, MAX_JSON, ITEM_VALUES)
 
 
 class ItemRoutes:

@@ -59,6 +59,8 @@ return live(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3])) or -1
 # cancelled requests, and a member found empty leaves the set, which so holds
 # at most max queue + 1 requests.  The session's sets of requests (KEYS[7],
 # KEYS[8]) live as long as the session: they are how its end finds them.
+# A chunk number is one of the request's (71b (4)): past ``amount.of.chunks`` (-3), a sender of his
+# own session kept pushing chunks no receiver asks for, as long as the session lived.
 # KEYS: calls, file.req.users, chunks, ready, prep, last chunk, the session's queued requests,
 #       the sender's requests
 # ARGV: ip, calls per second, user id, max queue, ttl, chunk number, the chunk, request id,
@@ -70,6 +72,7 @@ if not left then return -1 end
 local nr, last = tonumber(ARGV[6]), redis.call('GET', KEYS[6])
 local expected = last and tonumber(last) + 1 or tonumber(redis.call('HGET', KEYS[5], 'first'))
 if nr < expected then return 2 end
+if nr >= tonumber(redis.call('HGET', KEYS[5], 'amount.of.chunks') or 0) then return -3 end
 if nr > expected or redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
 local held = redis.call('LLEN', KEYS[3])
 for _, other in ipairs(redis.call('SMEMBERS', KEYS[7])) do
@@ -137,13 +140,28 @@ return 1
 # in the request, the session there) and put back in one call, listed again in its senders' queued
 # requests (63b (1)); a finish or a drop crossing it either comes first (nothing put back) or after
 # (it deletes the list and the membership).
+# The put-back is a write like a push, bounded as one (71b (4)): the session's queue is counted (this
+# list and those of the sender's queued requests, as ``PUSH`` does) and a chunk that would take it past
+# ``max queue`` is dropped, not added.  Added whatever the count, takes dropped while the sender refilled
+# the queue put back ``max queue`` chunks a round, and the list grew for as long as the session lived.
+# A dropped chunk is one the receiver never got: its next run asks again from its ``first``.
 # KEYS: file.req.users, prep, chunks; ARGV: the sessions' key prefix, ttl, the chunk, request id,
-# the queued requests' key prefix.  Returns 1 put back, 0 not (the request or its session ended).
+# the queued requests' key prefix, max queue, the chunk lists' key prefix.
+# Returns 1 put back, 0 not (the request or its session ended, or the session's queue is full).
 UNPOP = _LIVE + """
 local receiver = redis.call('HGET', KEYS[2], 'receiver')
 if not receiver then return 0 end
 local left = live(KEYS[1], KEYS[2], receiver, ARGV[1], tonumber(ARGV[2]))
 if not left then return 0 end
+local held = redis.call('LLEN', KEYS[3])
+for _, uid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if uid ~= receiver then
+    for _, other in ipairs(redis.call('SMEMBERS', ARGV[5] .. uid)) do
+      if other ~= ARGV[4] then held = held + redis.call('LLEN', ARGV[7] .. other) end
+    end
+  end
+end
+if held >= tonumber(ARGV[6]) then return 0 end
 redis.call('RPUSH', KEYS[3], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], left)
 for _, uid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -264,4 +282,24 @@ redis.call('SADD', KEYS[3], ARGV[6])
 redis.call('HSET', KEYS[4], 'ip', ARGV[1], 'joined', ARGV[7])
 for i = 2, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
 return {1, redis.call('HGET', KEYS[1], 'code')}
+"""
+
+# A sender still there (71b (2)): its session's keys pushed back, and its ``refreshed`` mark set, only
+# if the session is live and not failed, in one call.  Checked in one round trip and expired in a later
+# pipeline, a failure in between had its tombstone given the whole ttl (not FAILED_TTL) and the mark
+# left for a quarter of it.  KEYS: the session, then the keys to push back, ``refreshed`` last; ARGV:
+# ttl, the mark's milliseconds.  Returns 0 (gone or failed), 1 (pushed back), 2 (and the mark set now).
+REFRESH = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'failed') == 1 then return 0 end
+for i = 1, #KEYS - 1 do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[1])) end
+if redis.call('SET', KEYS[#KEYS], 1, 'NX', 'PX', tonumber(ARGV[2])) then return 2 end
+return 1
+"""
+
+# A close (71b (3)): the session deleted only if it did not fail meanwhile; a failed one's tombstone
+# stays (its FAILED_TTL), so that whoever calls late is told the code was wrong (410), not that the
+# sender ended the session (404).  KEYS: the session.  Returns 1 deleted, 0 not.
+CLOSE = """
+if redis.call('HEXISTS', KEYS[1], 'failed') == 1 then return 0 end
+return redis.call('DEL', KEYS[1])
 """

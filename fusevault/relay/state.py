@@ -27,6 +27,7 @@ from fusevault.relay.scripts import (
     ACKNOWLEDGE,
     ADD_REQUESTS,
     CALL,
+    CLOSE,
     FETCH_MANIFEST,
     JOIN,
     LIVE,
@@ -34,6 +35,7 @@ from fusevault.relay.scripts import (
     POST_HANDSHAKE,
     PUSH,
     READY,
+    REFRESH,
     UNPOP,
 )
 
@@ -91,6 +93,8 @@ class RelayState:
         self._ready = self.r.register_script(READY)
         self._fetch_manifest = self.r.register_script(FETCH_MANIFEST)
         self._join = self.r.register_script(JOIN)
+        self._refresh = self.r.register_script(REFRESH)
+        self._close = self.r.register_script(CLOSE)
 
     def ping(self) -> None:
         self.r.ping()
@@ -216,21 +220,18 @@ class RelayState:
         ttl = self.limits.session_ttl
         uids = [u.decode() for u in self.r.smembers(keys.receivers(sid))]
         owner = session["owner.id"]
-        pipe = self.r.pipeline()
-        for key in (keys.session(sid), keys.session_name(session["name"]), keys.files(sid),
-                    keys.created_sessions(session["ip"]), keys.file_reqs(sid), keys.pending(sid),
-                    keys.receivers(sid), keys.joined(sid), keys.joiners(sid),
-                    keys.sender_requests(owner), keys.queued_requests(owner),
-                    *(keys.handshake(sid, uid) for uid in uids),
-                    *(keys.receiver_requests(uid) for uid in uids),
-                    *(keys.answered(uid) for uid in uids)):
-            pipe.expire(key, ttl)
-        pipe.set(keys.refreshed(sid), 1, nx=True, px=max(1, ttl * 1000 // REFRESH_SHARE))
-        done = pipe.execute()
-        if not done[0]:  # closed since it was read (70b): its sweep may have run, so nothing is left
-            self.r.delete(keys.refreshed(sid))
-            return
-        if done[-1]:
+        # One script (71b (2)): only a session still live and not failed is pushed back and marked;
+        # closed or failed since it was read, its sweep may have run, and its tombstone keeps its time.
+        done = self._refresh(keys=[keys.session(sid), keys.session_name(session["name"]), keys.files(sid),
+                                   keys.created_sessions(session["ip"]), keys.file_reqs(sid),
+                                   keys.pending(sid), keys.receivers(sid), keys.joined(sid),
+                                   keys.joiners(sid), keys.sender_requests(owner),
+                                   keys.queued_requests(owner),
+                                   *(keys.handshake(sid, uid) for uid in uids),
+                                   *(keys.receiver_requests(uid) for uid in uids),
+                                   *(keys.answered(uid) for uid in uids), keys.refreshed(sid)],
+                             args=[ttl, max(1, ttl * 1000 // REFRESH_SHARE)])
+        if done == 2:
             # Its live receivers' keys only (69a (1)): a refused one's expire at their own time.
             self._in_slices(self._held(sid, session, live=True), lambda p, key: p.expire(key, ttl))
 
@@ -255,7 +256,9 @@ class RelayState:
         self._sweep(sid, session)
 
     def _drop(self, sid: str, session: dict[str, str]) -> None:
-        self.r.delete(keys.session(sid))
+        # Deleted only if not failed meanwhile (71b (3), scripts.py ``CLOSE``): the session and its
+        # tombstone are never both absent.  Swept either way (a failure's own sweep may still run).
+        self._close(keys=[keys.session(sid)])
         self._sweep(sid, session)
 
     def _sweep(self, sid: str, session: dict[str, str]) -> None:
@@ -605,6 +608,8 @@ class RelayState:
             raise LimitReached("too many requests from this address: slow down", 1)
         if found == -1:
             raise Refused(404, "the transfer was cancelled")
+        if found == -3:
+            raise Refused(400, "X-Chunk is past the file's chunks")
         return int(found)
 
     def pop_chunk(self, rid: str, uid: str, ip: str = "") -> tuple[int, str, bytes] | None:
@@ -633,7 +638,7 @@ class RelayState:
         queue; now one script (``UNPOP``): a finish comes before it (nothing put back) or after."""
         self._unpop(keys=[keys.request_users(rid), keys.prep(rid), keys.chunks(rid)],
                     args=[keys.session(""), self.limits.session_ttl, f"{nr}@{iv}@".encode() + data, rid,
-                          keys.queued_requests("")])
+                          keys.queued_requests(""), self.limits.max_queue, keys.chunks("")])
 
     def queued(self, rid: str) -> int:
         return int(self.r.llen(keys.chunks(rid)))

@@ -246,9 +246,10 @@ def test_a_chunk_put_back_counts_in_the_sessions_queue_again(redis_url: str) -> 
     taken = state.pop_chunk(first, uid)
     assert taken is not None and state.queued(first) == 0
     assert _fill(state, owner, second) == SMALL.max_queue  # the first's empty list left out
-    state.unpop_chunk(first, *taken)  # one over, for the one chunk that was on its way
-    assert state.pop_chunk(second, uid) is not None  # the session holds max_queue chunks again
-    assert _fill(state, owner, third) == 0
+    assert state.pop_chunk(second, uid) is not None  # room for one again
+    state.unpop_chunk(first, *taken)  # put back in that room (71b (4): never past max_queue)
+    assert state.queued(first) == 1
+    assert _fill(state, owner, third) == 0  # counted again: the session holds max_queue chunks
 
 MIB = 1024 * 1024
 BIG = 256  # MiB: the file the sender offers
