@@ -52,6 +52,25 @@ test hands it over (``absorb_arrivals``), as a sync does.
     owner) the folders found written (or not) by ``writes_at`` for the pass, so each folder is walked
     once (the ``_top_down`` order makes a parent's answer known first); and run ``_names_again``
     only over nodes whose folders a changed grant or group reaches.
+
+(3) What she saves in a folder of her docs is a writer's, and lost with him (medium: her work sealed
+    to him, gone from her at her next unlock after she revokes him).  Attacker: bob, a member she
+    gave WRITE on docs (69b's and 70a's rule lets his own node be named there, a folder too).
+    Steps: bob makes his own folder Bf, shares it with alice WRITE, and signs Bf's document naming
+    it only ``[[<docs>, "Bf"]]`` (his own document, her WRITE grant to him: ``may_name`` takes it).
+    Her docs lists Bf (``ls -l`` shows his uid, mode 0777 as he chose).  She saves
+    docs/Bf/secret.txt, as in any folder of her docs.  Seen: the new file is bob's (a new file is
+    its folder's owner's: namespace.py ``create``), its key sealed to him; she runs ``unshare docs
+    --with bob`` (``_names_again`` takes Bf out of docs at once) and bob unshares Bf: at her next
+    unlock secret.txt is not held at all (data None), bob keeps it and its key.  The control (Bf her
+    folder, bob's mkdir in docs) keeps her file hers.  Expected: what she saves under her own
+    folder is hers (or at least stays hers to read once she revokes the writer).  Cause: 69b's and
+    70a's ``Authorship.may_name`` (authorship.py:451-475) lets a writer's own *folder* sit in her
+    folder, and namespace.py ``create`` gives a new file its folder's owner; the 70a limit ("a
+    writer's own file under her folder keeps its key") speaks of his nodes, not of what she makes
+    in them.  Suggested fix: a name of another owner's folder in her folder is never taken (his
+    files only, or nothing: fusevault never makes one), or she creates nothing in a folder of
+    another owner shown in her tree (EACCES, said), or a new file there is hers, named across.
 """
 
 from __future__ import annotations
@@ -61,7 +80,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from attack_scenes import ALICE, BOB, bobs_node_doc, planted
+from attack_scenes import ALICE, BOB, ask, bobs_node_doc, planted
 from mount.test_trust_attack_39a import three  # noqa: F401  (fixture)
 
 from fusevault.crypto.signing import sign_doc
@@ -80,7 +99,7 @@ from inprocess.conftest import (  # noqa: F401  (fixtures)
 )
 from inprocess.test_attack_53c import CAROL, CAROL_UID, _in_scene
 from inprocess.test_attack_70a import _laptop, _read_node, _signed_by
-from inprocess.test_two_users import _write
+from inprocess.test_two_users import _walk, _write
 
 
 @pytest.mark.parametrize("named", [
@@ -169,3 +188,52 @@ def test_71a_2_a_share_change_judges_the_names_across_in_linear_steps(
     calls, kept = _in_scene(three, scene)
     assert kept == n, "the control: his names still count"
     assert calls <= 8 * (n + d), f"{calls} writes calls at one Share's arrival ({n} names, {d} deep)"
+
+
+@pytest.mark.parametrize("named", [
+    pytest.param(False, id="control_her_own_sub"),
+    pytest.param(True, id="his_folder_in_docs", marks=pytest.mark.xfail(
+        strict=True,
+        reason="71a (3): her file saved in a folder of her docs is the writer's, lost with him")),
+])
+def test_71a_3_what_she_saves_under_her_docs_stays_hers_after_she_revokes_the_writer(
+        shared, named: bool) -> None:  # noqa: F811
+    async def attack() -> tuple[bool, bytes | None]:
+        drive, alice, bob = shared.drive, shared.volumes["alice"], shared.volumes["bob"]
+        await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+        await ask(shared, "share", "docs", "WRITE")
+        await _walk(drive, b"shared/alice/docs", BOB)
+        folder = alice.resolve(b"docs")
+        if named:  # bob's own folder, shared WRITE with her, named in her docs by his own document
+            await drive.mkdir(ROOT, b"Bf", stat.S_IFDIR | 0o777, BOB)
+            his = bob.resolve(b"Bf").fid
+            answer = await drive.seat_of(BOB_UID).ops.session.requests.handle(
+                {"cmd": "share", "path": "Bf", "with": "alice", "perm": "WRITE"})
+            assert "error" not in answer, answer
+            planted(shared, bobs_node_doc(shared, his, {"links": [[folder.fid, "Bf"]]}))
+            await trio.sleep(0)
+        else:  # the control: bob's mkdir in her docs (a folder of hers)
+            await drive.mkdir((await _walk(drive, b"shared/alice/docs", BOB)).st_ino, b"Bf",
+                              stat.S_IFDIR | 0o777, BOB)
+            await trio.sleep(0.3)
+        sub = await _walk(drive, b"docs/Bf", ALICE)
+        await _write(drive, sub.st_ino, b"secret.txt", b"alice's secret\n", ALICE)  # her save, in her docs
+        await trio.sleep(0.3)
+        mine = alice.resolve(b"docs/Bf/secret.txt")
+        requests = drive.seat_of(ALICE_UID).ops.session.requests
+        await requests.handle({"cmd": "unshare", "path": "docs", "with": "bob"})  # she revokes bob
+        await trio.sleep(0.3)
+        if named:
+            await drive.seat_of(BOB_UID).ops.session.requests.handle(
+                {"cmd": "unshare", "path": "Bf", "with": "alice"})
+            await trio.sleep(0.3)
+        again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)  # her unlock
+        try:
+            node = again.find(mine.fid)
+            data = await _read_node(again, node) if node is not None and node.dek else None
+            return mine.owner == alice.key.user_id, data
+        finally:
+            await again.close()
+
+    hers, data = trio.run(attack)
+    assert hers and data == b"alice's secret\n", (hers, data)
