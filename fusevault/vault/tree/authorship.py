@@ -15,10 +15,9 @@ only if (``Authorship``):
   (the node's own grant, READ or WRITE, puts no name in a folder);
 - a document never puts a folder inside itself (vault/tree/arrivals.py,
   vault/tree/loading.py);
-- a name in a folder of another owner than the node's counts only from the
-  node's owner's own document, and only while the folder's owner gives him WRITE
-  there (``may_name``: attack rounds 69b, 70a (4) (7)), on arrival, at unlock
-  and when shares change;
+- a node is named only in folders of its own owner (or in a phantom, shown
+  nowhere), whoever signs the name and whatever grant he holds (``may_name``:
+  attack rounds 69b, 70a (4) (7), 71a (2) (3)), on arrival and at unlock;
 - judged by the owner's own tree: a writer's document gives her file (or a file
   under her folder it moves) no name whose folder's shares give it to a user or
   group its names do not, with as much (a link, a move keeping another name, a

@@ -87,9 +87,9 @@ def placed_as_a_guest(tree: Tree, node: Node, links: list[tuple[str, bytes]]) ->
 
 def names_judged_again(tree: Tree, folder: Node, out: Absorbed) -> None:
     """Each name given in ``folder`` while it was a phantom (judged against no owner then), judged
-    now that its owner is known: another owner's node by ``Authorship.may_name`` (its owner, or a
-    writer of the folder by its owner's grant), a node of the folder's owner named there by a document
-    another signed by that signer's WRITE on the folder (``writes_at``).  A name refused is taken out
+    now that its owner is known: another owner's node by ``Authorship.may_name`` (never: a node is
+    named only in its own owner's folders, 71a), a node of the folder's owner named there by a
+    document another signed by that signer's WRITE on the folder (``writes_at``).  A name refused is taken out
     and said; the node keeps its other names (a share root stays in shared/<owner>/)."""
     gate = tree.authorship
     if gate is None or folder.children is None:
