@@ -21,7 +21,7 @@ from fusevault.vault.model.nodes import WRAPPING_MAX, attrs_plain, clear_epoch, 
 FID = "f" * 32
 DEK = os.urandom(32)
 GOOD = {"mode": stat.S_IFREG | 0o644, "uid": 1000, "gid": 1000, "rdev": 0, "size": 5,
-        "atime": 1, "mtime": 2, "ctime": 3, "btime": 4, "links": [["p" * 32, "a.txt"]], "xattrs": {},
+        "atime": 1, "mtime": 2, "ctime": 3, "btime": 4, "links": [["b" * 32, "a.txt"]], "xattrs": {},
         "target": None, "head": None, "manifest": [0, 10], "trashed": None, "previous": None,
         "epoch": 3, "allocated": 5, "seq": ["d" * 16, 7]}
 
@@ -44,7 +44,7 @@ def test_in_range_numbers_open_at_their_limits() -> None:
     node, links = _open({**GOOD, **limits})
     assert (node.uid, node.size, node.epoch, node.atime, node.seq) == (2**32 - 1, 2**63 - 1, 2**53 - 1,
                                                                       -2**63, ("d", 2**63 - 1))
-    assert links == [("p" * 32, b"a.txt")]
+    assert links == [("b" * 32, b"a.txt")]
 
 
 def test_a_sealed_epoch_other_than_the_clear_one_is_refused() -> None:
@@ -53,6 +53,15 @@ def test_a_sealed_epoch_other_than_the_clear_one_is_refused() -> None:
     doc["epoch"] = 0
     with pytest.raises(CorruptData, match="seals another key epoch"):
         node_from_doc(doc, DEK, open_node_attrs(doc, DEK))
+
+
+@pytest.mark.parametrize("parent", ["virtual:shared", "virtual:groups", "virtual:shared:carol", "B" * 32,
+                                    "b" * 31, "p" * 32, "", 7, None])
+def test_a_name_in_anything_but_a_node_id_is_refused(parent) -> None:
+    # Attack round 71a (4): a name in ``virtual:shared`` (a view folder's id) made a phantom there,
+    # which took the view's inode after a lock and unlock.  Only ids fusevault makes are folders.
+    with pytest.raises(CorruptData, match="no file id|malformed"):
+        _open({**GOOD, "links": [["b" * 32, "a.txt"], [parent, "a.txt"]]})
 
 
 @pytest.mark.parametrize("field,value", [
@@ -151,9 +160,9 @@ def test_a_key_proof_of_her_shape_opens_and_is_sealed_again_as_it_came() -> None
     """Carried over unchanged: what a member's commit (or hers) under that key writes back."""
     node, _ = _open({**GOOD, "key_proof": "0123456789abcdef" * 2})
     assert node.key_proof == "0123456789abcdef" * 2
-    assert attrs_plain(node, lambda ino: "p" * 32)["key_proof"] == node.key_proof
+    assert attrs_plain(node, lambda ino: "b" * 32)["key_proof"] == node.key_proof
     node, _ = _open(GOOD)
-    assert node.key_proof is None and "key_proof" not in attrs_plain(node, lambda ino: "p" * 32)
+    assert node.key_proof is None and "key_proof" not in attrs_plain(node, lambda ino: "b" * 32)
 
 
 @pytest.mark.parametrize("field", ["en_file_dek", "owner_dek"])

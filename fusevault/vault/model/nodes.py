@@ -493,6 +493,11 @@ def node_from_doc(doc: dict, dek: bytes, attrs: dict) -> tuple[Node, list[tuple[
         # is whatever the writer put there.  A WRITE grantee's document that raised it alone made
         # the owner's re-key (and so her unshare of him) impossible (attack round 27a (1)).
         raise CorruptData(f"node document {doc['_id']} seals another key epoch than it names")
+    if any(not is_id(parent) for parent, _ in links):
+        # A folder is a node, and a node's id is one fusevault makes: a name in anything else (a view
+        # folder's ``virtual:shared``, which a phantom then took, sharing its inode after a lock and
+        # unlock: another user's folder shown as ``shared/carol``, attack round 71a (4)) is no name.
+        raise CorruptData(f"node document {doc['_id']} names a folder that is no file id")
     if node.children is not None and len(links) > 1:
         # A folder has one name, as the kernel's link(2) insists.  A writer's document naming one of
         # her folders twice made every walk down her tree (export, the re-keys of unshare) go 2**n

@@ -69,7 +69,7 @@ from fusevault.vault.tree.arrivals import (
     wrapped_by_her,
 )
 from fusevault.vault.tree.guests import key_files, open_guest
-from fusevault.vault.tree.loading import admit_guests, names_across
+from fusevault.vault.tree.loading import admit_guests
 from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,6 @@ def absorb(volume: Volume, docs: list[dict], *, own: bool, here: bool = False) -
             except VaultError as err:
                 log.warning("the pinned keys were not saved yet: %s", err)
         _drop_unreached(volume, out)
-        _names_again(volume, out)
         _admit_new_shares(volume, out)
     elif volume.sharing is not None and any(
             d["_id"] in volume.sharing.roots and not volume.tree.holds(d["_id"]) for d in docs):
@@ -265,6 +264,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             tree.authorship.deny(doc, f"signed by {signer or doc.get('owner')}: {err}")
         keep(tree, node, doc)  # refused: the file keeps what it had, and her next commit goes over it
         return
+    if opened is not None and phantoms.gives_way(tree, node, opened[0]):
+        node = None  # a placeholder, never a prior state: the document is a new node's (71a (1))
     if opened is not None and signer is not None and here:
         tree.vouched[doc["_id"]] = (signer, opened[0].head, signature_of(doc))
     if (opened is not None and opened[1] and (node is None or signer in (None, doc.get("owner")))
@@ -958,6 +959,8 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
             continue
         if signer is not None and signer != doc["owner"]:
             foreign.append((*opened, signer, True))  # judged once placed, with its folders
+        if ino is not None and phantoms.gives_way(tree, tree.node(ino), opened[0]):
+            ino = None  # a placeholder, never a prior state (71a (1))
         if ino is None:
             guests.append(opened)
         else:  # shared again while still held (open, or a share root's parent)
@@ -1060,17 +1063,6 @@ def _drop_unreached(volume: Volume, out: Absorbed) -> None:
             out.entries.append((parent_ino, name))
             sharing.virtual.discard(ino)  # a later share makes a new one
             tree.purge_if_unused(folder)
-
-
-def _names_again(volume: Volume, out: Absorbed) -> None:
-    """After a change of shares (or of a group's members): the names nodes hold in folders of other
-    owners judged again at once, as at the load (``names_across``): a writer's name of his own file
-    in her folder counted by his grant, and stayed after it went until her next unlock, what she
-    saved there sealed to him (attack round 70a (5)).  Each such name held was given by the node's
-    owner (``Authorship.may_name`` takes no other signer's), so its owner is the signer judged."""
-    tree = volume.tree
-    held = [node for node in tree.nodes() if node.links and node.owner]
-    names_across(tree, tree.authorship, held, {}, [], out.entries)
 
 
 def _at_root(node: Node) -> bool:

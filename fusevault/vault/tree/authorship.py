@@ -15,10 +15,9 @@ only if (``Authorship``):
   (the node's own grant, READ or WRITE, puts no name in a folder);
 - a document never puts a folder inside itself (vault/tree/arrivals.py,
   vault/tree/loading.py);
-- a name in a folder of another owner than the node's counts only from the
-  node's owner's own document, and only while the folder's owner gives him WRITE
-  there (``may_name``: attack rounds 69b, 70a (4) (7)), on arrival, at unlock
-  and when shares change;
+- a node is named only in folders of its own owner (or in a phantom, shown
+  nowhere), whoever signs the name and whatever grant he holds (``may_name``:
+  attack rounds 69b, 70a (4) (7), 71a (2) (3)), on arrival and at unlock;
 - judged by the owner's own tree: a writer's document gives her file (or a file
   under her folder it moves) no name whose folder's shares give it to a user or
   group its names do not, with as much (a link, a move keeping another name, a
@@ -450,37 +449,31 @@ class Authorship:
 
     def may_name(self, volume: Held, signer: str | None, owner: str, parent: Node) -> bool:
         """Whether a document of ``owner``'s node, signed by ``signer``, may give it a name in ``parent``.
-        A folder of another owner than the node's (fusevault never makes one: a move across owners
-        copies, vault/tree/namespace.py ``CrossOwner``) takes it only from the node's owner's own
-        document, and only while the folder's owner gives him WRITE there (``writes_at``, group
-        grants included).  Taken from anyone, a user's own document named his file or folder in her
-        root: listed among her files, what she saved in it sealed to him, his file given her file's
-        name (attack round 69b).  Taken from the folder's owner, her save of a writer's file re-signed
-        the name he gave it in her folder, which then outlived his revocation (70a (4)); taken from a
-        writer of the folder, he moved her file into a folder of his there, then his folder out of
-        her tree (70a (7)).  A folder of the node's
-        own owner is judged by ``may_write`` (a writer of her file; his own file in his folder is
-        his); a phantom (a share root's parent this user cannot open) shows nothing, and is not
-        judged.  The load and an arrival both ask this (loading.py ``names_across``, arrivals.py
-        ``relink``)."""
+        Only in a folder of the node's own owner (judged there by ``may_write``), or in a phantom (a
+        share root's parent this user cannot open: shown nowhere, its names judged again once it is
+        real: vault/tree/phantoms.py): no flow of fusevault's names a node in another owner's folder
+        (a move or a hard link across owners is refused, ``CrossOwner``, a restore too; a writer's new
+        file in her folder is hers: namespace.py ``create``), so whoever signs such a name, and
+        whatever grant he holds there, it is a forgery.  Taken from anyone, a user's own document
+        named his file or folder in her root (attack round 69b); from the folder's owner, it
+        outlived his revocation (70a (4)); from a writer, her file went into a folder of his there
+        (70a (7)); from the node's owner with her WRITE grant (69b's and 70a's rule), what she saved
+        in his folder named in her docs was sealed to him and lost with him (71a (3)), and every
+        Share signed anywhere made her seat walk his names' folders up to that grant (71a (2)).
+        A view folder (``shared/``, ``groups/`` and those in them) holds no name of any document
+        (71a (4)).  An owner compare: no grant changes the answer, so a change of shares judges
+        nothing again.  The load and an arrival both ask this (loading.py ``names_across``,
+        arrivals.py ``relink``)."""
         sharing = volume.sharing
-        if parent.owner == owner or sharing is None or parent.ino in sharing.phantoms:
+        if parent.owner == owner or sharing is None:
             return True
-        if signer != owner:
-            # Only the node's owner's own word: the folder's owner re-signing the names her device
-            # showed (her save of his file) vouched for a writer's name for good, past his
-            # revocation (attack round 70a (4)); a writer naming her node in a folder of his
-            # carried it out of her tree inside his (70a (7)).
-            return False
-        return self.writes_at(volume, signer, parent.owner, parent)
+        return parent.ino in sharing.phantoms and parent.ino not in sharing.virtual
 
     def name_refused(self, node: Node, signer: str | None, parent: Node, name: bytes) -> None:
         """``may_name`` refused: said, naming the signer, the folder and its owner."""
-        why = (f"{parent.owner or 'nobody'} gave {signer} no WRITE there" if signer == node.owner else
-               "only the file's owner names it in a folder of another owner (with WRITE there)")
         self._alarm({"_id": node.fid}, f"signed by {signer}, it names {node.owner}'s file "
-                    f"{name_to_str(name)!r} in folder {parent.fid} of "
-                    f"{parent.owner or 'nobody'}: {why}: that name is left out")
+                    f"{name_to_str(name)!r} in folder {parent.fid} of {parent.owner or 'nobody'}: a file "
+                    "is named only in folders of its own owner: that name is left out")
 
     def writer_of(self, sharing: Guests | None, signer: str, owner: str) -> bool:
         """Whether ``owner`` gave ``signer`` WRITE on anything (a deleted node's place is not known)."""

@@ -444,7 +444,16 @@ class Inodes:
         """Put ``node`` in the table, under its number of an earlier load if it had one.  ``rejoin``:
         what its dropped node held goes back in it at once (``rejoin``); a caller that links it after
         (an arrival, a folder brought back) says False and calls ``rejoin`` once it is linked."""
-        node.ino = (inodes or {}).get(node.fid) or self.new_ino()
+        held = self._by_fid.get(node.fid)
+        if (held is not None and self.sharing is not None and held in self.sharing.phantoms
+                and (phantom := self._nodes.get(held)) is not None and phantom is not node):
+            # A phantom is only a placeholder: any real node of its id takes its place (a folder of
+            # hers put back at the load whose id a share named: attack round 71a (5)).
+            self.phantom_gives_way(phantom)
+        ino = (inodes or {}).get(node.fid)
+        if ino and (other := self._nodes.get(ino)) is not None and other.fid != node.fid:
+            ino = None  # never two nodes under one number (71a (4)): a new one
+        node.ino = ino or self.new_ino()
         self._nodes[node.ino] = node
         self._by_fid[node.fid] = node.ino
         if rejoin:

@@ -34,7 +34,7 @@ from fusevault.vault.model.migrate import sign_own
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, open_node_doc
 from fusevault.vault.model.trust import USER, Trust
 from fusevault.vault.model.verified import Verified
-from fusevault.vault.tree import revival, undeleting
+from fusevault.vault.tree import phantoms, revival, undeleting
 from fusevault.vault.tree.arrivals import Absorbed, leave, link_clashing
 from fusevault.vault.tree.authorship import Authorship, Foreign, said_signer
 from fusevault.vault.tree.guests import (
@@ -218,7 +218,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         waiting: dict[str, list[tuple[Node, tuple[str, bytes]]]] = {}
         for node, links in pending if deleted else ():
             for link in links:
-                if not tree.holds(link[0]):
+                if phantoms.real(tree, link[0]) is None:  # a phantom is no folder of hers (71a (5))
                     waiting.setdefault(link[0], []).append((node, link))
         kept, lost_names = _keep_undeleted(tree, key, gate, ledger, deleted, waiting, inodes, replayed,
                                            unreadable)
@@ -511,7 +511,11 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
     by_fid = {doc["_id"]: (doc, signer) for doc, signer in deleted}
     for fid in _parents_first(by_fid, ledger.was_at):
         doc, signer = by_fid[fid]
-        if tree.holds(fid) or (signer is not None and not gate.deleted(tree, doc, signer)):
+        # A phantom at its id (a share naming her folder as its own folder's) is only a placeholder:
+        # taken for her folder, it hid it and all in it at every unlock (attack round 71a (5)); it gives
+        # way (``Tree.add``).
+        if phantoms.real(tree, fid) is not None or (
+                signer is not None and not gate.deleted(tree, doc, signer)):
             continue
         # Where she put it as far as this device can tell: her own stamp (signed
         # by her, newer than seen: authorship.py ``was_placed``), else ``where``.
@@ -818,77 +822,40 @@ def names_across(tree: Tree, gate: Authorship | None, nodes: list[Node], signers
                  taken: list[tuple[Node, list[tuple[str, bytes]]]],
                  gone: list[tuple[int, bytes]] | None = None,
                  ) -> list[tuple[Node, list[tuple[str, bytes]]]]:
-    """The names ``nodes`` (placed) hold in a folder of another owner than the node's, judged once
-    all are placed, as an arrival's are (``Authorship.may_name``, by the signer of each node's
-    document, ``signers``; its owner if absent): each refused is taken out (``gone``, if given:
-    the entries the kernel must forget), and said.  Judged from the top down (``_top_down``): a
-    folder's own names before the names in it, since a folder losing its name may lose a way to a
-    grant above it; so one pass does, not one pass per name that goes (a chain of folders two users
-    name in each other's cost n^2/2 calls, attack round 70a (6)).  Only a refused name that closed a
-    loop of folders (judged before what was under it) has the rest judged again.  Returned:
-    ``taken`` (names a node could not take, another holding them) without the refused ones, so none
-    is shown beside its holder either.  At the load, when a share arrives (``admit_guests``) and
-    when shares change (absorbing.py ``_names_again``)."""
+    """The names ``nodes`` (placed) hold in a folder of another owner than the node's, refused as an
+    arrival's are (``Authorship.may_name``: a node is named only in its own owner's folders, or in a
+    phantom), each taken out (``gone``, if given: the entries the kernel must forget) and said,
+    naming the signer of the node's document (``signers``; its owner if absent).  An owner compare
+    per name: one pass, in any order (attack rounds 70a (6), 71a (2)).  Returned: ``taken`` (names a
+    node could not take, another holding them) without the refused ones, so none is shown beside its
+    holder either.  At the load and when a share arrives (``admit_guests``)."""
     if gate is None or tree.sharing is None:
         return taken
-    phantoms = tree.sharing.phantoms
-
-    def across(node: Node, parent: Node | None) -> bool:
-        return parent is not None and parent.owner != node.owner and parent.ino not in phantoms
-
-    todo = [(node, ino, name) for node in nodes for ino, name in node.links if across(node, tree.get(ino))]
-    while todo:
-        order = _top_down(tree)
-        last = len(order)
-        todo.sort(key=lambda each: order.get(each[1], last))
-        looped, left = False, []
-        for node, ino, name in todo:
+    for node in nodes:
+        for ino, name in list(node.links):
             parent = tree.get(ino)
-            if parent is None or tree.get(node.ino) is not node or (ino, name) not in node.links:
+            if parent is None or tree.get(node.ino) is not node or parent.owner == node.owner:
                 continue
             signer = signers.get(node.fid, node.owner)
             if gate.may_name(tree, signer, node.owner, parent):
-                left.append((node, ino, name))
                 continue
             tree.unlink_entry(parent, name, node)
             if gone is not None:
                 gone.append((ino, name))
             gate.name_refused(node, signer, parent, name)
-            # A folder's name that led back up (a loop): what under it was judged before it, again.
-            looped |= node.is_dir and order.get(node.ino, last) <= order.get(ino, last)
-        todo = left if looped else []
     out = []
     for node, lost in taken:
         kept = []
         for parent_fid, name in lost:
             parent = tree.find(parent_fid)
             signer = signers.get(node.fid, node.owner)
-            if across(node, parent) and not gate.may_name(tree, signer, node.owner, parent):
+            if parent is not None and not gate.may_name(tree, signer, node.owner, parent):
                 gate.name_refused(node, signer, parent, name)
                 continue
             kept.append((parent_fid, name))
         if kept:
             out.append((node, kept))
     return out
-
-
-def _top_down(tree: Tree) -> dict[int, int]:
-    """Each node's place walking the names down (breadth first) from the root, then from each node
-    with no folder held above it (a share's root, a phantom's), then from any left (loops): a
-    folder comes before what is in it, but for the name that closes a loop."""
-    order: dict[int, int] = {}
-    tops = [tree.root, *(n for n in tree.nodes() if not any(tree.get(ino) is not None for ino, _ in n.links))]
-    for start in [*tops, *tree.nodes()]:
-        if start.ino in order:
-            continue
-        order[start.ino] = len(order)
-        queue = [start]
-        for folder in queue:  # grows as it goes: breadth first
-            for ino in (folder.children or {}).values():
-                if ino not in order and (child := tree.get(ino)) is not None:
-                    order[ino] = len(order)
-                    queue.append(child)
-    return order
 
 
 def _break_cycles(tree: Tree, first: Iterable[Node] = ()) -> None:

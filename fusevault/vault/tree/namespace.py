@@ -184,6 +184,10 @@ class Tree(Attributes):
             self.owned(node)
             parent = self.check(self.directory(parent_ino), write=True)
             self.check_name(name)
+            if parent.owner != node.owner:
+                # A file is named only in its own owner's folders (authorship.py ``may_name``):
+                # every other device refuses such a name (attack round 71a (3)).
+                raise CrossOwner("a file goes back only into a folder of its owner")
             if name in parent.children:
                 raise Exists(f"{name_to_str(name)} exists")
             tx = Tx()

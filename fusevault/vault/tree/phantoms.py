@@ -19,6 +19,7 @@ file from her trash) is never a phantom's: the phantom gives way (inodes.py ``ph
 
 from __future__ import annotations
 
+import stat
 from typing import TYPE_CHECKING
 
 from fusevault.encoding import name_to_str
@@ -35,6 +36,28 @@ if TYPE_CHECKING:
 
 def is_phantom(tree: Tree, node: Node | None) -> bool:
     return node is not None and tree.sharing is not None and node.ino in tree.sharing.phantoms
+
+
+def real(tree: Tree, fid: str) -> Node | None:
+    """The node held at ``fid`` if it is no phantom: a phantom is only a placeholder, never the state
+    of a node of that id (attack round 71a (1), (5))."""
+    node = tree.find(fid)
+    return None if node is None or is_phantom(tree, node) else node
+
+
+def gives_way(tree: Tree, node: Node | None, fresh: Node) -> bool:
+    """Whether the phantom ``node`` left for ``fresh``, a verified document of its id of another type
+    (a file): a phantom is only a guess that the id is a folder, vouched for by nobody, so it is never
+    judged a prior state (``retyped``): her own file restored on her other device was refused on this
+    one as her forgery "changing the file's type", hidden and blamed on her until an unlock (attack
+    round 71a (1)).  A folder's document makes the phantom real instead (``made_real``), what was
+    named in it judged again.  The names in a phantom that gives way go with it, unsaid (they were
+    shown nowhere); each is judged on its document's next arrival (a file is no folder: arrivals.py
+    ``into_a_file``)."""
+    if node is None or not is_phantom(tree, node) or stat.S_IFMT(node.mode) == stat.S_IFMT(fresh.mode):
+        return False
+    tree.phantom_gives_way(node)
+    return True
 
 
 def made_real(tree: Tree, node: Node, owner: str) -> bool:
@@ -64,9 +87,9 @@ def placed_as_a_guest(tree: Tree, node: Node, links: list[tuple[str, bytes]]) ->
 
 def names_judged_again(tree: Tree, folder: Node, out: Absorbed) -> None:
     """Each name given in ``folder`` while it was a phantom (judged against no owner then), judged
-    now that its owner is known: another owner's node by ``Authorship.may_name`` (its owner, or a
-    writer of the folder by its owner's grant), a node of the folder's owner named there by a document
-    another signed by that signer's WRITE on the folder (``writes_at``).  A name refused is taken out
+    now that its owner is known: another owner's node by ``Authorship.may_name`` (never: a node is
+    named only in its own owner's folders, 71a), a node of the folder's owner named there by a
+    document another signed by that signer's WRITE on the folder (``writes_at``).  A name refused is taken out
     and said; the node keeps its other names (a share root stays in shared/<owner>/)."""
     gate = tree.authorship
     if gate is None or folder.children is None:

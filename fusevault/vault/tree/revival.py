@@ -34,6 +34,7 @@ from fusevault.errors import VaultError
 from fusevault.vault.model import names
 from fusevault.vault.model.ledger import writer_seq
 from fusevault.vault.model.nodes import ROOT_INODE, Node, detached_node
+from fusevault.vault.tree import phantoms
 from fusevault.vault.tree.arrivals import open_doc, unsaved
 
 if TYPE_CHECKING:
@@ -235,13 +236,13 @@ def revive(tree: Tree, links: list, signer: str | None, owner: object, out: Abso
     """Bring back the folders of hers ``links`` (parent fid, name) name that her removal took out
     of the tree here; ``signer`` signed the document naming them (None: not judged here)."""
     for parent, _ in links:
-        if isinstance(parent, str) and not tree.holds(parent):
+        if isinstance(parent, str) and phantoms.real(tree, parent) is None:
             _revive(tree, parent, signer, owner, out, 0)
 
 
 def _revive(tree: Tree, fid: str, signer: str | None, owner: object, out: Absorbed,
             depth: int) -> Node | None:
-    if (held := tree.find(fid)) is not None:
+    if (held := phantoms.real(tree, fid)) is not None:  # a phantom gives way to her folder (71a (5))
         return held if held.is_dir and held.children is not None else None
     me, ledger, gate = tree.key.user_id, tree.ledger, tree.authorship
     if owner != me or ledger is None or gate is None or depth > DEPTH_LIMIT:
