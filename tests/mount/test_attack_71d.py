@@ -1,0 +1,133 @@
+"""Attack round 71d (an outsider: a malicious CouchDB server between two devices of alice's and a
+share member's devices), end to end through real mounts and a real pouchdb-server.
+
+(1) High (a revocation undone: what she writes after ``unshare`` is read by the member she removed).
+    Attacker: the CouchDB server (bob, the member removed, reads what it hands him).  Steps: alice
+    shares proj (plan.txt in it) with bob READ on her laptop; her desktop takes it in (the Share seen
+    there) and unmounts.  On the laptop she runs ``unshare proj --with bob`` (the re-key gives
+    plan.txt a new key, epoch 1, sealed to nobody but her) and writes plan.txt again.  The server
+    puts her old Share body back at its id over her deletion (a new revision; the desktop never saw
+    the deletion).  Her desktop mounts: it takes the laptop's re-keyed plan.txt in and seals its new
+    key (epoch 1) to bob, mirrored to the server; bob's device reads "the plan, after bob was
+    removed".  Seen: bob's key file at epoch 1 written by her desktop, bob reads the post-revocation
+    plan, nothing said on the desktop (no alarm); her laptop, mounted later, says only that the
+    Share came back (``replayed-grant``) and re-keys at its next write, by when bob has read it; the
+    desktop still holds the Share in force and seals its next key to him too.  Expected: a key her
+    other device made after taking a grant back is never sealed to that grant's recipients; the
+    desktop says it.  Cause: a Share's deletion is a bare tombstone the server undoes for a device
+    that never saw it (freshness.py ``admit``: the same body, no replay there), and the desktop's
+    ``rotation.py:405`` ``fill_missing`` (guests.py:295) seals every key of hers it holds, her other
+    device's re-key included, to every grant in force here: nothing in the re-keyed node says for
+    whom her laptop made that key.  The desktop could have seen it: the key is
+    ``rekey_dek(fid, epoch, recipients)`` (her_keys.py ``derived_dek``), not the one derived for the
+    recipients seen here.  Not the "device not told of a revocation" limit alone: what is sealed to
+    bob is the key and content her laptop made after it knew the revocation.  Suggested fix: her
+    re-key signs into the node (sealed attrs) the grants (or a digest of the recipients) it sealed the
+    new key to; a device never extends that epoch's key to a grant missing there (it re-keys only on
+    her command), and a Share in force here that her newer re-key left out is taken for taken back
+    (said, ``replayed-grant``), as on the device that ran the unshare.  Test:
+    ``test_her_unshare_on_the_laptop_is_not_undone_on_her_desktop_by_the_share_served_again[True]``;
+    its control ``[False]`` (the deletion reaches the desktop: bob reads nothing new; the desktop says
+    ``share-missing`` once, as designed).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import adversary
+import pytest
+from conftest import PouchServer, first_device, fusevault, mount_status, mounted, new_device, settled, wait_for
+
+from fusevault.vault.model import sharing
+from mount.test_trust_writes import BOB, _admin, _node_fid, _user
+
+
+def adversary_epoch(vault: Path, fid: str) -> object:
+    """The key epoch a node document carries in clear (as the server sees it)."""
+    return (adversary.get(vault, fid) or {}).get("epoch")
+
+
+def _key_epoch(path: Path) -> int | None:
+    found = sharing.read_key(path)
+    return None if found is None else found[0]
+
+
+@pytest.mark.parametrize("served_again", [
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
+        "71d (1): her Share put back by the server over her unshare makes her desktop seal the laptop's "
+        "new key to bob, who reads what the laptop wrote after his removal; nothing said"))),
+    False])  # the control: the deletion reaches the desktop, which seals bob nothing new
+def test_her_unshare_on_the_laptop_is_not_undone_on_her_desktop_by_the_share_served_again(
+        tmp_path: Path, served_again: bool) -> None:
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        srv = adversary.Server(url)
+        laptop = first_device(url, tmp_path)
+        _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+        with mounted(laptop, tmp_path / "a") as a:
+            (a / "proj").mkdir()
+            (a / "proj" / "plan.txt").write_text("the plan, before bob was removed\n")
+            shared = fusevault("share", a / "proj", "--with", "bob", "--perm", "READ")
+            assert shared.returncode == 0, shared.stderr
+            wait_for(lambda: settled(a), "the first push")
+        desktop = new_device(url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "d") as d:
+            wait_for(lambda: settled(d) and (d / "proj" / "plan.txt").is_file(), "the desktop to take proj in")
+        (share_id,) = [s["_id"] for s in adversary.docs(laptop, "Share")]
+        old_share = srv.get(share_id)
+        with mounted(laptop, tmp_path / "a") as a:
+            gone = fusevault("unshare", a / "proj", "--with", "bob")
+            assert gone.returncode == 0, gone.stderr
+            (a / "proj" / "plan.txt").write_text("the plan, after bob was removed\n")
+            wait_for(lambda: settled(a), "the unshare's push")
+        # The server: her Share again, at its id, over her deletion (the desktop never saw the deletion).
+        if served_again:
+            srv.put(old_share)
+        alice, bob = _user(desktop, "alice")["_id"], _user(desktop, "bob")["_id"]
+        fid = _node_fid(laptop, "alice", "plan.txt")
+        bobs_key = desktop / "users" / bob / "shared" / f"{alice}_{fid}.vfkey"
+        before = _key_epoch(bobs_key)
+        with mounted(desktop, tmp_path / "d") as d:
+            wait_for(lambda: settled(d) and (d / "proj" / "plan.txt").read_text().startswith("the plan, after"),
+                     "the desktop to take her new plan in")
+            time.sleep(3)
+            said = [(x["kind"], x["text"][:160]) for x in mount_status(d)["alarms"]]
+            (d / "proj" / "new.txt").write_text("made on the desktop after bob was removed\n")
+            time.sleep(2)
+        node_epoch = adversary_epoch(desktop, fid)
+        after = _key_epoch(bobs_key)
+        new_fid = _node_fid(desktop, "alice", "new.txt")
+        new_sealed = (desktop / "users" / bob / "shared" / f"{alice}_{new_fid}.vfkey").exists()
+        wait_for(lambda: srv.seq() > 0, "the server")
+        bobs = tmp_path / "bobs"
+        joined = fusevault("init", bobs, "--join", url, "--user", "bob", passphrase=BOB)
+        assert joined.returncode == 0, joined.stderr
+        with mounted(bobs, tmp_path / "b", "--user", "bob", passphrase=BOB) as b:
+            plan = b / "shared" / "alice" / "proj" / "plan.txt"
+
+            wait_for(lambda: settled(b), "bob's device to settle")
+            time.sleep(2)
+            bob_read = plan.read_text() if plan.is_file() else None
+        with mounted(laptop, tmp_path / "a") as a:  # her laptop, which ran the unshare, meets bob's key
+            wait_for(lambda: settled(a), "the laptop to settle")
+            time.sleep(3)
+            laptop_said = [(x["kind"], x["text"][:160]) for x in mount_status(a)["alarms"]]
+            laptop_epoch = _key_epoch(laptop / "users" / bob / "shared" / f"{alice}_{fid}.vfkey")
+            (a / "proj" / "plan.txt").write_text("the plan, written again on the laptop\n")
+            wait_for(lambda: settled(a), "the laptop's write")
+            node_on_laptop = adversary_epoch(laptop, fid)
+        print("plan.txt's epoch on the laptop after its next write", node_on_laptop,
+              "bob's key on the server", [(k.get("_id"), k.get("epoch")) for k in srv.all("FileKey")
+                                          if fid in k["_id"]])
+        print("bob's key epoch before", before, "after", after, "node", node_epoch, "new sealed", new_sealed,
+              "said", said, "bob reads", bob_read,
+              "laptop said", laptop_said, "bob's key on the laptop", laptop_epoch)
+        assert bob_read is None or "after" not in bob_read, (
+            f"bob reads {bob_read!r}, written on her laptop after its unshare: his key of plan.txt went from "
+            f"epoch {before} to {after} on her desktop (its node at {node_epoch}); new.txt sealed to bob there: "
+            f"{new_sealed}; the desktop said {said}; the laptop, mounted after, said {laptop_said}")
+    finally:
+        server.stop()
