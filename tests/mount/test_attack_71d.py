@@ -38,10 +38,21 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import PouchServer, first_device, fusevault, mount_status, mounted, new_device, settled, wait_for
+from attack_scenes import resigned
+from conftest import (
+    PouchServer,
+    first_device,
+    fusevault,
+    mount_status,
+    mounted,
+    new_device,
+    settled,
+    wait_for,
+)
 
 from fusevault.vault.model import sharing
-from mount.test_trust_writes import BOB, _admin, _node_fid, _user
+from fusevault.vault.model.nodes import open_node_doc
+from mount.test_trust_writes import BOB, _admin, _key, _node_fid, _user
 
 
 def adversary_epoch(vault: Path, fid: str) -> object:
@@ -75,7 +86,8 @@ def test_her_unshare_on_the_laptop_is_not_undone_on_her_desktop_by_the_share_ser
             wait_for(lambda: settled(a), "the first push")
         desktop = new_device(url, tmp_path, "desktop")
         with mounted(desktop, tmp_path / "d") as d:
-            wait_for(lambda: settled(d) and (d / "proj" / "plan.txt").is_file(), "the desktop to take proj in")
+            wait_for(lambda: settled(d) and (d / "proj" / "plan.txt").is_file(),
+                     "the desktop to take proj in")
         (share_id,) = [s["_id"] for s in adversary.docs(laptop, "Share")]
         old_share = srv.get(share_id)
         with mounted(laptop, tmp_path / "a") as a:
@@ -91,7 +103,8 @@ def test_her_unshare_on_the_laptop_is_not_undone_on_her_desktop_by_the_share_ser
         bobs_key = desktop / "users" / bob / "shared" / f"{alice}_{fid}.vfkey"
         before = _key_epoch(bobs_key)
         with mounted(desktop, tmp_path / "d") as d:
-            wait_for(lambda: settled(d) and (d / "proj" / "plan.txt").read_text().startswith("the plan, after"),
+            plan = d / "proj" / "plan.txt"
+            wait_for(lambda: settled(d) and plan.read_text().startswith("the plan, after"),
                      "the desktop to take her new plan in")
             time.sleep(3)
             said = [(x["kind"], x["text"][:160]) for x in mount_status(d)["alarms"]]
@@ -127,7 +140,67 @@ def test_her_unshare_on_the_laptop_is_not_undone_on_her_desktop_by_the_share_ser
               "laptop said", laptop_said, "bob's key on the laptop", laptop_epoch)
         assert bob_read is None or "after" not in bob_read, (
             f"bob reads {bob_read!r}, written on her laptop after its unshare: his key of plan.txt went from "
-            f"epoch {before} to {after} on her desktop (its node at {node_epoch}); new.txt sealed to bob there: "
-            f"{new_sealed}; the desktop said {said}; the laptop, mounted after, said {laptop_said}")
+            f"epoch {before} to {after} on her desktop (its node at {node_epoch}); new.txt sealed to bob "
+            f"there: {new_sealed}; the desktop said {said}; the laptop, mounted after, said {laptop_said}")
+    finally:
+        server.stop()
+
+
+def _own_node(vault: Path, name: str, passphrase: str, file_name: str) -> tuple[str, bytes, list]:
+    """(fid, DEK, links) of ``name``'s own node named ``file_name``."""
+    key = _key(vault, name, passphrase)
+    for doc in adversary.docs(vault, "node"):
+        if doc.get("owner") == key.user_id and not doc.get("delete"):
+            dek, attrs = open_node_doc(doc, key)
+            if any(n == file_name for _, n in attrs["links"]):
+                return doc["_id"], dek, attrs["links"]
+    raise AssertionError(f"no node {file_name} of {name}")
+
+
+def test_a_members_file_naming_her_folder_withheld_from_her_new_desktop_gets_nothing_she_saves_there(
+        tmp_path: Path) -> None:
+    """70a (1) end to end, the order the server's: bob's shared x.txt names her folder Secret, whose
+    document the server withholds from her new desktop (deleted on it) until x.txt and her plan.txt are
+    in; then serves it.  Secret must be hers there, x.txt not named in it, new.txt hers."""
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        srv = adversary.Server(url)
+        laptop = first_device(url, tmp_path)
+        _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+        with mounted(laptop, tmp_path / "a") as a:
+            (a / "Secret").mkdir()
+            (a / "Secret" / "plan.txt").write_text("her plan\n")
+            wait_for(lambda: settled(a), "the first push")
+        with mounted(laptop, tmp_path / "his", "--user", "bob", passphrase=BOB) as his:
+            (his / "x.txt").write_text("bob's bytes\n")
+            done = fusevault("share", his / "x.txt", "--with", "alice", "--perm", "READ")
+            assert done.returncode == 0, done.stderr
+            wait_for(lambda: settled(his), "bob's push")
+        secret = _node_fid(laptop, "alice", "Secret")
+        fid, dek, links = _own_node(laptop, "bob", BOB, "x.txt")
+        resigned(laptop, fid, {"links": [[secret, "x.txt"]]}, dek, "bob", BOB)
+        srv.put(adversary.get(laptop, fid))
+        old_secret = srv.get(secret)
+        srv.delete(secret)  # withheld from the desktop, which never saw it
+        desktop = new_device(url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "d") as d:
+            wait_for(lambda: settled(d), "the desktop's first pull")
+            time.sleep(2)
+            first = sorted(p.name for p in d.iterdir())
+            srv.put(old_secret)
+            wait_for(lambda: settled(d) and (d / "Secret" / "plan.txt").is_file(), "Secret on the desktop")
+            time.sleep(2)
+            listed = sorted(p.name for p in (d / "Secret").iterdir())
+            (d / "Secret" / "new.txt").write_text("her new secret\n")
+            wait_for(lambda: settled(d), "the desktop's push")
+            said = [(x["kind"], x["text"][:160]) for x in mount_status(d)["alarms"]]
+        new = adversary.get(desktop, _node_fid(desktop, "alice", "new.txt"))
+        alice, bob = _user(desktop, "alice")["_id"], _user(desktop, "bob")["_id"]
+        sealed = sorted(p.name for p in (desktop / "users" / bob).rglob("*.vfkey"))
+        print("first", first, "Secret holds", listed, "new.txt owner", new["owner"] == alice, "bob's keys",
+              sealed, "said", said)
+        assert new["owner"] == alice and "x.txt" not in listed and not any(new["_id"] in s for s in sealed), (
+            f"Secret holds {listed}; new.txt's owner {new['owner']}; bob's keys {sealed}; said {said}")
     finally:
         server.stop()
