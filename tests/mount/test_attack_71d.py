@@ -11,8 +11,10 @@ share member's devices), end to end through real mounts and a real pouchdb-serve
     key (epoch 1) to bob, mirrored to the server; bob's device reads "the plan, after bob was
     removed".  Seen: bob's key file at epoch 1 written by her desktop, bob reads the post-revocation
     plan, nothing said on the desktop (no alarm); her laptop, mounted later, says only that the
-    Share came back (``replayed-grant``) and re-keys at its next write, by when bob has read it; the
-    desktop still holds the Share in force and seals its next key to him too.  Expected: a key her
+    Share came back (``replayed-grant``) and re-keys at its next write (epoch 2), by when bob has read
+    it; the desktop still holds the Share in force and, at its next mount, seals epoch 2 to him as
+    well: bob read the laptop's later write too (seen in a run, a step not kept in the test), so the
+    revocation stays undone for as long as the server serves the Share.  Expected: a key her
     other device made after taking a grant back is never sealed to that grant's recipients; the
     desktop says it.  Cause: a Share's deletion is a bare tombstone the server undoes for a device
     that never saw it (freshness.py ``admit``: the same body, no replay there), and the desktop's
