@@ -37,6 +37,27 @@ share member's devices), end to end through real mounts and a real pouchdb-serve
     newer body, seals the laptop's new key to bob through the group, nothing said, bob reads the plan
     written after his removal; control ``[False]`` (bob reads nothing).
 
+(2) Medium (doubtful as a hole: it follows from a rule round 39b wrote down, "a share this device saw
+    that is only gone from the store is no revocation"; the lead to rule).  Attacker: the CouchDB
+    server.  Steps: as (1) up to the unshare on the laptop; the server lets the Share's deletion reach
+    the desktop but serves again her older node states of proj and plan.txt (epoch 0, her own
+    signatures; the desktop never saw the laptop's epoch 1) and bob's key documents of them.  Her
+    desktop mounts, says ``share-missing`` ("removed on another device of yours ... or the store was
+    tampered with"), and her next write of plan.txt there is sealed at epoch 0, the key bob holds: his
+    device (the Share served to it alone) reads "the plan, written on the desktop after it said so".
+    Expected: once a device says her Share gone, what it writes after is not under a key sealed to
+    that grantee at the file's current epoch (a re-key first, as ``stale_keys`` does for a revocation
+    it knows).  Cause: ``stale_keys.unreached`` (stale_keys.py:103) skips a key whose share
+    ``Freshness.remembered`` (freshness.py:407), and ``remembered`` is true for a Share ``sweep`` marked
+    deleted (``deleted`` sets the gone flag, ``remembered`` reads only ``taken_back``): bob's key at
+    the current epoch, held here, costs no re-key.  Impact: the server that withholds one re-key keeps
+    a removed member reading what her other device writes after her unshare, the alarm notwithstanding.
+    Suggested fix: a share seen deleted here (gone, not withheld: a tombstone taken in) whose grantee
+    holds a key she sealed at the file's current epoch gets the re-key (her signed request), the
+    alarm kept; a withheld body (no tombstone) stays no revocation.  Test:
+    ``test_her_desktop_told_of_the_unshare_never_writes_under_the_key_the_removed_member_holds[True]``,
+    control ``[False]`` (the re-key reaches the desktop: epoch 1, bob reads nothing).
+
 Held (controls kept, passing): 70a (1) end to end in the server's order,
 ``test_a_members_file_naming_her_folder_withheld_from_her_new_desktop_gets_nothing_she_saves_there``:
 bob's shared x.txt re-signed to name her folder Secret, Secret's document deleted on the server so her
@@ -277,5 +298,68 @@ def test_her_member_removal_on_the_laptop_is_not_undone_on_her_desktop_by_the_ol
         assert bob_read is None or "after" not in bob_read, (
             f"bob reads {bob_read!r}, written on her laptop after his removal from team; the desktop said "
             f"{said}")
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("rekey_withheld", [
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
+        "71d (2): her desktop says her Share is gone (share-missing) yet keeps writing her file under the "
+        "key bob holds, the laptop's re-key withheld (her older node states served), his key there"))),
+    False])  # the control: the re-key reaches the desktop, which writes under the new key
+def test_her_desktop_told_of_the_unshare_never_writes_under_the_key_the_removed_member_holds(
+        tmp_path: Path, rekey_withheld: bool) -> None:
+    server = PouchServer(tmp_path / "pouch")
+    url = f"{server.start()}/vault"
+    try:
+        srv = adversary.Server(url)
+        laptop = first_device(url, tmp_path)
+        _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+        with mounted(laptop, tmp_path / "a") as a:
+            (a / "proj").mkdir()
+            (a / "proj" / "plan.txt").write_text("the plan, before bob was removed\n")
+            shared = fusevault("share", a / "proj", "--with", "bob", "--perm", "READ")
+            assert shared.returncode == 0, shared.stderr
+            wait_for(lambda: settled(a), "the first push")
+        desktop = new_device(url, tmp_path, "desktop")
+        with mounted(desktop, tmp_path / "d") as d:
+            wait_for(lambda: settled(d) and (d / "proj" / "plan.txt").is_file(),
+                     "the desktop to take proj in")
+        proj, fid = _node_fid(laptop, "alice", "proj"), _node_fid(laptop, "alice", "plan.txt")
+        old = [srv.get(proj), srv.get(fid)]
+        keys = srv.all("FileKey")
+        (share_id,) = [s["_id"] for s in adversary.docs(laptop, "Share")]
+        old_share = srv.get(share_id)
+        with mounted(laptop, tmp_path / "a") as a:
+            gone = fusevault("unshare", a / "proj", "--with", "bob")
+            assert gone.returncode == 0, gone.stderr
+            wait_for(lambda: settled(a), "the unshare's push")
+        # The server: the Share's deletion goes through; her older node states (epoch 0) and bob's keys
+        # of them are served again over her laptop's re-key, which the desktop never saw.
+        for doc in [*old, *keys] if rekey_withheld else []:
+            srv.put(doc)
+        with mounted(desktop, tmp_path / "d") as d:
+            wait_for(lambda: settled(d), "the desktop to take the unshare in")
+            time.sleep(3)
+            said = [(x["kind"], x["text"][:100]) for x in mount_status(d)["alarms"]]
+            (d / "proj" / "plan.txt").write_text("the plan, written on the desktop after it said so\n")
+            wait_for(lambda: settled(d), "the desktop's push")
+        epoch = adversary_epoch(desktop, fid)
+        srv.put(old_share)  # for bob's device only: it opens what his key of epoch 0 opens
+        bobs = tmp_path / "bobs"
+        joined = fusevault("init", bobs, "--join", url, "--user", "bob", passphrase=BOB)
+        assert joined.returncode == 0, joined.stderr
+        with mounted(bobs, tmp_path / "b", "--user", "bob", passphrase=BOB) as b:
+            wait_for(lambda: settled(b), "bob's device to settle")
+            time.sleep(2)
+            plan = b / "shared" / "alice" / "proj" / "plan.txt"
+            try:
+                bob_read = plan.read_text() if plan.is_file() else None
+            except OSError:  # EIO: a version under a key he does not hold
+                bob_read = None
+        print("(2) said", said, "epoch", epoch, "bob reads", bob_read)
+        assert bob_read is None or "after it said so" not in bob_read, (
+            f"bob reads {bob_read!r}: her desktop said {said}, then wrote plan.txt at epoch {epoch}, the key "
+            "he holds")
     finally:
         server.stop()
