@@ -36,7 +36,7 @@ from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import Store
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import grants as granting
-from fusevault.vault.model import names, shapes, sharing
+from fusevault.vault.model import names, sealed_for, shapes, sharing
 from fusevault.vault.model.groups import GROUP, can_write
 from fusevault.vault.model.nodes import VERSION, Node, node_from_doc, open_node_attrs, wrapping_ok
 from fusevault.vault.model.sharing import Grant, Reach, gives_as_much
@@ -317,6 +317,7 @@ class Guests:
         meanwhile has the last word."""
         written = 0
         for node, dek, epoch in keys:
+            record = sealed_for.in_force(node.sealed_for, epoch)
             for grant in self.covering(node, nodes, behind):
                 if not self.may_seal(node, grant):
                     continue
@@ -326,6 +327,8 @@ class Guests:
                     if reach.recipient == self.user_id or _good_key(path, self.trust, node.owner, node.fid,
                                                                    reach.recipient, epoch, bound):
                         continue
+                    if record is not None and self._left_out(record, node, grant, reach.recipient):
+                        continue
                     public = self.public(reach.recipient)
                     if public is not None:
                         sealed = seal_file_key(public, reach.recipient, node.owner, node.fid, epoch, dek)
@@ -333,6 +336,26 @@ class Guests:
                                                            reach.recipient, epoch, sealed,
                                                            replace=os.path.exists(path), group=bound)
         return written
+
+    def _left_out(self, record: dict, node: Node, grant: Grant, recipient: str) -> bool:
+        """Whether the re-key that made the node's key (``record``: vault/model/sealed_for.py) left this
+        recipient of ``grant`` out: a grant (a Share, a Group body) in force here that her newer re-key
+        did not seal to is one she took back on another device (the server serving it again here, attack
+        round 71d (1)), said, never sealed; a group's member added since (its body newer than the one the
+        re-key saw) is not.  Sharing again seals the key itself (vault/services/share_ops.py)."""
+        if sealed_for.covers(record, grant.owner, grant.fid, grant.grantee, recipient):
+            return False
+        if grant.group and sealed_for.group_newer(record, grant.grantee, self.groups.get(grant.grantee)):
+            return False
+        if self.trust is not None:
+            what = f"group {grant.grantee}" if grant.group else "share"
+            subject = f"{sharing.doc_id(grant.fid, grant.grantee)}:{recipient}"
+            self.trust.alarms.warn(
+                "replayed-grant", subject,
+                f"the {what} of {grant.fid} to {recipient} is in force here, but her newer key of file "
+                f"{node.fid} (epoch {record['epoch']}) was made without it (taken back on another device, or "
+                "the store serves an older body again): not sealed to it; share again to give it")
+        return True
 
     def group_bound(self, grant: Grant) -> granting.GroupBinding | None:
         """For a key sealed through a group share: the group, its owner as this user's pins admitted its
