@@ -74,7 +74,7 @@ def test_a_groups_member_outside_the_rekey_is_sealed_to_only_under_a_newer_body(
 def test_a_record_of_another_epoch_is_not_in_force() -> None:
     """A later re-key of older code keeps the record of an earlier key in the node: not this key's."""
     found = _record([])
-    assert sealed_for.in_force(found, 1) is found
+    assert sealed_for.in_force(found, 1) == found
     assert sealed_for.in_force(found, 2) is None and sealed_for.in_force(None, 1) is None
 
 

@@ -68,16 +68,30 @@ def entry(owner: str, fid: str, grantee: str, recipient: str) -> str:
 
 def in_force(value: Any, epoch: int) -> dict | None:
     """The node's record if it is the one of its key's epoch (a later re-key of older code keeps the
-    earlier record in the node: not this key's)."""
-    return value if isinstance(value, dict) and value.get("epoch") == epoch else None
+    earlier record in the node: not this key's): a copy, so the sets ``covers`` keeps are never
+    written into the node's own, which its commits carry over."""
+    return dict(value) if isinstance(value, dict) and value.get("epoch") == epoch else None
 
 
 def covers(found: dict, owner: str, fid: str, grantee: str, recipient: str) -> bool:
     """Whether the re-key of the record sealed its key to ``recipient`` through that grant (whatever the
     permission then: a change of it is no new reader), or the grant is on a folder that was not over the
-    file then (her move of it since: its new readers are hers to give)."""
-    prefix = entry(owner, fid, grantee, recipient)
-    return fid not in found["above"] or any(r.startswith(prefix) for r in found["to"])
+    file then (her move of it since: its new readers are hers to give).  A look in sets made once a
+    record (``_named``): a big group's members each looked up at an unlock cost one look each."""
+    to, above = _named(found)
+    return fid not in above or entry(owner, fid, grantee, recipient) in to
+
+
+def _named(found: dict) -> tuple[frozenset[str], frozenset[str]]:
+    """The record's entries without their permission, and its folders, as sets (kept in the record)."""
+    cached = found.get(_SETS)
+    if cached is None:
+        cached = (frozenset(r.rpartition(":")[0] + ":" for r in found["to"]), frozenset(found["above"]))
+        found[_SETS] = cached
+    return cached
+
+
+_SETS = "\0sets"  # a key no document's record has (``shaped`` refuses any other field)
 
 
 def group_newer(found: dict, group_id: str, body: dict | None) -> bool:
