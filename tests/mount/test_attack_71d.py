@@ -180,6 +180,7 @@ def test_her_unshare_on_the_laptop_is_not_undone_on_her_desktop_by_the_share_ser
             f"epoch {before} to {after} on her desktop (its node at {node_epoch}); new.txt sealed to bob "
             f"there: {new_sealed}; the desktop said {said}; the laptop, mounted after, said {laptop_said}")
         assert not served_again or any(kind == "replayed-grant" for kind, _ in said), said
+        assert not new_sealed, "new.txt, made on the desktop after bob's removal, was sealed to him there"
     finally:
         server.stop()
 

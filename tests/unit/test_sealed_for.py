@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from fusevault.vault.model import nodes, sealed_for
+from fusevault.vault.model import nodes, sealed_for, sharing
 from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.sharing import Grant
@@ -46,6 +46,7 @@ def test_a_share_her_newer_rekey_left_out_is_not_sealed_to_and_said() -> None:
     share = Grant(ME, FOLDER, BOB, False, "READ")
     assert here._left_out(_record([]), _node(), share, BOB)
     assert "replayed-grant" in trust.alarms
+    assert (sharing.doc_id(FOLDER, BOB), BOB) in here.left  # taken back here: no new file sealed to it
     # The control: a share the re-key sealed to (whatever its permission since) is sealed as before.
     kept = _record([f"{sealed_for.entry(ME, FOLDER, BOB, BOB)}READ"])
     assert not here._left_out(kept, _node(), Grant(ME, FOLDER, BOB, False, "READ,WRITE"), BOB)

@@ -76,6 +76,10 @@ class Guests:
     # under a key not sealed to the user yet, or one whose version was being
     # committed here meanwhile.  Looked at again at the next change.
     awaiting: set[str] = field(default_factory=set)
+    # (Share id, recipient) of each grant in force here that her newer re-key left out (``_left_out``):
+    # taken back on another device, so sealed no key here either, a new file's included, until she
+    # shares again (``seal_keys`` ``chosen``: her command's own grant; attack round 71d (1)).
+    left: set[tuple[str, str]] = field(default_factory=set)
     # The contents of another writer's state taken in (judged) while the file was busy here
     # (fid -> CONTENTS values, vault/tree/arrivals.py): a re-key seals these next, whatever
     # refused document is stored over them meanwhile (``reopen``).
@@ -272,10 +276,13 @@ class Guests:
 
     # --- keys for recipients
 
-    def seal_keys(self, layout: Layout, node: Node, grants: Iterable[Grant], key: tuple[bytes, int]) -> int:
+    def seal_keys(self, layout: Layout, node: Node, grants: Iterable[Grant], key: tuple[bytes, int],
+                  chosen: bool = False) -> int:
         """Seal ``key`` (the node's DEK and its epoch, taken on the trio thread:
         a worker thread reading them from the node could pair one key's epoch
-        with another's DEK) for every recipient of ``grants``."""
+        with another's DEK) for every recipient of ``grants``; never to one her
+        newer re-key left out (``left``) unless ``chosen`` (her share command's
+        grant: sharing again)."""
         dek, epoch = key
         written = 0
         for grant in grants:
@@ -285,6 +292,9 @@ class Guests:
                 public = self.public(reach.recipient)
                 if public is None:
                     continue
+                if not chosen and (sharing.doc_id(grant.fid, grant.grantee), reach.recipient) in self.left:
+                    continue
+                self.left.discard((sharing.doc_id(grant.fid, grant.grantee), reach.recipient))
                 path = reach.key_path(layout, node.fid)
                 if _newer_key(path, epoch, self.trust, node.owner, node.fid, reach.recipient):
                     continue  # the owner gave the file a newer key meanwhile: never taken back
@@ -347,6 +357,7 @@ class Guests:
             return False
         if grant.group and sealed_for.group_newer(record, grant.grantee, self.groups.get(grant.grantee)):
             return False
+        self.left.add((sharing.doc_id(grant.fid, grant.grantee), recipient))
         if self.trust is not None:
             what = f"group {grant.grantee}" if grant.group else "share"
             subject = f"{sharing.doc_id(grant.fid, grant.grantee)}:{recipient}"
