@@ -384,7 +384,8 @@ class Files:
                 await self.tree.in_thread(self.tree.store.sync)
 
     async def commit_version(self, node: Node, content: Content, still: Callable[[], bool] | None = None,
-                             key: tuple[bytes, int, str] | None = None, durable: bool = False) -> None:
+                             key: tuple[bytes, int, str, dict | None] | None = None,
+                             durable: bool = False) -> None:
         """``still``: commit only while it holds (asked under the metadata lock,
         right before the node changes), else Stale;
         ``key``: the node's new DEK and epoch, which sealed ``content`` (a new key), and her
@@ -420,7 +421,7 @@ class Files:
             if still is not None and not still():
                 raise Stale
             if key is not None:  # only now: until committed, readers open the old version
-                node.dek, node.epoch, node.key_proof = key
+                node.dek, node.epoch, node.key_proof, node.sealed_for = key
             parent_vid = node.head
             node.head, node.manifest = vid, place
             node.stored_size = node.size

@@ -15,7 +15,9 @@ import trio
 from fusevault.errors import Conflict, CorruptData
 from fusevault.vault.files.content import Content
 from fusevault.vault.files.open_files import FLUSH_AT, Files, Stale
-from fusevault.vault.model.her_keys import derived_dek
+from fusevault.vault.files.ports import TreePort
+from fusevault.vault.model import lineage, sealed_for
+from fusevault.vault.model.her_keys import derived_dek, recipients
 from fusevault.vault.model.nodes import Node
 
 # Sealing a file again under a new key, when other writers' versions keep
@@ -49,8 +51,11 @@ async def rekey(files: Files, node: Node, reopen: Reopen) -> None:
         # Her proof of it, with it in the node: whoever holds the key after this, whatever the recipients
         # since, knows it hers there (vault/model/her_keys.py ``her_key_at``, attack round 51b (4)-(6)).
         proof = tree.key.key_proof(node.fid, epoch, dek)
+        # For whom (attack round 71d (1)): her other device extends this key to nobody else.
+        record = sealed_for.record(epoch, recipients(tree, node), _groups_seen(tree, node),
+                                   _above(tree, node))
         if node.is_reg and node.head:
-            if not await _reseal(files, node, (dek, epoch, proof), reopen):
+            if not await _reseal(files, node, (dek, epoch, proof, record), reopen):
                 if _left(files, node):
                     return  # deleted meanwhile (on another device): no file to give a key
                 # Its document is not in the store, and the tree never saw it go: the key
@@ -59,7 +64,7 @@ async def rekey(files: Files, node: Node, reopen: Reopen) -> None:
                                   "a new key: its document is missing from the store")
         else:
             def change() -> None:
-                node.dek, node.epoch, node.key_proof = dek, epoch, proof
+                node.dek, node.epoch, node.key_proof, node.sealed_for = dek, epoch, proof, record
 
             await tree.commit_node(node, change)
             if node.content is not None:  # open, nothing stored: nothing sealed under the old key
@@ -68,6 +73,34 @@ async def rekey(files: Files, node: Node, reopen: Reopen) -> None:
         key = (node.dek, node.epoch)
     if tree.sharing is not None and (grants := tree.covering(node)):
         await tree.in_thread(tree.sharing.seal_keys, tree.layout, node, grants, key)
+
+
+def _groups_seen(tree: TreePort, node: Node) -> dict[str, lineage.Vector]:
+    """The signed version vector of each Group body whose members the new key reaches here."""
+    if tree.sharing is None:
+        return {}
+    seen: dict[str, lineage.Vector] = {}
+    for grant in tree.covering(node):
+        body = tree.sharing.groups.get(grant.grantee) if grant.group else None
+        try:
+            vector = lineage.of(body) if isinstance(body, dict) else None
+        except lineage.Malformed:
+            vector = None
+        if vector is not None:
+            seen[grant.grantee] = vector
+    return seen
+
+
+def _above(tree: TreePort, node: Node) -> list[str]:
+    """The file's id and those of the folders over each of its names (as ``covering`` walks them)."""
+    found, seen = [node.fid], set[int]()
+    for parent, _ in node.links:
+        folder = tree.get(parent)
+        while folder is not None and folder.ino not in seen and len(seen) < 4096:
+            seen.add(folder.ino)
+            found.append(folder.fid)
+            folder = tree.get(folder.links[0][0]) if folder.links else None
+    return found
 
 
 async def _next_epoch(files: Files, node: Node) -> int:
@@ -113,7 +146,7 @@ def _reload(files: Files, node: Node, reopen: Reopen) -> bool:
     return True
 
 
-async def _reseal(files: Files, node: Node, key: tuple[bytes, int, str], reopen: Reopen) -> bool:
+async def _reseal(files: Files, node: Node, key: tuple[bytes, int, str, dict | None], reopen: Reopen) -> bool:
     """Seal the node's newest version again under ``key`` (the new DEK, its epoch and her proof of it)
     as a new version (the content lock held).  Sealed into a Content of its own: reads
     under way keep the old one, which stays whole, until the commit.

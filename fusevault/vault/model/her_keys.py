@@ -36,7 +36,7 @@ def derived_dek(tree: Keyed, node: Node, epoch: int) -> bytes:
     """The key her device gives the node at ``epoch`` (vault/files/rekeying.py ``rekey``): derived
     from her master key, the epoch and the recipients seen here, so none of those who hold only her
     older keys can make it."""
-    return tree.key.rekey_dek(node.fid, epoch, _recipients(tree, node))
+    return tree.key.rekey_dek(node.fid, epoch, recipients(tree, node))
 
 
 # ``her_key_at``: how many recipient lists a key is derived for, at most, to find the one her device
@@ -52,7 +52,7 @@ def _reached(tree: Keyed, node: Node) -> list[tuple[object, str]]:
             for g in tree.covering(node) for r in tree.sharing.reaches(g)]
 
 
-def _recipients(tree: Keyed, node: Node) -> list[str]:
+def recipients(tree: Keyed, node: Node) -> list[str]:
     """Who the new key is sealed to, as the grants and recipients (a group's members) covering the
     node here: a device of hers that sees them otherwise (a member's removal not taken in yet)
     derives another key (``MasterKey.rekey_dek``)."""

@@ -25,6 +25,7 @@ from fusevault.crypto.signing import sign_doc, signer_of
 from fusevault.encoding import b64d, b64e, loads_untrusted, name_to_str, str_to_name
 from fusevault.errors import CorruptData, Forged
 from fusevault.vault.format.layout import checked_id, is_id
+from fusevault.vault.model import sealed_for
 from fusevault.vault.model.placement import shaped
 
 # The root directory's inode number (FUSE fixes it at 1).
@@ -152,6 +153,8 @@ def check_texts(attrs: dict) -> None:
             raise ValueError(f"bad {field}")
     if (proof := attrs.get("key_proof")) is not None and not proof_shaped(proof):
         raise ValueError("bad key_proof")
+    if (record := attrs.get("sealed_for")) is not None and not sealed_for.shaped(record):
+        raise ValueError("bad sealed_for")
 
 
 def proof_shaped(proof: object) -> bool:
@@ -247,7 +250,7 @@ class Node:
         "mode", "uid", "gid", "rdev", "size", "stored_size", "allocated", "atime", "mtime", "ctime", "btime",
         "links", "children", "subdirs", "xattrs", "target", "head", "manifest",
         "lookups", "opens", "content", "lock", "trashed", "previous", "epoch", "wrapped", "seq",
-        "over", "replaced_by", "placed", "changed", "key_proof",
+        "over", "replaced_by", "placed", "changed", "key_proof", "sealed_for",
     )
 
     def __init__(self, ino: int, fid: str, owner: str, dek: bytes,
@@ -317,6 +320,10 @@ class Node:
         # by every commit under that key (hers, a member's); None: none (a first key, a key from before
         # proofs).  Anyone's input: it counts only where her key checks it (vault/model/her_keys.py).
         self.key_proof: str | None = None
+        # For whom her re-key made the key of ``epoch`` (vault/model/sealed_for.py ``record``): no device
+        # extends that key to a recipient outside it (attack round 71d (1)); carried over unchanged by
+        # every commit under that key.  None: none (a first key, a key from before the record).
+        self.sealed_for: dict | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -335,7 +342,7 @@ class Node:
     # Snapshots let a metadata operation be undone when its commit fails.
     _SAVED = ("mode", "uid", "gid", "size", "stored_size", "allocated", "atime", "mtime", "ctime", "xattrs",
               "head", "manifest", "rev", "trashed", "previous", "dek", "epoch",
-              "replaced_by", "changed", "key_proof")
+              "replaced_by", "changed", "key_proof", "sealed_for")
 
     def save(self) -> tuple:
         return (tuple(getattr(self, f) for f in self._SAVED), list(self.links))
@@ -371,6 +378,7 @@ def attrs_plain(node: Node, fid_of) -> dict:
         **({"placed": node.placed} if node.placed is not None else {}),
         **({"changed": node.changed} if node.changed else {}),
         **({"key_proof": node.key_proof} if node.key_proof is not None else {}),
+        **({"sealed_for": node.sealed_for} if node.sealed_for is not None else {}),
     }
 
 
@@ -546,6 +554,7 @@ def apply_attrs(node: Node, attrs: dict, by_owner: bool | None = None) -> list[t
     node.placed = shaped(attrs.get("placed"))
     node.changed = taken_stamps(attrs.get("changed"), by_owner)
     node.key_proof = attrs.get("key_proof")
+    node.sealed_for = attrs.get("sealed_for")
     if (seq := attrs.get("seq")) is not None:
         device, n = seq
         if not isinstance(device, str) or not isinstance(n, int):

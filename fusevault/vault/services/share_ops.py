@@ -124,7 +124,7 @@ async def share(volume: Volume, path: bytes, target: str, perm: str) -> dict:
     keys = [(n, (n.dek, n.epoch)) for n in nodes]
 
     def seal() -> int:
-        return sum(sealing.seal_keys(volume.layout, n, [grant], key) for n, key in keys)
+        return sum(sealing.seal_keys(volume.layout, n, [grant], key, chosen=True) for n, key in keys)
 
     keys = await volume.in_thread(seal)
     doc = share_doc(grant)

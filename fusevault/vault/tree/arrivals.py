@@ -46,7 +46,7 @@ ATTRS = ("mode", "uid", "gid", "rdev", "atime", "ctime", "btime", "xattrs", "tar
 # while this device was away: a file saved more often than this is recovered from its history).
 BENEATH_LIMIT = 16
 CONTENTS = ("size", "stored_size", "allocated", "mtime", "head", "manifest", "dek", "epoch", "wrapped",
-            "key_proof")
+            "key_proof", "sealed_for")
 
 
 @dataclass

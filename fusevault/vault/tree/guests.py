@@ -36,7 +36,7 @@ from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import Store
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import grants as granting
-from fusevault.vault.model import names, shapes, sharing
+from fusevault.vault.model import names, sealed_for, shapes, sharing
 from fusevault.vault.model.groups import GROUP, can_write
 from fusevault.vault.model.nodes import VERSION, Node, node_from_doc, open_node_attrs, wrapping_ok
 from fusevault.vault.model.sharing import Grant, Reach, gives_as_much
@@ -76,6 +76,10 @@ class Guests:
     # under a key not sealed to the user yet, or one whose version was being
     # committed here meanwhile.  Looked at again at the next change.
     awaiting: set[str] = field(default_factory=set)
+    # (Share id, recipient) of each grant in force here that her newer re-key left out (``_left_out``):
+    # taken back on another device, so sealed no key here either, a new file's included, until she
+    # shares again (``seal_keys`` ``chosen``: her command's own grant; attack round 71d (1)).
+    left: set[tuple[str, str]] = field(default_factory=set)
     # The contents of another writer's state taken in (judged) while the file was busy here
     # (fid -> CONTENTS values, vault/tree/arrivals.py): a re-key seals these next, whatever
     # refused document is stored over them meanwhile (``reopen``).
@@ -272,10 +276,13 @@ class Guests:
 
     # --- keys for recipients
 
-    def seal_keys(self, layout: Layout, node: Node, grants: Iterable[Grant], key: tuple[bytes, int]) -> int:
+    def seal_keys(self, layout: Layout, node: Node, grants: Iterable[Grant], key: tuple[bytes, int],
+                  chosen: bool = False) -> int:
         """Seal ``key`` (the node's DEK and its epoch, taken on the trio thread:
         a worker thread reading them from the node could pair one key's epoch
-        with another's DEK) for every recipient of ``grants``."""
+        with another's DEK) for every recipient of ``grants``; never to one her
+        newer re-key left out (``left``) unless ``chosen`` (her share command's
+        grant: sharing again)."""
         dek, epoch = key
         written = 0
         for grant in grants:
@@ -285,6 +292,9 @@ class Guests:
                 public = self.public(reach.recipient)
                 if public is None:
                     continue
+                if not chosen and (sharing.doc_id(grant.fid, grant.grantee), reach.recipient) in self.left:
+                    continue
+                self.left.discard((sharing.doc_id(grant.fid, grant.grantee), reach.recipient))
                 path = reach.key_path(layout, node.fid)
                 if _newer_key(path, epoch, self.trust, node.owner, node.fid, reach.recipient):
                     continue  # the owner gave the file a newer key meanwhile: never taken back
@@ -317,6 +327,7 @@ class Guests:
         meanwhile has the last word."""
         written = 0
         for node, dek, epoch in keys:
+            record = sealed_for.in_force(node.sealed_for, epoch)
             for grant in self.covering(node, nodes, behind):
                 if not self.may_seal(node, grant):
                     continue
@@ -326,6 +337,8 @@ class Guests:
                     if reach.recipient == self.user_id or _good_key(path, self.trust, node.owner, node.fid,
                                                                    reach.recipient, epoch, bound):
                         continue
+                    if record is not None and self._left_out(record, node, grant, reach.recipient):
+                        continue
                     public = self.public(reach.recipient)
                     if public is not None:
                         sealed = seal_file_key(public, reach.recipient, node.owner, node.fid, epoch, dek)
@@ -333,6 +346,27 @@ class Guests:
                                                            reach.recipient, epoch, sealed,
                                                            replace=os.path.exists(path), group=bound)
         return written
+
+    def _left_out(self, record: dict, node: Node, grant: Grant, recipient: str) -> bool:
+        """Whether the re-key that made the node's key (``record``: vault/model/sealed_for.py) left this
+        recipient of ``grant`` out: a grant (a Share, a Group body) in force here that her newer re-key
+        did not seal to is one she took back on another device (the server serving it again here, attack
+        round 71d (1)), said, never sealed; a group's member added since (its body newer than the one the
+        re-key saw) is not.  Sharing again seals the key itself (vault/services/share_ops.py)."""
+        if sealed_for.covers(record, grant.owner, grant.fid, grant.grantee, recipient):
+            return False
+        if grant.group and sealed_for.group_newer(record, grant.grantee, self.groups.get(grant.grantee)):
+            return False
+        self.left.add((sharing.doc_id(grant.fid, grant.grantee), recipient))
+        if self.trust is not None:
+            what = f"group {grant.grantee}" if grant.group else "share"
+            subject = f"{sharing.doc_id(grant.fid, grant.grantee)}:{recipient}"
+            self.trust.alarms.warn(
+                "replayed-grant", subject,
+                f"the {what} of {grant.fid} to {recipient} is in force here, but her newer key of file "
+                f"{node.fid} (epoch {record['epoch']}) was made without it (taken back on another device, or "
+                "the store serves an older body again): not sealed to it; share again to give it")
+        return True
 
     def group_bound(self, grant: Grant) -> granting.GroupBinding | None:
         """For a key sealed through a group share: the group, its owner as this user's pins admitted its

@@ -581,7 +581,7 @@ def _rebuilt_in_place(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledg
             node.links.remove((parent_ino, name))
     for slot in ("dek", "rev", "mode", "uid", "gid", "rdev", "size", "stored_size", "allocated", "atime",
                  "mtime", "ctime", "btime", "xattrs", "target", "head", "manifest", "trashed", "previous",
-                 "epoch", "wrapped", "replaced_by", "key_proof"):
+                 "epoch", "wrapped", "replaced_by", "key_proof", "sealed_for"):
         setattr(node, slot, getattr(mine, slot))
     node.children = ({} if node.children is None else node.children) if node.is_dir else None
     _as_seen(tree, key, ledger, doc, node, stamp, was, signed_path, new_key)

@@ -1,0 +1,99 @@
+"""For whom her re-key made a file's key (vault/model/sealed_for.py, attack round 71d (1)): a grant in force
+on her other device that her newer re-key left out is never sealed to, and said; a group's member added
+since, a share on a folder she moved the file under since, are; a node without a record is sealed as
+before; a document's record of another shape is refused."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from fusevault.vault.model import nodes, sealed_for, sharing
+from fusevault.vault.model.alarms import Alarms
+from fusevault.vault.model.nodes import Node
+from fusevault.vault.model.sharing import Grant
+from fusevault.vault.tree.guests import Guests
+
+ME, BOB, CAROL, FOLDER, FILE, TEAM = (uuid.uuid4().hex for _ in range(6))
+
+
+class _Trust:
+    def __init__(self) -> None:
+        self.alarms = Alarms()
+
+
+def _node() -> Node:
+    node = Node(7, FILE, ME, b"k" * 32, 0o100600, 0, 0)
+    node.epoch = 1
+    return node
+
+
+def _record(to: list[str], groups: dict | None = None) -> dict:
+    found = sealed_for.record(1, to, groups or {}, [FILE, FOLDER])
+    assert found is not None and sealed_for.shaped(found)
+    return found
+
+
+def _guests(groups: dict | None = None) -> tuple[Guests, _Trust]:
+    trust = _Trust()
+    return Guests(ME, [], groups or {}, {}, trust=trust), trust  # type: ignore[arg-type]
+
+
+def test_a_share_her_newer_rekey_left_out_is_not_sealed_to_and_said() -> None:
+    """Her Share to bob, served again over her unshare on the laptop: its re-key sealed to nobody."""
+    here, trust = _guests()
+    share = Grant(ME, FOLDER, BOB, False, "READ")
+    assert here._left_out(_record([]), _node(), share, BOB)
+    assert "replayed-grant" in trust.alarms
+    assert (sharing.doc_id(FOLDER, BOB), BOB) in here.left  # taken back here: no new file sealed to it
+    # The control: a share the re-key sealed to (whatever its permission since) is sealed as before.
+    kept = _record([f"{sealed_for.entry(ME, FOLDER, BOB, BOB)}READ"])
+    assert not here._left_out(kept, _node(), Grant(ME, FOLDER, BOB, False, "READ,WRITE"), BOB)
+
+
+def test_a_share_on_a_folder_she_moved_the_file_under_since_is_sealed_to() -> None:
+    here, _ = _guests()
+    elsewhere = uuid.uuid4().hex  # not over the file at its re-key: her move of it since
+    assert not here._left_out(_record([]), _node(), Grant(ME, elsewhere, BOB, False, "READ"), BOB)
+
+
+@pytest.mark.parametrize(("here_vector", "sealed"), [
+    ({"d1": 3}, True),  # signed after the body the re-key saw: carol added since
+    ({"d1": 2}, False),  # the body the re-key saw, naming a member it left out
+    ({"d1": 1}, False),  # an older body served again (her removal of bob undone)
+    ({"d2": 1}, False),  # made apart: not known to be newer
+])
+def test_a_groups_member_outside_the_rekey_is_sealed_to_only_under_a_newer_body(
+        here_vector: dict, sealed: bool) -> None:
+    here, trust = _guests({TEAM: {"owner": ME, "users": {CAROL: "READ"}, "version_vector": here_vector}})
+    record = _record([], {TEAM: {"d1": 2}})
+    assert here._left_out(record, _node(), Grant(ME, FOLDER, TEAM, True, "READ"), CAROL) is not sealed
+    assert ("replayed-grant" in trust.alarms) is not sealed
+
+
+def test_a_record_of_another_epoch_is_not_in_force() -> None:
+    """A later re-key of older code keeps the record of an earlier key in the node: not this key's."""
+    found = _record([])
+    assert sealed_for.in_force(found, 1) == found
+    assert sealed_for.in_force(found, 2) is None and sealed_for.in_force(None, 1) is None
+
+
+@pytest.mark.parametrize("bad", [
+    [], {"epoch": 1, "to": [], "groups": {}},  # a field short
+    {"epoch": 1, "to": ["x"] * (sealed_for.MAX_TO + 1), "groups": {}, "above": []},
+    {"epoch": 1, "to": ["x" * (sealed_for.MAX_ENTRY + 1)], "groups": {}, "above": []},
+    {"epoch": True, "to": [], "groups": {}, "above": []},
+    {"epoch": 1, "to": [3], "groups": {}, "above": []},
+    {"epoch": 1, "to": [], "groups": {"g": {"d": -1}}, "above": []},
+    {"epoch": 1, "to": [], "groups": {}, "above": "x"},
+    {"epoch": 1, "to": [], "groups": {}, "above": [], "more": 1},
+])
+def test_a_documents_record_of_another_shape_is_refused(bad: object) -> None:
+    assert not sealed_for.shaped(bad)
+    with pytest.raises(ValueError):
+        nodes.check_texts({"sealed_for": bad})
+
+
+def test_past_the_bounds_a_rekey_keeps_no_record() -> None:
+    assert sealed_for.record(1, ["x"] * (sealed_for.MAX_TO + 1), {}, []) is None
