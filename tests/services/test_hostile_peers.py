@@ -30,7 +30,9 @@ def test_a_request_nested_too_deep_is_a_bad_request_and_the_relay_answers_the_ne
             answer = httpx.post(url + path, content=b'{"name": ' + DEEP + b"}", timeout=30,
                                 headers={"content-type": "application/json"})
             assert answer.status_code == 400, (path, answer.status_code, answer.text[:200])
-            assert "not JSON" in answer.json()["error"]
+            # Refused before it is parsed (its brackets counted: round 71b (1)), or by the parser.
+            error = answer.json()["error"]
+            assert "more values than" in error or "not JSON" in error, error
         with RelayClient(url) as client:
             assert client.open_session(crypto.new_salt(), [{"id": "0", "size": 1}])["token"]
         assert proc.poll() is None
