@@ -548,22 +548,30 @@ def test_70a_1_a_folder_carol_shares_later_is_shown_as_hers(three: Path, named: 
     assert _in_scene(three, scene) == b"carol's\n"
 
 
+async def _carried_out(shared):  # noqa: F811
+    """70a (7)'s scene: bob, WRITE on her docs, signs his folder Bf into docs, her plan.txt into Bf,
+    then Bf back to his root: (docs, plan.txt) as her volume held them before."""
+    drive, alice, bob = shared.drive, shared.volumes["alice"], shared.volumes["bob"]
+    docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+    await _write(drive, docs.st_ino, b"plan.txt", b"alice's plan\n", ALICE)
+    await ask(shared, "share", "docs", "WRITE")
+    await _walk(drive, b"shared/alice/docs/plan.txt", BOB)
+    folder, mine = alice.resolve(b"docs"), alice.resolve(b"docs/plan.txt")
+    await drive.mkdir(ROOT, b"Bf", stat.S_IFDIR | 0o755, BOB)
+    his = bob.resolve(b"Bf").fid
+    answer = await drive.seat_of(BOB_UID).ops.session.requests.handle(
+        {"cmd": "share", "path": "Bf", "with": "alice", "perm": "READ"})
+    assert "error" not in answer, answer
+    planted(shared, bobs_node_doc(shared, his, {"links": [[folder.fid, "Bf"]]}))
+    planted(shared, bobs_node_doc(shared, mine.fid, {"links": [[his, "plan.txt"]]}))
+    planted(shared, bobs_node_doc(shared, his, {"links": [[bob.tree.node(ROOT).fid, "Bf"]]}))
+    return folder, mine
+
+
 def test_70a_7_a_writer_does_not_carry_her_file_out_of_her_folder_in_his(shared) -> None:  # noqa: F811
     async def attack() -> tuple[bytes, list[bytes]]:
-        drive, alice, bob = shared.drive, shared.volumes["alice"], shared.volumes["bob"]
-        docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
-        await _write(drive, docs.st_ino, b"plan.txt", b"alice's plan\n", ALICE)
-        await ask(shared, "share", "docs", "WRITE")
-        await _walk(drive, b"shared/alice/docs/plan.txt", BOB)
-        folder, mine = alice.resolve(b"docs"), alice.resolve(b"docs/plan.txt")
-        await drive.mkdir(ROOT, b"Bf", stat.S_IFDIR | 0o755, BOB)
-        his = bob.resolve(b"Bf").fid
-        answer = await drive.seat_of(BOB_UID).ops.session.requests.handle(
-            {"cmd": "share", "path": "Bf", "with": "alice", "perm": "READ"})
-        assert "error" not in answer, answer
-        planted(shared, bobs_node_doc(shared, his, {"links": [[folder.fid, "Bf"]]}))
-        planted(shared, bobs_node_doc(shared, mine.fid, {"links": [[his, "plan.txt"]]}))
-        planted(shared, bobs_node_doc(shared, his, {"links": [[bob.tree.node(ROOT).fid, "Bf"]]}))
+        alice = shared.volumes["alice"]
+        folder, mine = await _carried_out(shared)
         await trio.sleep(0)
         node = alice.find(mine.fid)
         return alice.tree.path_of(node) if node is not None and node.links else b"", sorted(

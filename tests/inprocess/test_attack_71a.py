@@ -155,7 +155,7 @@ from inprocess.conftest import (  # noqa: F401  (fixtures)
     vault_copy,
 )
 from inprocess.test_attack_53c import CAROL, CAROL_UID, _in_scene
-from inprocess.test_attack_70a import _laptop, _read_node, _signed_by
+from inprocess.test_attack_70a import _carried_out, _laptop, _read_node, _signed_by
 from inprocess.test_two_users import _walk, _write
 
 
@@ -350,20 +350,8 @@ def test_71a_control_a_writers_refused_move_keeps_her_file_in_docs_at_her_unlock
     her unlock: the store's current document of plan.txt is his refused move (``relink`` kept her
     file's name on arrival); the load rebuilds it where she had it, her contents kept."""
     async def scene() -> tuple[bytes, bytes, bytes]:
-        drive, alice, bob = shared.drive, shared.volumes["alice"], shared.volumes["bob"]
-        docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
-        await _write(drive, docs.st_ino, b"plan.txt", b"alice's plan\n", ALICE)
-        await ask(shared, "share", "docs", "WRITE")
-        await _walk(drive, b"shared/alice/docs/plan.txt", BOB)
-        folder, mine = alice.resolve(b"docs"), alice.resolve(b"docs/plan.txt")
-        await drive.mkdir(ROOT, b"Bf", stat.S_IFDIR | 0o755, BOB)
-        his = bob.resolve(b"Bf").fid
-        answer = await drive.seat_of(BOB_UID).ops.session.requests.handle(
-            {"cmd": "share", "path": "Bf", "with": "alice", "perm": "READ"})
-        assert "error" not in answer, answer
-        planted(shared, bobs_node_doc(shared, his, {"links": [[folder.fid, "Bf"]]}))
-        planted(shared, bobs_node_doc(shared, mine.fid, {"links": [[his, "plan.txt"]]}))
-        planted(shared, bobs_node_doc(shared, his, {"links": [[bob.tree.node(ROOT).fid, "Bf"]]}))
+        alice = shared.volumes["alice"]
+        folder, mine = await _carried_out(shared)
         seated = alice.tree.path_of(alice.find(mine.fid))
         again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)  # her unlock
         try:

@@ -104,6 +104,26 @@ def _key_epoch(path: Path) -> int | None:
     return None if found is None else found[0]
 
 
+def _proj_shared_on_two_devices(url: str, tmp_path: Path, grantee: str) -> tuple[Path, Path]:
+    """alice's laptop (the vault's first device; bob added, in group team when ``grantee`` is
+    ``@team``) shares proj/plan.txt READ with ``grantee``; her desktop joins and takes proj in."""
+    laptop = first_device(url, tmp_path)
+    _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
+    with mounted(laptop, tmp_path / "a") as a:
+        if grantee == "@team":
+            _admin(laptop, "group", "add", "team", "--owner", "alice")
+            _admin(laptop, "group", "member", "add", "team", "bob", "--perm", "READ")
+        (a / "proj").mkdir()
+        (a / "proj" / "plan.txt").write_text("the plan, before bob was removed\n")
+        shared = fusevault("share", a / "proj", "--with", grantee, "--perm", "READ")
+        assert shared.returncode == 0, shared.stderr
+        wait_for(lambda: settled(a), "the first push")
+    desktop = new_device(url, tmp_path, "desktop")
+    with mounted(desktop, tmp_path / "d") as d:
+        wait_for(lambda: settled(d) and (d / "proj" / "plan.txt").is_file(), "the desktop to take proj in")
+    return laptop, desktop
+
+
 # Fixed (vault/model/sealed_for.py): her laptop's re-key writes for whom it made the key; the desktop seals
 # it to nobody else (the Share served again there said, ``replayed-grant``).
 @pytest.mark.parametrize("served_again", [True, False])  # the control: the deletion reaches the desktop
@@ -113,18 +133,7 @@ def test_her_unshare_on_the_laptop_is_not_undone_on_her_desktop_by_the_share_ser
     url = f"{server.start()}/vault"
     try:
         srv = adversary.Server(url)
-        laptop = first_device(url, tmp_path)
-        _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-        with mounted(laptop, tmp_path / "a") as a:
-            (a / "proj").mkdir()
-            (a / "proj" / "plan.txt").write_text("the plan, before bob was removed\n")
-            shared = fusevault("share", a / "proj", "--with", "bob", "--perm", "READ")
-            assert shared.returncode == 0, shared.stderr
-            wait_for(lambda: settled(a), "the first push")
-        desktop = new_device(url, tmp_path, "desktop")
-        with mounted(desktop, tmp_path / "d") as d:
-            wait_for(lambda: settled(d) and (d / "proj" / "plan.txt").is_file(),
-                     "the desktop to take proj in")
+        laptop, desktop = _proj_shared_on_two_devices(url, tmp_path, "bob")
         (share_id,) = [s["_id"] for s in adversary.docs(laptop, "Share")]
         old_share = srv.get(share_id)
         with mounted(laptop, tmp_path / "a") as a:
@@ -259,21 +268,7 @@ def test_her_member_removal_on_the_laptop_is_not_undone_on_her_desktop_by_the_ol
     url = f"{server.start()}/vault"
     try:
         srv = adversary.Server(url)
-        laptop = first_device(url, tmp_path)
-        _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-        with mounted(laptop, tmp_path / "a") as a:
-            for args in (("group", "add", "team", "--owner", "alice"),
-                         ("group", "member", "add", "team", "bob", "--perm", "READ")):
-                _admin(laptop, *args)
-            (a / "proj").mkdir()
-            (a / "proj" / "plan.txt").write_text("the plan, before bob was removed\n")
-            shared = fusevault("share", a / "proj", "--with", "@team", "--perm", "READ")
-            assert shared.returncode == 0, shared.stderr
-            wait_for(lambda: settled(a), "the first push")
-        desktop = new_device(url, tmp_path, "desktop")
-        with mounted(desktop, tmp_path / "d") as d:
-            wait_for(lambda: settled(d) and (d / "proj" / "plan.txt").is_file(),
-                     "the desktop to take proj in")
+        laptop, desktop = _proj_shared_on_two_devices(url, tmp_path, "@team")
         (group_id,) = [g["_id"] for g in adversary.docs(laptop, "Group")]
         old_group = srv.get(group_id)
         with mounted(laptop, tmp_path / "a") as a:
@@ -317,18 +312,7 @@ def test_her_desktop_told_of_the_unshare_never_writes_under_the_key_the_removed_
     url = f"{server.start()}/vault"
     try:
         srv = adversary.Server(url)
-        laptop = first_device(url, tmp_path)
-        _admin(laptop, "user", "add", "bob", "--uid", "2001", passphrase=BOB)
-        with mounted(laptop, tmp_path / "a") as a:
-            (a / "proj").mkdir()
-            (a / "proj" / "plan.txt").write_text("the plan, before bob was removed\n")
-            shared = fusevault("share", a / "proj", "--with", "bob", "--perm", "READ")
-            assert shared.returncode == 0, shared.stderr
-            wait_for(lambda: settled(a), "the first push")
-        desktop = new_device(url, tmp_path, "desktop")
-        with mounted(desktop, tmp_path / "d") as d:
-            wait_for(lambda: settled(d) and (d / "proj" / "plan.txt").is_file(),
-                     "the desktop to take proj in")
+        laptop, desktop = _proj_shared_on_two_devices(url, tmp_path, "bob")
         proj, fid = _node_fid(laptop, "alice", "proj"), _node_fid(laptop, "alice", "plan.txt")
         old = [srv.get(proj), srv.get(fid)]
         keys = srv.all("FileKey")

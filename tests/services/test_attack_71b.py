@@ -111,11 +111,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import json
 import secrets
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -124,6 +121,7 @@ from conftest import running_relay
 
 from fusevault.relay.limits import Limits, Refused
 from fusevault.relay.state import FAILED_TTL, RelayState
+from services.test_attack_70b import _crossing
 
 BODY = 16 * 1024 * 1024
 
@@ -181,45 +179,6 @@ def test_71b_control_an_honest_manifest_costs_a_few_times_its_size(relay) -> Non
 
 
 # --- (2), (3): a failure's tombstone against the writes that cross it
-
-
-@contextlib.contextmanager
-def _crossing(state: RelayState, at: int, action: Callable[[], object]) -> Iterator[list[bool]]:
-    """``action`` runs once, just before the ``at``-th round trip to Redis of what runs inside (as
-    tests/services/test_attack_70b.py's helper); ``[True]`` once it ran."""
-    fired: list[bool] = []
-    trips = itertools.count()
-    command, pipeline = state.r.execute_command, state.r.pipeline
-
-    def before() -> None:
-        if not fired and next(trips) == at:
-            fired.append(True)
-            del state.r.execute_command, state.r.pipeline
-            try:
-                action()
-            finally:
-                state.r.execute_command, state.r.pipeline = counted, piped
-
-    def counted(*args: Any, **options: Any) -> Any:
-        before()
-        return command(*args, **options)
-
-    def piped(*args: Any, **options: Any) -> Any:
-        pipe = pipeline(*args, **options)
-        execute = pipe.execute
-
-        def run(*a: Any, **o: Any) -> Any:
-            before()
-            return execute(*a, **o)
-
-        pipe.execute = run
-        return pipe
-
-    state.r.execute_command, state.r.pipeline = counted, piped
-    try:
-        yield fired
-    finally:
-        del state.r.execute_command, state.r.pipeline
 
 
 def _session(redis_url: str) -> tuple[RelayState, str]:
