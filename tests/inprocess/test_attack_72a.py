@@ -23,15 +23,23 @@ In-process, three seats in one shared mount's ``Drive`` (tests/inprocess/test_at
     (``may_take``: the phantom guard is for ``mine`` only), vault/tree/authorship.py:318-334
     (``may_write``: a phantom "puts nothing here", so the only folder judged is the one the file
     leaves, which bob writes) and authorship.py:470 (``may_name``: a phantom takes any name,
-    unjudged).  Impact: a writer of a shared folder hides any file in it from any chosen reader's
-    devices, with no deletion its owner sees or can restore; the owner's next commit of the file
-    (an edit, a chmod) names it in C again on that device.  Suggested fix: in ``may_take``, refuse a
-    document of any owner's held node (not only hers) that a non-owner signs naming it only in
-    phantoms or folders not held, or in ``may_name`` judge a phantom as a folder of nobody's for a
-    node a non-owner moves there (refused), keeping the unjudged rule for a share root's own names
-    signed by its owner.
+    unjudged); once H is real, phantoms.py ``names_judged_again`` only unlinks the refused name
+    (cf.txt is left in no folder, then dropped as unreached), and the load judges bob's document
+    (``names_across``) with no state of carol's to fall back on for a guest.  Impact: a writer of a
+    shared folder hides a file in it from any chosen reader's devices, with no deletion its owner
+    sees or can restore; the owner's next commit of the file (an edit, a chmod) names it in C again
+    on that device.  The same move into an id of nothing (no phantom; scratch run, not kept) ends
+    alike, mounted and at the unlock: a reader's seat takes another owner's file moved out of its
+    sight as moved (28c (3) protects only the user's own files); with a phantom made real the seat
+    can judge the move and finds it forged, yet still loses the file.  Suggested fix: a name a node
+    held before a refused move is given back (as ``relink`` keeps the node where it was when every
+    new name is refused), in ``names_judged_again`` and at the load (the guest's state signed by its
+    owner, as ``_rebuilt_in_place`` does for hers); or, if a reader's seat is to keep another
+    owner's file in place whenever a non-owner moves it where nothing can be judged, extend the
+    ``mine`` guard of ``may_take`` to every held node (a genuine move out of her sight then waits
+    for the owner's next commit: to be weighed).
 
-Tried and held (read or run in scratch runs, not kept): the owner compare at the load and on arrival
+Tried and held (read, not run, but for the control kept here): the owner compare at the load and on arrival
 for a writer's honest create, mkdir and rename in her shared folder (the new node is the folder's
 owner's, namespace.py ``create``), imports and receive (``placing.write_file`` creates and renames
 within one folder), the conflict copy (made by the owner's devices, in her own folder); view folders
