@@ -39,7 +39,10 @@ In-process, three seats in one shared mount's ``Drive`` (tests/inprocess/test_at
     ``mine`` guard of ``may_take`` to every held node (a genuine move out of her sight then waits
     for the owner's next commit: to be weighed).
 
-Tried and held (read, not run, but for the control kept here): the owner compare at the load and on arrival
+Tried and held: a WRITE member's mkdir in her shared folder, his move of her file into it and his new
+file there, each hers and shown on her seat
+(``test_72a_control_a_writers_mkdir_move_and_new_file_in_her_folder_are_hers``).  Read, not run: the
+owner compare at the load and on arrival
 for a writer's honest create, mkdir and rename in her shared folder (the new node is the folder's
 owner's, namespace.py ``create``), imports and receive (``placing.write_file`` creates and renames
 within one folder), the conflict copy (made by the owner's devices, in her own folder); view folders
@@ -58,14 +61,14 @@ from pathlib import Path
 
 import pytest
 import trio
-from attack_scenes import BOB, planted
+from attack_scenes import ALICE, BOB, ask, planted
 from mount.test_trust_attack_39a import three  # noqa: F401  (fixture)
 
 from fusevault.vault.volume import Volume
-from inprocess.conftest import BOB_UID, ROOT
+from inprocess.conftest import BOB_UID, ROOT, shared  # noqa: F401  (fixture)
 from inprocess.test_attack_53c import CAROL, CAROL_UID, _in_scene
 from inprocess.test_attack_70a import _read_node, _signed_by
-from inprocess.test_two_users import _write
+from inprocess.test_two_users import _walk, _write
 
 
 async def _share(drive, uid: int, path: str, who: str, perm: str) -> None:
@@ -121,3 +124,24 @@ def test_72a_1_carols_file_stays_in_her_folder_when_a_writer_moves_it_into_a_pha
     assert shown, "cf.txt left carol's C on alice's seat for bob's phantom H"
     assert kept == b"carol's\n", f"shared/carol/C/cf.txt once H is made real: {kept!r}"
     assert unlocked, "cf.txt not in C at alice's next unlock"
+
+
+def test_72a_control_a_writers_mkdir_move_and_new_file_in_her_folder_are_hers(shared) -> None:  # noqa: F811
+    """An honest flow under the owner compare: bob, WRITE on alice's docs, makes docs/sub, moves her
+    a.txt into it as b.txt and writes new.txt there; her seat shows and reads both, new.txt hers."""
+    async def scene() -> tuple[bytes, bytes, bool]:
+        drive, alice = shared.drive, shared.volumes["alice"]
+        docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o777, ALICE)
+        await _write(drive, docs.st_ino, b"a.txt", b"alice's a\n", ALICE)
+        await ask(shared, "share", "docs", "WRITE")
+        await trio.sleep(0.3)
+        d = await _walk(drive, b"shared/alice/docs", BOB)
+        sub = await drive.mkdir(d.st_ino, b"sub", stat.S_IFDIR | 0o777, BOB)
+        await drive.rename(d.st_ino, b"a.txt", sub.st_ino, b"b.txt", 0, BOB)
+        await _write(drive, sub.st_ino, b"new.txt", b"bob's new\n", BOB)
+        await trio.sleep(0.3)
+        return (await _read_node(alice, alice.resolve(b"docs/sub/b.txt")),
+                await _read_node(alice, alice.resolve(b"docs/sub/new.txt")),
+                alice.resolve(b"docs/sub/new.txt").owner == alice.key.user_id)
+
+    assert trio.run(scene) == (b"alice's a\n", b"bob's new\n", True)
