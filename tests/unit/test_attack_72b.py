@@ -30,6 +30,11 @@ its body before the key is checked (items.py ``change``).
     >= 0x80 (or ``\\u`` escapes of surrogates) on routes whose long field is base64, before parsing;
     or bound non-ASCII bytes per route like the count.
 
+Fixed: (1) ``create`` and ``change`` read at most FIELDS_JSON (64 KiB) of FEW_VALUES values
+(``item_routes.read_fields``), ``add_version`` FEW_VALUES and one value per block id a 64 MiB body can
+name (``read_version``, ``VERSION_VALUES``, ~1 M); (2) ``read_version`` and the handshake route refuse a
+long body that is not ASCII without escapes before decoding it (``guards.read_json(ascii=True)``).
+
 Held (controls kept): an honest link version of 64 MiB of base64 parses within 4 times its size
 (``test_72b_control_an_honest_long_version_costs_a_few_times_its_size``).  Tried and held, not kept:
 huge integers (json's ``int`` refuses past 4,300 digits: a ValueError, so a 400); ``\\u`` escapes
@@ -46,7 +51,8 @@ import pytest
 import trio
 from starlette.requests import Request
 
-from fusevault.relay import item_routes
+from fusevault.relay import guards, item_routes
+from fusevault.relay.limits import Refused
 
 
 def _request(body: bytes) -> Request:
@@ -63,12 +69,12 @@ def _request(body: bytes) -> Request:
                     "headers": [(b"content-length", str(len(body)).encode())]}, receive)
 
 
-def _peak(body: bytes) -> int:
-    """Bytes the link routes' read of ``body`` peaked at (read, counted, parsed), past what was held."""
+def _peak(read, body: bytes) -> int:
+    """Bytes ``read`` of ``body`` peaked at (read, counted, parsed), past what was held."""
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
-        parsed = trio.run(item_routes.read_json, _request(body))
+        parsed = trio.run(read, _request(body))
         assert isinstance(parsed, dict)  # it passed the count and was parsed
         del parsed
         return tracemalloc.get_traced_memory()[1] - base
@@ -76,26 +82,58 @@ def _peak(body: bytes) -> int:
         tracemalloc.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="72b (1): a link route's body of 4 M small values (19 MiB) is "
-                                       "parsed to ~470 MiB: ITEM_VALUES is MAX_JSON // 16")
+def _refused(read, body: bytes) -> Refused:
+    with pytest.raises(Refused) as refused:
+        trio.run(read, _request(body))
+    return refused.value
+
+
+def _crowded(n: int) -> bytes:
+    return b'{"x":[' + b'{"a":1.5},' * n + b'{}]}'
+
+
 def test_72b_1_a_crowded_link_body_does_not_take_many_times_its_size() -> None:
-    n = item_routes.ITEM_VALUES // 2 - 10
-    body = b'{"x":[' + b'{"a":1.5},' * n + b'{}]}'
-    assert len(body) < item_routes.MAX_JSON
-    peak = _peak(body)
-    assert peak < 8 * len(body), f"{len(body) >> 20} MiB of body parsed at a peak of {peak >> 20} MiB"
+    attack = _crowded((item_routes.MAX_JSON // 16) // 2 - 10)  # 19 MiB, ~4 M values: ~470 MiB parsed
+    assert len(attack) < item_routes.MAX_JSON
+    assert _refused(item_routes.read_fields, attack).status in (400, 413)
+    assert _refused(item_routes.read_version, attack).status == 400
+    # The most crowded version taken costs less than an honest one of the cap (the control's 4 times).
+    most = _crowded(item_routes.VERSION_VALUES // 2 - 10)
+    peak = _peak(item_routes.read_version, most)
+    assert peak < 2 * item_routes.MAX_JSON, f"{len(most) >> 20} MiB of body parsed at {peak >> 20} MiB"
+    few = _crowded(guards.FEW_VALUES // 2 - 10)  # create's and change's few fields still pass
+    assert _peak(item_routes.read_fields, few) < 1 << 20
 
 
-@pytest.mark.xfail(strict=True, reason="72b (2): one character past U+FFFF makes a 64 MiB body's text "
-                                       "and string 4 bytes a character: ~9 times the body")
 def test_72b_2_a_wide_character_does_not_quadruple_a_long_string() -> None:
-    body = '{"private_enc":"\U0001F600'.encode() + b"A" * (item_routes.MAX_JSON - 64) + b'"}'
-    peak = _peak(body)
-    assert peak < 4 * len(body), f"{len(body) >> 20} MiB of body parsed at a peak of {peak >> 20} MiB"
+    tail = b"A" * (item_routes.MAX_JSON - 64) + b'"}'
+    wide = '{"private_enc":"\U0001F600'.encode() + tail
+    escaped = b'{"private_enc":"\\ud83d\\ude00' + tail
+    for body in (wide, escaped):
+        assert _refused(item_routes.read_version, body).status == 400
+
+    async def handshake(request: Request) -> dict:  # api.py post_handshake's read
+        return await guards.read_json(request, 17 << 20, guards.FEW_VALUES, ascii=True)
+
+    assert _refused(handshake, '{"manifest":"\U0001F600'.encode() + b"A" * (16 << 20) + b'"}').status == 400
+    # A short body may hold any text (a sender's reason for a refusal, a link's username).
+    assert trio.run(handshake, _request('{"refused":"d\u00e9j\u00e0 \U0001F600"}'.encode())) == {
+        "refused": "d\u00e9j\u00e0 \U0001F600"}
+    assert trio.run(item_routes.read_fields, _request('{"username":"\U0001F600"}'.encode())) == {
+        "username": "\U0001F600"}
 
 
 def test_72b_control_an_honest_long_version_costs_a_few_times_its_size() -> None:
     body = json.dumps({"private_enc": "A" * (item_routes.MAX_JSON - 4096), "blocks": ["b" * 24] * 100,
                        "public": {"v": 1}, "protected": {"seq": None}}).encode()
-    peak = _peak(body)
+    peak = _peak(item_routes.read_version, body)
     assert peak < 4 * len(body), f"{len(body) >> 20} MiB of body parsed at a peak of {peak >> 20} MiB"
+
+
+def test_72b_control_the_most_blocks_a_version_names_pass() -> None:
+    ids = (item_routes.MAX_JSON - (1 << 20)) // item_routes.BLOCK_ID_WIRE  # ~1 M ids, their manifest
+    body = json.dumps({"private_enc": "A" * (ids * 36), "blocks": ["b" * 24] * ids,
+                       "public": {"v": 1}, "protected": {"seq": 1, "signature": "A" * 88}},
+                      separators=(",", ":")).encode()  # as httpx sends it
+    assert len(body) < item_routes.MAX_JSON
+    assert len(trio.run(item_routes.read_version, _request(body))["blocks"]) == ids
