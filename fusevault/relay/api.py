@@ -33,7 +33,7 @@ REQUEST_WIRE = 256
 # of a few fields (a join, a message of the key exchange with its 16 MiB manifest as one string, an
 # answer); a session's offer, per file ``{"id", "size"}``; a requests call, per request
 # ``{"filename", "public_key", "first", "mac"}``: its bracket and commas, and one to spare.
-FEW_VALUES = 32
+FEW_VALUES = guards.FEW_VALUES
 FILE_VALUES = 4
 REQUEST_VALUES = 6
 CLOSE = {"Connection": "close"}
@@ -116,7 +116,8 @@ class Relay:
     async def post_handshake(self, request: Request) -> Response:
         sid = request.path_params["sid"]
         claims = self.claims(request, sid, None)
-        body = await guards.read_json(request, self.limits.max_manifest + MAX_JSON, FEW_VALUES)
+        body = await guards.read_json(request, self.limits.max_manifest + MAX_JSON, FEW_VALUES,
+                                      ascii=True)  # the manifest: base64 (72b (2))
         role = claims["role"]
         uid = claims["sub"] if role == "receiver" else str(body.pop("user_id", ""))
         await self.run(self.state.post_handshake, sid, uid, role, body)

@@ -66,8 +66,12 @@ async def read_body(request: Request, cap: int) -> bytes:
 PARSE_INLINE = 64 * 1024
 _PARSES = trio.CapacityLimiter(2)
 
+# Values a body of a few fields holds (a join, a message of the key exchange with its manifest as one
+# string, an answer, a link's item): its brackets and commas, and some to spare.
+FEW_VALUES = 32
 
-async def read_json(request: Request, cap: int, most: int) -> dict:
+
+async def read_json(request: Request, cap: int, most: int, *, ascii: bool = False) -> dict:
     """The body as a JSON object, or a 400/413 answer: at most ``cap`` bytes, holding at most ``most``
     values (the route's shape: its objects, arrays and members), counted before it is parsed.
 
@@ -77,8 +81,15 @@ async def read_json(request: Request, cap: int, most: int) -> dict:
     value but a container's first is after a comma, and a container's first is counted by its
     bracket); the relay's bodies are a few fields, base64, ids and numbers, so an honest one holds
     none in its strings, and a value parsed costs at most a few hundred bytes past its text.  In
-    UTF-16 or UTF-32 each of these characters still holds its byte: counted, never missed."""
+    UTF-16 or UTF-32 each of these characters still holds its byte: counted, never missed.
+
+    ``ascii``: the route's long fields are base64, hex or ids, so a body longer than PARSE_INLINE
+    must be ASCII without escapes, refused before it is decoded (72b (2)): one character past U+FFFF,
+    raw or as a ``\\u`` escape, made the whole text and its string 4 bytes a character, ~9 times the
+    body.  A short one may hold any text (a refusal's reason): it costs little whatever its width."""
     body = await read_body(request, cap)
+    if ascii and len(body) > PARSE_INLINE and not (body.isascii() and b"\\" not in body):
+        raise Refused(400, "a long body must be ASCII without escapes (base64, ids and numbers)")
     held = body.count(b"{") + body.count(b"[") + body.count(b",")
     if held > most:
         raise Refused(400, f"the body holds more values than the {most} this call takes")

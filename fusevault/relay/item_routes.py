@@ -61,14 +61,28 @@ def _a_lifetime(seconds: object) -> bool:
             and 0 < seconds <= LONGEST_EXPIRY)
 
 
-# Values a link's body may hold (guards.read_json, 71b (1)): a few fields, and a version's list of
-# block ids, each at least 16 bytes on the wire.
-ITEM_VALUES = MAX_JSON // 16
+# What a link's bodies hold, counted before they are parsed (guards.read_json, 71b (1)); 72b (1): one
+# count for all, MAX_JSON // 16 values, let a 19 MiB body of small objects parse to ~470 MiB.
+# ``create`` and ``change`` take a few fields and no list (three key hashes, hashinfo, username,
+# expires_in, keeps_drops): FEW_VALUES, within FIELDS_JSON bytes, so a name in any script costs little.
+FIELDS_JSON = 64 * 1024
+# ``add_version`` takes a few fields and the ids of the version's blocks (1 MiB of content each, the
+# owner's links/content.py BLOCK).  Each id (24 characters) is in the list, ``"id",`` 27 bytes, and in
+# the sealed manifest, the same 27 bytes as base64, 36: a 64 MiB body names at most ~1 M blocks, about
+# 1 TiB of content.  The most crowded body so bounded costs less than an honest version of MAX_JSON.
+BLOCK_ID_WIRE = 27 + 36
+VERSION_VALUES = guards.FEW_VALUES + MAX_JSON // BLOCK_ID_WIRE
 
 
-async def read_json(request: Request) -> dict:
-    """The request's body: a JSON object, or a 400/413 answer (read as a stream, capped)."""
-    return await guards.read_json(request, MAX_JSON, ITEM_VALUES)
+async def read_fields(request: Request) -> dict:
+    """``create``'s and ``change``'s body: a JSON object of a few fields, or a 400/413 answer."""
+    return await guards.read_json(request, FIELDS_JSON, guards.FEW_VALUES)
+
+
+async def read_version(request: Request) -> dict:
+    """``add_version``'s body: a JSON object of base64, ids and numbers (ASCII: 72b (2)), capped and
+    counted, or a 400/413 answer."""
+    return await guards.read_json(request, MAX_JSON, VERSION_VALUES, ascii=True)
 
 
 class ItemRoutes:
@@ -85,7 +99,7 @@ class ItemRoutes:
             raise Refused(503, "the link store is unavailable") from None
 
     async def create(self, request: Request) -> Response:
-        body = await read_json(request)
+        body = await read_fields(request)
         expires_in = body.get("expires_in")
         if expires_in is not None and not _a_lifetime(expires_in):
             raise Refused(400, f"expires_in is a number of seconds above 0, at most {LONGEST_EXPIRY}")
@@ -96,7 +110,7 @@ class ItemRoutes:
 
     async def change(self, request: Request) -> Response:
         key = presented(request)
-        await self.call("change", request.path_params["id"], key, await read_json(request))
+        await self.call("change", request.path_params["id"], key, await read_fields(request))
         return Response(status_code=204)
 
     async def delete(self, request: Request) -> Response:
@@ -105,7 +119,7 @@ class ItemRoutes:
 
     async def add_version(self, request: Request) -> Response:
         key = presented(request)
-        found = await self.call("add_version", request.path_params["id"], key, await read_json(request))
+        found = await self.call("add_version", request.path_params["id"], key, await read_version(request))
         return JSONResponse(found, status_code=201)
 
     async def latest(self, request: Request) -> Response:
