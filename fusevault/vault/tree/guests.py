@@ -325,7 +325,11 @@ class Guests:
         a group's new member needs nobody's passphrase.  A key is only ever
         created here, never replaced: the owner giving the file a new key
         meanwhile has the last word."""
-        written = 0
+        # Every record is read first (``_left_out`` fills ``left``), then keys are sealed, never to a
+        # grant in ``left`` (as in ``seal_keys``): a grant one file's record shows taken back is sealed no
+        # other file either, one without a record or moved in since, whatever the order of the nodes
+        # (attack round 72c (1)).
+        todo: list[tuple[Node, bytes, int, Grant, str, Path, granting.GroupBinding | None]] = []
         for node, dek, epoch in keys:
             record = sealed_for.in_force(node.sealed_for, epoch)
             for grant in self.covering(node, nodes, behind):
@@ -339,12 +343,16 @@ class Guests:
                         continue
                     if record is not None and self._left_out(record, node, grant, reach.recipient):
                         continue
-                    public = self.public(reach.recipient)
-                    if public is not None:
-                        sealed = seal_file_key(public, reach.recipient, node.owner, node.fid, epoch, dek)
-                        written += granting.write_signed_key(self.trust, path, node.owner, node.fid,
-                                                           reach.recipient, epoch, sealed,
-                                                           replace=os.path.exists(path), group=bound)
+                    todo.append((node, dek, epoch, grant, reach.recipient, path, bound))
+        written = 0
+        for node, dek, epoch, grant, recipient, path, bound in todo:
+            if (sharing.doc_id(grant.fid, grant.grantee), recipient) in self.left:
+                continue
+            public = self.public(recipient)
+            if public is not None:
+                sealed = seal_file_key(public, recipient, node.owner, node.fid, epoch, dek)
+                written += granting.write_signed_key(self.trust, path, node.owner, node.fid, recipient, epoch,
+                                                     sealed, replace=os.path.exists(path), group=bound)
         return written
 
     def _left_out(self, record: dict, node: Node, grant: Grant, recipient: str) -> bool:
