@@ -298,7 +298,8 @@ class RelayState:
                     keys.sender_requests(session["owner.id"])):
             pipe.smembers(key)
         files, requested, joined, receivers, rids = ([m.decode() for m in found] for found in pipe.execute())
-        # receivers: a session made before session.joined was
+        # Live: those still in. Else every receiver it ever took (``receivers`` too: a session made
+        # before ``session.joined`` was).
         uids = sorted(receivers) if live else sorted({*joined, *receivers})
         for fid in requested:
             pipe.smembers(keys.file_req_users(sid, fid))

@@ -53,20 +53,7 @@ from starlette.requests import Request
 
 from fusevault.relay import guards, item_routes
 from fusevault.relay.limits import Refused
-
-
-def _request(body: bytes) -> Request:
-    sent = False
-
-    async def receive() -> dict:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return Request({"type": "http", "method": "POST",
-                    "headers": [(b"content-length", str(len(body)).encode())]}, receive)
+from unit.test_relay_read_json import _request
 
 
 def _peak(read, body: bytes) -> int:

@@ -101,10 +101,7 @@ class Guests:
         are read and checked again (``grants.verified_grants``).  Read whole and checked at every
         change of any user's document, for every seat, on the loop, 2,000 Shares cost a shared mount
         ~0.25 s a `config set` (attack round 69d (2))."""
-        alarms = self.trust.alarms if self.trust is not None else None
-        users = {u["_id"]: u for u in shapes.well_formed(store, USER, alarms)}
-        if self.trust is not None:
-            self.trust.observe(users.values())  # a user document that arrived: changed keys are said
+        users = _users(store, self.trust)
         # Every changed document a Share's id names, or this seat's sharing state knows (``knows``), is
         # read again whatever its type now: a Share replaced by a body of another kind (or deleted with
         # that kind's type) stayed counted for the life of the seat (attack round 71c (1)).
@@ -126,10 +123,7 @@ class Guests:
 
     @classmethod
     def read(cls, store: Store, user_id: str, trust: Trust | None = None) -> Guests:
-        alarms = trust.alarms if trust is not None else None
-        users = {u["_id"]: u for u in shapes.well_formed(store, USER, alarms)}
-        if trust is not None:
-            trust.observe(users.values())  # a user document that arrived: changed keys are said
+        users = _users(store, trust)
         checked = granting.SharesChecked()
         grants, groups = granting.verified_grants(store, trust, checked)
         return cls(user_id, grants, groups, users, trust=trust, checked=checked)
@@ -662,6 +656,15 @@ def virtual_dir(ino: int, fid: str, like: Node) -> Node:
     node = Node(ino, fid, "", b"", stat.S_IFDIR | 0o555, like.uid, like.gid)
     node.atime = node.mtime = node.ctime = node.btime = like.ctime
     return node
+
+
+def _users(store: Store, trust: Trust | None) -> dict[str, dict]:
+    """The well-formed user documents by id, each observed by ``trust`` (changed keys are said)."""
+    alarms = trust.alarms if trust is not None else None
+    users = {u["_id"]: u for u in shapes.well_formed(store, USER, alarms)}
+    if trust is not None:
+        trust.observe(users.values())
+    return users
 
 
 def phantom(ino: int, fid: str) -> Node:

@@ -820,11 +820,10 @@ def _link_beside(tree: Tree, node: Node, links: list[tuple[str, bytes]]) -> None
 
 def names_across(tree: Tree, gate: Authorship | None, nodes: list[Node], signers: dict[str, str],
                  taken: list[tuple[Node, list[tuple[str, bytes]]]],
-                 gone: list[tuple[int, bytes]] | None = None,
                  ) -> list[tuple[Node, list[tuple[str, bytes]]]]:
     """The names ``nodes`` (placed) hold in a folder of another owner than the node's, refused as an
     arrival's are (``Authorship.may_name``: a node is named only in its own owner's folders, or in a
-    phantom), each taken out (``gone``, if given: the entries the kernel must forget) and said,
+    phantom), each taken out and said,
     naming the signer of the node's document (``signers``; its owner if absent).  An owner compare
     per name: one pass, in any order (attack rounds 70a (6), 71a (2)).  Returned: ``taken`` (names a
     node could not take, another holding them) without the refused ones, so none is shown beside its
@@ -840,8 +839,6 @@ def names_across(tree: Tree, gate: Authorship | None, nodes: list[Node], signers
             if gate.may_name(tree, signer, node.owner, parent):
                 continue
             tree.unlink_entry(parent, name, node)
-            if gone is not None:
-                gone.append((ino, name))
             gate.name_refused(node, signer, parent, name)
     out = []
     for node, lost in taken:
