@@ -2,7 +2,7 @@
 fb963db, 03cad98): ``guards.read_json`` counting a body's values before parsing, the link routes'
 ``read_fields``/``read_version`` (one value per block id in ``add_version``), ASCII long bodies, the
 REFRESH/CLOSE/UNPOP/PUSH scripts.  The link store (``relay/items.py``) on the tests' CouchDB-protocol
-server (pouchdb-server), in-process.
+server (pouchdb-server), in-process, and the real relay process (``fusevault relay --couchdb``).
 
 73c (1), medium (a flood of the relay's memory, and of its owner's collection, from a link holder).
   Attacker: whoever holds a link's append key: anyone a drop-box link was handed to (the drop link
@@ -39,32 +39,69 @@ server (pouchdb-server), in-process.
   at the first not of this item; in ``delete_version``, one ``_all_docs`` call per slice of the set of
   ids, not a GET each.
 
+73c (2), medium (honest data refused for good: a stranger stops a drop box's collection, and its
+revoke).  Attacker: a drop link's holder (its append key), with no block at all.
+  Steps (``test_73c_2_long_drops_do_not_stop_the_owners_collection``, the real relay process with
+  ``--couchdb``): someone's honest drop is in her box; the stranger posts two versions of 33 MiB of
+  base64 ``private_enc`` each (ASCII, a few values: ``read_version`` takes each, 64 MiB is the cap),
+  then her client lists the box's versions as her collection does (``LinkClient.versions``).
+  Seen: RelayUnavailable "the link store ... answered too much (an answer of more than 68157440
+  bytes)": ``GET /items/ID/versions`` answers every version whole (``ItemStore.all_versions``: each
+  body, ``private_enc`` included), ~66 MiB, past the client's ``JSON_CAP`` (65 MiB, one version's
+  cap).  Every minute's collection (links/owner.py ``_collect_one``: ``client.versions`` first) fails
+  the same way, so the honest drop (and every later one) is never taken in and the junk is never
+  discarded (nothing deletes it without the list); ``link revoke`` of the box (``_close_box``: its
+  ``waiting`` lists again) fails too, the box left closed but on the server with her record.  Two
+  honest drops of big folders (each up to 64 MiB of manifest) jam it the same way.
+  Expected: SECURITY.md's drop-box rule: "Nothing a stranger drops ... stops a box"; a drop the
+  collector cannot use is discarded and the ones after it still arrive.
+  Cause: relay/items.py ``all_versions`` (every body in one answer) against links/client.py
+  ``JSON_CAP`` (65 MiB, "the list of versions of a drop box holds one per drop not yet collected"):
+  one version may be 64 MiB, so two exceed the list's cap.
+  Impact: any holder of a drop link stops its owner's collection of every drop for good (until the
+  box's expiry plus DROPS_KEPT purges it, drops and all), and her revoke.
+  Suggested fix: list a box's versions without their bodies (ids, ``deleted``, ``created_at``,
+  ``blocks``: a ``fields`` query) and read each drop alone (a delete-key route for one version), or
+  page the list by bytes; a body the client cannot take is then one drop discarded, not the box.
+
 Tests: ``test_73c_1_a_version_naming_one_block_many_times_costs_a_few_times_its_size``,
 ``test_73c_1_a_version_naming_blocks_nobody_added_costs_a_few_times_its_size``,
-``test_73c_1_deleting_a_version_costs_the_blocks_it_owns`` (strict xfails); control kept:
-``test_73c_control_a_version_of_its_own_blocks_is_taken_and_deleted_with_them``.
+``test_73c_1_deleting_a_version_costs_the_blocks_it_owns``,
+``test_73c_2_long_drops_do_not_stop_the_owners_collection`` (strict xfails); controls kept:
+``test_73c_control_a_version_of_its_own_blocks_is_taken_and_deleted_with_them``,
+``test_73c_control_a_few_drops_are_listed_for_their_owner``.
 
-Held (probed, not kept: they fail with no fix reverted, or duplicate 71b's/72b's own tests):
-nested arrays on the requests route (60,000 ``[`` pass the count: ``loads_untrusted`` refuses past its
-depth, a 400); ``1e999999`` (refused as not finite), 4,301-digit integers (a ValueError, 400); a short
-body with ``\\u`` surrogate pairs (64 KiB: ~100 KB at most); an honest ``send`` of 10,000 files'
-``create`` (3 values a file of 4) and its ``done`` (base64 past 64 KiB, ASCII).  Not tried (time):
-REFRESH/CLOSE/UNPOP/PUSH crossings beyond 71b's own tests; keys left by a session at its expiry.
+Held (probed with ``guards.read_json`` on the routes' caps and counts, tracemalloc; not kept, each
+within 71b's bounds or a 400): 60,000 nested ``[`` on the requests route (pass the count; refused by
+``loads_untrusted``'s depth, 400, 0.6 MB); ``1e999999`` and a 4,301-digit integer (400); 500 integers
+of 4,300 digits (2 MB: 5 MB, 50 ms); a float of 2.5 M digits or a 2.5 M-digit exponent (7 MB, 10 ms);
+60,000 duplicate keys (1.6 MB: 3 MB); ``\\u`` surrogate pairs in a 60 KB handshake body (150 KB); an
+honest ``create`` of 10,000 files (3 values a file of 4: taken).  Low, not filed: one raw character
+past U+FFFF in a 2.5 MB requests body (no ASCII rule there) peaks at 22 MB (~9 times, 72b (2)'s
+width on a 2.56 MB cap).  Not tried (time): REFRESH/CLOSE/UNPOP/PUSH crossings beyond 71b's own tests;
+keys left by a session at its expiry; a real CouchDB's ``max_document_size`` (8 MB by default: it
+would refuse (1)'s stored version past ~290,000 ids, after the lookup's cost).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import tracemalloc
+import uuid
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 import trio
+from conftest import running_relay
 from unit.test_relay_read_json import _request
 
+from fusevault.errors import RelayUnavailable
+from fusevault.links.client import LinkClient
 from fusevault.relay import item_routes
 from fusevault.relay.items import ItemStore, Presented
 from fusevault.relay.limits import Refused
@@ -162,3 +199,43 @@ def test_73c_control_a_version_of_its_own_blocks_is_taken_and_deleted_with_them(
     assert refused.value.status == 400
     store.delete_version(box.id, box.key("delete"), version)
     assert all(store.db.get(f"block:{b}") is None for b in blocks)
+
+
+# --- 73c (2): two long drops jam the box's list of versions
+
+
+@pytest.fixture(scope="module")
+def relay(redis_url: str, couchdb_server: str):
+    """(relay URL, its link store in-process): the real relay process, with --couchdb."""
+    db_url = f"{couchdb_server}/links{uuid.uuid4().hex[:8]}"
+    with running_relay(redis_url, "--couchdb", db_url) as (_, url):
+        yield url, ItemStore(db_url)
+
+
+@pytest.mark.xfail(strict=True, reason="73c (2): two drops of 33 MiB make the box's list unreadable for good")
+def test_73c_2_long_drops_do_not_stop_the_owners_collection(relay) -> None:
+    url, store = relay
+    box = Box(store)  # hers: the drop link hands its append key out
+    honest = store.add_version(box.id, box.key("append"), _drop([]))["id"]  # someone's real drop
+    appender = f"Capability append {base64.urlsafe_b64encode(box.keys['append']).rstrip(b'=').decode()}"
+    junk = {"public": {"format": 1}, "protected": {"seq": None}, "private_enc": "A" * (33 << 20)}
+    with httpx.Client(base_url=url, timeout=120) as stranger:
+        for _ in range(2):  # each within the route's 64 MiB, ASCII, a few values
+            answer = stranger.post(f"/items/{box.id}/versions", json=junk,
+                                   headers={"Authorization": appender})
+            assert answer.status_code == 201, answer.text
+    del junk
+    with LinkClient(url) as owner:
+        try:
+            listed = owner.versions(box.id, box.keys["delete"])  # every collection, and her revoke
+        except RelayUnavailable as err:
+            pytest.fail(f"her box's list is refused, every minute: {err}")
+    assert honest in {v["id"] for v in listed}
+
+
+def test_73c_control_a_few_drops_are_listed_for_their_owner(relay) -> None:
+    url, store = relay
+    box = Box(store)
+    dropped = {store.add_version(box.id, box.key("append"), _drop([]))["id"] for _ in range(3)}
+    with LinkClient(url) as owner:
+        assert {v["id"] for v in owner.versions(box.id, box.keys["delete"])} == dropped
