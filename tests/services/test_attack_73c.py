@@ -64,10 +64,31 @@ revoke).  Attacker: a drop link's holder (its append key), with no block at all.
   ``blocks``: a ``fields`` query) and read each drop alone (a delete-key route for one version), or
   page the list by bytes; a body the client cannot take is then one drop discarded, not the box.
 
+73c (3), low (a bound doubled: 69a (1)'s 256 MiB a session, held past the session's end).  Attacker:
+the sender and receivers of his own session (one address for the sender; a join costs an attempt).
+  Steps (``test_73c_3_the_key_exchange_lives_no_longer_than_its_session``, ``RelayState`` on the
+  tests' redis-server): a session with a minute left (no events call for most of its hour: its key's
+  PTTL set to 60 s, as time would); a receiver joins and goes through the key exchange to the
+  sender's manifest, another only joins.
+  Seen: the session has 60 s left; ``session.receivers``, ``session.joined``, ``access.joiners`` and
+  both receivers' ``session.receiver:SID:UID`` (the sealed manifest's hash, up to 16 MiB each) are
+  given the whole ``session_ttl`` (3,600,000 ms).  Once the session expires nothing sweeps them (only
+  a close or a failure does): 16 receivers' manifests (256 MiB) stay up to an hour after it, while the
+  same address opens its next session (``created.sessions`` goes with the session) and fills it again.
+  Expected: 64b (1)'s and 70b's rule for every key a session's calls write: the session's own life
+  left, never more (``session_left``, ``PEXPIRE left``), so that its end, expiry included, ends them.
+  Cause: scripts.py ``JOIN`` (``EXPIRE`` of KEYS 2 to 4 with ``ttl``, not ``left``), ``POST_HANDSHAKE``
+  (``EXPIRE KEYS[3] ttl`` though it computed ``left``), ``FETCH_MANIFEST`` (``EXPIRE ttl``, no
+  session read at all); refresh pushes them back as the session's when it is live anyway.
+  Impact: one address holds twice 69a (1)'s bound on the relay's Redis (512 MiB, not 256).
+  Suggested fix: ``PEXPIRE`` with ``left`` in ``JOIN`` and ``POST_HANDSHAKE``; give ``FETCH_MANIFEST`` the
+  session key and ``session_left`` (refuse when gone, else ``PEXPIRE left``).
+
 Tests: ``test_73c_1_a_version_naming_one_block_many_times_costs_a_few_times_its_size``,
 ``test_73c_1_a_version_naming_blocks_nobody_added_costs_a_few_times_its_size``,
 ``test_73c_1_deleting_a_version_costs_the_blocks_it_owns``,
-``test_73c_2_long_drops_do_not_stop_the_owners_collection`` (strict xfails); controls kept:
+``test_73c_2_long_drops_do_not_stop_the_owners_collection``,
+``test_73c_3_the_key_exchange_lives_no_longer_than_its_session`` (strict xfails); controls kept:
 ``test_73c_control_a_version_of_its_own_blocks_is_taken_and_deleted_with_them``,
 ``test_73c_control_a_few_drops_are_listed_for_their_owner``.
 
@@ -102,9 +123,10 @@ from unit.test_relay_read_json import _request
 
 from fusevault.errors import RelayUnavailable
 from fusevault.links.client import LinkClient
-from fusevault.relay import item_routes
+from fusevault.relay import item_routes, keys
 from fusevault.relay.items import ItemStore, Presented
-from fusevault.relay.limits import Refused
+from fusevault.relay.limits import Limits, Refused
+from fusevault.relay.state import RelayState
 
 N = 20_000  # block ids named by one version: 540 KB of body (the route takes ~1 M)
 BOUND = 8  # times the body (71b (1)'s test's bound), plus a MiB for the store's client
@@ -239,3 +261,41 @@ def test_73c_control_a_few_drops_are_listed_for_their_owner(relay) -> None:
     dropped = {store.add_version(box.id, box.key("append"), _drop([]))["id"] for _ in range(3)}
     with LinkClient(url) as owner:
         assert {v["id"] for v in owner.versions(box.id, box.keys["delete"])} == dropped
+
+
+# --- 73c (3): the key exchange's keys outlive their session
+
+
+LEFT = 60_000  # milliseconds the session has left when its receivers come (its last minute)
+SLACK = 5_000  # for a loaded machine: what the calls below take, at most
+
+
+@pytest.mark.xfail(strict=True, reason="73c (3): join and the key exchange give their keys the whole ttl, "
+                                      "not the session's life left: a manifest outlives its session")
+def test_73c_3_the_key_exchange_lives_no_longer_than_its_session(redis_url: str) -> None:
+    state = RelayState(redis_url, Limits())
+    state.r.flushall()
+    sid, name = state.create_session("10.73.3.1", "73c" + "0" * 13, "cd" * 32, [{"id": "a", "size": 1}])
+    state.r.pexpire(keys.session(sid), LEFT)  # no events call for most of an hour: a minute left
+    late = [_exchanged(state, sid, name, "10.73.3.2")]  # a receiver of his, late in the session
+    late.append(_joined(state, name, "10.73.3.3"))  # and one that only joins
+    session_left = state.r.pttl(keys.session(sid))
+    assert 0 < session_left <= LEFT
+    outliving = {key: state.r.pttl(key) for key in
+                 [keys.receivers(sid), keys.joined(sid), keys.joiners(sid),
+                  *(keys.handshake(sid, uid) for uid in late)]
+                 if state.r.pttl(key) > session_left + SLACK}
+    assert not outliving, f"the session has {session_left} ms left; these live on (ms): {outliving}"
+
+
+def _joined(state: RelayState, name: str, ip: str) -> str:
+    return state.join(name, ip)[1]
+
+
+def _exchanged(state: RelayState, sid: str, name: str, ip: str) -> str:
+    uid = _joined(state, name, ip)
+    state.post_handshake(sid, uid, "receiver", {"pake.a": "a"})
+    state.post_handshake(sid, uid, "sender", {"pake.b": "b"})
+    state.post_handshake(sid, uid, "receiver", {"confirm.a": "c", "hello": "h"})
+    state.post_handshake(sid, uid, "sender", {"confirm.b": "d", "manifest": "M" * 1024})  # up to 16 MiB
+    return uid
