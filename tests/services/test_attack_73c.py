@@ -15,15 +15,16 @@ server (pouchdb-server), in-process, and the real relay process (``fusevault rel
   line); the version is then stored naming the block N times.
   Seen (tracemalloc, this module's tests and a probe): N = 1,000: 27 KB of body peaks at 2.6 MB;
   10,000: 270 KB at 25 MB; 50,000: 1.35 MB at 125 MB (~98 times the body, 5.9 s on pouchdb).  The
-  ~1 M ids ``read_version`` lets through (27 MB of body) make ~2.6 GB in one worker thread of the
+  ~1 M ids ``read_version`` lets through (27 MB of body) would make ~2.6 GB (scaled, the ratio held
+  from 1,000 to 50,000; not run) in one worker thread of the
   relay; the route's calls run 32 at a time (``Relay.limiter``, shared with every send and receive).
   With N ids that name no block at all (no block needed): 540 KB peaks at 12 MB (~23 times), refused
-  only after the whole answer was read: ~630 MB for the 1 M ids.
+  only after the whole answer was read: ~630 MB for the 1 M ids (scaled).
   And later: the owner's collection (links/owner.py ``_collect_one``) opens the drop, finds it
   garbage, and deletes it (``delete_version``), which GETs every named block one by one
   (items.py ``delete_version``: ``[self.db.get(...) for b in version["blocks"]]``): 1,000 named ids
-  took 1.76 s on pouchdb (~1 M: ~30 min of a relay worker thread and of the store, per drop, each
-  minute's collection abandoning its call and asking again).
+  took 1.76 s on pouchdb (~1 M, scaled: ~30 min of a relay worker thread and of the store, per drop;
+  a real CouchDB's 8 MB document cap would hold a stored version to ~290,000 ids: ~8 min).
   Expected: what 71b (1) and 72b (1) set for the relay's bodies: a body costs a few times its size (71b's
   bound: 8 times), whatever the route does with it; a version names each of its blocks once, and its
   deletion costs the blocks it really owns.
