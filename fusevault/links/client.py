@@ -11,14 +11,15 @@ from fusevault.encoding import NETWORK_SPREAD, Spread, loads_untrusted
 from fusevault.errors import CorruptData, InvalidInput, LinkGone, LinkRefused, VaultError
 from fusevault.http_answers import MIB
 from fusevault.links.capability import APPEND, DELETE, READ, b64url
-from fusevault.transfer.client import RelayClient, _error, _failure
+from fusevault.transfer.client import AnswerTooLong, RelayClient, _error, _failure
 
 __all__ = ["APPEND", "DELETE", "READ", "LinkClient"]
 
 # The largest answer the link store gives, per route (more: RelayUnavailable, attack round 52t (3)).
 # JSON: a version holds its folder's manifest (the store takes 64 MiB of JSON, relay/item_routes.py
-# MAX_JSON), and the list of versions of a drop box holds one per drop not yet collected; a block is
-# at most MAX_BLOCK (relay/items.py), its seal within.
+# MAX_JSON); the list of versions of a drop box holds one short entry per drop not yet collected, no
+# body (73c (2): with their bodies, two drops of 33 MiB made it longer than this, for good); a block
+# is at most MAX_BLOCK (relay/items.py), its seal within.
 JSON_CAP = 64 * MIB + 1 * MIB
 BLOCK_CAP = 4 * MIB
 # The list of versions: each an object of eight fields (ids, times, base64, a list of block ids), at
@@ -72,14 +73,32 @@ class LinkClient(RelayClient):
 
     def versions(self, item: str, delete_key: bytes) -> list[dict]:
         """The item's versions, each ``{id: str, deleted: bool, ...}``: anything else is the link
-        store's garbage, said as such (CorruptData), never a KeyError in the caller."""
-        listed = self._send("GET", f"/items/{item}/versions", (DELETE, delete_key))
+        store's garbage, said as such (CorruptData), never a KeyError in the caller.  Each without
+        its body (``whole`` reads it), or with it from a link store before round 73."""
+        listed = self._send("GET", f"/items/{item}/versions", (DELETE, delete_key), params={"summary": 1})
         try:
             found = _parsed(listed, VERSIONS_SPREAD)["versions"]
             if not isinstance(found, list) or not all(_a_version(v) for v in found):
                 raise TypeError
         except (KeyError, TypeError, ValueError):
             raise CorruptData("the link store's list of versions is malformed") from None
+        return found
+
+    def whole(self, item: str, delete_key: bytes, listed: dict) -> dict:
+        """The version ``listed`` (an entry of ``versions``) with its body, read alone.  One longer than
+        this client takes, said so by its listed ``size`` or by the answer, is CorruptData: that one
+        drop is garbage to discard, not the link store away (73c (2))."""
+        if "private_enc" in listed:
+            return listed  # a link store before round 73 lists versions whole
+        size = listed.get("size")
+        if isinstance(size, int) and not isinstance(size, bool) and size > JSON_CAP:
+            raise CorruptData(f"a version of {size} bytes, more than the {JSON_CAP} this client takes")
+        try:
+            found = _parsed(self._send("GET", f"/items/{item}/versions/{listed['id']}", (DELETE, delete_key)))
+        except AnswerTooLong:
+            raise CorruptData(f"a version longer than the {JSON_CAP} bytes this client takes") from None
+        if not isinstance(found, dict) or found.get("id") != listed["id"]:
+            raise CorruptData("the link store answered another version than the one asked for")
         return found
 
     def delete_version(self, item: str, delete_key: bytes, version_id: str) -> None:

@@ -342,7 +342,11 @@ class Links:
                 # defect of the item; it postpones the whole box (attack round 25b (4)).
                 folder = await self._box_folder(record)
                 try:
-                    files, rev = await self._take(client, record, rev, version, folder, errors)
+                    try:  # read alone (73c (2)): one drop too long for this client is one discarded
+                        whole = await _network(client.whole, record.item, keys.delete, version)
+                    except LinkGone:
+                        continue  # collected meanwhile (another device of hers): nothing to take
+                    files, rev = await self._take(client, record, rev, whole, folder, errors)
                 except (CorruptData, FsError) as err:
                     # Anyone with the drop link can post garbage (or a name the vault refuses): it
                     # must not block what comes after it.  Nobody can read it, so it goes.

@@ -6,7 +6,10 @@
     DELETE /items/{id}                     delete key: the item, its versions and blocks
     POST   /items/{id}/versions            append key: add a version
     GET    /items/{id}/versions/latest     read or delete key: the latest version; no key: its public part
-    GET    /items/{id}/versions            delete key: every version
+    GET    /items/{id}/versions?summary=1  delete key: every version, without its body (ids, times,
+                                           deleted, size); without ``summary`` (a client before round
+                                           73), the oldest whole, 32 MiB of them at most (one always)
+    GET    /items/{id}/versions/{vid}      delete key: one version, whole
     DELETE /items/{id}/versions/{vid}      delete key: one version
     POST   /items/{id}/blocks              append key: store an encrypted block
     GET    /blocks/{bid}                   read key: fetch one
@@ -126,8 +129,14 @@ class ItemRoutes:
         return JSONResponse(await self.call("latest", request.path_params["id"], presented(request)))
 
     async def all_versions(self, request: Request) -> Response:
-        found = await self.call("all_versions", request.path_params["id"], presented(request))
+        whole = request.query_params.get("summary") is None  # a client before round 73 (73c (2))
+        found = await self.call("all_versions", request.path_params["id"], presented(request), whole)
         return JSONResponse({"versions": found})
+
+    async def version(self, request: Request) -> Response:
+        found = await self.call("version", request.path_params["id"], presented(request),
+                                request.path_params["vid"])
+        return JSONResponse(found)
 
     async def delete_version(self, request: Request) -> Response:
         await self.call("delete_version", request.path_params["id"], presented(request),
@@ -153,6 +162,7 @@ class ItemRoutes:
             Route("/items/{id}/versions", guarded(self.add_version), methods=["POST"]),
             Route("/items/{id}/versions", guarded(self.all_versions), methods=["GET"]),
             Route("/items/{id}/versions/latest", guarded(self.latest), methods=["GET"]),
+            Route("/items/{id}/versions/{vid}", guarded(self.version), methods=["GET"]),  # not "latest"
             Route("/items/{id}/versions/{vid}", guarded(self.delete_version), methods=["DELETE"]),
             Route("/items/{id}/blocks", guarded(self.add_block), methods=["POST"]),
             Route("/blocks/{bid}", guarded(self.block), methods=["GET"]),

@@ -9,7 +9,8 @@ Three document types, one per table of the seed, with its field names:
   id) and ``expires_at``.
 - ``version``: ``id``, ``user_id``, ``created_at``, ``updated_at``,
   ``public``, ``protected``, ``private_enc``, ``blocks`` (ids of the blocks
-  it owns), ``deleted``.
+  it owns, each once), ``deleted``; plus ``size`` (the length of
+  ``private_enc``, for its list; missing in a version stored before).
 - ``block``: ``id``, ``user_id``, ``updated_at``, ``read_key_hash``, and the
   ciphertext as the attachment ``private_encrypted``.
 
@@ -70,6 +71,11 @@ DROPS_KEPT = 30 * 86400
 
 # The index of live versions by time (design document, name): see ``_newest_live``.
 LIVE = ("fusevault-live", "by-live")
+
+# Block ids looked up in one call to the store (73c (1)): each row, its block's document with it, is
+# ~2.6 KB parsed, so a slice holds ~0.7 MB whatever the version names, and the next is asked only once
+# this one passed.  One ``_all_docs`` call for all the ids a version named held ~98 times its body.
+SLICE = 256
 
 
 def now() -> str:
@@ -277,19 +283,32 @@ class ItemStore:
         blocks = body.get("blocks", [])
         if not isinstance(blocks, list) or not all(isinstance(b, str) for b in blocks):
             raise Refused(400, "blocks must be a list of block ids")
-        rows = self.db.view("_all_docs", keys=[f"block:{b}" for b in blocks], include_docs=True) \
-            if blocks else []
-        if any(row.doc is None or row.doc["user_id"] != item_id for row in rows):
+        # 73c (1): a version names each block it owns once.  One id named a million times passed, each
+        # naming a row (and its document) of the store's answer, and a GET at the version's deletion.
+        if len(set(blocks)) != len(blocks):
+            raise Refused(400, "a version names each of its blocks once")
+        if not all(self._owned(item_id, blocks[at:at + SLICE]) for at in range(0, len(blocks), SLICE)):
             raise Refused(400, "a version can only own blocks added to this link")
         version_id, stamp = secrets.token_urlsafe(12), now()
         self.db.save({
             "_id": f"version:{version_id}", "type": "version", "id": version_id, "user_id": item_id,
             "created_at": stamp, "updated_at": stamp, "deleted": False, "blocks": blocks,
             "public": body.get("public"), "protected": body.get("protected"),
-            "private_enc": body["private_enc"],
+            "private_enc": body["private_enc"], "size": len(body["private_enc"]),
         })
         self._touch(item["_id"], latest=version_id, updated_at=stamp)
         return {"id": version_id, "created_at": stamp}
+
+    def _blocks_of(self, item_id: str, block_ids: list[str]) -> list[dict]:
+        """The documents of those of ``block_ids`` (a slice: at most SLICE) that are blocks of the item
+        (``_id`` and ``_rev``): one call to the store, whatever they are."""
+        rows = self.db.view("_all_docs", keys=[f"block:{b}" for b in block_ids], include_docs=True)
+        return [{"_id": row.doc["_id"], "_rev": row.doc["_rev"]} for row in rows
+                if row.doc is not None and row.doc.get("user_id") == item_id]
+
+    def _owned(self, item_id: str, block_ids: list[str]) -> bool:
+        """Whether every one of ``block_ids`` (a slice of distinct ids) is a block of the item."""
+        return len(self._blocks_of(item_id, block_ids)) == len(block_ids)
 
     def latest(self, item_id: str, key: Presented) -> dict:
         item = self._item(item_id)
@@ -303,13 +322,51 @@ class ItemStore:
         self._touch(item["_id"], accessed_at=now())
         return _full(version)
 
-    def all_versions(self, item_id: str, key: Presented) -> list[dict]:
+    def all_versions(self, item_id: str, key: Presented, whole: bool = False) -> list[dict]:
+        """The item's versions, oldest first, each without its body (SUMMARY: ids, times, ``deleted``,
+        ``size``, the length of its ``private_enc``, None for one stored before round 73): read one
+        at a time (``version``).  73c (2): the list gave every body, so two drops of 33 MiB made it
+        longer than any client takes, and a box's collection (and its revoke) failed for good.
+
+        ``whole``: for a client before round 73, which reads the bodies in the list (and discards a
+        version without one as garbage): the oldest live versions whole, as many as WHOLE_BUDGET
+        holds (always one), the others left out of this list until those are collected."""
         item = self._item(item_id, collecting=True)
         self._check(item, key, "version", "read all")
-        versions = sorted(self._of_item("version", item_id), key=lambda v: v["created_at"])
+        versions = sorted(self._of_item("version", item_id, list(SUMMARY)), key=lambda v: v["created_at"])
         if any(not v["deleted"] for v in versions):
             self._touch(item["_id"], accessed_at=now())
-        return [_full(v) for v in versions]
+        summaries = [{field: v.get(field) for field in SUMMARY} for v in versions]
+        return self._whole(item_id, summaries) if whole else summaries
+
+    def _whole(self, item_id: str, summaries: list[dict]) -> list[dict]:
+        """The list an earlier client reads: deleted versions as rows without content (as stored), the
+        live ones whole, read one at a time, within WHOLE_BUDGET."""
+        found, spent = [], 0
+        for summary in summaries:
+            if summary["deleted"]:
+                found.append({**summary, "public": None, "protected": None, "private_enc": None,
+                              "blocks": []})
+                continue
+            version = self.db.get(f"version:{summary['id']}")
+            if version is None or version.get("user_id") != item_id:
+                continue  # deleted since it was listed
+            cost = _cost(version)
+            if spent and spent + cost > WHOLE_BUDGET:
+                break
+            spent += cost
+            found.append(_full(version))
+        return found
+
+    def version(self, item_id: str, key: Presented, version_id: str) -> dict:
+        """One version of the item, whole: what its list names, read by the delete key's holder."""
+        item = self._item(item_id, collecting=True)
+        self._check(item, key, "version", "read all")
+        version = self.db.get(f"version:{version_id}")
+        if version is None or version.get("type") != "version" or version.get("user_id") != item_id \
+                or version.get("deleted") is not False:
+            raise Refused(404, "no such version")
+        return _full(version)
 
     def delete_version(self, item_id: str, key: Presented, version_id: str) -> None:
         item = self._item(item_id, collecting=True)
@@ -323,8 +380,13 @@ class ItemStore:
             raise Refused(404, "no such version")
         # The seed keeps a deleted version's row with the time it was deleted.
         stamp = now()
-        blocks = [self.db.get(f"block:{b}") for b in version["blocks"]]
-        self.db.update([{"_id": b["_id"], "_rev": b["_rev"], "_deleted": True} for b in blocks if b])
+        # Its blocks in slices of distinct ids, one call each (73c (1): a GET per id named, duplicates
+        # included, made a stored version of a million names of one block cost minutes); only this
+        # item's, whatever a version stored by an earlier relay names.
+        named = list(dict.fromkeys(b for b in version["blocks"] if isinstance(b, str)))
+        for at in range(0, len(named), SLICE):
+            owned = self._blocks_of(item_id, named[at:at + SLICE])
+            self.db.update([{**b, "_deleted": True} for b in owned])
         version.update(deleted=True, updated_at=stamp, public=None, protected=None, private_enc=None,
                        blocks=[])
         self.db.save(version)
@@ -363,6 +425,19 @@ class ItemStore:
         if not key.opens(doc["read_key_hash"]):
             raise Refused(403, "this read key does not open this block")
         return self.db.get_attachment(doc, "private_encrypted").read()
+
+
+# What the list of an item's versions gives of each (``all_versions``).
+SUMMARY = ("id", "created_at", "updated_at", "deleted", "size")
+# The bodies a list of whole versions (for a client before round 73) holds at most, unless its first
+# live version is longer: within such a client's cap (65 MiB) whatever the box holds.
+WHOLE_BUDGET = 32 * 1024 * 1024
+
+
+def _cost(version: dict) -> int:
+    """About what a version weighs in a list: its ``private_enc``, its block ids."""
+    body, blocks = version.get("private_enc"), version.get("blocks")
+    return (len(body) if isinstance(body, str) else 0) + 30 * (len(blocks) if isinstance(blocks, list) else 0)
 
 
 def _full(version: dict) -> dict:

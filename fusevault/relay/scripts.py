@@ -177,7 +177,8 @@ return 1
 # what must come first there, nothing posted already with another value) and written in one call.  A
 # sender's manifest (16 MiB) crossing its own refusal of that receiver was written after the drop
 # deleted the receiver's fields, and stayed (69a (1) undone).  A refusal may be posted again (the same
-# value), so that a drop cut short is run again.
+# value), so that a drop cut short is run again.  The record lives as long as its session, never more
+# (73c (3): given the whole ttl, a 16 MiB manifest outlived its session's expiry by up to an hour).
 # KEYS: session, receivers, handshake; ARGV: user id, ttl, number of fields needed, those fields, then
 # field, value pairs.  Returns {1}; {-1} gone; {-2} failed; {-3} no such receiver; {-4} not yet;
 # {-5, field} posted already.
@@ -197,7 +198,7 @@ for i = 4 + needed, #ARGV, 2 do
   if held and held ~= ARGV[i + 1] then return {-5, ARGV[i]} end
 end
 for i = 4 + needed, #ARGV, 2 do redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', KEYS[3], tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[3], left)
 return {1}
 """
 
@@ -244,15 +245,18 @@ return 1
 
 # A receiver's fetch of the sealed manifest, counted (69a (2)) and read with the fields around it, in
 # one call, and only while the manifest is there (70b: counted after a close or a drop crossing it, the
-# count made the receiver's record again, for an hour).  KEYS: handshake; ARGV: ttl, count field,
-# then the fields to read.  Returns false (no manifest), or {count, values...}.
-FETCH_MANIFEST = """
-if redis.call('HEXISTS', KEYS[1], 'manifest') == 0 then return false end
-local fetched = redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+# count made the receiver's record again, for an hour) and its session live, the record given the
+# session's life left (73c (3): the whole ttl kept a 16 MiB manifest up to an hour past its session's
+# expiry, which nothing sweeps).  KEYS: session, handshake; ARGV: ttl, count field, then the fields to
+# read.  Returns false (no manifest, or the session gone or failed), or {count, values...}.
+FETCH_MANIFEST = _SESSION_LEFT + """
+local left = session_left(KEYS[1], tonumber(ARGV[1]))
+if left < 0 or redis.call('HEXISTS', KEYS[2], 'manifest') == 0 then return false end
+local fetched = redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+redis.call('PEXPIRE', KEYS[2], left)
 local fields = {}
 for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-local values = redis.call('HMGET', KEYS[1], unpack(fields))
+local values = redis.call('HMGET', KEYS[2], unpack(fields))
 local out = {fetched}
 for i = 1, #fields do out[#out + 1] = values[i] or false end
 return out
@@ -261,7 +265,9 @@ return out
 # A receiver joins (70b): the address's attempt counted, the session checked live, its bounds
 # (max_receivers present, max_joins ever, 69a (1)) checked and the receiver written, in one call.  Apart,
 # a join crossing the session's close left its receiver's keys and the session's sets after the close,
-# and joins racing at the bound all found room.
+# and joins racing at the bound all found room.  Every key it writes is given the session's life left,
+# never more (73c (3): the whole ttl kept them, and the handshake a later manifest lands in, up to an
+# hour past the session's expiry, which nothing sweeps).
 # KEYS: session, receivers, joined, the new receiver's handshake, the address's attempts, joiners
 # ARGV: ip, ttl, join attempts, max receivers, max joins, user id, now.
 # Returns {1, salt}; {-1} gone; {-2} failed; {-3, seconds} too many attempts; {-4} too many receivers.
@@ -270,9 +276,9 @@ local ttl = tonumber(ARGV[2])
 local left = session_left(KEYS[1], ttl)
 if left < 0 then return {left} end
 local tried = redis.call('INCR', KEYS[5])
-redis.call('EXPIRE', KEYS[5], ttl)
+redis.call('PEXPIRE', KEYS[5], left)
 redis.call('SADD', KEYS[6], ARGV[1])
-redis.call('EXPIRE', KEYS[6], ttl)
+redis.call('PEXPIRE', KEYS[6], left)
 if tried > tonumber(ARGV[3]) then return {-3, redis.call('TTL', KEYS[5])} end
 if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[4]) or redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[5]) then
   return {-4}
@@ -280,7 +286,7 @@ end
 redis.call('SADD', KEYS[2], ARGV[6])
 redis.call('SADD', KEYS[3], ARGV[6])
 redis.call('HSET', KEYS[4], 'ip', ARGV[1], 'joined', ARGV[7])
-for i = 2, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
+for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], left) end
 return {1, redis.call('HGET', KEYS[1], 'code')}
 """
 

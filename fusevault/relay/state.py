@@ -421,7 +421,7 @@ class RelayState:
             # between two reads came without its confirm.b (posted with it), or after a refusal.
             # 70b: only while the manifest is there (one script), or a count crossing a drop or a close
             # made the receiver's record again.
-            read = self._fetch_manifest(keys=[key],
+            read = self._fetch_manifest(keys=[keys.session(sid), key],
                                         args=[self.limits.session_ttl, _FETCHED, *_SMALL, "manifest"])
             if not read:
                 self.session(sid)  # failed meanwhile: 410

@@ -72,6 +72,11 @@ class Gone(VaultError):
     """The transfer (request) is gone: the other side cancelled or replaced it."""
 
 
+class AnswerTooLong(RelayUnavailable):
+    """The server answered more than the call's cap: asked again, it would answer as much.  Its
+    caller may know that one thing it asked for is too long (a drop, 73c (2)), not the server away."""
+
+
 class RelayClient:
     SERVER = "the relay"  # in a refusal of its answer
 
@@ -128,7 +133,7 @@ class RelayClient:
                 response: httpx.Response | None = capped_request(self.http, method, path, cap,
                                                                  headers=headers, **kwargs)
             except AnswerTooLarge as err:
-                raise RelayUnavailable(f"{self.SERVER} at {self.url} answered too much ({err})") from None
+                raise AnswerTooLong(f"{self.SERVER} at {self.url} answered too much ({err})") from None
             except httpx.HTTPError as err:
                 response = None
                 problem: VaultError = RelayUnavailable(

@@ -89,7 +89,8 @@ Tests: ``test_73c_1_a_version_naming_one_block_many_times_costs_a_few_times_its_
 ``test_73c_1_a_version_naming_blocks_nobody_added_costs_a_few_times_its_size``,
 ``test_73c_1_deleting_a_version_costs_the_blocks_it_owns``,
 ``test_73c_2_long_drops_do_not_stop_the_owners_collection``,
-``test_73c_3_the_key_exchange_lives_no_longer_than_its_session`` (strict xfails); controls kept:
+``test_73c_3_the_key_exchange_lives_no_longer_than_its_session`` (strict xfails, flipped with the
+fixes: SECURITY.md, round 73c); controls kept:
 ``test_73c_control_a_version_of_its_own_blocks_is_taken_and_deleted_with_them``,
 ``test_73c_control_a_few_drops_are_listed_for_their_owner``.
 
@@ -119,15 +120,17 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from conftest import running_relay
+from conftest import fusevault, mounted, running_relay
 from unit.test_relay_read_json import _request
 
-from fusevault.errors import RelayUnavailable
-from fusevault.links.client import LinkClient
-from fusevault.relay import item_routes, keys
+from fusevault.errors import CorruptData, RelayUnavailable
+from fusevault.links import capability
+from fusevault.links.client import JSON_CAP, LinkClient
+from fusevault.relay import item_routes, items, keys
 from fusevault.relay.items import ItemStore, Presented
 from fusevault.relay.limits import Limits, Refused
 from fusevault.relay.state import RelayState
+from fusevault.transfer.client import AnswerTooLong
 
 N = 20_000  # block ids named by one version: 540 KB of body (the route takes ~1 M)
 BOUND = 8  # times the body (71b (1)'s test's bound), plus a MiB for the store's client
@@ -180,7 +183,6 @@ def _size(body: dict) -> int:
     return len(json.dumps(body, separators=(",", ":")))
 
 
-@pytest.mark.xfail(strict=True, reason="73c (1): a version naming one block N times costs ~98 times its body")
 def test_73c_1_a_version_naming_one_block_many_times_costs_a_few_times_its_size(store) -> None:
     box = Box(store)
     body = _drop([box.block()] * N)
@@ -188,7 +190,6 @@ def test_73c_1_a_version_naming_one_block_many_times_costs_a_few_times_its_size(
     assert peak < BOUND * _size(body) + (1 << 20), f"{_size(body) >> 10} KiB of body, peak {peak >> 20} MiB"
 
 
-@pytest.mark.xfail(strict=True, reason="73c (1): a version naming ids of no block costs ~23 times its body")
 def test_73c_1_a_version_naming_blocks_nobody_added_costs_a_few_times_its_size(store) -> None:
     box = Box(store)
     body = _drop([f"{i:024d}" for i in range(N)])
@@ -196,7 +197,6 @@ def test_73c_1_a_version_naming_blocks_nobody_added_costs_a_few_times_its_size(s
     assert peak < BOUND * _size(body) + (1 << 20), f"{_size(body) >> 10} KiB of body, peak {peak >> 20} MiB"
 
 
-@pytest.mark.xfail(strict=True, reason="73c (1): deleting a drop GETs each block id it names, duplicates too")
 def test_73c_1_deleting_a_version_costs_the_blocks_it_owns(store) -> None:
     box = Box(store)
     try:
@@ -224,6 +224,63 @@ def test_73c_control_a_version_of_its_own_blocks_is_taken_and_deleted_with_them(
     assert all(store.db.get(f"block:{b}") is None for b in blocks)
 
 
+def _plant(box: Box, n: int) -> list[str]:
+    """``n`` blocks of the box written straight into its store (no content: the lookups read none)."""
+    ids = [uuid.uuid4().hex[:24] for _ in range(n)]
+    box.store.db.update([{"_id": f"block:{b}", "type": "block", "id": b, "user_id": box.id,
+                          "updated_at": "", "read_key_hash": "0" * 64} for b in ids])
+    return ids
+
+
+def _counted(store: ItemStore, name: str) -> list:
+    """The calls made to ``store.db.<name>`` from now on."""
+    calls: list = []
+    real = getattr(store.db, name)
+    setattr(store.db, name, lambda *args, **kwargs: calls.append(args) or real(*args, **kwargs))
+    return calls
+
+
+def test_73c_1_a_block_named_twice_is_refused_and_nothing_stored(store) -> None:
+    box = Box(store)
+    block = box.block()
+    with pytest.raises(Refused) as refused:
+        store.add_version(box.id, box.key("append"), _drop([block, box.block(), block]))
+    assert refused.value.status == 400 and "once" in str(refused.value)
+    with pytest.raises(Refused) as none:
+        store.latest(box.id, box.key("read"))
+    assert none.value.status == 404
+
+
+def test_73c_1_a_long_version_is_looked_up_in_slices_stopping_at_the_first_stranger(store) -> None:
+    box, other = Box(store), Box(store)
+    own = _plant(box, 600)  # an honest version of 600 blocks: three slices of the store's answer
+    views = _counted(store, "view")
+    assert store.add_version(box.id, box.key("append"), _drop(own))["id"]
+    assert len(views) == 3, len(views)
+    assert store.latest(box.id, box.key("read"))["blocks"] == own
+    for blocks, asked in [([*_plant(box, 599), other.block()], 3),  # another box's block, in the last slice
+                          (["0" * 24, *_plant(box, 599)], 1)]:  # an id of no block first: one slice asked
+        views.clear()
+        with pytest.raises(Refused) as refused:
+            store.add_version(box.id, box.key("append"), _drop(blocks))
+        assert refused.value.status == 400 and len(views) == asked, (len(views), asked)
+
+
+def test_73c_1_a_version_stored_before_is_deleted_by_slices_of_its_own_blocks(store) -> None:
+    box, other = Box(store), Box(store)
+    block, theirs, many = box.block(), other.block(), _plant(box, 600)
+    stamp = "2026-12-01T00:00:00.000000Z"  # as an earlier relay stored it: names repeated, strangers
+    named = [block] * 1_000 + [f"{i:024d}" for i in range(1_000)] + [theirs, *many]
+    store.db.save({"_id": "version:earlier", "type": "version", "id": "earlier", "user_id": box.id,
+                   "created_at": stamp, "updated_at": stamp, "deleted": False, "blocks": named,
+                   "public": None, "protected": None, "private_enc": "AAAA"})
+    gets, views = _counted(store, "get"), _counted(store, "view")
+    store.delete_version(box.id, box.key("delete"), "earlier")
+    assert len(gets) <= 4 and len(views) == -(-(1 + 1_000 + 1 + 600) // 256), (len(gets), len(views))
+    assert all(store.db.get(f"block:{b}") is None for b in [block, *many])
+    assert store.db.get(f"block:{theirs}") is not None  # another box's block is never this one's to delete
+
+
 # --- 73c (2): two long drops jam the box's list of versions
 
 
@@ -235,7 +292,6 @@ def relay(redis_url: str, couchdb_server: str):
         yield url, ItemStore(db_url)
 
 
-@pytest.mark.xfail(strict=True, reason="73c (2): two drops of 33 MiB make the box's list unreadable for good")
 def test_73c_2_long_drops_do_not_stop_the_owners_collection(relay) -> None:
     url, store = relay
     box = Box(store)  # hers: the drop link hands its append key out
@@ -247,13 +303,102 @@ def test_73c_2_long_drops_do_not_stop_the_owners_collection(relay) -> None:
             answer = stranger.post(f"/items/{box.id}/versions", json=junk,
                                    headers={"Authorization": appender})
             assert answer.status_code == 201, answer.text
-    del junk
     with LinkClient(url) as owner:
         try:
             listed = owner.versions(box.id, box.keys["delete"])  # every collection, and her revoke
         except RelayUnavailable as err:
             pytest.fail(f"her box's list is refused, every minute: {err}")
     assert honest in {v["id"] for v in listed}
+    assert all("private_enc" not in v for v in listed)  # no body: each drop read alone, within the cap
+    with LinkClient(url) as owner:
+        assert [owner.whole(box.id, box.keys["delete"], v)["private_enc"] for v in listed] == \
+            ["AAAA", junk["private_enc"], junk["private_enc"]]
+        with pytest.raises(CorruptData):  # one said longer than she takes: discarded, never fetched
+            owner.whole(box.id, box.keys["delete"], {**listed[1], "size": JSON_CAP + 1})
+    # A client before round 73 lists versions whole: the oldest, 32 MiB of them at most (one always).
+    with httpx.Client(base_url=url, timeout=120) as earlier:
+        deleter = f"Capability delete {_b64(box.keys['delete'])}"
+        answer = earlier.get(f"/items/{box.id}/versions", headers={"Authorization": deleter})
+    assert answer.status_code == 200 and len(answer.content) < JSON_CAP
+    assert [v["id"] for v in answer.json()["versions"]] == [honest]
+    assert answer.json()["versions"][0]["private_enc"] == "AAAA"
+
+
+def _b64(key: bytes) -> str:
+    return base64.urlsafe_b64encode(key).rstrip(b"=").decode()
+
+
+def test_73c_2_the_list_names_versions_and_each_is_read_alone(store, monkeypatch) -> None:
+    box, other = Box(store), Box(store)
+    made = [store.add_version(box.id, box.key("append"), {**_drop([]), "private_enc": "B" * n})["id"]
+            for n in (6_000, 6_000, 3_000)]
+    store.delete_version(box.id, box.key("delete"), made[0])
+    listed = store.all_versions(box.id, box.key("delete"))
+    assert [(v["id"], v["deleted"], v["size"]) for v in listed] == \
+        [(made[0], True, None), (made[1], False, 6_000), (made[2], False, 3_000)]
+    assert all(set(v) == {"id", "created_at", "updated_at", "deleted", "size"} for v in listed)
+    assert store.version(box.id, box.key("delete"), made[1])["private_enc"] == "B" * 6_000
+    for role, vid, status in [("delete", made[0], 404),  # deleted: nothing to read
+                              ("read", made[1], 403), ("append", made[1], 403)]:  # the delete key's alone
+        with pytest.raises(Refused) as refused:
+            store.version(box.id, box.key(role), vid)
+        assert refused.value.status == status
+    with pytest.raises(Refused) as refused:  # another box's key opens none of hers
+        store.version(other.id, other.key("delete"), made[1])
+    assert refused.value.status == 404
+    # A client before round 73 reads the bodies in the list: it gets the oldest, within a budget.
+    monkeypatch.setattr(items, "WHOLE_BUDGET", 8_000)
+    whole = store.all_versions(box.id, box.key("delete"), whole=True)
+    assert [(v["id"], v["private_enc"]) for v in whole] == [(made[0], None), (made[1], "B" * 6_000)]
+    monkeypatch.setattr(items, "WHOLE_BUDGET", 1)  # one always, however long
+    assert [v["id"] for v in store.all_versions(box.id, box.key("delete"), whole=True)] == made[:2]
+    monkeypatch.setattr(items, "WHOLE_BUDGET", 10_000)
+    assert [v["id"] for v in store.all_versions(box.id, box.key("delete"), whole=True)] == made
+
+
+def test_73c_2_a_version_too_long_for_the_client_is_garbage_not_the_store_away(monkeypatch) -> None:
+    def too_long(*args, **kwargs):
+        raise AnswerTooLong("the link store answered too much")
+
+    with LinkClient("http://127.0.0.1:9") as client:
+        monkeypatch.setattr(client, "_send", too_long)
+        with pytest.raises(CorruptData):
+            client.whole("item", b"k" * 32, {"id": "v", "deleted": False, "size": None})
+        with pytest.raises(CorruptData):  # said too long in the list: never asked for
+            client.whole("item", b"k" * 32, {"id": "v", "deleted": False, "size": JSON_CAP + 1})
+        listed = {"id": "v", "deleted": False, "private_enc": "AAAA"}  # a store before round 73: whole
+        assert client.whole("item", b"k" * 32, listed) is listed
+
+
+def test_73c_2_a_drop_too_long_for_her_client_is_discarded_and_the_others_arrive(relay, vault,
+                                                                              tmp_path) -> None:
+    url, store = relay
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "Inbox").mkdir()
+        link = fusevault("link", "create", mnt / "Inbox", "--append", "--relay", url).stdout.strip()
+        item = capability.parse(link).item
+        stamp = "2026-01-01T00:00:00.000000Z"  # before any drop: the first her collection meets
+        store.db.save({"_id": "version:toolongtoolong00", "type": "version", "id": "toolongtoolong00",
+                       "user_id": item, "created_at": stamp, "updated_at": stamp, "deleted": False,
+                       "blocks": [], "public": {"format": 1}, "protected": {"seq": None},
+                       "private_enc": "AAAA", "size": JSON_CAP + 1})  # said longer than she takes
+        appender = f"Capability append {_b64(capability.parse(link).first)}"  # the drop link's
+        junk = {"public": {"format": 1}, "protected": {"seq": None}, "private_enc": "A" * (33 << 20)}
+        with httpx.Client(base_url=url, timeout=120) as stranger:
+            for _ in range(2):  # the scene of the test above: her list was longer than she takes
+                answer = stranger.post(f"/items/{item}/versions", json=junk,
+                                       headers={"Authorization": appender})
+                assert answer.status_code == 201, answer.text
+        scan = tmp_path / "scan.pdf"
+        scan.write_bytes(b"%PDF the only copy")
+        pushed = fusevault("link", "push", scan, link, passphrase=None, cwd=tmp_path)
+        assert pushed.returncode == 0 and "dropped" in pushed.stdout, pushed.stderr
+        collected = fusevault("link", "collect", cwd=mnt)
+        said = collected.stdout + collected.stderr
+        assert said.count("discarded") == 3, said
+        assert (mnt / "Inbox" / "scan.pdf").read_bytes() == b"%PDF the only copy"
+        assert store.db.get("version:toolongtoolong00")["deleted"] is True
+        assert fusevault("link", "revoke", item, cwd=mnt).returncode == 0  # nothing waits: revoked
 
 
 def test_73c_control_a_few_drops_are_listed_for_their_owner(relay) -> None:
@@ -271,8 +416,6 @@ LEFT = 60_000  # milliseconds the session has left when its receivers come (its 
 SLACK = 5_000  # for a loaded machine: what the calls below take, at most
 
 
-@pytest.mark.xfail(strict=True, reason="73c (3): join and the key exchange give their keys the whole ttl, "
-                                      "not the session's life left: a manifest outlives its session")
 def test_73c_3_the_key_exchange_lives_no_longer_than_its_session(redis_url: str) -> None:
     state = RelayState(redis_url, Limits())
     state.r.flushall()
@@ -300,3 +443,32 @@ def _exchanged(state: RelayState, sid: str, name: str, ip: str) -> str:
     state.post_handshake(sid, uid, "receiver", {"confirm.a": "c", "hello": "h"})
     state.post_handshake(sid, uid, "sender", {"confirm.b": "d", "manifest": "M" * 1024})  # up to 16 MiB
     return uid
+
+
+def test_73c_3_each_write_of_the_key_exchange_gives_the_session_s_life_left(redis_url: str) -> None:
+    """Join, each message of the exchange and the manifest's fetch: each alone keeps to the session."""
+    state = RelayState(redis_url, Limits())
+    state.r.flushall()
+    sid, name = state.create_session("10.73.3.1", "73c" + "1" * 13, "cd" * 32, [{"id": "a", "size": 1}])
+    state.r.pexpire(keys.session(sid), LEFT)
+    uid = _joined(state, name, "10.73.3.4")
+    record = keys.handshake(sid, uid)
+    lives = [state.r.pttl(record)]  # the join
+    for role, fields in [("receiver", {"pake.a": "a"}), ("sender", {"pake.b": "b"}),
+                         ("receiver", {"confirm.a": "c", "hello": "h"}),
+                         ("sender", {"confirm.b": "d", "manifest": "M" * 1024})]:
+        state.r.persist(record)  # as if a write before had given it more: this write alone says
+        state.post_handshake(sid, uid, role, fields)
+        lives.append(state.r.pttl(record))
+    state.r.persist(record)
+    assert state.handshake(sid, uid, "manifest")["manifest"] == "M" * 1024  # the receiver's fetch
+    lives.append(state.r.pttl(record))
+    assert all(0 < life <= LEFT for life in lives), lives
+    state.r.delete(keys.session(sid))  # expired between the fetch's read of it and its script
+    fetched = state.r.hget(record, "manifest.fetched")
+    assert not state._fetch_manifest(keys=[keys.session(sid), record],
+                                     args=[state.limits.session_ttl, "manifest.fetched", "manifest"])
+    assert state.r.hget(record, "manifest.fetched") == fetched and 0 < state.r.pttl(record) <= LEFT
+    with pytest.raises(Refused) as gone:
+        state.handshake(sid, uid, "manifest")
+    assert gone.value.status == 404
