@@ -31,6 +31,7 @@ from fusevault.host_access.pseudo_fs import refuse_pseudo
 from fusevault.host_access.threads import HostThreads
 from fusevault.imports import source_paths
 from fusevault.imports.import_records import (
+    DROP_BATCH,
     PATH_MAX,
     Record,
     Stamp,
@@ -238,7 +239,17 @@ class Importer:
         if self._owns_root and self.root is None:
             self.root = Held(await self.threads.run(source_paths.hold, self.host, self.settings,
                                                     str(self.vol.layout.root), discard=os.close), os.close)
-        self.records = await self.vol.store_call(load_records, self.vol.store, self.vol.key)
+        # Every record document of the store is read (and each of hers opened) on a worker thread from
+        # a snapshot: read on the loop, a mapped user's 100,000 records froze root's shared mount for
+        # every user at each restart of her import service (attack round 73b (1)).
+        records, past = await self.vol.read_call(load_records, self.vol.store, self.vol.key)
+        if past:
+            log.warning("import: %d import record(s) naming a path past %d bytes dropped (their vault files "
+                        "kept): a source one named is imported again, once, beside the vault's file at its "
+                        "place if there is one, unless its own path is past the bound too",
+                        len(past), PATH_MAX)
+            await self._delete(past)
+        self.records = records
         self.inodes = {(r.stamp.dev, r.stamp.ino): loc for loc, (r, _) in self.records.items()}
 
     async def drop_unseen(self, found: Mapping[Location, object], passed_over: str | None) -> None:
@@ -263,9 +274,18 @@ class Importer:
             gone = await self.in_source(_gone_of, orphans) if orphans else []
             if gone:
                 docs = [(record_id(self.vol.key, loc), self.records.pop(loc)[1]) for loc in gone]
-                await self.vol.store_call(dropped_docs, self.vol.store, docs)
+                await self._delete(docs)
                 self.inodes = {(r.stamp.dev, r.stamp.ino): loc for loc, (r, _) in self.records.items()}
             self._kept = len(self.records)
+
+    async def _delete(self, docs: list[tuple[str, str]]) -> None:
+        """The record documents ``docs`` (id, revision) deleted, ``DROP_BATCH`` a store call on the
+        loop, every user's requests served between: up to twice the records kept plus ``SLACK`` go at
+        once (``drop_unseen``), in one call a freeze of the shared mount as long as their read was
+        (attack round 73b (1))."""
+        for start in range(0, len(docs), DROP_BATCH):
+            await self.vol.store_call(dropped_docs, self.vol.store, docs[start:start + DROP_BATCH])
+            await trio.sleep(0)  # the loop's other tasks between two batches
 
     def close(self) -> None:
         """Let go of the watched folder, if ``load`` opened it."""
