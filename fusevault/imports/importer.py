@@ -131,6 +131,12 @@ def _gone_of(host: HostAccess, root: int, locations: list[str]) -> list[str]:
     return gone
 
 
+def _gone_unseen(host: HostAccess, root: int, locations: list[str],
+                 found: Mapping[Location, object]) -> list[str]:
+    """Those of ``locations`` the walk did not see (``found``) and no longer in the watched folder."""
+    return _gone_of(host, root, [loc for loc in locations if Location.of(loc) not in found])
+
+
 def _close_source(source: BinaryIO) -> None:
     """A source opened for a caller gone meanwhile (a lock, an unmount): closed in the thread that
     opened it, not left to trio, which drops it on the loop (attack round 53b, (1))."""
@@ -269,9 +275,10 @@ class Importer:
         if len(self.records) <= 2 * self._kept + SLACK or passed_over is not None or not found:
             return
         async with self._taking:  # between takes: none holds a record dropped here
-            orphans = [loc for loc, (record, _) in self.records.items()
-                       if not self.vol.holds(record.fid) and Location.of(loc) not in found]
-            gone = await self.in_source(_gone_of, orphans) if orphans else []
+            # Only a look up by id here: the parse of each location (up to twice the records kept plus
+            # SLACK, deep ones too) is made in her thread with the looks, off the loop (attack round 73b).
+            orphans = [loc for loc, (record, _) in self.records.items() if not self.vol.holds(record.fid)]
+            gone = await self.in_source(_gone_unseen, orphans, found) if orphans else []
             if gone:
                 docs = [(record_id(self.vol.key, loc), self.records.pop(loc)[1]) for loc in gone]
                 await self._delete(docs)

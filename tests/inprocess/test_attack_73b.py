@@ -59,6 +59,7 @@ import trio
 from fusevault.imports import importer as importing
 from fusevault.imports.import_records import Record, Stamp, record_doc, record_id
 from fusevault.imports.importer import Importer
+from fusevault.imports.locations import Location
 from fusevault.imports.watcher import walk
 from fusevault.store.local import LocalStore
 from fusevault.store.short_calls import LongCallOnLoop
@@ -179,6 +180,15 @@ def test_73b_1_a_drop_of_records_deletes_a_batch_a_store_call_the_loop_serving_o
         real(store, docs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(importing, "dropped_docs", counted)
+    parsed: list[bool] = []  # whether each location drop_unseen judged was parsed on the loop
+
+    class Watched(Location):
+        @classmethod
+        def of(cls, location: str) -> Location:
+            parsed.append(trio.lowlevel.in_trio_task())
+            return Location.of(location)
+
+    monkeypatch.setattr(importing, "Location", Watched)
 
     async def ticking() -> None:
         while True:
@@ -208,6 +218,7 @@ def test_73b_1_a_drop_of_records_deletes_a_batch_a_store_call_the_loop_serving_o
     records, docs_gone = on_volume(vault_copy, body)
     assert records == ["kept.txt"] and docs_gone  # the control: every record due dropped, its document too
     assert sum(n for n, _ in calls) == len(gone)
+    assert parsed and not any(parsed), "the records' locations were parsed on the loop"
     assert max(n for n, _ in calls) <= 1, f"{calls}: the records were deleted in one call on the loop"
     # trio runs the tasks ready at a checkpoint in a random order: the other task runs once after one
     # batch and before the batch after the next, never surely before the next one.
