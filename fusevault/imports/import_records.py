@@ -88,19 +88,26 @@ def too_long(path: str | bytes) -> bool:
     return len(os.fsencode(path)) > PATH_MAX
 
 
+# Record documents one store call deletes (each in a commit of its own) before the loop serves others:
+# a drop of 100,000 in one call froze root's shared mount as a read of them did (attack round 73b (1)).
+DROP_BATCH = 64
+
+
 def dropped_docs(store: Store, docs: list[tuple[str, str]]) -> None:
     """The record documents ``docs`` (id, revision) deleted from the store; one changed meanwhile (from
-    a peer) is left to the next load."""
+    a peer) is left to the next load.  At most ``DROP_BATCH`` a call (``Importer._delete``)."""
     for doc_id, rev in docs:
         with contextlib.suppress(Conflict):
             store.put_many([{"_id": doc_id, "_rev": rev, "_deleted": True}])
 
 
-def load_records(store: Store, key: MasterKey) -> dict[str, tuple[Record, str]]:
-    """Every record of this user: file_location -> (record, document revision).  One naming a path
-    past ``PATH_MAX`` is dropped (its document deleted, said; the importer saves none: ``_save``): its
-    source, if its own path is within the bound, is then imported again once, as a file no record
-    names (beside the vault's file at its place)."""
+def load_records(store: Store, key: MasterKey) -> tuple[dict[str, tuple[Record, str]], list[tuple[str, str]]]:
+    """Every record of this user: file_location -> (record, document revision); and the records naming
+    a path past ``PATH_MAX`` (id, revision), which the caller drops (their documents deleted, said: the
+    importer saves none, ``_save``): a source one named, if its own path is within the bound, is then
+    imported again once, as a file no record names (beside the vault's file at its place).  A read only:
+    it walks every record document of the store (every user's), so it runs on a worker thread from a
+    snapshot (``read_call``), never on the loop (attack round 73b (1))."""
     found = {}
     past: list[tuple[str, str]] = []
 
@@ -124,9 +131,4 @@ def load_records(store: Store, key: MasterKey) -> dict[str, tuple[Record, str]]:
             past.append((doc_id, rev))
             continue
         found[record.file_location] = (record, rev)
-    if past:
-        log.warning("import: %d import record(s) naming a path past %d bytes dropped (their vault files "
-                    "kept): a source one named is imported again, once, beside the vault's file at its "
-                    "place if there is one, unless its own path is past the bound too", len(past), PATH_MAX)
-        dropped_docs(store, past)
-    return found
+    return found, past

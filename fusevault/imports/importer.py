@@ -31,6 +31,7 @@ from fusevault.host_access.pseudo_fs import refuse_pseudo
 from fusevault.host_access.threads import HostThreads
 from fusevault.imports import source_paths
 from fusevault.imports.import_records import (
+    DROP_BATCH,
     PATH_MAX,
     Record,
     Stamp,
@@ -128,6 +129,12 @@ def _gone_of(host: HostAccess, root: int, locations: list[str]) -> list[str]:
         except OSError:
             pass  # not known to be gone: its record is kept
     return gone
+
+
+def _gone_unseen(host: HostAccess, root: int, locations: list[str],
+                 found: Mapping[Location, object]) -> list[str]:
+    """Those of ``locations`` the walk did not see (``found``) and no longer in the watched folder."""
+    return _gone_of(host, root, [loc for loc in locations if Location.of(loc) not in found])
 
 
 def _close_source(source: BinaryIO) -> None:
@@ -238,7 +245,17 @@ class Importer:
         if self._owns_root and self.root is None:
             self.root = Held(await self.threads.run(source_paths.hold, self.host, self.settings,
                                                     str(self.vol.layout.root), discard=os.close), os.close)
-        self.records = await self.vol.store_call(load_records, self.vol.store, self.vol.key)
+        # Every record document of the store is read (and each of hers opened) on a worker thread from
+        # a snapshot: read on the loop, a mapped user's 100,000 records froze root's shared mount for
+        # every user at each restart of her import service (attack round 73b (1)).
+        records, past = await self.vol.read_call(load_records, self.vol.store, self.vol.key)
+        if past:
+            log.warning("import: %d import record(s) naming a path past %d bytes dropped (their vault files "
+                        "kept): a source one named is imported again, once, beside the vault's file at its "
+                        "place if there is one, unless its own path is past the bound too",
+                        len(past), PATH_MAX)
+            await self._delete(past)
+        self.records = records
         self.inodes = {(r.stamp.dev, r.stamp.ino): loc for loc, (r, _) in self.records.items()}
 
     async def drop_unseen(self, found: Mapping[Location, object], passed_over: str | None) -> None:
@@ -258,14 +275,24 @@ class Importer:
         if len(self.records) <= 2 * self._kept + SLACK or passed_over is not None or not found:
             return
         async with self._taking:  # between takes: none holds a record dropped here
-            orphans = [loc for loc, (record, _) in self.records.items()
-                       if not self.vol.holds(record.fid) and Location.of(loc) not in found]
-            gone = await self.in_source(_gone_of, orphans) if orphans else []
+            # Only a look up by id here: the parse of each location (up to twice the records kept plus
+            # SLACK, deep ones too) is made in her thread with the looks, off the loop (attack round 73b).
+            orphans = [loc for loc, (record, _) in self.records.items() if not self.vol.holds(record.fid)]
+            gone = await self.in_source(_gone_unseen, orphans, found) if orphans else []
             if gone:
                 docs = [(record_id(self.vol.key, loc), self.records.pop(loc)[1]) for loc in gone]
-                await self.vol.store_call(dropped_docs, self.vol.store, docs)
+                await self._delete(docs)
                 self.inodes = {(r.stamp.dev, r.stamp.ino): loc for loc, (r, _) in self.records.items()}
             self._kept = len(self.records)
+
+    async def _delete(self, docs: list[tuple[str, str]]) -> None:
+        """The record documents ``docs`` (id, revision) deleted, ``DROP_BATCH`` a store call on the
+        loop, every user's requests served between: up to twice the records kept plus ``SLACK`` go at
+        once (``drop_unseen``), in one call a freeze of the shared mount as long as their read was
+        (attack round 73b (1))."""
+        for start in range(0, len(docs), DROP_BATCH):
+            await self.vol.store_call(dropped_docs, self.vol.store, docs[start:start + DROP_BATCH])
+            await trio.sleep(0)  # the loop's other tasks between two batches
 
     def close(self) -> None:
         """Let go of the watched folder, if ``load`` opened it."""

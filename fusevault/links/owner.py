@@ -116,7 +116,9 @@ class Links:
             raise InvalidInput(self.refused)
 
     async def _records(self) -> dict[str, tuple[LinkRecord, str]]:
-        found = await self.vol.store_call(load_records, self.vol.store, self.vol.key)
+        # Every link record of the store (every user's) is read on a worker thread from a snapshot, never
+        # on the loop that serves every user's files (store/short_calls.py, attack round 73b (1)).
+        found = await self.vol.read_call(load_records, self.vol.store, self.vol.key)
         self.has_drops = any(record.kind == "drop" for record, _ in found.values())
         for item in (await self._kept()).keys() - found.keys():
             self._say_missing(item)

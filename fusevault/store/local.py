@@ -30,6 +30,7 @@ from pathlib import Path
 from fusevault.encoding import loads_untrusted
 from fusevault.errors import Conflict, CorruptData, NoSpace, StoreUnavailable, VaultReadOnly
 from fusevault.store import places as places_table
+from fusevault.store import short_calls
 from fusevault.store.revs import next_rev, well_formed
 from fusevault.store.unreadable import Unreadable
 
@@ -284,7 +285,9 @@ class LocalStore:
         return self._db
 
     def iter_type(self, doc_type: str) -> Iterator[dict]:
-        # Streamed in batches: a vault of 100,000 files is never all in memory twice.
+        # Streamed in batches: a vault of 100,000 files is never all in memory twice.  Every user's
+        # documents of the kind: never inside a store call on the loop (short_calls.py).
+        short_calls.scan(f"every {doc_type} document")
         cursor = self._reader.execute(
             "SELECT id, rev, body FROM docs WHERE type = ? AND deleted = 0", (doc_type,))
         while rows := cursor.fetchmany(2000):
@@ -309,6 +312,8 @@ class LocalStore:
         """The rows written after ``since``, whole seqs and text ids only (AFTER).  A ``since`` that is no
         whole number of ours (a sync checkpoint in the vault folder, set by its writer) reads as 0:
         everything again, never nothing ever after."""
+        if limit < 0:
+            short_calls.scan("every change")
         start = self._since(since)
         rows = self._db.execute(
             f"SELECT seq, id, rev, deleted FROM docs WHERE {AFTER} ORDER BY seq LIMIT ?",

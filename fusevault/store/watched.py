@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import trio
 
-from fusevault.store import Store
+from fusevault.store import Store, short_calls
 
 log = logging.getLogger(__name__)
 Listener = Callable[[object, list[dict]], None]
@@ -46,7 +46,8 @@ class WatchedStore:
     def _tell(self, written: list[dict]) -> None:
         # The write is done: nothing a listener does may make it look failed.
         try:
-            self._listener(self.writer, written)
+            with short_calls.lifted():  # not the committing call's work: the mount's, on its own
+                self._listener(self.writer, written)
         except Exception:
             log.exception("taking in a change failed")
 

@@ -36,7 +36,7 @@ import trio
 from fusevault.crypto.signing import signer_of
 from fusevault.encoding import name_to_str
 from fusevault.errors import Forged, VaultError
-from fusevault.store import tombstone
+from fusevault.store import Store, tombstone
 from fusevault.vault.format.layout import is_id
 from fusevault.vault.model import rekeys_owed, rotations_done, sharing
 from fusevault.vault.model.grants import key_signed
@@ -419,7 +419,7 @@ async def _rotation_pass(volume: Volume, reload: bool) -> bool:
     members = _group_members(volume)
     rotated: set[str] = set()
     again = False
-    for doc in await volume.store_call(lambda: list(volume.store.iter_type(ROTATION))):
+    for doc in await volume.read_call(_requests_of, volume.store, volume.key.user_id):
         node = _request(volume, doc)
         if node is None or node.fid in volume.rotating:
             continue
@@ -588,6 +588,14 @@ def _drop_members_keys(volume: Volume, group_id: str, nodes: list[Node], lost: s
         for member in lost:
             path = sharing.group_key_path(volume.layout, group_id, node.fid, member)
             sharing.discard_key(path, keep_folder=True)
+
+
+def _requests_of(store: Store, me: str) -> list[dict]:
+    """The Rotation documents ``_request`` looks at: every one but another user's (theirs to judge).
+    A read of every user's requests: on a worker thread from a snapshot (``read_call``), never on the
+    loop that serves every user's files (store/short_calls.py, attack round 73b (1))."""
+    return [doc for doc in store.iter_type(ROTATION)
+            if not (isinstance(doc.get("owner"), str) and doc.get("owner") != me)]
 
 
 def _forget(volume: Volume, doc: dict) -> bool:

@@ -23,7 +23,7 @@ import trio
 
 from fusevault.crypto.keys import MasterKey
 from fusevault.errors import CorruptData, NotFound, StoreUnavailable, VaultError
-from fusevault.store import Store
+from fusevault.store import Store, short_calls
 from fusevault.vault.format.layout import Layout, os_error
 from fusevault.vault.model import alarms, placement
 from fusevault.vault.model.ledger import Ledger, parents_of
@@ -651,10 +651,16 @@ class Inodes:
     # --- committing (inline for the local store, a worker thread otherwise)
 
     async def store_call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call the store in a worker thread (inline only for a store that says ``inline``)."""
+        """Call the store in a worker thread (inline only for a store that says ``inline``).  Inline,
+        on the loop that serves every user's files, only short work: one commit, a few documents by
+        id.  A read whose length the store's contents set (every document of a kind: anyone's import
+        records, Rotation requests) goes through ``read_call``; made here, it is refused
+        (store/short_calls.py: a user's restart of her import service froze root's shared mount,
+        attack round 73b (1))."""
         try:
             if self.store.inline:
-                return fn(*args)
+                with short_calls.on_loop():
+                    return fn(*args)
             async with self.store_lock:
                 return await trio.to_thread.run_sync(fn, *args)
         except OSError as err:
