@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from attack_scenes import BOB, planted
+from attack_scenes import ALICE, BOB, ask, planted
 from mount.test_trust_attack_39a import three  # noqa: F401  (fixture)
 
 from fusevault.vault.model import names
@@ -19,7 +19,7 @@ from fusevault.vault.volume import Volume
 from inprocess.conftest import BOB_UID, ROOT, shared  # noqa: F401  (fixture)
 from inprocess.test_attack_53c import CAROL, CAROL_UID, _in_scene
 from inprocess.test_attack_70a import _read_node, _signed_by
-from inprocess.test_two_users import _write
+from inprocess.test_two_users import _walk, _write
 
 
 async def _bob_shares(shared, path: str, perm: str = "READ") -> None:  # noqa: F811
@@ -152,3 +152,42 @@ def test_73d_2_carols_file_is_shown_when_her_share_and_bobs_arrive_together(
     read, unlocked = _in_scene(three, scene)
     assert unlocked == [b"cf.txt"], "the scene: her unlock shows cf.txt, bob's name left out"
     assert read == b"carol's\n", f"shared/carol/C/cf.txt on alice's seat: {read!r}"
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param("new.txt", id="control"),
+    pytest.param("plan.txt", id="her_files_name", marks=pytest.mark.xfail(
+        strict=True, reason="73d (3): a writer's file whose name her file holds is judged at her unlock "
+        "before it is placed beside: refused as written where he has no WRITE, dropped")),
+])
+def test_73d_3_a_writers_file_given_her_files_name_is_shown_beside_at_her_unlock(
+        shared, name: str) -> None:  # noqa: F811
+    async def scene() -> tuple[list[bytes], list[bytes], bool, list[str]]:
+        drive, alice, bob = shared.drive, shared.volumes["alice"], shared.volumes["bob"]
+        docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+        await _write(drive, docs.st_ino, b"plan.txt", b"alice's plan\n", ALICE)
+        await ask(shared, "share", "docs", "WRITE")
+        await trio.sleep(0.3)
+        d = await _walk(drive, b"shared/alice/docs", BOB)
+        await _write(drive, d.st_ino, b"other.txt", b"bob's text\n", BOB)
+        await trio.sleep(0.3)
+        other = bob.resolve(b"shared/alice/docs/other.txt").fid
+        # bob's document of the file he made in her docs naming it ``name`` there (what his other device,
+        # apart, signs for a file it made under that name; or his device on purpose)
+        planted(shared, _signed_by(shared, "bob", other, {"links": [[alice.resolve(b"docs").fid, name]]}))
+        await trio.sleep(0.3)
+        live = sorted(alice.resolve(b"docs").children)
+        again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
+        try:
+            unlocked = sorted(again.resolve(b"docs").children)
+            held = (node := again.find(other)) is not None and bool(node.links)
+            said = [a["text"] for a in again.trust.alarms.as_list()
+                    if a["kind"] == "forged-write" and a["subject"] == other]
+        finally:
+            await again.close()
+        return live, unlocked, held, said
+
+    live, unlocked, held, said = trio.run(scene)
+    assert len(live) == 2 and b"plan.txt" in live, f"the scene: both shown while mounted ({live})"
+    assert held and unlocked == live, f"bob's file at her unlock: held {held}, docs {unlocked} ({live} mounted)"
+    assert not said, said
