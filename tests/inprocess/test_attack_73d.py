@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from attack_scenes import ALICE, BOB, ask, planted
+from attack_scenes import ALICE, BOB, ask, bobs_node_doc, planted
 from mount.test_trust_attack_39a import three  # noqa: F401  (fixture)
 
 from fusevault.vault.model import names
@@ -18,7 +18,7 @@ from fusevault.vault.tree import guests, namespace
 from fusevault.vault.volume import Volume
 from inprocess.conftest import BOB_UID, ROOT, shared  # noqa: F401  (fixture)
 from inprocess.test_attack_53c import CAROL, CAROL_UID, _in_scene
-from inprocess.test_attack_70a import _read_node, _signed_by
+from inprocess.test_attack_70a import HERS, _laptop, _read_node, _signed_by
 from inprocess.test_two_users import _walk, _write
 
 
@@ -191,3 +191,51 @@ def test_73d_3_a_writers_file_given_her_files_name_is_shown_beside_at_her_unlock
     assert len(live) == 2 and b"plan.txt" in live, f"the scene: both shown while mounted ({live})"
     assert held and unlocked == live, f"bob's file at her unlock: held {held}, docs {unlocked} ({live} mounted)"
     assert not said, said
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param("x.txt", id="control"),
+    pytest.param("plan.txt", id="her_files_name", marks=pytest.mark.xfail(
+        strict=True, reason="73d (4): bob's file named in a phantom of her folder moves her file beside "
+        "(his ctime later); his name refused once the folder is real, hers is not given back")),
+])
+def test_73d_4_her_file_keeps_its_name_when_her_folder_comes_after_bobs_phantom(
+        shared, monkeypatch, name: str) -> None:  # noqa: F811
+    async def scene() -> tuple[list[bytes], list[bytes]]:
+        drive, alice, bob = shared.drive, shared.volumes["alice"], shared.volumes["bob"]
+        laptop = _laptop(shared, monkeypatch)  # her laptop: its commits reach her desktop (the seat) when handed
+        p = (await laptop.mkdir(ROOT, b"Secret", stat.S_IFDIR | 0o700, HERS)).fid
+        fh, plan = await laptop.create(laptop.find(p).ino, b"plan.txt", stat.S_IFREG | 0o600, HERS)
+        await laptop.write(fh, 0, b"her plan\n")
+        await laptop.release(fh)
+        await _write(drive, ROOT, b"x.txt", b"bob's\n", BOB)
+        his = bob.tree.node(bob.tree.node(ROOT).children[b"x.txt"])
+        # bob's own document naming his x.txt in her folder P too (he replicates its id), named last
+        named = {"links": [[bob.tree.node(ROOT).fid, "x.txt"], [p, name]], "ctime": 1 << 62}
+        planted(shared, bobs_node_doc(shared, his.fid, named))
+        answer = await drive.seat_of(BOB_UID).ops.session.requests.handle(
+            {"cmd": "share", "path": "x.txt", "with": "alice", "perm": "READ"})
+        assert "error" not in answer, answer
+        assert alice.find(p).ino in alice.sharing.phantoms, "the scene: P a phantom on her desktop"
+        # Her laptop's file, then its folder (a folder changed after its files comes after them), in
+        # one batch
+        absorb_arrivals(alice, [shared.store.get(plan.fid), shared.store.get(p)])
+        assert alice.find(p).owner == alice.key.user_id, "the scene: Secret hers on the desktop"
+        assert b"x.txt" not in alice.find(p).children, "the scene: bob's name refused there (71a)"
+        mounted = sorted(alice.find(p).children)
+        [shown] = mounted
+        fh = await alice.open(alice.find(p).children[shown], write=True)  # her next save of it
+        await alice.write(fh, 0, b"her edit\n")
+        await alice.release(fh)
+        await trio.sleep(0.3)
+        again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
+        try:
+            unlocked = sorted(again.find(p).children)
+        finally:
+            await again.close()
+            await laptop.close()
+        return mounted, unlocked
+
+    mounted, unlocked = trio.run(scene)
+    assert mounted == [b"plan.txt"], f"her Secret on her desktop once it came: {mounted}"
+    assert unlocked == [b"plan.txt"], f"her Secret after her save there and an unlock: {unlocked}"
