@@ -59,6 +59,17 @@ In-process: the ``shared`` fixture (alice and bob seats of one shared mount) or 
     moved beside nothing back).  Fix: after a refused name frees NAME, give it back to the node shown
     beside under it (as the load's ``_link_beside``); or no clash in a phantom moves a node beside.
     Test: ``test_73d_4_her_file_keeps_its_name_when_her_folder_comes_after_bobs_phantom``.
+(5) One document of many names costs their square on arrival (medium-low: a member's document of ~2 MB
+    holds the trio loop ~10 s, each new revision of it again).  Attacker: bob, any user sharing a
+    folder P with her.  Steps: his own P/x.txt; his document of it names it k times in P (``n0`` ...).
+    Seen: ``relink`` looks at k^2/2 names (4,498,501 for k = 3,000); measured (this machine, CPU time
+    of ``absorb_arrivals``): k = 2,000 0.04 s, 4,000 0.17 s, 16,000 2.5 s, 32,000 (1.9 MB) 9.7 s
+    (100,000, ~6 MB, ~95 s by the curve); her unlock takes the same document in 0.13 s.  No bound on a
+    file's links (nodes.py ``check_shapes``).  Cause: vault/tree/arrivals.py:397-405 (``relink``:
+    ``(parent_ino, name) in node.links`` per wanted name, ``not in wanted`` per held name, lists) and
+    inodes.py:611 (``unlink_entry``'s list test and ``remove``: a document taking k names away costs
+    the same).  Fix: sets for both tests (or a bound on a file's names, refused past it).  Test:
+    ``test_73d_5_one_document_of_many_names_costs_linear_looks_on_arrival`` (a counting list).
 
 Tried and held: a Share bob signs on her own folder (grantee alice) is not shown in shared/bob
 (scratch run; ``Guests.read`` ignores a share on another's node).  Read, not run: ``conflicts._home``
@@ -310,3 +321,44 @@ def test_73d_4_her_file_keeps_its_name_when_her_folder_comes_after_bobs_phantom(
     mounted, unlocked = trio.run(scene)
     assert mounted == [b"plan.txt"], f"her Secret on her desktop once it came: {mounted}"
     assert unlocked == [b"plan.txt"], f"her Secret after her save there and an unlock: {unlocked}"
+
+
+class _Looked(list):
+    """A node's names, counting the names each membership test looks at."""
+
+    looks = 0
+
+    def __contains__(self, item: object) -> bool:
+        _Looked.looks += len(self)
+        return list.__contains__(self, item)
+
+
+K = 3000  # names bob's one document gives his x.txt in his folder P
+
+
+@pytest.mark.parametrize("names_given", [
+    pytest.param(1, id="control"),
+    pytest.param(K, id="many_names", marks=pytest.mark.xfail(
+        strict=True, reason="73d (5): relink tests each new name against the node's list of names: "
+        "k names in one document cost k^2/2 looks on arrival")),
+])
+def test_73d_5_one_document_of_many_names_costs_linear_looks_on_arrival(shared, names_given: int) -> None:  # noqa: F811
+    async def scene() -> tuple[int, int]:
+        drive, alice, bob = shared.drive, shared.volumes["alice"], shared.volumes["bob"]
+        p = await drive.mkdir(ROOT, b"P", stat.S_IFDIR | 0o755, BOB)
+        await _write(drive, p.st_ino, b"x.txt", b"bob's\n", BOB)
+        await _bob_shares(shared, "P")
+        await trio.sleep(0.3)
+        pfid, x = bob.resolve(b"P").fid, bob.resolve(b"P/x.txt").fid
+        doc = _signed_by(shared, "bob", x, {"links": [[pfid, f"n{i}"] for i in range(names_given)]})
+        doc["_rev"] = shared.store.get(x)["_rev"]
+        (rev,) = shared.store.put_many([doc])
+        node = alice.find(x)
+        node.links = _Looked(node.links)
+        _Looked.looks = 0
+        absorb_arrivals(alice, [{**doc, "_rev": rev}])  # a ~180 KB document
+        return _Looked.looks, len(alice.resolve(b"shared/bob/P").children)
+
+    looks, shown = trio.run(scene)
+    assert shown == names_given, "the scene: every name shown"
+    assert looks <= 8 * K, f"{looks} names looked at to take in one document of {names_given} names"
