@@ -70,14 +70,26 @@ In-process: the ``shared`` fixture (alice and bob seats of one shared mount) or 
     inodes.py:611 (``unlink_entry``'s list test and ``remove``: a document taking k names away costs
     the same).  Fix: sets for both tests (or a bound on a file's names, refused past it).  Test:
     ``test_73d_5_one_document_of_many_names_costs_linear_looks_on_arrival`` (a counting list).
+(6) On the shared mount a writer of docs renames (or edits) her file that sits in an unshared folder
+    of hers too (low-medium: a change her rule refuses, taken live, undone at her unlock with a false
+    forged-write alarm naming him; her CouchDB devices refuse it at once).  Attacker: bob, a second
+    local user of the shared mount with WRITE on her docs, through the mount (``mv``).  Steps: her
+    docs/plan.txt hard-linked into her private/ (not shared); docs shared WRITE with bob; bob renames
+    shared/alice/docs/plan.txt to old.txt.  Seen: his seat allows it, her seat takes it (``here``: his
+    seat's check), docs lists old.txt; her unlock lists plan.txt, said "refused a change ... signed by
+    bob".  Control: not linked: renamed, the same after the unlock.  Expected: his seat refuses it
+    (EACCES) as ``Authorship.may_write`` does (WRITE on every folder it sits in).  Cause:
+    vault/tree/namespace.py ``rename`` -> ``check(node, write=True)`` on his seat's tree, which holds
+    only the names he can open (private/ is not his to see); absorbing.py ``absorb_node`` skips
+    ``may_take`` for ``here`` commits.  Fix: a seat's write to another owner's node asks her tree (the
+    shared mount holds it) or the node's stored names; or ``here`` commits judged by grants too.
+    Test: ``test_73d_6_her_file_in_an_unshared_folder_too_is_not_renamed_by_a_writer_of_docs``.
 
 Tried and held: a Share bob signs on her own folder (grantee alice) is not shown in shared/bob
 (scratch run; ``Guests.read`` ignores a share on another's node).  Read, not run: ``conflicts._home``
 takes a folder of another owner she writes as a copy's home (a writer's forged branch naming it: its
 content is his already); ``revive`` only for her own documents; ``_place_shares`` / ``names.made``
-bounded (70c (3)).  Seen in passing, not pursued (out of this brief's naming rule): on the shared
-mount bob's seat lets him rename her docs/plan.txt that she hard-linked into her unshared private/
-(his seat sees only docs), which her unlock then refuses (``plan.txt (recovered ID)``).
+bounded (70c (3)).
 Not tried (time): real mounts; groups; ``rotate`` and ``Tree.relink`` under the rule; the conflict
 settling with documents naming phantoms.
 """
@@ -88,6 +100,7 @@ import stat
 import time
 from pathlib import Path
 
+import pyfuse3
 import pytest
 import trio
 from attack_scenes import ALICE, BOB, ask, bobs_node_doc, planted
@@ -362,3 +375,44 @@ def test_73d_5_one_document_of_many_names_costs_linear_looks_on_arrival(shared, 
     looks, shown = trio.run(scene)
     assert shown == names_given, "the scene: every name shown"
     assert looks <= 8 * K, f"{looks} names looked at to take in one document of {names_given} names"
+
+
+@pytest.mark.parametrize("linked", [
+    pytest.param(False, id="control"),
+    pytest.param(True, id="also_in_her_private_folder", marks=pytest.mark.xfail(
+        strict=True, reason="73d (6): on the shared mount bob's seat lets him rename her file that sits "
+        "in a folder of hers he may not write too (his seat holds only docs); her unlock refuses it")),
+])
+def test_73d_6_her_file_in_an_unshared_folder_too_is_not_renamed_by_a_writer_of_docs(
+        shared, linked: bool) -> None:  # noqa: F811
+    async def scene() -> tuple[object, list[bytes], list[bytes], list[str]]:
+        drive, alice = shared.drive, shared.volumes["alice"]
+        docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+        private = await drive.mkdir(ROOT, b"private", stat.S_IFDIR | 0o700, ALICE)
+        plan = await _write(drive, docs.st_ino, b"plan.txt", b"alice's plan\n", ALICE)
+        if linked:
+            await drive.link(plan.st_ino, private.st_ino, b"plan.txt", ALICE)
+        await ask(shared, "share", "docs", "WRITE")
+        await trio.sleep(0.3)
+        d = await _walk(drive, b"shared/alice/docs", BOB)
+        fid = alice.resolve(b"docs/plan.txt").fid
+        try:
+            await drive.rename(d.st_ino, b"plan.txt", d.st_ino, b"old.txt", 0, BOB)  # mv, through the mount
+            outcome: object = "renamed"
+        except pyfuse3.FUSEError as err:
+            outcome = err.errno
+        await trio.sleep(0.3)
+        mounted = sorted(alice.resolve(b"docs").children)
+        again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
+        try:
+            unlocked = sorted(again.resolve(b"docs").children)
+            said = [a["text"][:100] for a in again.trust.alarms.as_list() if a["subject"] == fid]
+        finally:
+            await again.close()
+        return outcome, mounted, unlocked, said
+
+    outcome, mounted, unlocked, said = trio.run(scene)
+    if not linked:  # he writes it: renamed, the same after her unlock
+        assert (outcome, mounted, unlocked) == ("renamed", [b"old.txt"], [b"old.txt"]), said
+        return
+    assert mounted == unlocked, f"docs: mounted {mounted}, unlocked {unlocked} (his mv: {outcome}; {said})"
