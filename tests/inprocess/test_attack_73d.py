@@ -84,6 +84,22 @@ In-process: the ``shared`` fixture (alice and bob seats of one shared mount) or 
     ``may_take`` for ``here`` commits.  Fix: a seat's write to another owner's node asks her tree (the
     shared mount holds it) or the node's stored names; or ``here`` commits judged by grants too.
     Test: ``test_73d_6_her_file_in_an_unshared_folder_too_is_not_renamed_by_a_writer_of_docs``.
+(7) Her file taken out of her folder by any user's refused document (medium: her file hidden on that
+    device until her next commit of it there or her next unlock).  Attacker: bob, any signed-in user
+    who can put a document in the store (or a peer relaying his), and who named her new folder's id
+    (a phantom on her desktop: (4)'s scene, his x.txt named ``x.txt`` there, no clash).  Steps: her
+    laptop's Secret/plan.txt reaches her desktop before Secret (linked in the phantom); bob signs a
+    document at plan.txt's id (owner hers, ``enc`` junk); then Secret's document arrives.  Seen: his
+    document is refused, said ("fails authentication"), but ``keep`` sets the node's ``rev`` to his;
+    when Secret is made real, ``names_judged_again`` asks ``_signer_held``, which finds the stored
+    revision the held one and judges her own name by its signer, bob, who holds no WRITE on Secret:
+    her plan.txt is taken out, Secret lists nothing.  Control: no document of bob's: plan.txt shown.
+    Cause: vault/tree/phantoms.py:117-130 (``_signer_held``: "the stored document's signer when
+    that is the revision held" is true of a refused one, arrivals.py:154-166 ``keep``).  Fix: judge
+    by the signer of the state taken in (record it on the node when taken, as ``vouched`` does), or
+    ``_signer_held`` only for a document ``judge`` and ``may_take`` admit; never a name her own
+    device or signature gave.
+    Test: ``test_73d_7_her_file_stays_in_her_folder_made_real_after_a_refused_document_of_it``.
 
 Tried and held: a Share bob signs on her own folder (grantee alice) is not shown in shared/bob
 (scratch run; ``Guests.read`` ignores a share on another's node).  Read, not run: ``conflicts._home``
@@ -106,6 +122,8 @@ import trio
 from attack_scenes import ALICE, BOB, ask, bobs_node_doc, planted
 from mount.test_trust_attack_39a import three  # noqa: F401  (fixture)
 
+from fusevault.crypto.signing import sign_doc
+from fusevault.encoding import b64e
 from fusevault.vault.model import names
 from fusevault.vault.services import absorbing
 from fusevault.vault.services.absorbing import absorb_arrivals
@@ -416,3 +434,43 @@ def test_73d_6_her_file_in_an_unshared_folder_too_is_not_renamed_by_a_writer_of_
         assert (outcome, mounted, unlocked) == ("renamed", [b"old.txt"], [b"old.txt"]), said
         return
     assert mounted == unlocked, f"docs: mounted {mounted}, unlocked {unlocked} (his mv: {outcome}; {said})"
+
+
+@pytest.mark.parametrize("refused_doc", [
+    pytest.param(False, id="control"),
+    pytest.param(True, id="bobs_refused_doc", marks=pytest.mark.xfail(
+        strict=True, reason="73d (7): a refused document of hers kept as the node's revision makes "
+        "names_judged_again judge her own name in her folder by its signer: her file taken out")),
+])
+def test_73d_7_her_file_stays_in_her_folder_made_real_after_a_refused_document_of_it(
+        shared, monkeypatch, refused_doc: bool) -> None:  # noqa: F811
+    async def scene() -> tuple[list[bytes], list[str]]:
+        drive, alice, bob = shared.drive, shared.volumes["alice"], shared.volumes["bob"]
+        laptop = _laptop(shared, monkeypatch)
+        p = (await laptop.mkdir(ROOT, b"Secret", stat.S_IFDIR | 0o700, HERS)).fid
+        fh, plan = await laptop.create(laptop.find(p).ino, b"plan.txt", stat.S_IFREG | 0o600, HERS)
+        await laptop.write(fh, 0, b"her plan\n")
+        await laptop.release(fh)
+        await _write(drive, ROOT, b"x.txt", b"bob's\n", BOB)
+        his = bob.tree.node(bob.tree.node(ROOT).children[b"x.txt"])
+        planted(shared, bobs_node_doc(shared, his.fid, {"links": [[bob.tree.node(ROOT).fid, "x.txt"],
+                                                                  [p, "x.txt"]]}))
+        answer = await drive.seat_of(BOB_UID).ops.session.requests.handle(
+            {"cmd": "share", "path": "x.txt", "with": "alice", "perm": "READ"})
+        assert "error" not in answer, answer
+        assert alice.find(p).ino in alice.sharing.phantoms, "the scene: P a phantom on her desktop"
+        absorb_arrivals(alice, [shared.store.get(plan.fid)])  # her laptop's file, before its folder
+        if refused_doc:
+            # bob (any user) signs a document at her file's id that does not open: refused, said, and
+            # the node keeps what it had, its revision now his (arrivals.py ``keep``)
+            body = {k: v for k, v in shared.store.get(plan.fid).items() if k not in ("_rev", "sig")}
+            body["enc"] = b64e(b"\0" * 64)
+            planted(shared, sign_doc(bob.key.user_id, bob.key.identity.sign, body))
+        absorb_arrivals(alice, [shared.store.get(p)])  # her folder's own document, at last
+        shown = sorted(alice.find(p).children)
+        said = [a["text"][:200] for a in alice.trust.alarms.as_list() if a["subject"] == plan.fid]
+        await laptop.close()
+        return shown, said
+
+    shown, said = trio.run(scene)
+    assert shown == [b"plan.txt"], f"her Secret on her desktop: {shown}; said {said}"
