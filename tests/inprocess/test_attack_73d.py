@@ -21,8 +21,8 @@ In-process: the ``shared`` fixture (alice and bob seats of one shared mount) or 
     (at_her_unlock, on_arrival); control ``test_73d_control_1_...`` (ids apart).
 (2) A share admitted with a name-taker loses her file's name (medium-low: carol's file hidden on a
     reader's seat until its next unlock; carol's next commit of it, read not run).  Attacker: bob
-    (any user who shares something with alice; here his own x.txt).  Steps: carol's C/cf.txt; bob signs his own
-    x.txt named also ``[C, "cf.txt"]``; carol shares C with alice and bob shares x.txt with alice, both
+    (any user who shares something with alice; here his own x.txt).  Steps: carol's C/cf.txt; bob
+    signs his own x.txt named also ``[C, "cf.txt"]``; carol shares C with alice and bob shares x.txt with alice, both
     admitted in one ``_admit_new_shares`` (one sync batch; key files listed x.txt's first).  Seen:
     x.txt's name in C is refused (71a), but shared/carol/C is empty on alice's seat (cf.txt NotFound);
     her next unlock shows cf.txt.  Control: no name of bob's in C, cf.txt shown.  Cause:
