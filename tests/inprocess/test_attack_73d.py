@@ -20,16 +20,17 @@ In-process: the ``shared`` fixture (alice and bob seats of one shared mount) or 
     it in a tree), numbered on.  Test: ``test_73d_1_files_of_one_name_and_id_prefix_cost_linear_looks``
     (at_her_unlock, on_arrival); control ``test_73d_control_1_...`` (ids apart).
 (2) A share admitted with a name-taker loses her file's name (medium-low: carol's file hidden on a
-    reader's seat until its next unlock; carol's next commit of it, read not run).  Attacker: bob
-    (any user who shares something with alice; here his own x.txt).  Steps: carol's C/cf.txt; bob
-    signs his own x.txt named also ``[C, "cf.txt"]``; carol shares C with alice and bob shares x.txt with alice, both
-    admitted in one ``_admit_new_shares`` (one sync batch; key files listed x.txt's first).  Seen:
-    x.txt's name in C is refused (71a), but shared/carol/C is empty on alice's seat (cf.txt NotFound);
-    her next unlock shows cf.txt.  Control: no name of bob's in C, cf.txt shown.  Cause:
+    reader's seat until its next unlock; carol's next commit of it, read not run).  Attacker: bob (any
+    user who shares something with alice; here his own x.txt).  Steps: carol's C/cf.txt; bob signs his
+    own x.txt named also ``[C, "cf.txt"]``; carol shares C with alice and bob shares x.txt with alice,
+    both admitted in one ``_admit_new_shares`` (one sync batch; key files listed x.txt's first).
+    Seen: x.txt's name in C is refused (71a), but shared/carol/C is empty on alice's seat (cf.txt
+    NotFound); her next unlock shows cf.txt.  Control: no name of bob's in C, cf.txt shown.  Cause:
     vault/services/absorbing.py:980 (``_admit_new_shares`` ignores what ``admit_guests`` returns: the
     names found taken, which ``names_across`` already cleared of refused ones); the load places them
     (loading.py ``_link_beside``).  Fix: place the returned names as the load does (``_link_beside``,
-    ``link_clashing``).  Test: ``test_73d_2_carols_file_is_shown_when_her_share_and_bobs_arrive_together``.
+    ``link_clashing``).  Test:
+    ``test_73d_2_carols_file_is_shown_when_her_share_and_bobs_arrive_together``.
 (3) At her unlock a writer's file loses to her file's name and is dropped (medium: honest data
     refused at every unlock, a false forged-write alarm naming the writer).  Attacker: bob, WRITE on
     her docs; or no attacker: his device apart naming a file it made ``plan.txt`` while hers was made
