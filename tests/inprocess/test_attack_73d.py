@@ -128,7 +128,7 @@ from fusevault.encoding import b64e
 from fusevault.vault.model import names
 from fusevault.vault.services import absorbing
 from fusevault.vault.services.absorbing import absorb_arrivals
-from fusevault.vault.tree import guests, namespace
+from fusevault.vault.tree import guests, loading, namespace
 from fusevault.vault.volume import Volume
 from inprocess.conftest import BOB_UID, ROOT, shared  # noqa: F401  (fixture)
 from inprocess.test_attack_53c import CAROL, CAROL_UID, _in_scene
@@ -193,8 +193,6 @@ N = 200  # files of bob's in his folder P, all named "x" by his own documents
     pytest.param(True, id="at_her_unlock"),
     pytest.param(False, id="on_arrival"),
 ])
-@pytest.mark.xfail(strict=True, reason="73d (1): a name clash looks at every name beside before it "
-                   "whose node's id shares 8 hex digits: n files of one name cost n^2/2 looks")
 def test_73d_1_files_of_one_name_and_id_prefix_cost_linear_looks(shared, monkeypatch, at_load) -> None:  # noqa: F811
     looks, _, shown = _clashes(shared, monkeypatch, N, prefix=True, at_load=at_load)
     assert shown == N, "the scene: every file of P is shown, N - 1 beside the one holding x"
@@ -370,9 +368,7 @@ K = 3000  # names bob's one document gives his x.txt in his folder P
 
 @pytest.mark.parametrize("names_given", [
     pytest.param(1, id="control"),
-    pytest.param(K, id="many_names", marks=pytest.mark.xfail(
-        strict=True, reason="73d (5): relink tests each new name against the node's list of names: "
-        "k names in one document cost k^2/2 looks on arrival")),
+    pytest.param(K, id="many_names"),
 ])
 def test_73d_5_one_document_of_many_names_costs_linear_looks_on_arrival(shared, names_given: int) -> None:  # noqa: F811
     async def scene() -> tuple[int, int]:
@@ -394,6 +390,106 @@ def test_73d_5_one_document_of_many_names_costs_linear_looks_on_arrival(shared, 
     looks, shown = trio.run(scene)
     assert shown == names_given, "the scene: every name shown"
     assert looks <= 8 * K, f"{looks} names looked at to take in one document of {names_given} names"
+
+
+def test_73d_5_a_document_taking_many_names_away_costs_linear_looks_on_arrival(shared) -> None:  # noqa: F811
+    """The other way: his next document names x.txt once; the K names before go, each looked for in
+    the node's names (``unlink_entry``) before."""
+    async def scene() -> tuple[int, list[bytes]]:
+        drive, alice, bob = shared.drive, shared.volumes["alice"], shared.volumes["bob"]
+        p = await drive.mkdir(ROOT, b"P", stat.S_IFDIR | 0o755, BOB)
+        await _write(drive, p.st_ino, b"x.txt", b"bob's\n", BOB)
+        await _bob_shares(shared, "P")
+        await trio.sleep(0.3)
+        pfid, x = bob.resolve(b"P").fid, bob.resolve(b"P/x.txt").fid
+        for links in ([[pfid, f"n{i}"] for i in range(K)], [[pfid, "x.txt"]]):
+            doc = _signed_by(shared, "bob", x, {"links": links})
+            doc["_rev"] = shared.store.get(x)["_rev"]
+            (rev,) = shared.store.put_many([doc])
+            node = alice.find(x)
+            node.links = _Looked(node.links)
+            _Looked.looks = 0
+            absorb_arrivals(alice, [{**doc, "_rev": rev}])
+        return _Looked.looks, sorted(alice.resolve(b"shared/bob/P").children)
+
+    looks, shown = trio.run(scene)
+    assert shown == [b"x.txt"], "the scene: the K names gone, x.txt shown"
+    assert looks <= 8 * K, f"{looks} names looked at to take {K} names away"
+
+
+class _Walked(_Looked):
+    """``_Looked`` counting each walk through the names too."""
+
+    def __iter__(self):
+        _Looked.looks += len(self)
+        return list.__iter__(self)
+
+
+@pytest.mark.parametrize("at_load", [
+    pytest.param(True, id="at_her_unlock"),
+    pytest.param(False, id="on_arrival"),
+])
+def test_73d_5_one_name_repeated_where_another_holds_it_costs_linear_looks(
+        shared, monkeypatch, at_load: bool) -> None:  # noqa: F811
+    """bob's x.txt named K times in P/Q and K times ``y.txt`` in P, where his y.txt holds that name:
+    each repeat was settled as a clash of its own on arrival (``NAME (also ID n)`` numbered on, each
+    looking at all made before: K^2/2 looks, and K names her unlock does not show); at her unlock each
+    name taken looked through the node's names (``_link_beside``).  Shown beside once, as at the
+    unlock."""
+    async def scene() -> tuple[int, list[bytes], list[bytes]]:
+        drive, alice, bob = shared.drive, shared.volumes["alice"], shared.volumes["bob"]
+        p = await drive.mkdir(ROOT, b"P", stat.S_IFDIR | 0o755, BOB)
+        await drive.mkdir(p.st_ino, b"Q", stat.S_IFDIR | 0o755, BOB)
+        monkeypatch.setattr(namespace, "new_id", lambda: "f" * 32)  # loaded after y.txt
+        await _write(drive, p.st_ino, b"x.txt", b"bob's\n", BOB)
+        monkeypatch.setattr(namespace, "new_id", lambda: "0" * 31 + "1")
+        await _write(drive, p.st_ino, b"y.txt", b"bob's y\n", BOB)
+        monkeypatch.undo()
+        await _bob_shares(shared, "P")
+        await trio.sleep(0.3)
+        pfid, qfid, x = bob.resolve(b"P").fid, bob.resolve(b"P/Q").fid, bob.resolve(b"P/x.txt").fid
+        links = [[qfid, f"q{i}"] for i in range(K)] + [[pfid, "y.txt"]] * K
+        doc = _signed_by(shared, "bob", x, {"links": links, "ctime": 1})  # named first: y.txt keeps it
+        doc["_rev"] = shared.store.get(x)["_rev"]
+        (rev,) = shared.store.put_many([doc])
+        calls = [0]
+        real_ending, real_beside = names.ending, loading._link_beside
+
+        def counted(*args):
+            calls[0] += 1
+            return real_ending(*args)
+
+        def walked(tree, node, taken):
+            node.links = _Walked(node.links)
+            return real_beside(tree, node, taken)
+
+        if at_load:
+            absorb_arrivals(alice, [{**doc, "_rev": rev}])
+            monkeypatch.setattr(loading, "_link_beside", walked)
+        else:
+            alice.find(x).links = _Looked(alice.find(x).links)
+        _Looked.looks = 0
+        monkeypatch.setattr(names, "ending", counted)
+        if at_load:
+            seat = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
+        else:
+            absorb_arrivals(alice, [{**doc, "_rev": rev}])
+            seat = alice
+        monkeypatch.undo()
+        shown = sorted(seat.resolve(b"shared/bob/P").children)
+        if at_load:
+            await seat.close()
+        unlocked = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
+        try:
+            again = sorted(unlocked.resolve(b"shared/bob/P").children)
+        finally:
+            await unlocked.close()
+        return calls[0] + _Looked.looks, shown, again
+
+    looks, shown, again = trio.run(scene)
+    assert looks <= 8 * K, f"{looks} names looked at to take in one name repeated {K} times"
+    assert len(shown) == 3 and b"y.txt" in shown and b"Q" in shown, f"x.txt shown beside once ({len(shown)})"
+    assert shown == again, f"shown {shown}, at her unlock {again}"
 
 
 @pytest.mark.parametrize("linked", [
