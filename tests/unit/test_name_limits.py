@@ -71,3 +71,42 @@ def test_a_made_share_name_looks_at_few_names_past_many_of_one_prefix() -> None:
     for n in range(2000):
         taken.add(names.made(b"plan.txt", f"ba581612{n:024x}", taken))
     assert len(taken) == 2001 and Counted.looks <= 2000 * (names.MADE_SHORT + 1)
+
+
+def test_a_name_beside_is_numbered_then_takes_the_whole_id() -> None:
+    """73d (1): ``NAME (also ID8 n)`` as before up to ``MADE_SHORT``, then the whole id, numbered on;
+    the same inputs give the same names."""
+    from fusevault.vault.model import names
+
+    fid = "deadbeef" + "0" * 24
+    taken: set[bytes] = {b"x.txt"}
+    shown = []
+    for _ in range(names.MADE_SHORT + 2):
+        one = names.beside(b"x.txt", fid, taken)
+        assert one not in taken and one == names.beside(b"x.txt", fid, set(taken))
+        taken.add(one)
+        shown.append(one)
+    assert shown[:2] == [b"x (also deadbeef).txt", b"x (also deadbeef 2).txt"]
+    assert shown[names.MADE_SHORT - 1] == b"x (also deadbeef %d).txt" % names.MADE_SHORT
+    whole = fid.encode()
+    assert shown[names.MADE_SHORT:] == [b"x (also %s).txt" % whole, b"x (also %s 2).txt" % whole]
+    long = names.beside(LONG.encode(), fid, {names.beside(LONG.encode(), fid, ())})
+    assert len(long) <= names.MAX_BYTES and long.endswith(b" (also deadbeef 2)")
+
+
+def test_names_beside_look_at_few_names_past_many_of_one_prefix() -> None:
+    """Many files of one name whose ids begin alike: each past ``MADE_SHORT`` a few looks, not one per
+    file shown beside before it (73d (1))."""
+    from fusevault.vault.model import names
+
+    class Counted(set):
+        looks = 0
+
+        def __contains__(self, item: object) -> bool:
+            Counted.looks += 1
+            return super().__contains__(item)
+
+    taken = Counted({b"x"})
+    for n in range(2000):
+        taken.add(names.beside(b"x", f"deadbeef{n:024x}", taken))
+    assert len(taken) == 2001 and Counted.looks <= 2000 * (names.MADE_SHORT + 1)

@@ -12,9 +12,10 @@ skipped (the rest of the folder lists) and an alarm says so.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import unicodedata
-from collections.abc import Container
+from collections.abc import Container, Iterator
 
 from fusevault.encoding import bytes_start, name_to_str, str_to_name
 from fusevault.errors import CorruptData
@@ -243,41 +244,46 @@ def link_ok(volume: object | None, fid: str, name: bytes) -> bool:
 def beside(name: bytes, fid: str, taken: Container[bytes]) -> bytes:
     """A name of its own for node ``fid`` whose name ``name`` another live node of the folder holds
     (two devices gave one name while apart): ``notes (also 1a2b3c4d).txt``, numbered on if that is
-    taken too; within ``MAX_BYTES``."""
+    taken too, past ``MADE_SHORT`` under the whole id (``_marks``: the short id is the file's device
+    to give, and n files of one name under one short id cost n^2/2 looks, at every unlock and on
+    arrival: attack round 73d (1)); within ``MAX_BYTES``."""
     stem, dot, ext = name.rpartition(b".")
     if not dot or not stem or len(ext) > MAX_BYTES // 2:  # no extension, a dot file, or mostly "extension"
         stem, dot, ext = name, b"", b""
-    n = 1
-    while True:
-        tail = f" (also {fid[:8]}{f' {n}' if n > 1 else ''})".encode() + dot + ext
-        candidate = ending(stem, tail)
+    for mark in _marks(fid):
+        candidate = ending(stem, f" (also {mark})".encode() + dot + ext)
         if candidate not in taken:
             return candidate
-        n += 1
+    raise AssertionError("unreachable: _marks never ends")
 
 
 # Numbered names ``NAME (ID n)`` tried under a file id's first 8 hex digits before its whole id.
 MADE_SHORT = 16
 
 
-def made(name: bytes, fid: str, taken: Container[bytes]) -> bytes:
-    """A made name of node ``fid`` shown where ``name`` is taken already (a share in ``shared/<owner>/``
-    or ``groups/<group>/``): ``NAME (ID)``, numbered on until one is free in ``taken``; the short id
-    is its owner's to choose (a file id is a device's to give), so a made name in a view folder was
-    another share's entry, written over (attack round 70c (3)).  Past ``MADE_SHORT`` the whole id is
-    used: one node holds it in a tree, so a member making many ids of one prefix costs each share
-    ``MADE_SHORT`` looks, not one per share before it."""
+def _marks(fid: str) -> Iterator[str]:
+    """What tells a made name apart, in the order tried: the file id's first 8 hex digits, numbered on
+    (``ID8``, ``ID8 2``, ... ``ID8 16``), then its whole id, numbered on.  The short id is its owner's
+    to choose (a file id is a device's to give), so many nodes of one prefix made each name after it
+    look at every one made before it; one node holds the whole id in a tree, so past ``MADE_SHORT``
+    a name is found in a few looks (attack rounds 70c (3), 73d (1)).  Never ends."""
     short = fid[:8]
     for n in range(1, MADE_SHORT + 1):
-        candidate = ending(name, f" ({short}{f' {n}' if n > 1 else ''})".encode())
+        yield f"{short}{f' {n}' if n > 1 else ''}"
+    for n in itertools.count(1):
+        yield f"{fid[:64]}{f' {n}' if n > 1 else ''}"
+
+
+def made(name: bytes, fid: str, taken: Container[bytes]) -> bytes:
+    """A made name of node ``fid`` shown where ``name`` is taken already (a share in ``shared/<owner>/``
+    or ``groups/<group>/``): ``NAME (ID)``, numbered on until one is free in ``taken`` (``_marks``:
+    past ``MADE_SHORT`` the whole id); a made name in a view folder was another share's entry, written
+    over (attack round 70c (3))."""
+    for mark in _marks(fid):
+        candidate = ending(name, f" ({mark})".encode())
         if candidate not in taken:
             return candidate
-    n = 1
-    while True:
-        candidate = ending(name, f" ({fid[:64]}{f' {n}' if n > 1 else ''})".encode())
-        if candidate not in taken:
-            return candidate
-        n += 1
+    raise AssertionError("unreachable: _marks never ends")
 
 
 def say_beside(volume: object | None, fid: str, name: bytes, shown_as: bytes,

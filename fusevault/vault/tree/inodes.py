@@ -16,7 +16,7 @@ import copy
 import itertools
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Container, Iterator
+from collections.abc import AsyncIterator, Callable, Container, Iterable, Iterator
 from typing import Any
 
 import trio
@@ -610,6 +610,21 @@ class Inodes:
             parent.subdirs -= int(node.is_dir)
         if (parent.ino, name) in node.links:
             node.links.remove((parent.ino, name))
+
+    def unlink_entries(self, node: Node, gone: Iterable[tuple[int, bytes]]) -> None:
+        """Take the names ``gone`` (parent inode, name) of ``node`` away at once, each as ``unlink_entry``
+        does (a name of a folder no longer here only leaves its links): one pass over its names, where
+        ``unlink_entry`` looks through them all for each (a document taking k names away cost k^2/2
+        looks on the loop: attack round 73d (5))."""
+        drop = set(gone)
+        if not drop:
+            return
+        for parent_ino, name in drop:
+            parent = self._nodes.get(parent_ino)
+            if parent is not None and parent.children is not None and parent.children.get(name) == node.ino:
+                del parent.children[name]
+                parent.subdirs -= int(node.is_dir)
+        node.links[:] = [link for link in node.links if link not in drop]
 
     def path_of(self, node: Node) -> bytes:
         """``node``'s path by its first names.  A walk longer than the table holds nodes has met a
