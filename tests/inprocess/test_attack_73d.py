@@ -113,6 +113,7 @@ settling with documents naming phantoms.
 
 from __future__ import annotations
 
+import errno
 import stat
 import time
 from pathlib import Path
@@ -268,9 +269,7 @@ def test_73d_2_carols_file_is_shown_when_her_share_and_bobs_arrive_together(
 
 @pytest.mark.parametrize("name", [
     pytest.param("new.txt", id="control"),
-    pytest.param("plan.txt", id="her_files_name", marks=pytest.mark.xfail(
-        strict=True, reason="73d (3): a writer's file whose name her file holds is judged at her unlock "
-        "before it is placed beside: refused as written where he has no WRITE, dropped")),
+    pytest.param("plan.txt", id="her_files_name"),
 ])
 def test_73d_3_a_writers_file_given_her_files_name_is_shown_beside_at_her_unlock(
         shared, name: str) -> None:  # noqa: F811
@@ -494,9 +493,7 @@ def test_73d_5_one_name_repeated_where_another_holds_it_costs_linear_looks(
 
 @pytest.mark.parametrize("linked", [
     pytest.param(False, id="control"),
-    pytest.param(True, id="also_in_her_private_folder", marks=pytest.mark.xfail(
-        strict=True, reason="73d (6): on the shared mount bob's seat lets him rename her file that sits "
-        "in a folder of hers he may not write too (his seat holds only docs); her unlock refuses it")),
+    pytest.param(True, id="also_in_her_private_folder"),
 ])
 def test_73d_6_her_file_in_an_unshared_folder_too_is_not_renamed_by_a_writer_of_docs(
         shared, linked: bool) -> None:  # noqa: F811
@@ -531,6 +528,8 @@ def test_73d_6_her_file_in_an_unshared_folder_too_is_not_renamed_by_a_writer_of_
         assert (outcome, mounted, unlocked) == ("renamed", [b"old.txt"], [b"old.txt"]), said
         return
     assert mounted == unlocked, f"docs: mounted {mounted}, unlocked {unlocked} (his mv: {outcome}; {said})"
+    # Fixed (73d (6)): his seat asks what her devices ask (WRITE on every folder it sits in): refused there
+    assert (outcome, mounted, said) == (errno.EACCES, [b"plan.txt"], []), (outcome, mounted, said)
 
 
 @pytest.mark.parametrize("refused_doc", [

@@ -420,6 +420,12 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             # Hers, or judged no claim (taken at her epoch otherwise): her key there, as seen here.
             volume.ledger.saw_key(node.fid, node.epoch, node.dek)
     relink(tree, node, links, out, signer)
+    if sharing is not None and node.owner != volume.key.user_id:
+        # Another's node: its names in folders not held here kept under phantoms, as the load keeps them
+        # (loading.py ``_link_loaded``): dropped, his seat judged a write to her file as if it sat only
+        # where he sees it, and his next commit of it took her name in her own folder away (attack round
+        # 73d (6)).
+        phantoms.placed_as_a_guest(tree, node, links)
     if real:
         phantoms.names_judged_again(tree, node, out)
     if added and node.links:

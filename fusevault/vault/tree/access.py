@@ -27,7 +27,13 @@ class Access(Inodes):
         if node.owner == self.key.user_id:
             return True
         perm = self.perm(node)
-        return perm is not None and (not write or can_write(perm))
+        if perm is None or not write:
+            return perm is not None
+        # A change is judged as every device of the owner judges the document it signs (authorship.py
+        # ``may_write``): WRITE on every folder it sits in (or a grant on it), the ones this seat cannot
+        # see too; the best share over one of its names let a writer of docs rename her file that sits in
+        # her own folder too, and her unlock refused it (attack round 73d (6)).
+        return can_write(perm) and self.sharing.writes_at(node, self.get, self.key.user_id, node.owner)
 
     def may_write(self, node: Node) -> bool:
         """May this user write here: change ``node``, or make or remove names in it."""

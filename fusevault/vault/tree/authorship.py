@@ -41,7 +41,7 @@ the log).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from fusevault.crypto.signing import signature_of, signer_of
@@ -49,7 +49,6 @@ from fusevault.encoding import b64d
 from fusevault.errors import Forged, VaultError
 from fusevault.store import Store
 from fusevault.vault.model import placement
-from fusevault.vault.model.groups import can_write
 from fusevault.vault.model.history import version_parents
 from fusevault.vault.model.ledger import apart
 from fusevault.vault.model.names import name_to_str
@@ -264,14 +263,11 @@ class Authorship:
     # --- WRITE
 
     def writes(self, sharing: Guests | None, signer: str, owner: str, grants: list) -> bool:
-        if sharing is None:
-            return False
-        return any(grant.owner == owner and any(r.recipient == signer and can_write(r.perm)
-                                                for r in sharing.reaches(grant)) for grant in grants)
+        return sharing is not None and sharing.writes(signer, owner, grants)
 
     def may_write(self, volume: Held, signer: str, owner: str, fid: str,
                   links: list[tuple[str, bytes]] | None = None, node: Node | None = None, *,
-                  placed: bool = False, stamp: dict | None = None) -> bool:
+                  placed: bool = False, stamp: dict | None = None, beside: Iterable[Node] = ()) -> bool:
         """Whether ``signer`` holds WRITE on ``owner``'s node ``fid`` for a
         document naming ``links`` (parent fid, name; None: its names are not
         what is judged).
@@ -281,7 +277,10 @@ class Authorship:
         it in, and every folder a link it loses leaves.  Not held: every
         folder the document puts it in.  ``placed`` (at unlock: the tree was
         built from the documents themselves, no link is known to be new):
-        where it sits.  A grant on the node never lets a new name go into a
+        where it sits, and the folders ``beside`` its names another node
+        held first put it in once judged (loading.py ``_link_beside``;
+        judged from none, a writer's file given her file's name left the
+        tree: attack round 73d (3)).  A grant on the node never lets a new name go into a
         folder he does not write, nor does a folder he writes make the
         node's own READ a WRITE.  A folder this user cannot open (a phantom,
         or not held) puts nothing here, and is not judged.  ``stamp``: the
@@ -301,7 +300,7 @@ class Authorship:
         if signer != owner and self._back_from_owners_trash(volume, owner, fid, links, held, stamp):
             return False
         if placed:
-            return held is not None and self.writes_at(volume, signer, owner, held)
+            return held is not None and self.writes_at(volume, signer, owner, held, beside)
         if (held is not None and links is not None and owner == self.user_id and signer != owner
                 and self._names_widen(volume, signer, held, links)):
             return False
@@ -422,30 +421,15 @@ class Authorship:
         return [parent for fid in parents or () if fid not in kept
                 if (parent := volume.find(fid)) is not None and parent.ino not in phantoms]
 
-    def writes_at(self, volume: Held, signer: str, owner: str, start: Node) -> bool:
-        """WRITE on ``start`` by a grant on it or, failing that, on every folder
-        it sits in, all the way up: every way to the top passes a grant of
-        ``owner``'s to ``signer``.  Each node is looked at once (a cycle
-        ends the walk)."""
+    def writes_at(self, volume: Held, signer: str, owner: str, start: Node,
+                  beside: Iterable[Node] = ()) -> bool:
+        """WRITE on ``start`` by a grant on it or, failing that, on every
+        folder it sits in (and ``beside``), all the way up: every way to the
+        top passes a grant of ``owner``'s to ``signer`` (guests.py
+        ``Guests.writes_at``: a seat's own write through the mount asks the
+        same)."""
         sharing = volume.sharing
-        if sharing is None:
-            return False
-        seen, todo, granted = {start.ino}, [start], False
-        while todo:
-            each = todo.pop()
-            if self.writes(sharing, signer, owner, list(sharing.by_fid.get(each.fid, ()))):
-                granted = True
-                continue
-            parents = [volume.get(ino) for ino, _ in each.links]
-            if not parents or each.ino in sharing.phantoms:
-                return False  # the top (or a folder this user cannot see) with no grant on the way
-            for parent in parents:
-                if parent is None:
-                    return False
-                if parent.ino not in seen:
-                    seen.add(parent.ino)
-                    todo.append(parent)
-        return granted
+        return sharing is not None and sharing.writes_at(start, volume.get, signer, owner, beside)
 
     def may_name(self, volume: Held, signer: str | None, owner: str, parent: Node) -> bool:
         """Whether a document of ``owner``'s node, signed by ``signer``, may give it a name in ``parent``.
@@ -550,7 +534,8 @@ class Authorship:
     # --- at unlock: nodes signed by others than their owner
 
     def settle(self, volume: Held, foreign: list[Foreign], leave: Callable[[Node], None],
-               keep: Callable[[Node], bool] = lambda node: False) -> dict[str, list[str]]:
+               keep: Callable[[Node], bool] = lambda node: False,
+               beside: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
         """After an unlock placed every node: those a grantee wrote whose
         grantee holds no WRITE where they are leave the tree (with what is
         under them: ``leave`` takes one out), and are said.  All are judged
@@ -563,8 +548,16 @@ class Authorship:
         grantee holds no WRITE on, with the folders (fids) they sit in now.
         They stay where they are, said, but no key is sealed by that place
         (the ledger keeps them ``behind``): leaving them out would hide the
-        owner's file, and their earlier name is not known."""
+        owner's file, and their earlier name is not known.
+
+        ``beside`` (fid -> folder fids): names of a node another node held
+        first, shown beside that one once judged (loading.py
+        ``_link_beside``): judged with the names it holds, as where it sits
+        then (judged from none, a writer's file given her file's name, her
+        file his edit named as another took first, left the tree or lost
+        his edit: attack round 73d (3))."""
         refused: list[tuple[Node, str]] = []
+        beside = beside or {}
         moved: dict[str, list[str]] = {}
         for node, links, signer, guest in foreign:
             placed = volume.find(node.fid) or node  # where the unlock put it (its own names: judged)
@@ -576,13 +569,15 @@ class Authorship:
                 # (attack round 28c (3)).  Refused: rebuilt where she left it.
                 refused.append((placed, signer))
                 continue
-            if not self.may_write(volume, signer, node.owner, node.fid, node=placed, placed=True):
+            waiting = [folder for fid in beside.get(node.fid, ()) if (folder := volume.find(fid)) is not None]
+            if not self.may_write(volume, signer, node.owner, node.fid, node=placed, placed=True,
+                                  beside=waiting):
                 refused.append((placed, signer))
                 continue
             unseen = mine and self.was_at(node.fid) is None  # asked first: a stamp taken below is seen
             was = self.was_placed(volume, node.fid, node.placed) if mine else None
             now = sorted({parent.fid if (parent := volume.get(ino)) is not None else ""
-                          for ino, _ in placed.links})
+                          for ino, _ in placed.links} | {folder.fid for folder in waiting})
             if unseen and volume.sharing is not None:
                 # This device never saw where she put it: only his word says where it is, and a stamp
                 # of hers he carries may be an older one (any is news here).  Any share of hers it is

@@ -21,7 +21,7 @@ import logging
 import os
 import stat
 from collections import defaultdict
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -201,6 +201,41 @@ class Guests:
             node = nodes.get(node.links[0][0]) if node.links else None
             seen += 1
         return best
+
+    def writes(self, signer: str, owner: str, grants: Iterable[Grant]) -> bool:
+        """Whether one of ``grants``, made by ``owner``, gives ``signer`` WRITE."""
+        return any(grant.owner == owner and any(r.recipient == signer and can_write(r.perm)
+                                                for r in self.reaches(grant)) for grant in grants)
+
+    def writes_at(self, start: Node, get: Callable[[int], Node | None], signer: str, owner: str,
+                  beside: Iterable[Node] = ()) -> bool:
+        """WRITE on ``start`` for ``signer`` by a grant of ``owner``'s on it or, failing that, on every
+        folder it sits in, all the way up: every way to the top passes such a grant.  ``beside``:
+        folders it is to be named in too (the load's names another node held first, shown beside it
+        once judged: loading.py ``_link_beside``).  A phantom (a folder this user cannot see) with no
+        grant on the way says no.  The one rule a writer's change of another's node is judged by:
+        a document of it (vault/tree/authorship.py ``writes_at``) and a seat's own write through the
+        mount (vault/tree/access.py ``may``): a name in a folder he cannot see or write is a name
+        his change rewrites too (attack round 73d (6)).  Each node is looked at once (a cycle ends
+        the walk)."""
+        seen, todo, granted = {start.ino}, [start], False
+        while todo:
+            each = todo.pop()
+            if self.writes(signer, owner, self.by_fid.get(each.fid, ())):
+                granted = True
+                continue
+            parents = [get(ino) for ino, _ in each.links]
+            if each is start:
+                parents += beside
+            if not parents or each.ino in self.phantoms:
+                return False  # the top (or a folder this user cannot see) with no grant on the way
+            for parent in parents:
+                if parent is None:
+                    return False
+                if parent.ino not in seen:
+                    seen.add(parent.ino)
+                    todo.append(parent)
+        return granted
 
     def _root_perm(self, node: Node) -> str | None:
         """This user's best permission from shares on ``node`` made by its owner."""

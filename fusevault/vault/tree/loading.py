@@ -242,7 +242,10 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
             rebuilt.append(node)
             return True
 
-        moved.update(gate.settle(tree, foreign, lambda node: leave(tree, node, out), keep))
+        beside: dict[str, list[str]] = {}
+        for node, lost in taken:  # shown beside once judged (below): judged there (attack round 73d (3))
+            beside.setdefault(node.fid, []).extend(parent for parent, _ in lost)
+        moved.update(gate.settle(tree, foreign, lambda node: leave(tree, node, out), keep, beside))
         for node in rebuilt:
             if tree.get(node.ino) is node and (now := parents_of(node, tree.fid_at)) != gate.was_placed(
                     tree, node.fid, node.placed):
