@@ -218,9 +218,7 @@ async def _share(drive, uid: int, path: str, who: str, perm: str) -> None:
 
 @pytest.mark.parametrize("named", [
     pytest.param(False, id="control"),
-    pytest.param(True, id="named_by_bob", marks=pytest.mark.xfail(
-        strict=True, reason="73d (2): a share admitted in one batch with another owner's node naming "
-        "his file as her file in her folder loses her file's name: the taken names are dropped")),
+    pytest.param(True, id="named_by_bob"),  # 73d (2), fixed: the taken names placed (``place_taken``)
 ])
 def test_73d_2_carols_file_is_shown_when_her_share_and_bobs_arrive_together(
         three: Path, monkeypatch, named: bool) -> None:  # noqa: F811
@@ -306,9 +304,7 @@ def test_73d_3_a_writers_file_given_her_files_name_is_shown_beside_at_her_unlock
 
 @pytest.mark.parametrize("name", [
     pytest.param("x.txt", id="control"),
-    pytest.param("plan.txt", id="her_files_name", marks=pytest.mark.xfail(
-        strict=True, reason="73d (4): bob's file named in a phantom of her folder moves her file beside "
-        "(his ctime later); his name refused once the folder is real, hers is not given back")),
+    pytest.param("plan.txt", id="her_files_name"),  # 73d (4), fixed: the refused name given back
 ])
 def test_73d_4_her_file_keeps_its_name_when_her_folder_comes_after_bobs_phantom(
         shared, monkeypatch, name: str) -> None:  # noqa: F811
@@ -534,9 +530,7 @@ def test_73d_6_her_file_in_an_unshared_folder_too_is_not_renamed_by_a_writer_of_
 
 @pytest.mark.parametrize("refused_doc", [
     pytest.param(False, id="control"),
-    pytest.param(True, id="bobs_refused_doc", marks=pytest.mark.xfail(
-        strict=True, reason="73d (7): a refused document of hers kept as the node's revision makes "
-        "names_judged_again judge her own name in her folder by its signer: her file taken out")),
+    pytest.param(True, id="bobs_refused_doc"),  # 73d (7), fixed: no name judged by a refused document
 ])
 def test_73d_7_her_file_stays_in_her_folder_made_real_after_a_refused_document_of_it(
         shared, monkeypatch, refused_doc: bool) -> None:  # noqa: F811

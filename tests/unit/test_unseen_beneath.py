@@ -18,8 +18,8 @@ def _doc(start: object, ids: object) -> dict:
 
 
 def _kept(doc: dict, held: str) -> tuple[str, dict]:
-    tree = SimpleNamespace(beneath={})
-    node = SimpleNamespace(fid="f", rev=held)
+    tree = SimpleNamespace(beneath={}, held_signers={})
+    node = SimpleNamespace(fid="f", rev=held, owner="o")
     keep(tree, node, doc)  # type: ignore[arg-type]
     return node.rev, tree.beneath
 

@@ -65,11 +65,13 @@ from fusevault.vault.tree.arrivals import (
     past_the_xattr_cap,
     relink,
     retyped,
+    signed_state,
+    stand_on,
     unsaved,
     wrapped_by_her,
 )
 from fusevault.vault.tree.guests import key_files, open_guest
-from fusevault.vault.tree.loading import admit_guests
+from fusevault.vault.tree.loading import admit_guests, place_taken
 from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -171,7 +173,7 @@ def absorb_beneath(volume: Volume, fetched: dict[tuple[str, str], dict]) -> Abso
                 "here: the file shows what this device last took in, and a write to it goes over both")
         tree.beneath.pop(fid, None)  # a refused one met on the way noted its own
         if tree.find(fid) is node:
-            node.rev = top  # the refused revision stays the store's current one: her next commit's
+            stand_on(tree, node, top)  # the refused revision stays the store's current one: her next commit's
     return out
 
 
@@ -347,8 +349,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             # (the owner seals it right after committing it): kept as it is,
             # tried again once something else is committed.  Their own
             # writes meanwhile are under the older key, which the owner's
-            # mount replaces again.
-            node.rev = doc["_rev"]
+            # mount replaces again.  Nor are its names: none is judged by its signer (``stand_on``).
+            stand_on(tree, node, doc["_rev"])
             sharing.awaiting.add(doc["_id"])
             return
         if (sharing is not None and not node.dek and not doc.get("_deleted") and not doc.get("delete")
@@ -426,6 +428,7 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         # where he sees it, and his next commit of it took her name in her own folder away (attack round
         # 73d (6)).
         phantoms.placed_as_a_guest(tree, node, links)
+    signed_state(tree, node, signer)  # before its names are judged again
     if real:
         phantoms.names_judged_again(tree, node, out)
     if added and node.links:
@@ -983,10 +986,21 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
             out.inodes.append(ino)
             taken.append((node, opened[0].owner))  # a phantom's owner was a guess
     before = {ino: set(tree.node(ino).children) for ino in sharing.virtual}
-    admit_guests(tree, guests, signers={node.fid: signer for node, _, signer, _ in foreign})
+    lost = admit_guests(tree, guests, signers={node.fid: signer for node, _, signer, _ in foreign})
     if foreign:
         spare = Absorbed()  # what settling takes out was never shown: nothing to invalidate
-        volume.authorship.settle(tree, foreign, lambda node: leave(tree, node, spare))
+        # Judged in the folders its names found taken put it in once placed beside (below), as the load
+        # judges them (loading.py; attack round 73d (3)).
+        beside: dict[str, list[str]] = {}
+        for node, names in lost:
+            beside.setdefault(node.fid, []).extend(parent for parent, _ in names)
+        volume.authorship.settle(tree, foreign, lambda node: leave(tree, node, spare), beside=beside)
+        for node, _, signer, _ in foreign:
+            if tree.get(node.ino) is node:
+                signed_state(tree, node, signer)
+    # Names found taken (another node of the batch holds them, maybe refused since): placed as the load
+    # places them, never dropped (attack round 73d (2)).
+    out.entries += place_taken(tree, lost)
     _bound(volume, taken + [(node, node.owner) for node, _ in guests])
     # The new names in shared/<owner>/ and groups/<group>/ (the kernel may
     # remember them as missing), and the folders made for them.

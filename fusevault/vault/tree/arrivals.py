@@ -162,7 +162,27 @@ def keep(tree: Tree, node: Node | None, doc: dict) -> None:
         return
     if unseen := _unseen_under(doc, node.rev):
         tree.beneath[node.fid] = (doc["_rev"], unseen)
-    node.rev = doc["_rev"]
+    stand_on(tree, node, doc["_rev"])
+
+
+def stand_on(tree: Tree, node: Node, rev: str) -> None:
+    """``node``'s next commit goes over ``rev``, a revision whose state it did not take (refused:
+    ``keep``; its key awaited): who signed the state it holds (``signed_state``) carries over to it.
+    Read from the stored document at ``rev`` (phantoms.py ``_signer_held``), any user's refused
+    document at her file's id had her own name judged by his signature, when a phantom of her folder
+    was made real, and her file taken out (attack round 73d (7))."""
+    held = tree.held_signers.get(node.fid)
+    tree.held_signers[node.fid] = (rev, held[1] if held is not None and held[0] == node.rev else node.owner)
+    node.rev = rev
+
+
+def signed_state(tree: Tree, node: Node, signer: str | None) -> None:
+    """``node`` holds its revision's state now, signed by ``signer`` (None: its owner): noted where
+    another signed it (``tree.held_signers``), so ``stand_on`` carries it."""
+    if signer is None or signer == node.owner:
+        tree.held_signers.pop(node.fid, None)
+    elif node.rev is not None:
+        tree.held_signers[node.fid] = (node.rev, signer)
 
 
 def _unseen_under(doc: dict, held: str | None) -> list[str]:
@@ -463,7 +483,29 @@ def link_clashing(tree: Tree, parent: Node, name: bytes, node: Node) -> list[tup
     shown = names.beside(name, node.fid, parent.children)
     names.say_beside(tree, node.fid, name, shown, node.owner if theirs else None)
     tree.link_entry(parent, shown, node)
+    tree.beside.note(parent.ino, name, node.ino, shown)  # the holder's name refused later: ``give_back``
     return [(parent.ino, name), (parent.ino, shown)]
+
+
+def give_back(tree: Tree, parent: Node, name: bytes, out: Absorbed) -> None:
+    """``name`` in ``parent``, just refused to the node holding it, goes back to a node a clash showed
+    beside it (``link_clashing``, noted in ``tree.beside``), as the load's ``_link_beside`` gives a name
+    no node holds any more.  Left beside, her file lost the clash to a name of another owner's that was
+    refused later (a phantom of her folder made real), and her next save committed the made name, on
+    every device (attack round 73d (4)).  Called once every name of the refusal is judged: a node
+    refused meanwhile is no longer shown beside, and gets nothing."""
+    if parent.children is None or name in parent.children:
+        return
+    for ino, shown in tree.beside.waiting(parent.ino, name):
+        tree.beside.drop(ino)
+        node = tree.get(ino)
+        if node is None or parent.children.get(shown) != ino or (parent.ino, shown) not in node.links:
+            continue  # renamed, or gone, since
+        tree.unlink_entry(parent, shown, node)
+        tree.link_entry(parent, name, node)
+        out.entries += [(parent.ino, shown), (parent.ino, name)]
+        log.info("%s: the name it was shown beside, refused to its holder, is its own again", node.fid)
+        return
 
 
 def unsaved(node: Node) -> bool:

@@ -31,6 +31,7 @@ from fusevault.vault.model.nodes import ROOT_INODE, Node, node_doc
 from fusevault.vault.model.sharing import Grant, acl_lines
 from fusevault.vault.model.trust import Trust
 from fusevault.vault.tree.authorship import Authorship
+from fusevault.vault.tree.beside import Beside
 from fusevault.vault.tree.guests import Guests
 from fusevault.vault.tree.tx import Tx
 
@@ -145,6 +146,14 @@ class Inodes:
         # signature), only until this tree commits the node (any change of it)
         # and only until the grants change (vault/services/absorbing.py).
         self.vouched: dict[str, tuple[str, str | None, str]] = {}
+        # fid -> (the revision the node stands on, who signed the state it holds), where another than
+        # its owner signed it or the node stands on a revision whose state it did not take (refused:
+        # arrivals.py ``keep``): whose names these are (phantoms.py ``_signer_held``), never a refused
+        # document's signer (attack round 73d (7)).  Else the stored document at the node's revision says.
+        self.held_signers: dict[str, tuple[str, str]] = {}
+        # The nodes a name clash shows beside another (vault/tree/beside.py): a refused holder's name
+        # goes back to them (attack round 73d (4)).
+        self.beside = Beside()
         # fid -> (the refused revision the node stands on, the revisions between it and the node's
         # own that this tree never took in, newest first): edits another device made that the
         # refused one would erase once her next commit goes over it.  The sync fetches them and
@@ -732,6 +741,10 @@ class Inodes:
             # This tree's own document is the node's now: nothing another seat
             # wrote before it is vouched for any more (any commit, not only a version).
             self.vouched.pop(node.fid, None)
+            if node.owner == self.key.user_id:  # this tree's user signed it
+                self.held_signers.pop(node.fid, None)
+            else:
+                self.held_signers[node.fid] = (rev, self.key.user_id)
             if self.sharing is not None:
                 # Nor is a writer's state held while the file was busy (``Guests.held``) newer than
                 # it: kept, a refused revision stored over this commit had the re-key seal his older
@@ -879,6 +892,8 @@ class Inodes:
         self.unsaved.clear()  # saved before (save_all), else the lock was refused
         self.pending.clear()  # likewise
         self.vouched.clear()
+        self.held_signers.clear()
+        self.beside.clear()
         self.beneath.clear()
         self.records_wanted.clear()
         self.records_asked.clear()

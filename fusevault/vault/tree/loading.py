@@ -35,7 +35,7 @@ from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, o
 from fusevault.vault.model.trust import USER, Trust
 from fusevault.vault.model.verified import Verified
 from fusevault.vault.tree import phantoms, revival, undeleting
-from fusevault.vault.tree.arrivals import Absorbed, leave, link_clashing
+from fusevault.vault.tree.arrivals import Absorbed, leave, link_clashing, signed_state
 from fusevault.vault.tree.authorship import Authorship, Foreign, said_signer
 from fusevault.vault.tree.guests import (
     GROUPS_DIR,
@@ -257,9 +257,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
                 _link_loaded(tree, node, lost)
         if taken or rebuilt:
             _break_cycles(tree)  # a name given back, or a node rebuilt where it was, closes no loop either
-    for node, lost in taken:
-        if tree.get(node.ino) is node:
-            _link_beside(tree, node, lost)
+    place_taken(tree, taken)
     if gate is not None:
         rebuilt += _replays_refused(tree, store, key, gate, ledger, {node.fid for node in rebuilt})
     tree.authorship = gate
@@ -272,6 +270,9 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     tree.ledger = at_load(tree, store, ledger, moved,
                           {node.fid: signer for node, _, signer, _ in foreign
                            if signer != node.owner and node.fid not in ours})  # a rebuilt one's seq is hers
+    for node, _, signer, _ in foreign:  # whose names these are, should a refused revision come over them
+        if node.fid not in ours and tree.get(node.ino) is node:
+            signed_state(tree, node, signer)
     if gate is not None:
         _revive_for_orphans(tree, pending, {node.fid for node, *_ in foreign})
     if trust is not None and trust.verified is not None:
@@ -804,12 +805,25 @@ def _link_loaded(tree: Tree, node: Node, links: list[tuple[str, bytes]], *,
     return taken
 
 
-def _link_beside(tree: Tree, node: Node, links: list[tuple[str, bytes]]) -> None:
+def place_taken(tree: Tree, taken: list[tuple[Node, list[tuple[str, bytes]]]]) -> list[tuple[int, bytes]]:
+    """The names each node still held found taken (``_link_loaded``), once what was judged is settled:
+    ``_link_beside``.  At the load, and when shares are admitted together (absorbing.py
+    ``_admit_new_shares``: dropped, a file whose name another share's node took, that name refused
+    since, was in no folder until an unlock: attack round 73d (2)).  The entries changed."""
+    entries: list[tuple[int, bytes]] = []
+    for node, lost in taken:
+        if tree.get(node.ino) is node:
+            entries += _link_beside(tree, node, lost)
+    return entries
+
+
+def _link_beside(tree: Tree, node: Node, links: list[tuple[str, bytes]]) -> list[tuple[int, bytes]]:
     """Names still held by another live node once the load is judged (two devices gave one name while
     apart, no forgery): ``link_clashing``.  A commit of the one shown beside keeps that name.  One
     no node holds any more (its holder's name was left out since) is simply taken.  The folders it
     shows in kept as a set: looked through per name, its names cost k^2/2 looks (73d (5))."""
     shown_in = {ino for ino, _ in node.links}
+    entries: list[tuple[int, bytes]] = []
     for parent_fid, name in links:
         parent = tree.find(parent_fid)
         if (parent is None or not parent.is_dir or parent.children is None
@@ -820,8 +834,10 @@ def _link_beside(tree: Tree, node: Node, links: list[tuple[str, bytes]]) -> None
         shown_in.add(parent.ino)
         if name not in parent.children:
             tree.link_entry(parent, name, node)
+            entries.append((parent.ino, name))
             continue
-        link_clashing(tree, parent, name, node)
+        entries += link_clashing(tree, parent, name, node)
+    return entries
 
 
 def names_across(tree: Tree, gate: Authorship | None, nodes: list[Node], signers: dict[str, str],

@@ -26,7 +26,7 @@ from fusevault.encoding import name_to_str
 from fusevault.errors import CorruptData
 from fusevault.vault.model import names
 from fusevault.vault.model.nodes import Node
-from fusevault.vault.tree.arrivals import judge
+from fusevault.vault.tree.arrivals import give_back, judge
 from fusevault.vault.tree.guests import phantom
 
 if TYPE_CHECKING:
@@ -90,10 +90,12 @@ def names_judged_again(tree: Tree, folder: Node, out: Absorbed) -> None:
     now that its owner is known: another owner's node by ``Authorship.may_name`` (never: a node is
     named only in its own owner's folders, 71a), a node of the folder's owner named there by a
     document another signed by that signer's WRITE on the folder (``writes_at``).  A name refused is taken out
-    and said; the node keeps its other names (a share root stays in shared/<owner>/)."""
+    and said; the node keeps its other names (a share root stays in shared/<owner>/), and the name goes
+    back to a node a clash in the phantom showed beside it (``give_back``, once all are judged: 73d (4))."""
     gate = tree.authorship
     if gate is None or folder.children is None:
         return
+    freed = []
     for name, ino in list(folder.children.items()):
         child = tree.get(ino)
         if child is None:
@@ -112,11 +114,20 @@ def names_judged_again(tree: Tree, folder: Node, out: Absorbed) -> None:
         tree.unlink_entry(folder, name, child)
         out.entries.append((folder.ino, name))
         out.inodes.append(child.ino)
+        freed.append(name)
+    for name in freed:
+        give_back(tree, folder, name, out)
 
 
 def _signer_held(tree: Tree, node: Node) -> str:
-    """Who signed the state of ``node`` held here: its stored document's signer when that is the
-    revision held (judged again, as on arrival), else its owner."""
+    """Who signed the state of ``node`` held here: as noted when it was taken (``tree.held_signers``),
+    else its stored document's signer when that is the revision held (judged again, as on arrival),
+    else its owner.  Never a refused document's, though the node stands on its revision (arrivals.py
+    ``stand_on``): any user's document at her file's id, refused, had her own name judged by his
+    signature, her file taken out of her folder (attack round 73d (7))."""
+    held = tree.held_signers.get(node.fid)
+    if held is not None and held[0] == node.rev:
+        return held[1]
     try:
         doc = tree.store.get(node.fid)
     except CorruptData:
