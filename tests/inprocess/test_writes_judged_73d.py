@@ -4,7 +4,8 @@
 ``beside``, from loading.py's ``taken``): judged from no name, a writer's file given her file's name
 left her tree, a writer's edit of her file whose name another took first was rebuilt from her own
 material, and a guest a writer signed left hers, each with a false forged-write alarm.  Names in a
-folder he cannot write are still refused.
+folder he cannot write are still refused.  A share admitted while mounted (absorbing.py
+``_admit_new_shares``) judges its guests so too, with the names ``admit_guests`` found taken.
 
 (6) A seat's write to another's node through the shared mount asks what her devices ask of his
 document (``Guests.writes_at``: WRITE on every folder it sits in, the ones he cannot see too), and a
@@ -20,16 +21,21 @@ import errno
 import os
 import stat
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pyfuse3
 import pytest
 import trio
 from attack_scenes import ALICE, BOB, ask, planted
+from mount.test_trust_attack_39a import three  # noqa: F401  (fixture)
 
 from fusevault.crypto.signing import signer_of
+from fusevault.vault.tree import guests, namespace
 from fusevault.vault.volume import Volume
-from inprocess.conftest import BOB_UID, ROOT, shared  # noqa: F401  (fixture)
+from inprocess.conftest import ALICE_UID, BOB_UID, ROOT, shared  # noqa: F401  (fixture)
+from inprocess.test_attack_53c import _in_scene
 from inprocess.test_attack_70a import _read_node, _signed_by
+from inprocess.test_attack_73d import _share
 from inprocess.test_two_users import _walk, _write
 
 WARNED = ("forged-write", "rebuilt")
@@ -253,3 +259,59 @@ def test_his_mv_of_her_file_also_in_a_folder_he_only_reads_is_refused_whatever_i
     outcome, (mounted, unlocked, said) = trio.run(scene)
     assert outcome == errno.EACCES, outcome
     assert mounted == unlocked == [[b"plan.txt"], [b"plan.txt"]] and not said, (mounted, unlocked, said)
+
+
+@pytest.mark.parametrize("to", [
+    pytest.param(b"docs", id="beside_where_he_writes"),
+    pytest.param(b"pub", id="control_where_he_only_reads"),
+])
+def test_his_edit_of_her_file_whose_name_another_holds_is_kept_on_a_share_admitted_while_mounted(
+        three: Path, monkeypatch, to: bytes) -> None:  # noqa: F811
+    """(3) where a share is admitted while mounted (absorbing.py ``_admit_new_shares``): alice's docs
+    (WRITE to bob) and pub (READ to bob); bob edits her docs/plan.txt and his document of it names it
+    notes.txt in ``to``, where her own notes.txt holds the name.  alice then shares pub and docs with
+    carol, whose seat admits them mounted, notes.txt placed first: her plan.txt, judged from no name,
+    left carol's tree, said as bob's forgery.  Judged beside (as the unlock), his edit is kept in docs;
+    in pub, where he holds no WRITE, it is still refused and said."""
+    async def scene(shared) -> tuple[list[bytes], list[bytes], bytes | None, list[str]]:  # noqa: F811
+        drive, alice, bob, carol = (shared.drive, shared.volumes["alice"], shared.volumes["bob"],
+                                    shared.volumes["carol"])
+        docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+        pub = await drive.mkdir(ROOT, b"pub", stat.S_IFDIR | 0o755, ALICE)
+        for folder, fid in ((docs, "0" * 31 + "1"), (pub, "0" * 31 + "2")):  # listed before plan.txt
+            monkeypatch.setattr(namespace, "new_id", lambda fid=fid: fid)
+            await _write(drive, folder.st_ino, b"notes.txt", b"alice's notes\n", ALICE)
+        monkeypatch.setattr(namespace, "new_id", lambda: "f" * 32)
+        await _write(drive, docs.st_ino, b"plan.txt", b"alice's plan\n", ALICE)
+        monkeypatch.undo()
+        await ask(shared, "share", "docs", "WRITE")
+        await ask(shared, "share", "pub", "READ")
+        await trio.sleep(0.3)
+        await _edit(drive, b"shared/alice/docs/plan.txt", b"bob's edit of her plan\n", BOB)
+        await trio.sleep(0.3)
+        plan = alice.resolve(b"docs/plan.txt").fid
+        # his document of it named notes.txt in ``to`` (his other device apart named it so: 40b (7))
+        planted(shared, _signed_by(shared, "bob", plan, {"links": [[alice.resolve(to).fid, "notes.txt"]]}))
+        await trio.sleep(0.3)
+        assert signer_of(shared.store.get(plan)) == bob.key.user_id, "the scene: his, her file's state"
+        # The key files listed by file id, as a file system may list them: notes.txt takes the name first.
+        listed = guests._listdir
+        monkeypatch.setattr(guests, "_listdir", lambda path: sorted(listed(path),
+                                                                    key=lambda e: e.split("_", 1)[-1]))
+        for path in ("pub", "docs"):  # admitted on carol's seat while mounted, one share after the other
+            await _share(drive, ALICE_UID, path, "carol", "READ")
+        monkeypatch.undo()
+        shown = sorted(carol.resolve(b"shared/alice/" + to).children)
+        node = carol.find(plan)
+        read = await _read_node(carol, node) if node is not None and node.links else None
+        said = [a["text"][:160] for a in carol.trust.alarms.as_list()
+                if a["kind"] == "forged-write" and a["subject"] == plan]
+        return shown, sorted(alice.resolve(to).children), read, said
+
+    shown, hers, read, said = _in_scene(three, scene)
+    if to == b"docs":
+        assert len(hers) == 2 and b"notes.txt" in hers, f"the scene: both shown on her seat ({hers})"
+        assert (shown, read, said) == (hers, b"bob's edit of her plan\n", []), (shown, read, said)
+    else:
+        assert hers == [b"notes.txt"], f"the scene: refused on her seat ({hers})"
+        assert (shown, read) == ([b"notes.txt"], None) and said, (shown, read, said)
