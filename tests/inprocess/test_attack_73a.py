@@ -1,0 +1,75 @@
+"""Attack round 73a (draft)."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from attack_scenes import bobs_node_doc, planted
+from mount.test_trust_attack_39a import _ask, three  # noqa: F401  (fixture)
+
+from fusevault.vault.model import alarms, groups, lineage, sharing
+from fusevault.vault.services import accounts, rotation
+from inprocess.conftest import BOB_UID, ROOT, Ctx
+from inprocess.test_attack_53c import _in_scene
+from inprocess.test_two_users import ALICE, _walk, _write
+
+BOB = Ctx(BOB_UID, BOB_UID)
+
+
+async def _carol_added(shared, forged: bool) -> tuple[bool, bool, list[str]]:
+    """alice's docs/plan.txt, docs shared WRITE with her group team (bob in it); bob signs his state of
+    plan.txt (a chmod), carrying (``forged``) a ``sealed_for`` of his own making; alice adds carol to team
+    and her seat runs what a group change starts (``rotation.resume``), then makes docs/new.txt.
+    (carol sealed plan.txt's key, carol sealed new.txt's key, alice's alarm kinds)."""
+    drive = shared.drive
+    alice, bob, carol = (shared.volumes[n] for n in ("alice", "bob", "carol"))
+    me = alice.store.get(alice.key.user_id)
+    team = groups.create_group(alice.store, "team", me, alice.trust.sign)
+    team = groups.set_member(alice.store, alice.store.get(team["_id"]), alice.store.get(bob.key.user_id),
+                             "READ,WRITE", sign=alice.trust.sign)
+    gid = team["_id"]
+    docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+    await _write(drive, docs.st_ino, b"plan.txt", b"alice's plan\n", ALICE)
+    answer = await _ask(shared, "share", "docs", "@team", "WRITE")
+    assert "error" not in answer, answer
+    await _walk(drive, b"groups/team/docs/plan.txt", BOB)
+    plan = alice.resolve(b"docs/plan.txt")
+    fid = plan.fid
+    assert bob.find(fid) is not None and bob.find(fid).dek == plan.dek, "the scene: bob holds the key"
+    change: dict = {"seq": ["bobs-device", 1], "mode": stat.S_IFREG | 0o640}
+    if forged:
+        vector = lineage.of(alice.store.get(gid))
+        change["sealed_for"] = {"epoch": plan.epoch, "to": [], "above": [fid, docs_fid(alice)],
+                                "groups": {gid: {d: 2**52 for d in vector}}}
+    planted(shared, bobs_node_doc(shared, fid, change))
+    assert stat.S_IMODE(alice.find(fid).mode) == 0o640, "the scene: bob's state taken by alice's seat"
+    team = accounts.group_base(alice.store.get(gid), alice.trust)
+    groups.set_member(alice.store, team, alice.store.get(carol.key.user_id), "READ", sign=alice.trust.sign)
+    assert carol.key.user_id in alice.sharing.groups[gid]["users"], "the scene: carol in team on alice's seat"
+    await rotation.resume(alice)
+    plan_sealed = sharing.group_key_path(alice.layout, gid, fid, carol.key.user_id).exists()
+    await _write(drive, docs.st_ino, b"new.txt", b"after carol joined", ALICE)
+    new = alice.resolve(b"docs/new.txt")
+    new_sealed = sharing.group_key_path(alice.layout, gid, new.fid, carol.key.user_id).exists()
+    said = [each["kind"] for each in alarms.for_user(alice.key.user_id).as_list()]
+    return plan_sealed, new_sealed, said
+
+
+def docs_fid(alice) -> str:
+    return alice.resolve(b"docs").fid
+
+
+def test_73a_control_a_member_added_after_a_writers_edit_is_given_the_keys(three: Path) -> None:  # noqa: F811
+    plan, new, said = _in_scene(three, lambda shared: _carol_added(shared, forged=False))
+    assert plan and new and "replayed-grant" not in said
+
+
+@pytest.mark.xfail(strict=True, reason="73a (1): a WRITE member's state carries a sealed_for of his making: "
+                   "a member she adds to the group later is sealed no key of the share, said replayed-grant")
+def test_73a_1_a_writers_forged_record_keeps_a_member_she_adds_out(three: Path) -> None:  # noqa: F811
+    plan, new, said = _in_scene(three, lambda shared: _carol_added(shared, forged=True))
+    assert "replayed-grant" not in said, said
+    assert plan, "carol, added to team, is sealed no key of docs/plan.txt"
+    assert new, "carol is sealed no key of docs/new.txt, made after she joined"
