@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import stat
+import uuid
 from pathlib import Path
 
 import pytest
-from attack_scenes import bobs_node_doc, planted
+from attack_scenes import bobs_node_doc, planted, team_with_plan
 from mount.test_trust_attack_39a import _ask, three  # noqa: F401  (fixture)
 
-from fusevault.vault.model import alarms, groups, lineage, sharing
+from fusevault.crypto.signing import signer_of
+from fusevault.vault.model import alarms, groups, lineage, sealed_for, sharing
 from fusevault.vault.services import accounts, rotation
-from inprocess.conftest import BOB_UID, ROOT, Ctx
+from inprocess.conftest import BOB_UID, ROOT, Ctx, Fields
+from inprocess.test_attack_51a import _mode
 from inprocess.test_attack_53c import _in_scene
 from inprocess.test_two_users import ALICE, _walk, _write
 
@@ -128,3 +131,54 @@ def test_73a_2_a_member_whose_document_was_withheld_at_the_rekey_gets_the_key_la
         three: Path, monkeypatch) -> None:  # noqa: F811
     epoch, hers, said = _in_scene(three, lambda shared: _carol_withheld_at_the_rekey(shared, True, monkeypatch))
     assert hers == epoch and "replayed-grant" not in said, (epoch, hers, said)
+
+
+# --- (3) a record as large as ``sealed_for.shaped`` lets a member make it
+
+
+def _largest(fid: str, epoch: int) -> dict:
+    """A record at every bound of ``sealed_for.shaped``: 4,096 entries of 1,024 characters in ``to`` and
+    ``above``, 256 groups each with a vector of 1,024 devices of 64 characters (~30 MB of JSON)."""
+    to = [f"e{i:04d}" + "x" * 1018 + ":" for i in range(sealed_for.MAX_TO)]
+    above = [fid] + [f"a{i:04d}" + "y" * 1019 for i in range(sealed_for.MAX_TO - 1)]
+    vector = {f"d{i:04d}" + "q" * 59: 2**52 for i in range(lineage.MAX_ENTRIES)}
+    found = {"epoch": epoch, "to": to, "above": above,
+             "groups": {f"g{g:03d}" + "z" * 1000: vector for g in range(sealed_for.MAX_GROUPS)}}
+    assert sealed_for.shaped(found)
+    return found
+
+
+def _most_a_rekey_writes(fid: str, epoch: int) -> dict:
+    """A re-key's record at ``MAX_TO`` recipients (ids of 32 digits), 64 folders over the file, 16 groups."""
+    ids = [uuid.uuid4().hex for _ in range(4 * sealed_for.MAX_TO + 64 + 80)]
+    to = [sealed_for.entry(*ids[4 * i:4 * i + 4]) + "READ,WRITE" for i in range(sealed_for.MAX_TO)]
+    rest = ids[4 * sealed_for.MAX_TO:]
+    found = sealed_for.record(epoch, to, {rest[64 + g]: {rest[80 - 1 - g][:16]: 40} for g in range(16)},
+                              [fid, *rest[:64]])
+    assert found is not None
+    return found
+
+
+async def _her_chmod_after(shared, make) -> int:
+    """bob (WRITE on team/) signs his state of plan.txt carrying the record ``make`` gives; alice's seat
+    takes it, then she changes the file's mode: the bytes of her stored state."""
+    await team_with_plan(shared)
+    alice = shared.volumes["alice"]
+    node = alice.resolve(b"team/plan.txt")
+    planted(shared, bobs_node_doc(shared, node.fid, {"seq": ["bobs-device", 1],
+                                                     "sealed_for": make(node.fid, node.epoch)}))
+    plan = await _walk(shared.drive, b"team/plan.txt", ALICE)
+    await shared.drive.setattr(plan.st_ino, _mode(0o600), Fields(mode=True), None, ALICE)
+    stored = shared.store.get(node.fid)
+    assert signer_of(stored) == alice.key.user_id, "the scene: her commit is the stored state"
+    return len(stored["enc"])
+
+
+async def test_73a_control_a_record_as_large_as_a_rekey_writes_is_carried(shared) -> None:
+    assert await _her_chmod_after(shared, _most_a_rekey_writes) < 1 << 20
+
+
+@pytest.mark.xfail(strict=True, reason="73a (3): a member's state carries a sealed_for of ~30 MB (every bound of "
+                   "shaped): taken, and sealed again into each of her commits of the file, on the loop")
+async def test_73a_3_a_members_record_past_any_rekeys_is_not_carried_by_her_commits(shared) -> None:
+    assert await _her_chmod_after(shared, _largest) < 1 << 20
