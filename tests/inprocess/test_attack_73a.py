@@ -82,9 +82,10 @@ carol; or the ``shared`` fixture); her seat runs what a group change or an unloc
 Held (controls kept): ``test_73a_control_a_member_added_after_a_writers_edit_is_given_the_keys``,
 ``test_73a_control_a_member_seen_at_the_rekey_keeps_the_key``,
 ``test_73a_control_a_record_as_large_as_a_rekey_writes_is_carried`` (fails if the bounds refuse what
-a re-key writes), ``test_73a_control_her_share_on_one_device_reaches_the_key_it_holds``.  Read, held: a file moved into a folder she unshared (``above`` lacks it) is still
-protected when the folder itself was re-keyed by that unshare (its own record shows the grant left
-out, 72c (1)'s ``left``); a record of another epoch counts for nothing (``in_force``); the server cannot
+a re-key writes), ``test_73a_control_her_share_on_one_device_reaches_the_key_it_holds``.
+Read, held: a file moved into a folder she unshared (``above`` lacks it) is still protected when the
+folder itself was re-keyed by that unshare (its own record shows the grant left out,
+72c (1)'s ``left``); a record of another epoch counts for nothing (``in_force``); the server cannot
 forge or move a record (sealed under the key, in a signed state); a sealed epoch past 2**53 is refused
 at the node (27a).  A WRITE member writing a record that *adds* a removed member is no more than his
 leaking the key (72c's note).  Not tried (time): real mounts; 71c's ``knows`` gate and
