@@ -6,8 +6,8 @@ carol; or the ``shared`` fixture); her seat runs what a group change or an unloc
 (``rotation.resume`` -> ``fill_missing``) by hand.
 
 (1) medium (a member she adds is given no key of the share, for good; a false ``replayed-grant``).
-    Attacker: bob, a WRITE member of her group team (any writer of one file under the shared folder: a
-    WRITE grantee of a subfolder too, whose record then shuts a member out of the whole share).
+    Attacker: bob, a WRITE member of her group team (read, not run: any writer of one file under the
+    shared folder, a WRITE grantee of a subfolder too, whose record then shuts a member out of it all).
     Steps: alice's docs/plan.txt, docs shared WRITE with @team (bob in it).  bob signs a genuine state of
     plan.txt (a chmod) whose sealed attributes carry a ``sealed_for`` of his own making at the file's
     epoch (here epoch 0: a first key her device never recorded), naming nobody and team's vector with
