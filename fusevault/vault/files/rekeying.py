@@ -51,9 +51,10 @@ async def rekey(files: Files, node: Node, reopen: Reopen) -> None:
         # Her proof of it, with it in the node: whoever holds the key after this, whatever the recipients
         # since, knows it hers there (vault/model/her_keys.py ``her_key_at``, attack round 51b (4)-(6)).
         proof = tree.key.key_proof(node.fid, epoch, dek)
-        # For whom (attack round 71d (1)): her other device extends this key to nobody else.
-        record = sealed_for.record(epoch, recipients(tree, node), _groups_seen(tree, node),
-                                   _above(tree, node))
+        # For whom (attack round 71d (1)): her other device extends this key to nobody else.  With her
+        # proof of it: a member who writes the node writes no record that counts (attack round 73a (1)).
+        record = sealed_for.proved(tree.key, node.fid, dek, sealed_for.record(
+            epoch, recipients(tree, node), _groups_seen(tree, node), _above(tree, node), _grants(tree, node)))
         if node.is_reg and node.head:
             if not await _reseal(files, node, (dek, epoch, proof, record), reopen):
                 if _left(files, node):
@@ -89,6 +90,14 @@ def _groups_seen(tree: TreePort, node: Node) -> dict[str, lineage.Vector]:
         if vector is not None:
             seen[grant.grantee] = vector
     return seen
+
+
+def _grants(tree: TreePort, node: Node) -> list[str]:
+    """Each grant covering the node here (``sealed_for.grant_key``): a group share it saw, whose body here
+    is still the one it saw, reaches a member it did not (his user document missing here then)."""
+    if tree.sharing is None:
+        return []
+    return [sealed_for.grant_key(g.owner, g.fid, g.grantee) for g in tree.covering(node)]
 
 
 def _above(tree: TreePort, node: Node) -> list[str]:

@@ -2,63 +2,142 @@
 
 Her re-key gives the file a key derived for the recipients her device sees then (vault/model/her_keys.py
 ``derived_dek``), and writes their list into the node's sealed fields with the key (``record``): the
-grant (owner, file, grantee) and recipient of each, and the signed version vector of each Group whose
-members it reached.  Her other device, which may still hold a grant she took back (a Share whose deletion
-the server kept from it and serves again, an older Group body naming a member she removed), seals the
-key of that epoch only to those the record names (``covers``), or to a group's member added since (its
-Group body here newer than the one the re-key saw).  A grant outside it is one her newer re-key left out:
-taken for taken back (said, ``replayed-grant``) until she shares again, whose command seals the key
-itself (vault/services/share_ops.py).  The record is in her signed state of the node, sealed under the
-key: the server neither reads nor forges it.  A node with none (a first key, a re-key of older code: no
-migration, the next re-key writes one) is sealed as before.
+grant (owner, file, grantee) and recipient of each, the grants it saw (``grants``), and the signed version
+vector of each Group whose members it reached.  Her other device, which may still hold a grant she took
+back (a Share whose deletion the server kept from it and serves again, an older Group body naming a member
+she removed), seals the key of that epoch only to those the record names (``covers``), to a group's member
+added since (its Group body here newer than the one the re-key saw), or to a member of a group share the
+re-key saw whose body here is the one it saw (``group_as_seen``: a member whose user document her device
+lacked then, attack round 73a (2)).  A grant outside it is one her newer re-key left out: taken for taken
+back (said, ``replayed-grant``) until she shares again, whose command seals the key itself
+(vault/services/share_ops.py).  The record is in her signed state of the node, sealed under the key: the
+server neither reads nor forges it.  A member who writes the node holds the key, though: a record counts
+only with her proof (``proof``: ``hers``, her master key's HMAC over the file, the epoch, the key and the
+record), which her re-key writes and no member makes; her commits carry no other (vault/model/nodes.py
+``node_doc``), and a member's state brings no other in (``taken``; attack round 73a (1)).  A node with no
+record that counts (a first key, a re-key of older code, a record from before the proof: no migration, the
+next re-key writes one) is sealed as before.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+from collections.abc import Iterable
 from typing import Any
 
+from fusevault.crypto.keys import MasterKey
+from fusevault.vault.format.layout import is_id
 from fusevault.vault.model import lineage
 
 # Entries of a record at most: a re-key reaches no more recipients than this (one past it keeps no
 # record: sealed as before, the limit in docs/SECURITY.md); larger from a document is refused.
 MAX_TO = 4096
-MAX_ENTRY = 1024  # characters of one entry (ids and a permission)
+MAX_ENTRY = 33 * 4 + 64  # characters of one entry of ``to``: four ids and a permission
 MAX_GROUPS = 256
+MAX_DEVICES = 64  # entries of a seen Group body's vector (her devices that signed it); past it: no record
+# The record's JSON at most: what a re-key at every count above writes with real ids (~0.7 MB at 4,096
+# recipients); a member's state holding a larger one was sealed again into each of her commits of the
+# file, 40 MB each (attack round 73a (3)).  ``record`` writes none larger, ``shaped`` refuses one.
+MAX_BYTES = 1 << 20
+_PERM = re.compile(r"[A-Z]{1,16}(,[A-Z]{1,16}){0,3}")
+_PROOF = re.compile(r"[0-9a-f]{32}")
+_FIELDS = frozenset({"epoch", "to", "groups", "above"})
+_OPTIONAL = frozenset({"grants", "proof"})  # "proof", "grants": since attack round 73a (older: no proof)
 
 
 def record(epoch: int, recipients: list[str], groups: dict[str, lineage.Vector],
-           above: list[str]) -> dict | None:
+           above: list[str], grants: Iterable[str] = ()) -> dict | None:
     """The record her re-key writes with the key of ``epoch``: ``recipients`` as ``derived_dek`` derived
-    the key for them, the Group bodies seen, and ``above``: the file and the folders over its names
-    then (a share whose folder was not over it then is a move of hers since, not a grant she left out);
-    None past the bounds (no record, as before)."""
-    if len(recipients) > MAX_TO or len(groups) > MAX_GROUPS or len(above) > MAX_TO or any(
-            len(r) > MAX_ENTRY for r in [*recipients, *above]):
+    the key for them, the Group bodies seen, ``above``: the file and the folders over its names then (a
+    share whose folder was not over it then is a move of hers since, not a grant she left out), and
+    ``grants``: each grant covering it then (``grant_key``); None past the bounds or off the shape
+    ``shaped`` takes (no record, as before).  Counts only once ``proved``."""
+    found = {"epoch": epoch, "to": sorted(recipients), "groups": groups, "above": sorted(set(above)),
+             "grants": sorted(set(grants))}
+    return found if shaped(found) else None
+
+
+def proved(key: MasterKey, fid: str, dek: bytes, found: dict | None) -> dict | None:
+    """``found`` (``record``'s) with her proof of it for the key ``dek`` of ``fid``."""
+    if found is None:
         return None
-    return {"epoch": epoch, "to": sorted(recipients), "groups": groups, "above": sorted(set(above))}
+    return {**found, "proof": key.record_proof(fid, found["epoch"], dek, _digest(found))}
+
+
+def hers(key: MasterKey, fid: str, epoch: int, dek: bytes | None, value: object) -> bool:
+    """Whether ``value`` (a node's record, anyone's input) is one her re-key wrote for the key ``dek`` of
+    ``fid`` at ``epoch``: her proof checks (``proved``)."""
+    return (isinstance(value, dict) and bool(dek) and value.get("epoch") == epoch
+            and key.proves_record(fid, epoch, dek, _digest(value), value.get("proof")))
+
+
+def taken(key: MasterKey, owner: str, fid: str, epoch: int, dek: bytes | None, fresh: object,
+          held: object) -> Any:
+    """The record a node of ``owner`` keeps when it takes a state of key ``dek`` at ``epoch`` carrying
+    ``fresh``, holding ``held``: on her device, ``fresh`` if hers (``hers``), else ``held`` if hers for
+    that key (a member's state carries no record of his making, nor drops hers), else none; on a
+    member's (he cannot check hers), ``fresh`` as it came."""
+    if owner != key.user_id or hers(key, fid, epoch, dek, fresh):
+        return fresh
+    return held if hers(key, fid, epoch, dek, held) else None
+
+
+def _digest(value: dict) -> bytes:
+    """The record less its proof (and ``covers``'s sets), as JSON in one form."""
+    body = {k: v for k, v in value.items() if k in _FIELDS or k == "grants"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).digest()
 
 
 def shaped(value: object) -> bool:
-    """Whether a document's record has the shape ``record`` gives one (anyone's input, bounded)."""
-    if not isinstance(value, dict) or set(value) != {"epoch", "to", "groups", "above"}:
+    """Whether a document's record has the shape ``record`` gives one (anyone's input, bounded): its
+    entries of the shape of ids (``entry``, ``grant_key``), vectors of at most ``MAX_DEVICES``, at most
+    ``MAX_BYTES`` of JSON in all (attack round 73a (3))."""
+    if not isinstance(value, dict) or not _FIELDS <= set(value) <= _FIELDS | _OPTIONAL:
         return False
     epoch, to, groups = value["epoch"], value["to"], value["groups"]
-    above = value["above"]
-    if not isinstance(above, list) or len(above) > MAX_TO or not all(
-            isinstance(f, str) and len(f) <= MAX_ENTRY for f in above):
-        return False
+    above, grants = value["above"], value.get("grants", [])
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 2**53:
         return False
-    if not isinstance(to, list) or len(to) > MAX_TO or not all(
-            isinstance(r, str) and len(r) <= MAX_ENTRY for r in to):
+    if "proof" in value and not (isinstance(value["proof"], str) and _PROOF.fullmatch(value["proof"])):
         return False
-    if not isinstance(groups, dict) or len(groups) > MAX_GROUPS:
+    if not isinstance(above, list) or len(above) > MAX_TO or not all(is_id(f) for f in above):
+        return False
+    if not isinstance(grants, list) or len(grants) > MAX_TO or not all(_ids(g, 3) for g in grants):
+        return False
+    if not isinstance(to, list) or len(to) > MAX_TO or not all(_recipient_shaped(r) for r in to):
+        return False
+    if not isinstance(groups, dict) or len(groups) > MAX_GROUPS or not all(
+            is_id(g) and isinstance(v, dict) and len(v) <= MAX_DEVICES for g, v in groups.items()):
         return False
     try:
-        return all(isinstance(g, str) and len(g) <= MAX_ENTRY and bool(lineage.parsed(v))
-                   for g, v in groups.items())
+        if not all(lineage.parsed(v) for v in groups.values()):
+            return False
     except ValueError:
         return False
+    return len(json.dumps(value, separators=(",", ":"))) <= MAX_BYTES
+
+
+def _ids(value: object, n: int) -> bool:
+    """Whether ``value`` is ``n`` ids joined by colons."""
+    if not isinstance(value, str) or len(value) > 33 * n:
+        return False
+    parts = value.split(":")
+    return len(parts) == n and all(is_id(p) for p in parts)
+
+
+def _recipient_shaped(value: object) -> bool:
+    """An entry of ``to``: ``entry``'s four ids, then a permission."""
+    if not isinstance(value, str) or len(value) > MAX_ENTRY:
+        return False
+    ids, _, perm = value.rpartition(":")
+    return _ids(ids, 4) and _PERM.fullmatch(perm) is not None
+
+
+def grant_key(owner: str, fid: str, grantee: str) -> str:
+    """A grant's place in ``grants``."""
+    return f"{owner}:{fid}:{grantee}"
 
 
 def entry(owner: str, fid: str, grantee: str, recipient: str) -> str:
@@ -92,6 +171,22 @@ def _named(found: dict) -> tuple[frozenset[str], frozenset[str]]:
 
 
 _SETS = "\0sets"  # a key no document's record has (``shaped`` refuses any other field)
+
+
+def group_as_seen(found: dict, owner: str, fid: str, group_id: str, body: dict | None) -> bool:
+    """Whether the re-key of the record saw this group's share (``grants``) and the Group body here is
+    the one it saw (the same vector): its members here are the ones the body named then, so one the
+    record lacks had no user document on her device (the server withholding it, or replication bringing
+    the body first), no member she left out (attack round 73a (2)).  A record without ``grants`` (none
+    are: a record from before the proof counts for nothing) never says so."""
+    seen = found["groups"].get(group_id)
+    if seen is None or body is None or grant_key(owner, fid, group_id) not in found.get("grants", ()):
+        return False
+    try:
+        here = lineage.of(body)
+    except lineage.Malformed:
+        return False
+    return here is not None and lineage.compare(here, lineage.parsed(seen)) is lineage.Order.SAME
 
 
 def group_newer(found: dict, group_id: str, body: dict | None) -> bool:
