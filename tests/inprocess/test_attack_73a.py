@@ -322,9 +322,58 @@ def test_73a_control_her_share_on_one_device_reaches_the_key_it_holds(three: Pat
     assert hers == epoch and new and "replayed-grant" not in said, (epoch, hers, new, said)
 
 
-@pytest.mark.xfail(strict=True, reason="73a (4): her share made on one device before her other device's "
-                   "re-key arrived is outside its record: the new key, and new files, never sealed to it")
 def test_73a_4_her_share_made_before_her_other_devices_rekey_arrived_gets_the_new_key(
         three: Path) -> None:  # noqa: F811
     epoch, hers, new, said = _in_scene(three, lambda shared: _shared_before_the_rekey_arrived(shared, True))
     assert hers == epoch and new and "replayed-grant" not in said, (epoch, hers, new, said)
+
+
+async def _unshared_on_the_laptop_deletion_withheld(shared, again: bool) -> tuple[int, int, bool, list]:
+    """(4)'s scene less carol, the server keeping the Share's deletion from the desktop (71d (1)): her
+    laptop unshares bob (plan.txt re-keyed, its record saying bob's Share taken), then (``again``) re-keys
+    plan.txt and docs once more for another reason (their records carry what the first took); the desktop
+    takes the laptop's nodes in, bob's Share still in force there, and runs ``rotation.resume``, then makes
+    docs/new.txt.  (plan.txt's epoch, bob's key's epoch, new.txt sealed to bob, alarm kinds)."""
+    from fusevault.store.watched import WatchedStore
+    from fusevault.vault.services import share_ops
+    from fusevault.vault.volume import Volume
+    drive = shared.drive
+    alice, bob = shared.volumes["alice"], shared.volumes["bob"]
+    docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+    await _write(drive, docs.st_ino, b"plan.txt", b"alice's plan\n", ALICE)
+    assert "error" not in await _ask(shared, "share", "docs", "bob", "READ")
+    fid = alice.resolve(b"docs/plan.txt").fid
+    share_id = sharing.doc_id(alice.resolve(b"docs").fid, bob.key.user_id)
+    real = alice.store.get(share_id)
+    held: list[dict] = []
+    laptop_store = WatchedStore(alice.store.inner, None, lambda writer, written: held.extend(written))
+    laptop = Volume.load(alice.layout, laptop_store, alice.key, alice.tree.get(1).fid)
+    await share_ops.unshare(laptop, b"docs", "bob")
+    if again:  # the file and its folder (whose record alone would say it: 72c (1)'s ``left``)
+        await laptop.rekey(laptop.resolve(b"docs/plan.txt"))
+        await laptop.rekey(laptop.resolve(b"docs"))
+    record = laptop.resolve(b"docs/plan.txt").sealed_for
+    assert record is not None, "the scene: the laptop's re-key wrote a record"
+    # The server: her Share body again at its id over the deletion, the deletion kept from the desktop.
+    assert alice.store.inner.get(share_id) is None, "the scene: the laptop's unshare deleted it"
+    alice.store.inner.put_many([{k: v for k, v in real.items() if k != "_rev"}])
+    alice.store._listener(None, [d for d in held if d.get("_id") != share_id])
+    await rotation.resume(alice)
+    epoch = alice.find(fid).epoch
+    assert epoch == (2 if again else 1), "the scene: the laptop's re-keys taken in"
+    found = sharing.read_key(sharing.user_key_path(alice.layout, bob.key.user_id, alice.key.user_id, fid))
+    await _write(drive, docs.st_ino, b"new.txt", b"made after", ALICE)
+    new = alice.resolve(b"docs/new.txt").fid
+    new_sealed = sharing.user_key_path(alice.layout, bob.key.user_id, alice.key.user_id, new).exists()
+    said = [each["kind"] for each in alarms.for_user(alice.key.user_id).as_list()]
+    return epoch, found[0] if found is not None else -1, new_sealed, said
+
+
+@pytest.mark.parametrize("again", [False, True])
+def test_73a_4_a_share_her_rekeys_took_back_stays_taken_back_on_her_other_device(
+        three: Path, again: bool) -> None:  # noqa: F811
+    """71d (1) kept under (4)'s narrower rule: the Share her laptop's unshare took back, served again to
+    her desktop, is sealed no key made since (nor a new file), said, after a later re-key too."""
+    epoch, bobs, new, said = _in_scene(three, lambda shared: _unshared_on_the_laptop_deletion_withheld(
+        shared, again))
+    assert bobs < epoch and not new and "replayed-grant" in said, (epoch, bobs, new, said)

@@ -4,7 +4,8 @@ Fixed: (1) a record counts only with her proof (``sealed_for.hers``): ``fill_mis
 member's for none, her commits drop one (``nodes.node_doc``), her device keeps hers over a member's state's
 (``sealed_for.taken``); (2) a member of a group share the re-key saw, under the body it saw, is no member
 it left out (``sealed_for.group_as_seen``); (3) a record's entries are ids and its JSON at most
-``MAX_BYTES`` (``shaped``, ``record``).
+``MAX_BYTES`` (``shaped``, ``record``); (4) a grant outside the record counts as taken back only if its
+re-keys took it (``taken``) or it is a group's body older than the one seen (``sealed_for.left_out``).
 
 Held (control): a file her laptop re-keyed while in folder A (its record: ``above`` = plan, A), moved since
 into folder B, which she unshared from bob on that laptop too, is not sealed to bob by her desktop served
@@ -170,3 +171,35 @@ def test_73a_3_a_record_of_ids_past_max_bytes_is_refused_and_never_written() -> 
 def test_73a_3_a_record_off_the_shape_a_rekey_writes_is_refused(bad: dict) -> None:
     found = {"epoch": 1, "to": [], "groups": {}, "above": [PLAN], **bad}
     assert not sealed_for.shaped(found)
+
+
+# --- fixed (4): taken back only what her re-keys took
+
+
+@pytest.mark.parametrize(("taken", "grantee", "here_vector", "left"), [
+    (None, "bob", None, True),  # a record without the list: every grant outside it (round 71d's rule)
+    ([], "bob", None, False),  # her share made on her other device before the re-key reached it
+    (["bob"], "bob", None, True),  # the Share her unshare took back, served again
+    ([], "team", {"d1": 2}, False),  # a group share the re-key did not see (shared since)
+    (["team"], "team", {"d1": 2}, True),  # the group share she took back, served again
+    ([], "seen", {"d1": 1}, True),  # an older body of a group it saw (her removal of the member undone)
+    ([], "seen", {"d2": 1}, True),  # made apart
+    ([], "seen", {"d1": 3}, False),  # newer: a member added since
+])
+def test_73a_4_a_grant_outside_the_record_is_taken_back_only_if_her_rekeys_took_it(
+        taken: list | None, grantee: str, here_vector: dict | None, left: bool) -> None:
+    ids = {"bob": BOB, "team": uuid.uuid4().hex, "seen": uuid.uuid4().hex}
+    record = sealed_for.record(1, [], {ids["seen"]: {"d1": 2}}, [PLAN, A],
+                               [sealed_for.grant_key(ME, A, ids["seen"])],
+                               None if taken is None else [sharing.doc_id(A, ids[t]) for t in taken])
+    assert record is not None
+    body = None if here_vector is None else {"owner": ME, "users": {BOB: "READ"},
+                                             "version_vector": here_vector}
+    assert sealed_for.left_out(record, A, ids[grantee], body) is left
+
+
+def test_73a_4_taken_holds_share_ids_only() -> None:
+    good = {"epoch": 1, "to": [], "groups": {}, "above": [A], "taken": [sharing.doc_id(A, BOB)]}
+    assert sealed_for.shaped(good)
+    for bad in ([f"share-{A}"], [f"share-{A}-{BOB}-x"], [f"{A}-{BOB}"], ["share-" + "x" * 65], [1]):
+        assert not sealed_for.shaped({"epoch": 1, "to": [], "groups": {}, "above": [A], "taken": bad}), bad

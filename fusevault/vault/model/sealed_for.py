@@ -44,18 +44,20 @@ MAX_BYTES = 1 << 20
 _PERM = re.compile(r"[A-Z]{1,16}(,[A-Z]{1,16}){0,3}")
 _PROOF = re.compile(r"[0-9a-f]{32}")
 _FIELDS = frozenset({"epoch", "to", "groups", "above"})
-_OPTIONAL = frozenset({"grants", "proof"})  # "proof", "grants": since attack round 73a (older: no proof)
+_OPTIONAL = frozenset({"grants", "taken", "proof"})  # since attack round 73a (older: no proof, no count)
 
 
 def record(epoch: int, recipients: list[str], groups: dict[str, lineage.Vector],
-           above: list[str], grants: Iterable[str] = ()) -> dict | None:
+           above: list[str], grants: Iterable[str] = (), taken: Iterable[str] | None = None) -> dict | None:
     """The record her re-key writes with the key of ``epoch``: ``recipients`` as ``derived_dek`` derived
     the key for them, the Group bodies seen, ``above``: the file and the folders over its names then (a
     share whose folder was not over it then is a move of hers since, not a grant she left out), and
-    ``grants``: each grant covering it then (``grant_key``); None past the bounds or off the shape
-    ``shaped`` takes (no record, as before).  Counts only once ``proved``."""
+    ``grants``: each grant covering it then (``grant_key``), ``taken``: the Share ids her re-keys took
+    back from it (``left_out``; None: no list, every grant outside the record counts as taken back);
+    None past the bounds or off the shape ``shaped`` takes (no record, as before).  Counts only once
+    ``proved``."""
     found = {"epoch": epoch, "to": sorted(recipients), "groups": groups, "above": sorted(set(above)),
-             "grants": sorted(set(grants))}
+             "grants": sorted(set(grants)), **({} if taken is None else {"taken": sorted(set(taken))})}
     return found if shaped(found) else None
 
 
@@ -86,7 +88,7 @@ def taken(key: MasterKey, owner: str, fid: str, epoch: int, dek: bytes | None, f
 
 def _digest(value: dict) -> bytes:
     """The record less its proof (and ``covers``'s sets), as JSON in one form."""
-    body = {k: v for k, v in value.items() if k in _FIELDS or k == "grants"}
+    body = {k: v for k, v in value.items() if k in _FIELDS or k in ("grants", "taken")}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).digest()
 
 
@@ -97,7 +99,7 @@ def shaped(value: object) -> bool:
     if not isinstance(value, dict) or not _FIELDS <= set(value) <= _FIELDS | _OPTIONAL:
         return False
     epoch, to, groups = value["epoch"], value["to"], value["groups"]
-    above, grants = value["above"], value.get("grants", [])
+    above, grants, taken = value["above"], value.get("grants", []), value.get("taken", [])
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 2**53:
         return False
     if "proof" in value and not (isinstance(value["proof"], str) and _PROOF.fullmatch(value["proof"])):
@@ -105,6 +107,8 @@ def shaped(value: object) -> bool:
     if not isinstance(above, list) or len(above) > MAX_TO or not all(is_id(f) for f in above):
         return False
     if not isinstance(grants, list) or len(grants) > MAX_TO or not all(_ids(g, 3) for g in grants):
+        return False
+    if not isinstance(taken, list) or len(taken) > MAX_TO or not all(_share_id(t) for t in taken):
         return False
     if not isinstance(to, list) or len(to) > MAX_TO or not all(_recipient_shaped(r) for r in to):
         return False
@@ -125,6 +129,16 @@ def _ids(value: object, n: int) -> bool:
         return False
     parts = value.split(":")
     return len(parts) == n and all(is_id(p) for p in parts)
+
+
+def _share_id(value: object) -> bool:
+    """Whether ``value`` is a Share's id (``sharing.doc_id``: the file's id, the grantee's)."""
+    return isinstance(value, str) and value.startswith("share-") and _ids(value[6:].replace("-", ":", 1), 2)
+
+
+def shared_fid(share_id: str) -> str:
+    """The file (folder) a Share id (``_share_id``) grants."""
+    return share_id[6:38]
 
 
 def _recipient_shaped(value: object) -> bool:
@@ -187,6 +201,29 @@ def group_as_seen(found: dict, owner: str, fid: str, group_id: str, body: dict |
     except lineage.Malformed:
         return False
     return here is not None and lineage.compare(here, lineage.parsed(seen)) is lineage.Order.SAME
+
+
+def left_out(found: dict, fid: str, grantee: str, body: dict | None) -> bool:
+    """Whether a grant (its Share on ``fid`` to ``grantee``; ``body``: the Group body here of a group
+    share, None for a user's) outside the record (not ``covers``, no member added since) is one her
+    re-keys took back: its Share is one they took (``taken``: her unshare, carried from her earlier
+    record), or a group share's body here is not the body they saw nor newer (an older one served
+    again, naming a member she removed; one made apart).  A grant they never saw taken is not: her share
+    made on her other device before this re-key reached it, a group shared since (attack round 73a (4));
+    it is sealed as usual.  A record without ``taken`` (of no build that proves one) counts every grant
+    outside it as taken back, as round 71d's did."""
+    taken = found.get("taken")
+    if taken is None or f"share-{fid}-{grantee}" in taken:
+        return True
+    seen = found["groups"].get(grantee)
+    if body is None or seen is None:
+        return False  # a user's share, or a group share the re-key did not see
+    try:
+        here = lineage.of(body)
+    except lineage.Malformed:
+        return True
+    return here is None or lineage.compare(here, lineage.parsed(seen)) not in (lineage.Order.SAME,
+                                                                                lineage.Order.NEWER)
 
 
 def group_newer(found: dict, group_id: str, body: dict | None) -> bool:

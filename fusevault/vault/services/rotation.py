@@ -99,9 +99,12 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
         if skipped := len(moved_out) + len(nodes) - 1 - len(mine):
             log.info("%s: %d node(s) of other owners under it keep their keys (theirs to re-key)",
                      _where(volume, node), skipped)
+        # The Shares it takes back, said in each new key's record (vault/model/sealed_for.py ``taken``):
+        # what this device owes for it (an unshare, a move out), what an unshare here took back.
+        taken = _shares_taken(volume, node, debt)
         for each in mine:
             try:
-                await volume.rekey(each)
+                await volume.rekey(each, taken)
             except VaultError as err:
                 # One file that cannot be sealed again never keeps the rest (and the folder, last)
                 # under the key a removed member kept: round 41c (6) stopped at the first.
@@ -115,7 +118,7 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
         # Their group keys taken back, and the trace with them, once they are re-keyed: a crash before
         # leaves the trace to the request's next try.
         await volume.in_thread(_take_back, traces)
-        await volume.rekey(node)
+        await volume.rekey(node, taken)
         if debt is not None:
             await volume.in_thread(rekeys_owed.paid, volume.layout.root, volume.key, node.fid, debt.token)
     finally:
@@ -123,6 +126,18 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
     if request is None:
         return True
     return await volume.store_call(_forget, volume, request)
+
+
+def _shares_taken(volume: Volume, node: Node, debt: rekeys_owed.Debt | None) -> set[str]:
+    """The Share ids a rotation of ``node`` takes back: the debt's (rekeys_owed.py), and those an
+    ``unshare`` on this device took back from the node itself (freshness.py ``took_back``: a debt record
+    that did not open).  A re-key's record lists them; only these count as taken back on her other
+    devices (attack round 73a (4))."""
+    found = set(debt.shares) if debt is not None else set()
+    fresh = volume.trust.fresh if volume.trust is not None else None
+    if fresh is not None:
+        found.update(sid for sid in fresh.taken_back if sid.startswith(f"share-{node.fid}-"))
+    return found
 
 
 def _say_left_under_old_key(volume: Volume, node: Node, failed: list[tuple[Node, VaultError]]) -> None:

@@ -367,6 +367,8 @@ class Guests:
         if grant.group and (sealed_for.group_newer(record, grant.grantee, body) or sealed_for.group_as_seen(
                 record, grant.owner, grant.fid, grant.grantee, body)):
             return False  # a member added since, or one whose user document the re-key lacked (73a (2))
+        if not sealed_for.left_out(record, grant.fid, grant.grantee, body):
+            return False  # a grant the re-key never saw taken back: made since elsewhere (73a (4))
         self.left.add((sharing.doc_id(grant.fid, grant.grantee), recipient))
         if self.trust is not None:
             what = f"group {grant.grantee}" if grant.group else "share"
