@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -333,11 +333,10 @@ class Volume:
     async def restore_contents(self, node: Node, place: tuple[int, int], vid: str) -> None:
         await self.files.restore_contents(node, place, vid)
 
-    async def rekey(self, node: Node, taken: Iterable[str] = ()) -> None:
+    async def rekey(self, node: Node) -> None:
         """Give the node a new DEK (a new epoch) and seal its current contents
-        under it (vault/files/rekeying.py); old versions keep theirs.  ``taken``: the Share ids it
-        takes back (its record says so: vault/model/sealed_for.py)."""
-        await rekeying.rekey(self.files, node, lambda n: arrivals.reopen(self.tree, n), taken)
+        under it (vault/files/rekeying.py); old versions keep theirs."""
+        await rekeying.rekey(self.files, node, lambda n: arrivals.reopen(self.tree, n))
 
     def switch_content(self, node: Node) -> None:
         self.files.switch_content(node)

@@ -8,7 +8,7 @@ never committed over.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import trio
 
@@ -34,10 +34,9 @@ BEHIND_WAIT = 0.25
 Reopen = Callable[[Node], bool]
 
 
-async def rekey(files: Files, node: Node, reopen: Reopen, taken: Iterable[str] = ()) -> None:
+async def rekey(files: Files, node: Node, reopen: Reopen) -> None:
     """Give the node a new DEK (a new epoch) and seal its current
-    contents under it; old versions keep theirs (a revoked share).
-    ``taken``: the Share ids this re-key takes back (her unshare's), for its record."""
+    contents under it; old versions keep theirs (a revoked share)."""
     tree = files.tree
     tree.owned(node)
     if node.is_reg:
@@ -57,7 +56,7 @@ async def rekey(files: Files, node: Node, reopen: Reopen, taken: Iterable[str] =
         above = _above(tree, node)
         record = sealed_for.proved(tree.key, node.fid, dek, sealed_for.record(
             epoch, recipients(tree, node), _groups_seen(tree, node), above, _grants(tree, node),
-            _taken(tree, node, taken, above)))
+            _taken(tree, node, above)))
         if node.is_reg and node.head:
             if not await _reseal(files, node, (dek, epoch, proof, record), reopen):
                 if _left(files, node):
@@ -103,14 +102,16 @@ def _grants(tree: TreePort, node: Node) -> list[str]:
     return [sealed_for.grant_key(g.owner, g.fid, g.grantee) for g in tree.covering(node)]
 
 
-def _taken(tree: TreePort, node: Node, taken: Iterable[str], above: list[str]) -> list[str]:
-    """The Share ids her re-keys took back from the node: this one's (``taken``) and those her record of
+def _taken(tree: TreePort, node: Node, above: list[str]) -> list[str]:
+    """The Share ids her re-keys took back from the node: this one's (``Guests.taking``: the rotation's,
+    vault/services/rotation.py ``rotate``) and those her record of
     its current key names (a re-key since, for another reason, keeps saying so), on the node or a folder
     over it now, less any in force here now (shared again: sealed to, in ``to``).  Only a grant listed
     counts as taken back on her other devices (``sealed_for.left_out``, attack round 73a (4))."""
     held = node.sealed_for
     if not sealed_for.hers(tree.key, node.fid, node.epoch, node.dek, held):
         held = None
+    taken = list(tree.sharing.taking) if tree.sharing is not None else []
     found = {*taken, *(held.get("taken", ()) if held is not None else ())}
     over = set(above)
     grants = tree.covering(node) if tree.sharing is not None else []

@@ -87,6 +87,7 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
     this device owes the node (rekeys_owed.py), as recorded when this began, is paid once it has its
     new key: one recorded meanwhile stays owed (it may have taken keys this re-key sealed before)."""
     volume.rotating.add(node.fid)
+    taking: set[str] = set()
     try:
         debt = (await volume.in_thread(rekeys_owed.owed, volume.layout.root, volume.key)).get(node.fid)
         nodes = subtree(volume, node)
@@ -100,11 +101,15 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
             log.info("%s: %d node(s) of other owners under it keep their keys (theirs to re-key)",
                      _where(volume, node), skipped)
         # The Shares it takes back, said in each new key's record (vault/model/sealed_for.py ``taken``):
-        # what this device owes for it (an unshare, a move out), what an unshare here took back.
-        taken = _shares_taken(volume, node, debt)
+        # what this device owes for it (an unshare, a move out), what an unshare here took back.  Counted
+        # in the sharing state while this rotation runs (another's at once adds its own: each record
+        # keeps only those on a folder over its file).
+        if volume.sharing is not None:
+            taking = _shares_taken(volume, node, debt)
+            volume.sharing.taking.update(taking)
         for each in mine:
             try:
-                await volume.rekey(each, taken)
+                await volume.rekey(each)
             except VaultError as err:
                 # One file that cannot be sealed again never keeps the rest (and the folder, last)
                 # under the key a removed member kept: round 41c (6) stopped at the first.
@@ -118,11 +123,14 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
         # Their group keys taken back, and the trace with them, once they are re-keyed: a crash before
         # leaves the trace to the request's next try.
         await volume.in_thread(_take_back, traces)
-        await volume.rekey(node, taken)
+        await volume.rekey(node)
         if debt is not None:
             await volume.in_thread(rekeys_owed.paid, volume.layout.root, volume.key, node.fid, debt.token)
     finally:
         volume.rotating.discard(node.fid)
+        if volume.sharing is not None and taking:
+            volume.sharing.taking.subtract(taking)
+            volume.sharing.taking = +volume.sharing.taking  # counts at 0 dropped
     if request is None:
         return True
     return await volume.store_call(_forget, volume, request)

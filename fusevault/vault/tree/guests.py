@@ -20,7 +20,7 @@ import hashlib
 import logging
 import os
 import stat
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +80,9 @@ class Guests:
     # taken back on another device, so sealed no key here either, a new file's included, until she
     # shares again (``seal_keys`` ``chosen``: her command's own grant; attack round 71d (1)).
     left: set[tuple[str, str]] = field(default_factory=set)
+    # Share ids the rotations running here take back (vault/services/rotation.py ``rotate``): each new
+    # key's record lists those on a folder over its file (``sealed_for`` ``taken``, attack round 73a (4)).
+    taking: Counter[str] = field(default_factory=Counter)
     # The contents of another writer's state taken in (judged) while the file was busy here
     # (fid -> CONTENTS values, vault/tree/arrivals.py): a re-key seals these next, whatever
     # refused document is stored over them meanwhile (``reopen``).
