@@ -240,14 +240,14 @@ def _largest(alice, node) -> dict:
 
 def _most_a_rekey_writes(alice, node) -> dict:
     """A re-key's record at ``MAX_TO`` recipients (ids of 32 digits), 64 folders over the file, 16 groups,
-    each group's share seen, with her proof (as her re-key writes it: a member carries it byte for byte)."""
+    a Share taken back on each folder, with her proof (as her re-key writes it: a member carries it byte for
+    byte)."""
     fid, epoch = node.fid, node.epoch
     ids = [uuid.uuid4().hex for _ in range(4 * sealed_for.MAX_TO + 64 + 80)]
     to = [sealed_for.entry(*ids[4 * i:4 * i + 4]) + "READ,WRITE" for i in range(sealed_for.MAX_TO)]
     rest = ids[4 * sealed_for.MAX_TO:]
     found = sealed_for.record(epoch, to, {rest[64 + g]: {rest[80 - 1 - g][:16]: 40} for g in range(16)},
-                              [fid, *rest[:64]], [sealed_for.grant_key(ids[0], rest[0], rest[64 + g])
-                                                  for g in range(16)])
+                              [fid, *rest[:64]], [sharing.doc_id(rest[g], ids[g]) for g in range(64)])
     assert found is not None
     return sealed_for.proved(alice.key, fid, node.dek, found)
 

@@ -2,10 +2,10 @@
 
 Fixed: (1) a record counts only with her proof (``sealed_for.hers``): ``fill_missing`` given her key takes a
 member's for none, her commits drop one (``nodes.node_doc``), her device keeps hers over a member's state's
-(``sealed_for.taken``); (2) a member of a group share the re-key saw, under the body it saw, is no member
-it left out (``sealed_for.group_as_seen``); (3) a record's entries are ids and its JSON at most
-``MAX_BYTES`` (``shaped``, ``record``); (4) a grant outside the record counts as taken back only if its
-re-keys took it (``taken``) or it is a group's body older than the one seen (``sealed_for.left_out``).
+(``sealed_for.taken``); (3) a record's entries are ids and its JSON at most ``MAX_BYTES`` (``shaped``,
+``record``); (2), (4) a grant outside the record counts as taken back only if its re-keys took it
+(``taken``) or it is a group's body older than the one seen (``sealed_for.left_out``): a member under the
+body the re-key saw (his user document missing then) is not.
 
 Held (control): a file her laptop re-keyed while in folder A (its record: ``above`` = plan, A), moved since
 into folder B, which she unshared from bob on that laptop too, is not sealed to bob by her desktop served
@@ -122,13 +122,13 @@ def test_73a_1_her_device_keeps_her_record_over_a_members_state() -> None:
 # --- fixed (2): a member under the Group body the re-key saw, of a group share it saw
 
 
-@pytest.mark.parametrize(("here_vector", "seen_grant", "sealed"), [
-    ({"d1": 2}, True, True),  # the body it saw, carol's user document missing at the re-key
-    ({"d1": 2}, False, False),  # the group's share not seen: taken back, served again
-    ({"d1": 1}, True, False),  # an older body (her removal of carol undone by a replay)
-    ({"d2": 1}, True, False),  # made apart: not known to be the one seen
+@pytest.mark.parametrize(("here_vector", "share_taken", "sealed"), [
+    ({"d1": 2}, False, True),  # the body it saw, carol's user document missing at the re-key
+    ({"d1": 2}, True, False),  # the group's share taken back, served again
+    ({"d1": 1}, False, False),  # an older body (her removal of carol undone by a replay)
+    ({"d2": 1}, False, False),  # made apart: not known to be the one seen
 ])
-def test_73a_2_a_member_of_the_body_the_rekey_saw_is_not_left_out(here_vector: dict, seen_grant: bool,
+def test_73a_2_a_member_of_the_body_the_rekey_saw_is_not_left_out(here_vector: dict, share_taken: bool,
                                                                     sealed: bool) -> None:
     team, carol = uuid.uuid4().hex, uuid.uuid4().hex
 
@@ -138,7 +138,7 @@ def test_73a_2_a_member_of_the_body_the_rekey_saw_is_not_left_out(here_vector: d
     body = {"owner": ME, "users": {carol: "READ"}, "version_vector": here_vector}
     guests = Guests(ME, [], {team: body}, {}, trust=_Trust())  # type: ignore[arg-type]
     record = sealed_for.record(1, [], {team: {"d1": 2}}, [PLAN, A],
-                               [sealed_for.grant_key(ME, A, team)] if seen_grant else [])
+                               [sharing.doc_id(A, team)] if share_taken else [])
     plan = Node(4, PLAN, ME, b"k" * 32, 0o100600, 0, 0)
     assert record is not None
     assert guests._left_out(record, plan, Grant(ME, A, team, True, "READ"), carol) is not sealed
@@ -150,19 +150,20 @@ def test_73a_2_a_member_of_the_body_the_rekey_saw_is_not_left_out(here_vector: d
 def test_73a_3_a_record_of_ids_past_max_bytes_is_refused_and_never_written() -> None:
     ids = [uuid.uuid4().hex for _ in range(4 * sealed_for.MAX_TO)]
     to = [sealed_for.entry(*ids[4 * i:4 * i + 4]) + "READ,WRITE" for i in range(sealed_for.MAX_TO)]
-    grants = [sealed_for.grant_key(*ids[4 * i:4 * i + 3]) for i in range(sealed_for.MAX_TO)]
+    taken = [sharing.doc_id(*ids[2 * i:2 * i + 2]) for i in range(sealed_for.MAX_TO)]
     above = ids[:sealed_for.MAX_TO]
-    assert sealed_for.record(1, to, {}, above, grants) is None  # ~1.3 MB: no record, as before
-    found = {"epoch": 1, "to": to, "groups": {}, "above": above, "grants": grants}
+    groups = {g: {f"{d:016x}": 1 for d in range(sealed_for.MAX_DEVICES)} for g in ids[:sealed_for.MAX_GROUPS]}
+    assert sealed_for.record(1, to, groups, above, taken) is None  # ~1.6 MB: no record, as before
+    found = {"epoch": 1, "to": to, "groups": groups, "above": above, "taken": taken}
     assert not sealed_for.shaped(found)
-    assert sealed_for.shaped({**found, "grants": grants[:100]})  # the same, within the bound
+    assert sealed_for.shaped({**found, "taken": taken[:100], "groups": {}})  # the same, within the bound
 
 
 @pytest.mark.parametrize("bad", [
     {"to": ["x" * 40 + ":READ"]},  # an entry not of four ids
     {"to": [f"{sealed_for.entry(ME, A, BOB, BOB)}READ" + "," * 500]},  # a permission past any
     {"above": ["y" * 1000]},
-    {"grants": [f"{ME}:{A}"]},
+    {"taken": [f"share-{A}"]},
     {"groups": {"z" * 1000: {"d1": 1}}},
     {"groups": {A: {f"d{i}": 1 for i in range(sealed_for.MAX_DEVICES + 1)}}},
     {"proof": "p" * 1000},
@@ -190,7 +191,6 @@ def test_73a_4_a_grant_outside_the_record_is_taken_back_only_if_her_rekeys_took_
         taken: list | None, grantee: str, here_vector: dict | None, left: bool) -> None:
     ids = {"bob": BOB, "team": uuid.uuid4().hex, "seen": uuid.uuid4().hex}
     record = sealed_for.record(1, [], {ids["seen"]: {"d1": 2}}, [PLAN, A],
-                               [sealed_for.grant_key(ME, A, ids["seen"])],
                                None if taken is None else [sharing.doc_id(A, ids[t]) for t in taken])
     assert record is not None
     body = None if here_vector is None else {"owner": ME, "users": {BOB: "READ"},

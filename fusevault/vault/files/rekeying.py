@@ -55,8 +55,7 @@ async def rekey(files: Files, node: Node, reopen: Reopen) -> None:
         # proof of it: a member who writes the node writes no record that counts (attack round 73a (1)).
         above = _above(tree, node)
         record = sealed_for.proved(tree.key, node.fid, dek, sealed_for.record(
-            epoch, recipients(tree, node), _groups_seen(tree, node), above, _grants(tree, node),
-            _taken(tree, node, above)))
+            epoch, recipients(tree, node), _groups_seen(tree, node), above, _taken(tree, node, above)))
         if node.is_reg and node.head:
             if not await _reseal(files, node, (dek, epoch, proof, record), reopen):
                 if _left(files, node):
@@ -92,14 +91,6 @@ def _groups_seen(tree: TreePort, node: Node) -> dict[str, lineage.Vector]:
         if vector is not None:
             seen[grant.grantee] = vector
     return seen
-
-
-def _grants(tree: TreePort, node: Node) -> list[str]:
-    """Each grant covering the node here (``sealed_for.grant_key``): a group share it saw, whose body here
-    is still the one it saw, reaches a member it did not (his user document missing here then)."""
-    if tree.sharing is None:
-        return []
-    return [sealed_for.grant_key(g.owner, g.fid, g.grantee) for g in tree.covering(node)]
 
 
 def _taken(tree: TreePort, node: Node, above: list[str]) -> list[str]:

@@ -2,16 +2,17 @@
 
 Her re-key gives the file a key derived for the recipients her device sees then (vault/model/her_keys.py
 ``derived_dek``), and writes their list into the node's sealed fields with the key (``record``): the
-grant (owner, file, grantee) and recipient of each, the grants it saw (``grants``), and the signed version
-vector of each Group whose members it reached.  Her other device, which may still hold a grant she took
-back (a Share whose deletion the server kept from it and serves again, an older Group body naming a member
-she removed), seals the key of that epoch only to those the record names (``covers``), to a group's member
-added since (its Group body here newer than the one the re-key saw), or to a member of a group share the
-re-key saw whose body here is the one it saw (``group_as_seen``: a member whose user document her device
-lacked then, attack round 73a (2)).  A grant outside it is one her newer re-key left out: taken for taken
-back (said, ``replayed-grant``) until she shares again, whose command seals the key itself
-(vault/services/share_ops.py).  The record is in her signed state of the node, sealed under the key: the
-server neither reads nor forges it.  A member who writes the node holds the key, though: a record counts
+grant (owner, file, grantee) and recipient of each, the signed version vector of each Group whose members
+it reached, and the Shares her re-keys took back from it (``taken``).  Her other device, which may still
+hold a grant she took back (a Share whose deletion the server kept from it and serves again, an older
+Group body naming a member she removed), seals the key of that epoch to those the record names
+(``covers``), and to any other grant but those it took back (``left_out``: a Share ``taken`` names, a
+Group body here older than the one the re-key saw): her share made on her other device before this
+re-key reached it, a group shared since, a member whose user document her device lacked at the re-key
+are sealed as usual (attack round 73a (2), (4)).  A grant taken back is said (``replayed-grant``) and
+sealed nothing until she shares again, whose command seals the key itself (vault/services/share_ops.py).
+The record is in her signed state of the node, sealed under the key: the server neither reads nor forges
+it.  A member who writes the node holds the key, though: a record counts
 only with her proof (``proof``: ``hers``, her master key's HMAC over the file, the epoch, the key and the
 record), which her re-key writes and no member makes; her commits carry no other (vault/model/nodes.py
 ``node_doc``), and a member's state brings no other in (``taken``; attack round 73a (1)).  A node with no
@@ -44,24 +45,23 @@ MAX_BYTES = 1 << 20
 _ID = "[0-9a-f]{32}"
 # One pattern an entry (a regular expression each: ~4,096 entries a list, checked at each state opened).
 _TO = re.compile(rf"{_ID}:{_ID}:{_ID}:{_ID}:[A-Z]{{1,16}}(,[A-Z]{{1,16}}){{0,3}}")
-_GRANT = re.compile(rf"{_ID}:{_ID}:{_ID}")
 _SHARE = re.compile(rf"share-{_ID}-{_ID}")
 _PROOF = re.compile(r"[0-9a-f]{32}")
 _FIELDS = frozenset({"epoch", "to", "groups", "above"})
-_OPTIONAL = frozenset({"grants", "taken", "proof"})  # since attack round 73a (older: no proof, no count)
+_OPTIONAL = frozenset({"taken", "proof"})  # since attack round 73a (older: no proof, no count)
 
 
 def record(epoch: int, recipients: list[str], groups: dict[str, lineage.Vector],
-           above: list[str], grants: Iterable[str] = (), taken: Iterable[str] | None = None) -> dict | None:
+           above: list[str], taken: Iterable[str] | None = None) -> dict | None:
     """The record her re-key writes with the key of ``epoch``: ``recipients`` as ``derived_dek`` derived
     the key for them, the Group bodies seen, ``above``: the file and the folders over its names then (a
     share whose folder was not over it then is a move of hers since, not a grant she left out), and
-    ``grants``: each grant covering it then (``grant_key``), ``taken``: the Share ids her re-keys took
+    ``taken``: the Share ids her re-keys took
     back from it (``left_out``; None: no list, every grant outside the record counts as taken back);
     None past the bounds or off the shape ``shaped`` takes (no record, as before).  Counts only once
     ``proved``."""
     found = {"epoch": epoch, "to": sorted(recipients), "groups": groups, "above": sorted(set(above)),
-             "grants": sorted(set(grants)), **({} if taken is None else {"taken": sorted(set(taken))})}
+             **({} if taken is None else {"taken": sorted(set(taken))})}
     return found if shaped(found) else None
 
 
@@ -92,25 +92,25 @@ def taken(key: MasterKey, owner: str, fid: str, epoch: int, dek: bytes | None, f
 
 def _digest(value: dict) -> bytes:
     """The record less its proof (and ``covers``'s sets), as JSON in one form."""
-    body = {k: v for k, v in value.items() if k in _FIELDS or k in ("grants", "taken")}
+    body = {k: v for k, v in value.items() if k in _FIELDS or k == "taken"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).digest()
 
 
 def shaped(value: object) -> bool:
     """Whether a document's record has the shape ``record`` gives one (anyone's input, bounded): its
-    entries of the shape of ids (``entry``, ``grant_key``), vectors of at most ``MAX_DEVICES``, at most
+    entries of the shape of ids (``entry``, ``sharing.doc_id``), vectors of at most ``MAX_DEVICES``, at most
     ``MAX_BYTES`` of JSON in all (attack round 73a (3))."""
     if not isinstance(value, dict) or not _FIELDS <= set(value) <= _FIELDS | _OPTIONAL:
         return False
     epoch, to, groups = value["epoch"], value["to"], value["groups"]
-    above, grants, taken = value["above"], value.get("grants", []), value.get("taken", [])
+    above, taken = value["above"], value.get("taken", [])
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 2**53:
         return False
     if "proof" in value and not (isinstance(value["proof"], str) and _PROOF.fullmatch(value["proof"])):
         return False
     if not isinstance(above, list) or len(above) > MAX_TO or not all(is_id(f) for f in above):
         return False
-    for entries, pattern in ((grants, _GRANT), (taken, _SHARE), (to, _TO)):
+    for entries, pattern in ((taken, _SHARE), (to, _TO)):
         if not isinstance(entries, list) or len(entries) > MAX_TO or not all(
                 isinstance(e, str) and len(e) <= MAX_ENTRY and pattern.fullmatch(e) for e in entries):
             return False
@@ -128,11 +128,6 @@ def shaped(value: object) -> bool:
 def shared_fid(share_id: str) -> str:
     """The file (folder) a Share id of ``taken`` (``sharing.doc_id``) grants."""
     return share_id[6:38]
-
-
-def grant_key(owner: str, fid: str, grantee: str) -> str:
-    """A grant's place in ``grants``."""
-    return f"{owner}:{fid}:{grantee}"
 
 
 def entry(owner: str, fid: str, grantee: str, recipient: str) -> str:
@@ -168,30 +163,15 @@ def _named(found: dict) -> tuple[frozenset[str], frozenset[str]]:
 _SETS = "\0sets"  # a key no document's record has (``shaped`` refuses any other field)
 
 
-def group_as_seen(found: dict, owner: str, fid: str, group_id: str, body: dict | None) -> bool:
-    """Whether the re-key of the record saw this group's share (``grants``) and the Group body here is
-    the one it saw (the same vector): its members here are the ones the body named then, so one the
-    record lacks had no user document on her device (the server withholding it, or replication bringing
-    the body first), no member she left out (attack round 73a (2)).  A record without ``grants`` (none
-    are: a record from before the proof counts for nothing) never says so."""
-    seen = found["groups"].get(group_id)
-    if seen is None or body is None or grant_key(owner, fid, group_id) not in found.get("grants", ()):
-        return False
-    try:
-        here = lineage.of(body)
-    except lineage.Malformed:
-        return False
-    return here is not None and lineage.compare(here, lineage.parsed(seen)) is lineage.Order.SAME
-
-
 def left_out(found: dict, fid: str, grantee: str, body: dict | None) -> bool:
     """Whether a grant (its Share on ``fid`` to ``grantee``; ``body``: the Group body here of a group
     share, None for a user's) outside the record (not ``covers``, no member added since) is one her
     re-keys took back: its Share is one they took (``taken``: her unshare, carried from her earlier
     record), or a group share's body here is not the body they saw nor newer (an older one served
     again, naming a member she removed; one made apart).  A grant they never saw taken is not: her share
-    made on her other device before this re-key reached it, a group shared since (attack round 73a (4));
-    it is sealed as usual.  A record without ``taken`` (of no build that proves one) counts every grant
+    made on her other device before this re-key reached it, a group shared since (attack round 73a (4)),
+    a member under the very body the re-key saw (his user document missing then: 73a (2)); it is sealed
+    as usual.  A record without ``taken`` (of no build that proves one) counts every grant
     outside it as taken back, as round 71d's did."""
     taken = found.get("taken")
     if taken is None or f"share-{fid}-{grantee}" in taken:

@@ -367,11 +367,12 @@ class Guests:
         if sealed_for.covers(record, grant.owner, grant.fid, grant.grantee, recipient):
             return False
         body = self.groups.get(grant.grantee) if grant.group else None
-        if grant.group and (sealed_for.group_newer(record, grant.grantee, body) or sealed_for.group_as_seen(
-                record, grant.owner, grant.fid, grant.grantee, body)):
-            return False  # a member added since, or one whose user document the re-key lacked (73a (2))
+        if grant.group and sealed_for.group_newer(record, grant.grantee, body):
+            return False  # a member added since
         if not sealed_for.left_out(record, grant.fid, grant.grantee, body):
-            return False  # a grant the re-key never saw taken back: made since elsewhere (73a (4))
+            # A grant her re-keys never took back: her share made on another device before this re-key
+            # reached it, a group shared since, a member whose user document the re-key lacked (73a (2), (4)).
+            return False
         self.left.add((sharing.doc_id(grant.fid, grant.grantee), recipient))
         if self.trust is not None:
             what = f"group {grant.grantee}" if grant.group else "share"
