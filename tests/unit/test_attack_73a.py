@@ -203,3 +203,6 @@ def test_73a_4_taken_holds_share_ids_only() -> None:
     assert sealed_for.shaped(good)
     for bad in ([f"share-{A}"], [f"share-{A}-{BOB}-x"], [f"{A}-{BOB}"], ["share-" + "x" * 65], [1]):
         assert not sealed_for.shaped({"epoch": 1, "to": [], "groups": {}, "above": [A], "taken": bad}), bad
+    # A re-key lists only ids of that shape (a debt's odd id left out: never the whole record refused).
+    assert sealed_for.shared_fid(sharing.doc_id(A, BOB)) == A
+    assert sealed_for.shared_fid(f"share-{A}-{BOB}-x") is None

@@ -125,9 +125,9 @@ def shaped(value: object) -> bool:
     return len(json.dumps(value, separators=(",", ":"))) <= MAX_BYTES
 
 
-def shared_fid(share_id: str) -> str:
-    """The file (folder) a Share id of ``taken`` (``sharing.doc_id``) grants."""
-    return share_id[6:38]
+def shared_fid(share_id: str) -> str | None:
+    """The file (folder) a Share id of ``taken`` (``sharing.doc_id``) grants; None for no such id."""
+    return share_id[6:38] if _SHARE.fullmatch(share_id) else None
 
 
 def entry(owner: str, fid: str, grantee: str, recipient: str) -> str:
