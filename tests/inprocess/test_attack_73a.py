@@ -79,6 +79,13 @@ carol; or the ``shared`` fixture); her seat runs what a group change or an unloc
     sharing changes) and one in each Share she signs (not carried from the old body as ``created_at``
     is): a Share signed after the record counts as hers since; a replayed old body stays older.
 
+Fixed (docs/SECURITY.md "Round 73a (1)-(4)"): a record counts only with her proof and her commits carry
+no other (1); entries of ids, 1 MiB at most (3); a grant outside the record is taken back only if her
+re-keys took it (the record's ``taken``) or its Group body is older than the one seen (2), (4).  The four
+tests above are plain tests now (the scene of (1) checks his record is not taken; (3)'s control carries her
+proven record); ``test_73a_4_a_share_her_rekeys_took_back_stays_taken_back_on_her_other_device`` keeps
+71d (1) under the new rule.
+
 Held (controls kept): ``test_73a_control_a_member_added_after_a_writers_edit_is_given_the_keys``,
 ``test_73a_control_a_member_seen_at_the_rekey_keeps_the_key``,
 ``test_73a_control_a_record_as_large_as_a_rekey_writes_is_carried`` (fails if the bounds refuse what
