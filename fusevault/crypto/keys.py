@@ -98,6 +98,18 @@ class MasterKey:
         return (isinstance(proof, str) and proof.isascii()
                 and hmac.compare_digest(proof, self.key_proof(fid, epoch, dek)))
 
+    def record_proof(self, fid: str, epoch: int, dek: bytes, digest: bytes) -> str:
+        """Her proof that her re-key wrote the record ``digest`` names (vault/model/sealed_for.py: for whom
+        it made ``dek`` at ``epoch``): bound to the file, the epoch, the key and the record, so a member who
+        writes the node (who holds the key) makes no record that counts (attack round 73a (1))."""
+        return hmac.new(self._proofs, aead.ad("sealed-for", fid, str(epoch), dek, digest),
+                        "sha256").hexdigest()[:32]
+
+    def proves_record(self, fid: str, epoch: int, dek: bytes, digest: bytes, proof: object) -> bool:
+        """Whether ``proof`` (a document's, anyone's input) is her ``record_proof`` of that record."""
+        return (isinstance(proof, str) and proof.isascii()
+                and hmac.compare_digest(proof, self.record_proof(fid, epoch, dek, digest)))
+
     def name_id(self, kind: str, name: str) -> str:
         """A stable document id for a private name, which the id does not reveal."""
         return hmac.new(self._names, aead.ad(kind, name), "sha256").hexdigest()[:32]

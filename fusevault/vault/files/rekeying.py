@@ -16,7 +16,7 @@ from fusevault.errors import Conflict, CorruptData
 from fusevault.vault.files.content import Content
 from fusevault.vault.files.open_files import FLUSH_AT, Files, Stale
 from fusevault.vault.files.ports import TreePort
-from fusevault.vault.model import lineage, sealed_for
+from fusevault.vault.model import lineage, sealed_for, sharing
 from fusevault.vault.model.her_keys import derived_dek, recipients
 from fusevault.vault.model.nodes import Node
 
@@ -51,9 +51,11 @@ async def rekey(files: Files, node: Node, reopen: Reopen) -> None:
         # Her proof of it, with it in the node: whoever holds the key after this, whatever the recipients
         # since, knows it hers there (vault/model/her_keys.py ``her_key_at``, attack round 51b (4)-(6)).
         proof = tree.key.key_proof(node.fid, epoch, dek)
-        # For whom (attack round 71d (1)): her other device extends this key to nobody else.
-        record = sealed_for.record(epoch, recipients(tree, node), _groups_seen(tree, node),
-                                   _above(tree, node))
+        # For whom (attack round 71d (1)): her other device extends this key to nobody else.  With her
+        # proof of it: a member who writes the node writes no record that counts (attack round 73a (1)).
+        above = _above(tree, node)
+        record = sealed_for.proved(tree.key, node.fid, dek, sealed_for.record(
+            epoch, recipients(tree, node), _groups_seen(tree, node), above, _taken(tree, node, above)))
         if node.is_reg and node.head:
             if not await _reseal(files, node, (dek, epoch, proof, record), reopen):
                 if _left(files, node):
@@ -89,6 +91,23 @@ def _groups_seen(tree: TreePort, node: Node) -> dict[str, lineage.Vector]:
         if vector is not None:
             seen[grant.grantee] = vector
     return seen
+
+
+def _taken(tree: TreePort, node: Node, above: list[str]) -> list[str]:
+    """The Share ids her re-keys took back from the node: this one's (``Guests.taking``: the rotation's,
+    vault/services/rotation.py ``rotate``) and those her record of
+    its current key names (a re-key since, for another reason, keeps saying so), on the node or a folder
+    over it now, less any in force here now (shared again: sealed to, in ``to``).  Only a grant listed
+    counts as taken back on her other devices (``sealed_for.left_out``, attack round 73a (4))."""
+    held = node.sealed_for
+    if not sealed_for.hers(tree.key, node.fid, node.epoch, node.dek, held):
+        held = None
+    taken = list(tree.sharing.taking) if tree.sharing is not None else []
+    found = {*taken, *(held.get("taken", ()) if held is not None else ())}
+    over = set(above)
+    grants = tree.covering(node) if tree.sharing is not None else []
+    in_force = {sharing.doc_id(g.fid, g.grantee) for g in grants}
+    return sorted(t for t in found if sealed_for.shared_fid(t) in over and t not in in_force)
 
 
 def _above(tree: TreePort, node: Node) -> list[str]:

@@ -322,7 +322,8 @@ class Node:
         self.key_proof: str | None = None
         # For whom her re-key made the key of ``epoch`` (vault/model/sealed_for.py ``record``): no device
         # extends that key to a recipient outside it (attack round 71d (1)); carried over unchanged by
-        # every commit under that key.  None: none (a first key, a key from before the record).
+        # every commit under that key.  None: none (a first key, a key from before the record).  Anyone's
+        # input: it counts, and her commits carry it, only where her proof checks (``_record_carried``).
         self.sealed_for: dict | None = None
 
     @property
@@ -357,7 +358,7 @@ class Node:
         return f"Node(ino={self.ino}, fid={self.fid!r}, mode={self.mode:o})"
 
 
-def attrs_plain(node: Node, fid_of) -> dict:
+def attrs_plain(node: Node, fid_of, record: dict | None = None) -> dict:
     return {
         "mode": node.mode, "uid": node.uid, "gid": node.gid, "rdev": node.rdev,
         "size": node.stored_size if node.is_reg else node.size, "atime": node.atime, "mtime": node.mtime,
@@ -378,7 +379,7 @@ def attrs_plain(node: Node, fid_of) -> dict:
         **({"placed": node.placed} if node.placed is not None else {}),
         **({"changed": node.changed} if node.changed else {}),
         **({"key_proof": node.key_proof} if node.key_proof is not None else {}),
-        **({"sealed_for": node.sealed_for} if node.sealed_for is not None else {}),
+        **({"sealed_for": record} if record is not None else {}),
     }
 
 
@@ -414,7 +415,7 @@ def doc_dek(doc: dict, key: MasterKey, fid: str | None = None) -> bytes:
 
 
 def node_doc(node: Node, key: MasterKey, fid_of, deleted: bool = False) -> dict:
-    plain = json.dumps(attrs_plain(node, fid_of), separators=(",", ":")).encode()
+    plain = json.dumps(attrs_plain(node, fid_of, _record_carried(node, key)), separators=(",", ":")).encode()
     doc = {
         "_id": node.fid,
         "type": NODE,
@@ -428,6 +429,16 @@ def node_doc(node: Node, key: MasterKey, fid_of, deleted: bool = False) -> dict:
     if node.rev is not None:
         doc["_rev"] = node.rev  # not covered by the signature
     return doc
+
+
+def _record_carried(node: Node, key: MasterKey) -> dict | None:
+    """The node's ``sealed_for`` as a commit carries it: her commit only one her proof proves for the
+    node's key (a member's record taken in by older code, or at load from his state, is dropped: attack
+    round 73a (1)); a member's commit hers as it came (he cannot check it; it counts only where it does)."""
+    record = node.sealed_for
+    if record is None or node.owner != key.user_id:
+        return record
+    return record if sealed_for.hers(key, node.fid, node.epoch, node.dek, record) else None
 
 
 def xattr_bytes(xattrs: Mapping[bytes, bytes]) -> int:

@@ -2,63 +2,132 @@
 
 Her re-key gives the file a key derived for the recipients her device sees then (vault/model/her_keys.py
 ``derived_dek``), and writes their list into the node's sealed fields with the key (``record``): the
-grant (owner, file, grantee) and recipient of each, and the signed version vector of each Group whose
-members it reached.  Her other device, which may still hold a grant she took back (a Share whose deletion
-the server kept from it and serves again, an older Group body naming a member she removed), seals the
-key of that epoch only to those the record names (``covers``), or to a group's member added since (its
-Group body here newer than the one the re-key saw).  A grant outside it is one her newer re-key left out:
-taken for taken back (said, ``replayed-grant``) until she shares again, whose command seals the key
-itself (vault/services/share_ops.py).  The record is in her signed state of the node, sealed under the
-key: the server neither reads nor forges it.  A node with none (a first key, a re-key of older code: no
-migration, the next re-key writes one) is sealed as before.
+grant (owner, file, grantee) and recipient of each, the signed version vector of each Group whose members
+it reached, and the Shares her re-keys took back from it (``taken``).  Her other device, which may still
+hold a grant she took back (a Share whose deletion the server kept from it and serves again, an older
+Group body naming a member she removed), seals the key of that epoch to those the record names
+(``covers``), and to any other grant but those it took back (``left_out``: a Share ``taken`` names, a
+Group body here older than the one the re-key saw): her share made on her other device before this
+re-key reached it, a group shared since, a member whose user document her device lacked at the re-key
+are sealed as usual (attack round 73a (2), (4)).  A grant taken back is said (``replayed-grant``) and
+sealed nothing until she shares again, whose command seals the key itself (vault/services/share_ops.py).
+The record is in her signed state of the node, sealed under the key: the server neither reads nor forges
+it.  A member who writes the node holds the key, though: a record counts
+only with her proof (``proof``: ``hers``, her master key's HMAC over the file, the epoch, the key and the
+record), which her re-key writes and no member makes; her commits carry no other (vault/model/nodes.py
+``node_doc``), and a member's state brings no other in (``taken``; attack round 73a (1)).  A node with no
+record that counts (a first key, a re-key of older code, a record from before the proof: no migration, the
+next re-key writes one) is sealed as before.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+from collections.abc import Iterable
 from typing import Any
 
+from fusevault.crypto.keys import MasterKey
+from fusevault.vault.format.layout import is_id
 from fusevault.vault.model import lineage
 
 # Entries of a record at most: a re-key reaches no more recipients than this (one past it keeps no
 # record: sealed as before, the limit in docs/SECURITY.md); larger from a document is refused.
 MAX_TO = 4096
-MAX_ENTRY = 1024  # characters of one entry (ids and a permission)
+MAX_ENTRY = 33 * 4 + 64  # characters of one entry of ``to``: four ids and a permission
 MAX_GROUPS = 256
+MAX_DEVICES = 64  # entries of a seen Group body's vector (her devices that signed it); past it: no record
+# The record's JSON at most: what a re-key at every count above writes with real ids (~0.7 MB at 4,096
+# recipients); a member's state holding a larger one was sealed again into each of her commits of the
+# file, 40 MB each (attack round 73a (3)).  ``record`` writes none larger, ``shaped`` refuses one.
+MAX_BYTES = 1 << 20
+_ID = "[0-9a-f]{32}"
+# One pattern an entry (a regular expression each: ~4,096 entries a list, checked at each state opened).
+_TO = re.compile(rf"{_ID}:{_ID}:{_ID}:{_ID}:[A-Z]{{1,16}}(,[A-Z]{{1,16}}){{0,3}}")
+_SHARE = re.compile(rf"share-{_ID}-{_ID}")
+_PROOF = re.compile(r"[0-9a-f]{32}")
+_FIELDS = frozenset({"epoch", "to", "groups", "above"})
+_OPTIONAL = frozenset({"taken", "proof"})  # since attack round 73a (older: no proof, no count)
 
 
 def record(epoch: int, recipients: list[str], groups: dict[str, lineage.Vector],
-           above: list[str]) -> dict | None:
+           above: list[str], taken: Iterable[str] | None = None) -> dict | None:
     """The record her re-key writes with the key of ``epoch``: ``recipients`` as ``derived_dek`` derived
-    the key for them, the Group bodies seen, and ``above``: the file and the folders over its names
-    then (a share whose folder was not over it then is a move of hers since, not a grant she left out);
-    None past the bounds (no record, as before)."""
-    if len(recipients) > MAX_TO or len(groups) > MAX_GROUPS or len(above) > MAX_TO or any(
-            len(r) > MAX_ENTRY for r in [*recipients, *above]):
+    the key for them, the Group bodies seen, ``above``: the file and the folders over its names then (a
+    share whose folder was not over it then is a move of hers since, not a grant she left out), and
+    ``taken``: the Share ids her re-keys took
+    back from it (``left_out``; None: no list, every grant outside the record counts as taken back);
+    None past the bounds or off the shape ``shaped`` takes (no record, as before).  Counts only once
+    ``proved``."""
+    found = {"epoch": epoch, "to": sorted(recipients), "groups": groups, "above": sorted(set(above)),
+             **({} if taken is None else {"taken": sorted(set(taken))})}
+    return found if shaped(found) else None
+
+
+def proved(key: MasterKey, fid: str, dek: bytes, found: dict | None) -> dict | None:
+    """``found`` (``record``'s) with her proof of it for the key ``dek`` of ``fid``."""
+    if found is None:
         return None
-    return {"epoch": epoch, "to": sorted(recipients), "groups": groups, "above": sorted(set(above))}
+    return {**found, "proof": key.record_proof(fid, found["epoch"], dek, _digest(found))}
+
+
+def hers(key: MasterKey, fid: str, epoch: int, dek: bytes | None, value: object) -> bool:
+    """Whether ``value`` (a node's record, anyone's input) is one her re-key wrote for the key ``dek`` of
+    ``fid`` at ``epoch``: her proof checks (``proved``)."""
+    return (isinstance(value, dict) and bool(dek) and value.get("epoch") == epoch
+            and key.proves_record(fid, epoch, dek, _digest(value), value.get("proof")))
+
+
+def taken(key: MasterKey, owner: str, fid: str, epoch: int, dek: bytes | None, fresh: object,
+          held: object) -> Any:
+    """The record a node of ``owner`` keeps when it takes a state of key ``dek`` at ``epoch`` carrying
+    ``fresh``, holding ``held``: on her device, ``fresh`` if hers (``hers``), else ``held`` if hers for
+    that key (a member's state carries no record of his making, nor drops hers), else none; on a
+    member's (he cannot check hers), ``fresh`` as it came."""
+    if owner != key.user_id or hers(key, fid, epoch, dek, fresh):
+        return fresh
+    return held if hers(key, fid, epoch, dek, held) else None
+
+
+def _digest(value: dict) -> bytes:
+    """The record less its proof (and ``covers``'s sets), as JSON in one form."""
+    body = {k: v for k, v in value.items() if k in _FIELDS or k == "taken"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).digest()
 
 
 def shaped(value: object) -> bool:
-    """Whether a document's record has the shape ``record`` gives one (anyone's input, bounded)."""
-    if not isinstance(value, dict) or set(value) != {"epoch", "to", "groups", "above"}:
+    """Whether a document's record has the shape ``record`` gives one (anyone's input, bounded): its
+    entries of the shape of ids (``entry``, ``sharing.doc_id``), vectors of at most ``MAX_DEVICES``, at most
+    ``MAX_BYTES`` of JSON in all (attack round 73a (3))."""
+    if not isinstance(value, dict) or not _FIELDS <= set(value) <= _FIELDS | _OPTIONAL:
         return False
     epoch, to, groups = value["epoch"], value["to"], value["groups"]
-    above = value["above"]
-    if not isinstance(above, list) or len(above) > MAX_TO or not all(
-            isinstance(f, str) and len(f) <= MAX_ENTRY for f in above):
-        return False
+    above, taken = value["above"], value.get("taken", [])
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 2**53:
         return False
-    if not isinstance(to, list) or len(to) > MAX_TO or not all(
-            isinstance(r, str) and len(r) <= MAX_ENTRY for r in to):
+    if "proof" in value and not (isinstance(value["proof"], str) and _PROOF.fullmatch(value["proof"])):
         return False
-    if not isinstance(groups, dict) or len(groups) > MAX_GROUPS:
+    if not isinstance(above, list) or len(above) > MAX_TO or not all(is_id(f) for f in above):
+        return False
+    for entries, pattern in ((taken, _SHARE), (to, _TO)):
+        if not isinstance(entries, list) or len(entries) > MAX_TO or not all(
+                isinstance(e, str) and len(e) <= MAX_ENTRY and pattern.fullmatch(e) for e in entries):
+            return False
+    if not isinstance(groups, dict) or len(groups) > MAX_GROUPS or not all(
+            is_id(g) and isinstance(v, dict) and len(v) <= MAX_DEVICES for g, v in groups.items()):
         return False
     try:
-        return all(isinstance(g, str) and len(g) <= MAX_ENTRY and bool(lineage.parsed(v))
-                   for g, v in groups.items())
+        if not all(lineage.parsed(v) for v in groups.values()):
+            return False
     except ValueError:
         return False
+    return len(json.dumps(value, separators=(",", ":"))) <= MAX_BYTES
+
+
+def shared_fid(share_id: str) -> str | None:
+    """The file (folder) a Share id of ``taken`` (``sharing.doc_id``) grants; None for no such id."""
+    return share_id[6:38] if _SHARE.fullmatch(share_id) else None
 
 
 def entry(owner: str, fid: str, grantee: str, recipient: str) -> str:
@@ -92,6 +161,30 @@ def _named(found: dict) -> tuple[frozenset[str], frozenset[str]]:
 
 
 _SETS = "\0sets"  # a key no document's record has (``shaped`` refuses any other field)
+
+
+def left_out(found: dict, fid: str, grantee: str, body: dict | None) -> bool:
+    """Whether a grant (its Share on ``fid`` to ``grantee``; ``body``: the Group body here of a group
+    share, None for a user's) outside the record (not ``covers``, no member added since) is one her
+    re-keys took back: its Share is one they took (``taken``: her unshare, carried from her earlier
+    record), or a group share's body here is not the body they saw nor newer (an older one served
+    again, naming a member she removed; one made apart).  A grant they never saw taken is not: her share
+    made on her other device before this re-key reached it, a group shared since (attack round 73a (4)),
+    a member under the very body the re-key saw (his user document missing then: 73a (2)); it is sealed
+    as usual.  A record without ``taken`` (of no build that proves one) counts every grant
+    outside it as taken back, as round 71d's did."""
+    taken = found.get("taken")
+    if taken is None or f"share-{fid}-{grantee}" in taken:
+        return True
+    seen = found["groups"].get(grantee)
+    if body is None or seen is None:
+        return False  # a user's share, or a group share the re-key did not see
+    try:
+        here = lineage.of(body)
+    except lineage.Malformed:
+        return True
+    return here is None or lineage.compare(here, lineage.parsed(seen)) not in (lineage.Order.SAME,
+                                                                                lineage.Order.NEWER)
 
 
 def group_newer(found: dict, group_id: str, body: dict | None) -> bool:

@@ -39,7 +39,7 @@ from fusevault.encoding import b64d, loads_untrusted
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import replica
 from fusevault.vault.files.sidecar import write_vfmeta
-from fusevault.vault.model import alarms
+from fusevault.vault.model import alarms, sealed_for
 from fusevault.vault.model.groups import GROUP
 from fusevault.vault.model.her_keys import claim_said, her_key_unknown, key_not_hers
 from fusevault.vault.model.history import carried, made_over
@@ -827,8 +827,12 @@ def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None
     if out is not None and node.is_reg and (fresh.size, fresh.mtime, fresh.ctime) != shown:
         out.resized.append((node, node.size))
     raised = node.owner == volume.key.user_id and fresh.epoch > node.epoch
+    # Her record of for whom her re-key made the key, never a member's (attack round 73a (1)).
+    record = sealed_for.taken(volume.key, node.owner, node.fid, fresh.epoch, fresh.dek, fresh.sealed_for,
+                              node.sealed_for)
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))
+    node.sealed_for = record
     if raised:
         _epoch_raised(volume)
     if stale:

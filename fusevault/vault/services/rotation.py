@@ -87,6 +87,7 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
     this device owes the node (rekeys_owed.py), as recorded when this began, is paid once it has its
     new key: one recorded meanwhile stays owed (it may have taken keys this re-key sealed before)."""
     volume.rotating.add(node.fid)
+    taking: set[str] = set()
     try:
         debt = (await volume.in_thread(rekeys_owed.owed, volume.layout.root, volume.key)).get(node.fid)
         nodes = subtree(volume, node)
@@ -99,6 +100,13 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
         if skipped := len(moved_out) + len(nodes) - 1 - len(mine):
             log.info("%s: %d node(s) of other owners under it keep their keys (theirs to re-key)",
                      _where(volume, node), skipped)
+        # The Shares it takes back, said in each new key's record (vault/model/sealed_for.py ``taken``):
+        # what this device owes for it (an unshare, a move out), what an unshare here took back.  Counted
+        # in the sharing state while this rotation runs (another's at once adds its own: each record
+        # keeps only those on a folder over its file).
+        if volume.sharing is not None:
+            taking = _shares_taken(volume, node, debt)
+            volume.sharing.taking.update(taking)
         for each in mine:
             try:
                 await volume.rekey(each)
@@ -120,9 +128,24 @@ async def rotate(volume: Volume, node: Node, request: dict | None = None) -> boo
             await volume.in_thread(rekeys_owed.paid, volume.layout.root, volume.key, node.fid, debt.token)
     finally:
         volume.rotating.discard(node.fid)
+        if volume.sharing is not None and taking:
+            volume.sharing.taking.subtract(taking)
+            volume.sharing.taking = +volume.sharing.taking  # counts at 0 dropped
     if request is None:
         return True
     return await volume.store_call(_forget, volume, request)
+
+
+def _shares_taken(volume: Volume, node: Node, debt: rekeys_owed.Debt | None) -> set[str]:
+    """The Share ids a rotation of ``node`` takes back: the debt's (rekeys_owed.py), and those an
+    ``unshare`` on this device took back from the node itself (freshness.py ``took_back``: a debt record
+    that did not open).  A re-key's record lists them; only these count as taken back on her other
+    devices (attack round 73a (4))."""
+    found = set(debt.shares) if debt is not None else set()
+    fresh = volume.trust.fresh if volume.trust is not None else None
+    if fresh is not None:
+        found.update(sid for sid in fresh.taken_back if sid.startswith(f"share-{node.fid}-"))
+    return found
 
 
 def _say_left_under_old_key(volume: Volume, node: Node, failed: list[tuple[Node, VaultError]]) -> None:

@@ -18,7 +18,7 @@ from fusevault.crypto.signing import signature_of
 from fusevault.errors import CorruptData
 from fusevault.store.replica import history_from, in_conflict, local_of
 from fusevault.store.unreadable import Unreadable
-from fusevault.vault.model import alarms, names
+from fusevault.vault.model import alarms, names, sealed_for
 from fusevault.vault.model.ledger import writer_seq
 from fusevault.vault.model.nodes import (
     Node,
@@ -354,8 +354,11 @@ def reopen(tree: Tree, node: Node) -> bool:
     if tree.ledger is not None and tree.ledger.older(node.fid, writer_seq(fresh.seq, doc, tree.key.user_id)):
         keep(tree, node, doc)  # a replay of an older state (absorbing.py's ledger said so when it came)
         return _take_held(node, held)
+    record = sealed_for.taken(tree.key, node.owner, node.fid, fresh.epoch, fresh.dek, fresh.sealed_for,
+                              node.sealed_for)
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))
+    node.sealed_for = record  # hers only (attack round 73a (1))
     node.rev = doc["_rev"]
     return True
 

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import os
 import stat
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +80,9 @@ class Guests:
     # taken back on another device, so sealed no key here either, a new file's included, until she
     # shares again (``seal_keys`` ``chosen``: her command's own grant; attack round 71d (1)).
     left: set[tuple[str, str]] = field(default_factory=set)
+    # Share ids the rotations running here take back (vault/services/rotation.py ``rotate``): each new
+    # key's record lists those on a folder over its file (``sealed_for`` ``taken``, attack round 73a (4)).
+    taking: Counter[str] = field(default_factory=Counter)
     # The contents of another writer's state taken in (judged) while the file was busy here
     # (fid -> CONTENTS values, vault/tree/arrivals.py): a re-key seals these next, whatever
     # refused document is stored over them meanwhile (``reopen``).
@@ -347,13 +350,16 @@ class Guests:
         return top
 
     def fill_missing(self, layout: Layout, nodes: dict[int, Node],
-                     keys: list[tuple[Node, bytes, int]], behind: Container[str] = ()) -> int:
+                     keys: list[tuple[Node, bytes, int]], behind: Container[str] = (),
+                     key: MasterKey | None = None) -> int:
         """Seal keys nobody has sealed yet (a member who joined a group later,
         a crash between a share and its keys) for every node whose DEK this
         user holds (``keys``: node, DEK, epoch, taken on the trio thread): so
         a group's new member needs nobody's passphrase.  A key is only ever
         created here, never replaced: the owner giving the file a new key
-        meanwhile has the last word."""
+        meanwhile has the last word.  ``key``: her master key, by which a node's record counts only
+        where her proof checks (``sealed_for.hers``: a member who writes the node makes none, attack
+        round 73a (1)); None only where the records given are hers (a caller's own)."""
         # Every record is read first (``_left_out`` fills ``left``), then keys are sealed, never to a
         # grant in ``left`` (as in ``seal_keys``): a grant one file's record shows taken back is sealed no
         # other file either, one without a record or moved in since, whatever the order of the nodes
@@ -361,6 +367,9 @@ class Guests:
         todo: list[tuple[Node, bytes, int, Grant, str, Path, granting.GroupBinding | None]] = []
         for node, dek, epoch in keys:
             record = sealed_for.in_force(node.sealed_for, epoch)
+            if record is not None and key is not None and not sealed_for.hers(key, node.fid, epoch, dek,
+                                                                              node.sealed_for):
+                record = None  # not hers: as a node with no record
             for grant in self.covering(node, nodes, behind):
                 if not self.may_seal(node, grant):
                     continue
@@ -392,7 +401,12 @@ class Guests:
         re-key saw) is not.  Sharing again seals the key itself (vault/services/share_ops.py)."""
         if sealed_for.covers(record, grant.owner, grant.fid, grant.grantee, recipient):
             return False
-        if grant.group and sealed_for.group_newer(record, grant.grantee, self.groups.get(grant.grantee)):
+        body = self.groups.get(grant.grantee) if grant.group else None
+        if grant.group and sealed_for.group_newer(record, grant.grantee, body):
+            return False  # a member added since
+        if not sealed_for.left_out(record, grant.fid, grant.grantee, body):
+            # A grant her re-keys never took back: her share made on another device before this re-key
+            # reached it, a group shared since, a member whose user document the re-key lacked (73a (2), (4)).
             return False
         self.left.add((sharing.doc_id(grant.fid, grant.grantee), recipient))
         if self.trust is not None:

@@ -430,7 +430,7 @@ class Inodes:
         return self.sharing.held_keys(self._nodes) if self.sharing is not None else []
 
     def fill_missing(self, keys: list[tuple[Node, bytes, int]]) -> Any:
-        return self.sharing.fill_missing(self.layout, self._nodes, keys, self.behind)
+        return self.sharing.fill_missing(self.layout, self._nodes, keys, self.behind, self.key)
 
     def acl(self, node: Node) -> list[str] | None:
         """Who else a file's versions are sealed for (None: shared with nobody)."""
