@@ -34,13 +34,18 @@ desktop only when handed over (the server between them decides what and when).
     re-keyed, for every device.  The trigger: rotation.py:511, her request whose epoch the file passed
     counts as done only if ``_her_key`` derives the key for the recipients seen here less at most one
     grant (its docstring: "a key of hers not found there costs one more re-key, nothing else").
-    (1b) The same root without any document served again (``test_74a_1b_...[rekeyed_there]``): after
-    the desktop's unlock found bob left out (fixed 71d (1): ``left``, the alarm), she unshares carol on
-    the desktop while mounted; its re-key seals bob nothing (``left``) but its record names bob in ``to``
-    and its ``taken`` keeps only carol's Share; at the desktop's next unlock (a Volume loaded again,
-    ``resume``) bob's Share is no longer left out and he is sealed plan.txt's epoch-2 key.  The open
-    list's 71d (1) text says such a re-key's key is "not sealed to it there": it is, at the next unlock
-    there.  Control ``[no_rekey_there]``: bob stays left out at the next unlock.
+    (1b) The same root without any document served again (``test_74a_1b_...``): after the desktop's
+    unlock found bob left out (fixed 71d (1): ``left``, the alarm), docs and plan.txt are re-keyed on
+    the desktop while mounted: ``[her_unshare_there]`` she unshares carol there; ``[a_members_claims]``
+    carol, a WRITE member, signs a state of each claiming key epoch 5 under the key she holds (her
+    desktop takes each in at its epoch, says the claim, and re-keys them, as fs/arrivals.py ``_rekey``
+    does).  The re-keys seal bob nothing (``left``) but their records name bob in ``to`` and their
+    ``taken`` lacks his Share (carol's only, or none); at the desktop's next unlock (a Volume loaded
+    again over the same folder and store, ``resume``) bob's Share, in force, is left out by no record,
+    and he is sealed plan.txt's new key (epoch 2; 3 after the claims), unsaid.  The open list's 71d (1)
+    text says such a re-key's key is "not sealed to it there": it is, at the next unlock there; and a
+    member alone (with the server withholding the deletion) makes the re-key happen.  Control
+    ``[no_rekey_there]``: bob's Share in force, left out again at the next unlock, no key.
     Other triggers read, not run: a member's state under an older key stored while she was locked
     (loading.py ``_claims_judged`` -> ``ledger.rolled`` -> ``_rekey_rolled_back`` before
     ``fill_missing``), a debt of the desktop's own (its unshare cut short: ``_pay_owed``), a group
@@ -59,8 +64,9 @@ desktop only when handed over (the server between them decides what and when).
 Held (controls kept): ``test_74a_control_her_desktop_keeps_the_shares_taken_back`` (both scenes, no
 request served: 73a's rule holds for two Shares, and for a share made after the unshare; fails if the
 records stop counting), ``test_74a_1b_...[no_rekey_there]`` (bob left out again at the next unlock, his
-Share in force there).  Read, held: the proof binds the file, the epoch, the key and every field of the
-record (``_digest``): no member or server moves it to another file, epoch or key; a member's state
+Share in force there: fails if a reload forgets the records).  Read, held: the proof binds the file,
+the epoch, the key and every field of the record (``_digest``): no member or server moves it to another
+file, epoch or key; a member's state
 claiming an epoch keeps her record (absorbing.py lowers the epoch before ``sealed_for.taken``); a file
 moved out and back into the share on her laptop is covered by the folder's own record (72c (1)'s
 ``left``) while that record stands.
@@ -71,15 +77,20 @@ Not tried (time): real mounts; the triggers read above; groups (the open list's 
 from __future__ import annotations
 
 import copy
+import json
 import stat
 from pathlib import Path
 
 import pytest
 from mount.test_trust_attack_39a import _ask, three  # noqa: F401  (fixture)
 
-from fusevault.crypto.signing import signer_of
+from fusevault.crypto import aead
+from fusevault.crypto.signing import sign_doc, signer_of
+from fusevault.encoding import b64e
 from fusevault.vault.model import alarms, sharing
+from fusevault.vault.model.nodes import open_node_attrs
 from fusevault.vault.services import rotation
+from fusevault.vault.services.absorbing import absorb_arrivals
 from inprocess.conftest import ROOT
 from inprocess.test_attack_53c import _in_scene
 from inprocess.test_two_users import ALICE, _write
@@ -164,11 +175,26 @@ def test_74a_1_her_old_request_served_again_does_not_undo_her_unshare_on_her_des
         assert seen["keys"]["carol"] < seen["epoch"] and not seen["new"]["carol"], seen
 
 
-async def _rekeyed_on_the_desktop_then_unlocked(shared, rekeyed: bool) -> dict:
+def _carols_claim(shared, fid: str) -> dict:
+    """carol's own state of ``fid`` (WRITE on docs) under the key she holds, claiming key epoch 5 (what a
+    WRITE member's device can sign: vault/model/her_keys.py ``key_not_hers``, a claim her device re-keys)."""
+    carol = shared.volumes["carol"]
+    dek = carol.find(fid).dek
+    doc = shared.store.get(fid)
+    attrs = {**open_node_attrs(doc, dek), "seq": ["carols-device", 1], "epoch": 5}
+    body = {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+    body["epoch"] = 5
+    plain = json.dumps(attrs, separators=(",", ":")).encode()
+    body["enc"] = b64e(aead.seal(dek, plain, aead.ad("node", fid)))
+    return sign_doc(carol.key.user_id, carol.key.identity.sign, body)
+
+
+async def _rekeyed_on_the_desktop_then_unlocked(shared, how: str) -> dict:
     """(1) with no document served again: docs/plan.txt shared READ with bob and carol on her desktop (her
     seat); her laptop unshares bob; the server hands the desktop the laptop's states and keeps the Share's
     deletion from it; the desktop's unlock (``rotation.resume``) finds bob left out (71d (1), fixed).
-    Then, mounted, she unshares carol there (``rekeyed``): docs and plan.txt re-keyed on the desktop.  Her
+    Then, mounted, docs and plan.txt are re-keyed on the desktop (``how``: she unshares carol there, or
+    carol, WRITE, signs a claim of each, whose re-keys her desktop carries out; "none": no re-key).  Her
     desktop's next unlock (a Volume loaded again over the same folder and store, ``rotation.resume``),
     What came of it for bob."""
     from fusevault.store.watched import WatchedStore
@@ -179,8 +205,8 @@ async def _rekeyed_on_the_desktop_then_unlocked(shared, rekeyed: bool) -> dict:
     me = alice.key.user_id
     docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
     await _write(drive, docs.st_ino, b"plan.txt", b"alice's plan\n", ALICE)
-    for who in ("bob", "carol"):
-        assert "error" not in await _ask(shared, "share", "docs", who, "READ")
+    assert "error" not in await _ask(shared, "share", "docs", "bob", "READ")
+    assert "error" not in await _ask(shared, "share", "docs", "carol", "WRITE" if how == "claims" else "READ")
     docs_fid, fid = alice.resolve(b"docs").fid, alice.resolve(b"docs/plan.txt").fid
     share_id = sharing.doc_id(docs_fid, bob.key.user_id)
     body = alice.store.get(share_id)
@@ -193,10 +219,22 @@ async def _rekeyed_on_the_desktop_then_unlocked(shared, rekeyed: bool) -> dict:
                                  and not str(d.get("_id")).startswith("rotate-")])
     await rotation.resume(alice)  # her desktop's unlock
     assert (share_id, bob.key.user_id) in alice.sharing.left, "the scene: bob found left out (71d (1))"
-    if rekeyed:
+    if how == "unshare":
         assert "error" not in await _ask(shared, "unshare", "docs", "carol")
+    elif how == "claims":
+        # carol, a WRITE member, signs a claim of each: her desktop takes each in at its epoch and asks
+        # its re-key, which the mount's arrivals carry out (fs/arrivals.py ``_rekey``).
+        assert shared.volumes["carol"].find(fid).epoch == 1, "the scene: carol holds the laptop's key"
+        asked = []
+        for each in (fid, docs_fid):
+            claim = _carols_claim(shared, each)
+            (rev,) = shared.store.put_many([{**claim, "_rev": shared.store.get(each)["_rev"]}])
+            asked += absorb_arrivals(alice, [{**claim, "_rev": rev}]).rekey
+        assert {n.fid for n in asked} == {fid, docs_fid}, "the scene: her desktop asks their re-keys"
+        for node in asked:
+            await alice.rekey(node)
     epoch = alice.find(fid).epoch
-    assert epoch == (2 if rekeyed else 1), "the scene"
+    assert (epoch == 1) is (how == "none"), f"the scene: re-keyed on the desktop ({how}): {epoch}"
     path = sharing.user_key_path(alice.layout, bob.key.user_id, me, fid)
     before = sharing.read_key(path)
     # Her desktop's own record of grants seen (the laptop here writes into the same folder: its record of
@@ -219,11 +257,12 @@ _1B = pytest.mark.xfail(strict=True, reason="74a (1): a re-key on her desktop, w
                        "served again, names bob in to and drops taken: its next unlock seals bob the new key")
 
 
-@pytest.mark.parametrize("rekeyed", [pytest.param(False, id="no_rekey_there"),
-                                     pytest.param(True, marks=_1B, id="rekeyed_there")])
+@pytest.mark.parametrize("how", [pytest.param("none", id="no_rekey_there"),
+                                 pytest.param("unshare", marks=_1B, id="her_unshare_there"),
+                                 pytest.param("claims", marks=_1B, id="a_members_claims")])
 def test_74a_1b_a_rekey_on_her_desktop_keeps_bob_taken_back_at_its_next_unlock(
-        three: Path, rekeyed: bool) -> None:  # noqa: F811
-    seen = _in_scene(three, lambda shared: _rekeyed_on_the_desktop_then_unlocked(shared, rekeyed))
+        three: Path, how: str) -> None:  # noqa: F811
+    seen = _in_scene(three, lambda shared: _rekeyed_on_the_desktop_then_unlocked(shared, how))
     print("seen:", seen)
     assert seen["in_force"], f"the scene: bob's Share in force at the desktop's next unlock: {seen}"
     assert seen["before"] < seen["epoch"], seen
