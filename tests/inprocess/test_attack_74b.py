@@ -28,26 +28,32 @@ peer sends them (``absorb_arrivals``), her unlock as ``Volume.load``.
     node and folder and name), also for a name skipped because the node shows in the folder already
     (then ``give_back`` links the name, removes nothing); bounded by the names a node holds.
     Test: ``test_74b_1_her_names_in_her_phantom_folders_come_back_when_bobs_are_refused``.
-(2) Her own name in her folder judged by a replayed writer's state (medium: her file taken out of her
-    folder on the desktop, and her desktop's recommit of it, asked by the very replay, signs that for
-    good; 73d (7) again: its fix covers ``keep``, not the ledger's refusal of a replay).  Attacker: a
-    CouchDB server or peer (or bob, who can put a document of his back), with bob a WRITE member of
-    her file plan.txt (a file share).  Steps: bob edits plan.txt twice (his states S1, S2, her desktop
-    takes both); her laptop links plan.txt into her new folder Secret (held back from the desktop,
+(2) Her own name in her folder judged by a replayed writer's state (medium-high: her file taken out of
+    her folder on the desktop, and her desktop's recommit of it, asked by the very replay, signs that
+    for good: her hard link gone, or, her file moved there, her file committed deleted (to her trash)
+    on every device; 73d (7) again: its fix covers ``keep``, not the ledger's refusal of a replay).
+    Attacker: a CouchDB server or peer (or bob, who can put a document of his back), with bob a WRITE
+    member of her file plan.txt (a file share).
+    Steps: bob edits plan.txt twice (his states S1, S2, her desktop takes both); her laptop links
+    plan.txt into her new folder Secret (held back from the desktop,
     a phantom there by bob's x.txt naming it); the desktop takes her laptop's state; then one batch:
     S1 again (its body at a new revision, a replay) and Secret's document.  Seen: the ledger refuses
     S1 as older (said, "offered by a peer or the server") and sets the node's revision to the replay's
     (ledger.py:816-819 ``held.rev = doc["_rev"]``, not ``stand_on``), no signer noted; Secret made real,
     ``_signer_held`` (phantoms.py:122-138) finds no note and reads the stored document at the node's
     revision, the replay, signed by bob, who holds no WRITE on Secret: her Secret/plan.txt is taken
-    out, said as a forged-write by bob.  Expected: judged by her signature (the state held is her
+    out, said as a forged-write by bob; the recommit the replay asked commits plan.txt without it (her
+    unlock: Secret empty).  Moved (bob WRITE on docs too, her laptop moves docs/plan.txt into Secret):
+    plan.txt is in no folder on the desktop, and the recommit commits it deleted, signed by her: gone
+    from her unlock and from her laptop.  Expected: judged by her signature (the state held is her
     laptop's).  Control: no replay: Secret lists plan.txt.  Fix: the ledger's refusal (and every other
     place that moves ``node.rev`` onto a state not taken: ``under_older_key`` ledger.py:809,
     ``reopen``'s Unreadable arrivals.py:329, the load's rebuilt nodes, loading.py ``_rebuilt_in_place``,
     which stand on the refused writer's revision with no note) through ``stand_on``; or
     ``_signer_held`` never falls back to the stored document for a node of the folder's owner (note
     every state taken, owner's included, and default to the owner).
-    Test: ``test_74b_2_her_name_in_her_folder_is_not_judged_by_a_replayed_writers_state``.
+    Tests: ``test_74b_2_her_name_in_her_folder_is_not_judged_by_a_replayed_writers_state``,
+    ``test_74b_2_her_file_moved_into_her_folder_is_not_deleted_by_a_replayed_writers_state``.
 (3) Phantoms made for a member's names on arrival are never dropped (low: memory and walks a member
     sizes, kept until her lock; new with 73d (6)'s ``placed_as_a_guest`` on every arrival).  Attacker:
     bob, any user sharing a folder P with her (READ will do).  Steps: his P/x.txt; R revisions of his
@@ -247,3 +253,64 @@ def test_74b_3_a_members_names_in_folders_not_held_cost_what_his_current_documen
     assert phantoms <= K and nodes <= K, (
         f"{phantoms} phantoms ({nodes} nodes) kept on her seat for a file whose document names {K} folders "
         f"not held, after {R} revisions")
+
+
+@pytest.mark.parametrize("replayed", [
+    pytest.param(False, id="control"),
+    pytest.param(True, id="bobs_older_state_replayed", marks=pytest.mark.xfail(strict=True, reason=(
+        "74b (2): a replay the ledger refuses leaves no signer noted: her file moved into her folder "
+        "made real is taken out, and her desktop's recommit deletes it on every device"))),
+])
+def test_74b_2_her_file_moved_into_her_folder_is_not_deleted_by_a_replayed_writers_state(
+        shared, monkeypatch, replayed: bool) -> None:  # noqa: F811
+    """(2), her move: bob WRITE on docs and on docs/plan.txt (two shares); her laptop moves plan.txt
+    from docs into her new Secret.  His older state replayed, then Secret: her file in no folder on the
+    desktop, whose recommit (asked by the replay) commits it deleted, signed by her."""
+    async def scene() -> tuple[list[bytes], list[bytes], bool]:
+        drive, alice = shared.drive, shared.volumes["alice"]
+        store = shared.store
+        docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+        await _write(drive, docs.st_ino, b"plan.txt", b"her plan\n", ALICE)
+        fid, dfid = alice.resolve(b"docs/plan.txt").fid, alice.resolve(b"docs").fid
+        await ask(shared, "share", "docs", "WRITE")
+        await ask(shared, "share", "docs/plan.txt", "WRITE")
+        his = await _walk(drive, b"shared/alice/docs/plan.txt", BOB)
+        await rewrite(drive, his.st_ino, b"bob's first\n", BOB)
+        first = store.get(fid)
+        absorb_arrivals(alice, [first])
+        await rewrite(drive, his.st_ino, b"bob's second\n", BOB)
+        absorb_arrivals(alice, [store.get(fid)])
+        laptop = _laptop(shared, monkeypatch)
+        secret = (await laptop.mkdir(ROOT, b"Secret", stat.S_IFDIR | 0o700, HERS)).fid
+        await laptop.rename(laptop.find(dfid).ino, b"plan.txt", laptop.find(secret).ino, b"plan.txt",
+                            False, False)
+        await _bob_shares_x(shared, [[secret, "x.txt"]])
+        assert alice.find(secret).ino in alice.sharing.phantoms, "the scene: Secret a phantom on the desktop"
+        absorb_arrivals(alice, [store.get(fid)])  # her laptop's move
+        assert b"plan.txt" in alice.find(secret).children, "the scene: her file held in the phantom"
+        batch = []
+        if replayed:
+            body = {k: v for k, v in first.items() if k != "_rev"}
+            body["_rev"] = store.get(fid)["_rev"]
+            (rev,) = store.put_many([body])
+            batch.append({**body, "_rev": rev})
+        batch.append(store.get(secret))
+        out = absorb_arrivals(alice, batch)
+        shown = sorted(alice.find(secret).children)
+        for node, rev in out.recommit:  # what the mount does next (fs/arrivals.py ``_recommit``)
+            if alice.find(node.fid) is node and node.rev == rev:
+                await alice.save_node(node)
+        again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
+        try:
+            unlocked = sorted(again.find(secret).children)
+        finally:
+            await again.close()
+        absorb_arrivals(laptop, [store.get(fid)])  # her laptop takes the desktop's state
+        on_laptop = laptop.find(fid) is not None and bool(laptop.find(fid).links)
+        await laptop.close()
+        return shown, unlocked, on_laptop
+
+    shown, unlocked, on_laptop = trio.run(scene)
+    assert (shown, unlocked, on_laptop) == ([b"plan.txt"], [b"plan.txt"], True), (
+        f"her Secret on her desktop: {shown}; at her unlock after its recommit: {unlocked}; "
+        f"plan.txt in a folder on her laptop: {on_laptop}")
