@@ -161,9 +161,6 @@ def test_74a_control_her_desktop_keeps_the_shares_taken_back(three: Path, carol_
     assert "replayed-grant" in seen["said"], seen
 
 
-@pytest.mark.xfail(strict=True, reason="74a (1): her Rotation request served again re-keys docs at her "
-                   "desktop's unlock before fill_missing reads the records: the new key sealed to bob, "
-                   "whom her laptop unshared")
 @pytest.mark.parametrize("carol_too", [True, False], ids=["unshares_carol_too", "shares_carol_after"])
 def test_74a_1_her_old_request_served_again_does_not_undo_her_unshare_on_her_desktop(
         three: Path, carol_too: bool) -> None:  # noqa: F811
@@ -219,7 +216,9 @@ async def _rekeyed_on_the_desktop_then_unlocked(shared, how: str) -> dict:
                                  and not str(d.get("_id")).startswith("rotate-")])
     await rotation.resume(alice)  # her desktop's unlock
     assert (share_id, bob.key.user_id) in alice.sharing.left, "the scene: bob found left out (71d (1))"
-    if how == "unshare":
+    if how == "again":  # she shares docs with bob again there: his grant is hers to give again
+        assert "error" not in await _ask(shared, "share", "docs", "bob", "READ")
+    if how in ("unshare", "again"):
         assert "error" not in await _ask(shared, "unshare", "docs", "carol")
     elif how == "claims":
         # carol, a WRITE member, signs a claim of each: her desktop takes each in at its epoch and asks
@@ -253,13 +252,9 @@ async def _rekeyed_on_the_desktop_then_unlocked(shared, how: str) -> dict:
             "bob_in_to": any(bob.key.user_id in e for e in record["to"]), "taken": record.get("taken")}
 
 
-_1B = pytest.mark.xfail(strict=True, reason="74a (1): a re-key on her desktop, where the Share taken back is "
-                       "served again, names bob in to and drops taken: its next unlock seals bob the new key")
-
-
 @pytest.mark.parametrize("how", [pytest.param("none", id="no_rekey_there"),
-                                 pytest.param("unshare", marks=_1B, id="her_unshare_there"),
-                                 pytest.param("claims", marks=_1B, id="a_members_claims")])
+                                 pytest.param("unshare", id="her_unshare_there"),
+                                 pytest.param("claims", id="a_members_claims")])
 def test_74a_1b_a_rekey_on_her_desktop_keeps_bob_taken_back_at_its_next_unlock(
         three: Path, how: str) -> None:  # noqa: F811
     seen = _in_scene(three, lambda shared: _rekeyed_on_the_desktop_then_unlocked(shared, how))
@@ -267,3 +262,87 @@ def test_74a_1b_a_rekey_on_her_desktop_keeps_bob_taken_back_at_its_next_unlock(
     assert seen["in_force"], f"the scene: bob's Share in force at the desktop's next unlock: {seen}"
     assert seen["before"] < seen["epoch"], seen
     assert seen["after"] < seen["epoch"] and seen["left"], seen
+
+
+def test_74a_control_her_share_again_on_her_desktop_reaches_its_next_keys(three: Path) -> None:  # noqa: F811
+    """(1b)'s scene, but she shares docs with bob again on her desktop before its re-key there: the fix
+    (a grant of ``left`` sealed nothing and named in no record) never keeps out a grant she gave again
+    (her share command takes it out of ``left``): the re-key seals bob the new key, its record names him,
+    and the next unlock keeps him in."""
+    seen = _in_scene(three, lambda shared: _rekeyed_on_the_desktop_then_unlocked(shared, "again"))
+    assert seen["in_force"] and seen["bob_in_to"], seen
+    assert seen["before"] == seen["epoch"] == seen["after"] and not seen["left"], seen
+
+
+async def _member_removed_on_the_laptop(shared, rekeyed: bool) -> dict:
+    """The group case of (1b): docs/plan.txt shared READ with alice's group team (bob, carol) on her
+    desktop; her laptop takes carol out of team and re-keys docs (its record: team's newer body seen,
+    carol in no ``to``); the server hands the desktop the laptop's states and serves it team's older body
+    (carol in it) over the newer one; the desktop's unlock (``rotation.resume``) finds carol left out
+    (``replayed-grant``).  Then (``rekeyed``) docs and plan.txt are re-keyed on the desktop (any re-key:
+    a member's claim, an unshare of a folder over them) and the desktop unlocks again (a Volume loaded
+    again, ``rotation.resume``).  What came of it for carol."""
+    from fusevault.store.watched import WatchedStore
+    from fusevault.vault.model import groups
+    from fusevault.vault.services import accounts
+    from fusevault.vault.volume import Volume
+    drive = shared.drive
+    alice, bob, carol = (shared.volumes[n] for n in ("alice", "bob", "carol"))
+    me = alice.store.get(alice.key.user_id)
+    team = groups.create_group(alice.store, "team", me, alice.trust.sign)
+    for who in (bob, carol):
+        team = groups.set_member(alice.store, alice.store.get(team["_id"]), alice.store.get(who.key.user_id),
+                                 "READ", sign=alice.trust.sign)
+    gid = team["_id"]
+    docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+    await _write(drive, docs.st_ino, b"plan.txt", b"alice's plan\n", ALICE)
+    assert "error" not in await _ask(shared, "share", "docs", "@team", "READ")
+    fid = alice.resolve(b"docs/plan.txt").fid
+    path = sharing.group_key_path(alice.layout, gid, fid, carol.key.user_id)
+    assert sharing.read_key(path) is not None, "the scene: carol sealed plan.txt's key"
+    older = alice.store.get(gid)
+    held: list[dict] = []
+    laptop_store = WatchedStore(alice.store.inner, None, lambda writer, written: held.extend(written))
+    laptop = Volume.load(alice.layout, laptop_store, alice.key, alice.tree.get(1).fid)
+    accounts.remove_member(laptop.layout, laptop_store, laptop_store.get(gid),
+                           laptop_store.get(carol.key.user_id), laptop.trust)
+    laptop.sharing.reload(laptop_store)
+    await rotation.resume(laptop)
+    assert laptop.resolve(b"docs/plan.txt").epoch == 1, "the scene: the laptop re-keyed plan.txt"
+    # The server: team's older body over the newer, the newer and her requests kept from the desktop.
+    alice.store.inner.put_many([{**{k: v for k, v in older.items() if k != "_rev"},
+                                 "_rev": alice.store.inner.get(gid)["_rev"]}])
+    alice.store._listener(None, [d for d in held if d.get("_id") != gid
+                                 and not str(d.get("_id")).startswith("rotate-")])
+    assert carol.key.user_id in alice.sharing.groups[gid]["users"], "the scene: the older body there"
+    await rotation.resume(alice)  # her desktop's unlock
+    assert (sharing.doc_id(alice.resolve(b"docs").fid, gid), carol.key.user_id) in alice.sharing.left, \
+        "the scene: carol found left out"
+    if rekeyed:
+        for name in (b"docs/plan.txt", b"docs"):
+            await alice.rekey(alice.resolve(name))
+    epoch = alice.find(fid).epoch
+    assert (epoch == 1) is not rekeyed, f"the scene: re-keyed on the desktop: {epoch}"
+    alice.trust.fresh._dirty = True
+    alice.trust.fresh.save()
+    again = Volume.load(alice.layout, WatchedStore(alice.store.inner, None, lambda writer, written: None),
+                        alice.key, alice.tree.get(1).fid)  # her desktop's next unlock
+    assert carol.key.user_id in again.sharing.groups[gid]["users"], "the scene: the older body there again"
+    await rotation.resume(again)
+    found = sharing.read_key(path)
+    record = alice.find(fid).sealed_for
+    return {"epoch": epoch, "carol": found[0] if found is not None else -1,
+            "carol_in_to": any(carol.key.user_id in e for e in record["to"]),
+            "bob_in_to": any(bob.key.user_id in e for e in record["to"])}
+
+
+@pytest.mark.parametrize("rekeyed", [False, True], ids=["no_rekey_there", "rekeyed_there"])
+def test_74a_1b_a_rekey_on_her_desktop_keeps_a_removed_member_out_at_its_next_unlock(
+        three: Path, rekeyed: bool) -> None:  # noqa: F811
+    """The fix's group half: a re-key on the desktop where team's older body is served again records the
+    body her earlier record saw (``rekeying._groups_seen``), not the older one here, and names carol in no
+    ``to`` (``her_keys.recipients``): the next unlock leaves her out again.  Without it the record said the
+    older body seen (carol no more "left out"), and she was sealed the new key."""
+    seen = _in_scene(three, lambda shared: _member_removed_on_the_laptop(shared, rekeyed))
+    print("seen:", seen)
+    assert seen["carol"] < seen["epoch"] and not seen["carol_in_to"] and seen["bob_in_to"], seen

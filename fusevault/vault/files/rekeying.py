@@ -78,9 +78,14 @@ async def rekey(files: Files, node: Node, reopen: Reopen) -> None:
 
 
 def _groups_seen(tree: TreePort, node: Node) -> dict[str, lineage.Vector]:
-    """The signed version vector of each Group body whose members the new key reaches here."""
+    """The signed version vector of each Group body whose members the new key reaches here; of a body
+    here not the one her record of the current key saw nor newer (an older body served again, naming a
+    member she removed: his key left out, ``Guests.left``), the one that record saw: the new record says
+    him taken back as the old one did, at the next unlock and on every device (attack round 74a (1))."""
     if tree.sharing is None:
         return {}
+    held = _held_record(tree, node)
+    was = held.get("groups", {}) if held is not None else {}
     seen: dict[str, lineage.Vector] = {}
     for grant in tree.covering(node):
         body = tree.sharing.groups.get(grant.grantee) if grant.group else None
@@ -88,25 +93,41 @@ def _groups_seen(tree: TreePort, node: Node) -> dict[str, lineage.Vector]:
             vector = lineage.of(body) if isinstance(body, dict) else None
         except lineage.Malformed:
             vector = None
+        try:
+            before = lineage.parsed(was[grant.grantee]) if grant.group and grant.grantee in was else None
+        except ValueError:  # never in a record ``shaped`` took: as none seen
+            before = None
+        if before is not None and (vector is None or lineage.compare(vector, before) not in (
+                lineage.Order.SAME, lineage.Order.NEWER)):
+            vector = before
         if vector is not None:
             seen[grant.grantee] = vector
     return seen
 
 
+def _held_record(tree: TreePort, node: Node) -> dict | None:
+    """Her record of the node's current key (``sealed_for``), if her proof of it checks."""
+    held = node.sealed_for
+    return held if sealed_for.hers(tree.key, node.fid, node.epoch, node.dek, held) else None
+
+
 def _taken(tree: TreePort, node: Node, above: list[str]) -> list[str]:
     """The Share ids her re-keys took back from the node: this one's (``Guests.taking``: the rotation's,
-    vault/services/rotation.py ``rotate``) and those her record of
-    its current key names (a re-key since, for another reason, keeps saying so), on the node or a folder
-    over it now, less any in force here now (shared again: sealed to, in ``to``).  Only a grant listed
+    vault/services/rotation.py ``rotate``), those her record of
+    its current key names (a re-key since, for another reason, keeps saying so) and a user's Share her
+    records showed taken back here (``Guests.left``), on the node or a folder over it now, less any in
+    force here now (shared again: sealed to, in ``to``); one of ``left`` is in force for no new key (it
+    is sealed nothing, and ``to`` lacks it: attack round 74a (1)).  Only a grant listed
     counts as taken back on her other devices (``sealed_for.left_out``, attack round 73a (4))."""
-    held = node.sealed_for
-    if not sealed_for.hers(tree.key, node.fid, node.epoch, node.dek, held):
-        held = None
+    held = _held_record(tree, node)
     taken = list(tree.sharing.taking) if tree.sharing is not None else []
-    found = {*taken, *(held.get("taken", ()) if held is not None else ())}
+    left = tree.sharing.left if tree.sharing is not None else set()
+    users = {sid for sid, who in left if sid == sharing.doc_id(sealed_for.shared_fid(sid) or "", who)}
+    found = {*taken, *(held.get("taken", ()) if held is not None else ()), *users}
     over = set(above)
     grants = tree.covering(node) if tree.sharing is not None else []
-    in_force = {sharing.doc_id(g.fid, g.grantee) for g in grants}
+    out = {sid for sid, _ in left}
+    in_force = {sid for g in grants if (sid := sharing.doc_id(g.fid, g.grantee)) not in out}
     return sorted(t for t in found if sealed_for.shared_fid(t) in over and t not in in_force)
 
 

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from fusevault.crypto.keys import MasterKey
 from fusevault.vault.model.nodes import Node
+from fusevault.vault.model.sharing import doc_id
 
 
 class Keyed(Protocol):
@@ -45,11 +46,16 @@ RECIPIENT_LISTS = 64
 
 
 def _reached(tree: Keyed, node: Node) -> list[tuple[object, str]]:
-    """Each grant covering the node here, with each recipient it reaches, as the derivation names it."""
+    """Each grant covering the node here, with each recipient it reaches, as the derivation names it;
+    never one her newer re-key took back (``Guests.left``: a grant her other device took back, served
+    again here): no key of hers is made for it, nor says it a recipient (attack round 74a (1)), and the
+    key is the one her other device derived without it."""
     if tree.sharing is None:
         return []
+    left = tree.sharing.left
     return [(g, f"{r.grant.owner}:{r.grant.fid}:{r.grant.grantee}:{r.recipient}:{r.perm}")
-            for g in tree.covering(node) for r in tree.sharing.reaches(g)]
+            for g in tree.covering(node) for r in tree.sharing.reaches(g)
+            if not left or (doc_id(g.fid, g.grantee), r.recipient) not in left]
 
 
 def recipients(tree: Keyed, node: Node) -> list[str]:

@@ -416,6 +416,9 @@ async def resume(volume: Volume) -> None:
     """At unlock: finish rotations left pending, seal keys others still lack."""
     if volume.sharing is None:
         return
+    # Her records read first (``Guests.left`` filled): every re-key below seals to and records no grant
+    # her other device took back, which the store serves again here (attack round 74a (1)).
+    await volume.in_thread(volume.tree.note_left, volume.tree.held_keys())
     for n in range(PASSES):
         if not await _rotation_pass(volume, reload=n > 0):
             break

@@ -369,10 +369,7 @@ class Guests:
         # (attack round 72c (1)).
         todo: list[tuple[Node, bytes, int, Grant, str, Path, granting.GroupBinding | None]] = []
         for node, dek, epoch in keys:
-            record = sealed_for.in_force(node.sealed_for, epoch)
-            if record is not None and key is not None and not sealed_for.hers(key, node.fid, epoch, dek,
-                                                                              node.sealed_for):
-                record = None  # not hers: as a node with no record
+            record = _record_of(node, dek, epoch, key)
             for grant in self.covering(node, nodes, behind):
                 if not self.may_seal(node, grant):
                     continue
@@ -396,22 +393,55 @@ class Guests:
                                                      sealed, replace=os.path.exists(path), group=bound)
         return written
 
-    def _left_out(self, record: dict, node: Node, grant: Grant, recipient: str) -> bool:
+    def note_left(self, layout: Layout, nodes: dict[int, Node], keys: list[tuple[Node, bytes, int]],
+                  behind: Container[str] = (), key: MasterKey | None = None) -> None:
+        """Fill ``left`` from her records of the keys held (``keys``, as ``fill_missing`` takes them),
+        sealing nothing: run at unlock before any re-key (vault/services/rotation.py ``resume``), as a
+        re-key seals to and records every grant in force here but those of ``left`` (``seal_keys``,
+        vault/model/her_keys.py ``recipients``, vault/files/rekeying.py ``_taken``).  One made before it
+        (her old request served again, a rollback, a debt) sealed the new key to a Share her other
+        device took back, and its record named it, so the records that showed it taken back were gone
+        for every device (attack round 74a (1)).  A recipient holding a good key of the epoch (her
+        sharing again, whose command sealed it) is not left out, as in ``fill_missing``; the key files
+        are read only for those her records leave out."""
+        for node, dek, epoch in keys:
+            record = _record_of(node, dek, epoch, key)
+            if record is None:
+                continue  # no record that counts: nothing left out (and no walk up for it)
+            for grant in self.covering(node, nodes, behind):
+                if not self.may_seal(node, grant):
+                    continue
+                for reach in self.reaches(grant):
+                    if reach.recipient == self.user_id or not self._outside(record, grant, reach.recipient):
+                        continue
+                    if not _good_key(reach.key_path(layout, node.fid), self.trust, node.owner, node.fid,
+                                     reach.recipient, epoch, self.group_bound(grant)):
+                        self._left_out(record, node, grant, reach.recipient)
+
+    def _outside(self, record: dict, grant: Grant, recipient: str) -> bool:
         """Whether the re-key that made the node's key (``record``: vault/model/sealed_for.py) left this
-        recipient of ``grant`` out: a grant (a Share, a Group body) in force here that her newer re-key
-        did not seal to is one she took back on another device (the server serving it again here, attack
-        round 71d (1)), said, never sealed; a group's member added since (its body newer than the one the
-        re-key saw) is not.  Sharing again seals the key itself (vault/services/share_ops.py)."""
+        recipient of ``grant`` out, as one taken back (``_left_out``)."""
         if sealed_for.covers(record, grant.owner, grant.fid, grant.grantee, recipient):
             return False
         body = self.groups.get(grant.grantee) if grant.group else None
         if grant.group and sealed_for.group_newer(record, grant.grantee, body):
             return False  # a member added since
-        if not sealed_for.left_out(record, grant.fid, grant.grantee, body):
-            # A grant her re-keys never took back: her share made on another device before this re-key
-            # reached it, a group shared since, a member whose user document the re-key lacked (73a (2), (4)).
+        # A grant her re-keys never took back is not: her share made on another device before this re-key
+        # reached it, a group shared since, a member whose user document the re-key lacked (73a (2), (4)).
+        return sealed_for.left_out(record, grant.fid, grant.grantee, body)
+
+    def _left_out(self, record: dict, node: Node, grant: Grant, recipient: str) -> bool:
+        """Whether the re-key that made the node's key (``record``: vault/model/sealed_for.py) left this
+        recipient of ``grant`` out: a grant (a Share, a Group body) in force here that her newer re-key
+        did not seal to is one she took back on another device (the server serving it again here, attack
+        round 71d (1)), said (once: ``note_left`` and ``fill_missing`` both ask), never sealed; a group's
+        member added since (its body newer than the one the re-key saw) is not.  Sharing again seals the
+        key itself (vault/services/share_ops.py)."""
+        if not self._outside(record, grant, recipient):
             return False
-        self.left.add((sharing.doc_id(grant.fid, grant.grantee), recipient))
+        if (place := (sharing.doc_id(grant.fid, grant.grantee), recipient)) in self.left:
+            return True
+        self.left.add(place)
         if self.trust is not None:
             what = f"group {grant.grantee}" if grant.group else "share"
             subject = f"{sharing.doc_id(grant.fid, grant.grantee)}:{recipient}"
@@ -439,6 +469,16 @@ class Guests:
         """(node, DEK, epoch) of every node whose key this user holds, for ``fill_missing``."""
         return [(node, node.dek, node.epoch) for node in nodes.values()
                 if node.dek and node.ino not in self.virtual and node.ino not in self.phantoms]
+
+
+def _record_of(node: Node, dek: bytes, epoch: int, key: MasterKey | None) -> dict | None:
+    """The node's record of its key at ``epoch`` (a copy) if it counts: hers where ``key`` is given
+    (``sealed_for.hers``: a member who writes the node makes none, attack round 73a (1))."""
+    record = sealed_for.in_force(node.sealed_for, epoch)
+    if record is not None and key is not None and not sealed_for.hers(key, node.fid, epoch, dek,
+                                                                      node.sealed_for):
+        return None  # not hers: as a node with no record
+    return record
 
 
 def grants_ok(trust: Trust | None, found: sharing.KeyRecord, owner: str, fid: str, recipient: str,

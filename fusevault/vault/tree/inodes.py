@@ -432,6 +432,10 @@ class Inodes:
     def fill_missing(self, keys: list[tuple[Node, bytes, int]]) -> Any:
         return self.sharing.fill_missing(self.layout, self._nodes, keys, self.behind, self.key)
 
+    def note_left(self, keys: list[tuple[Node, bytes, int]]) -> None:
+        if self.sharing is not None:
+            self.sharing.note_left(self.layout, self._nodes, keys, self.behind, self.key)
+
     def acl(self, node: Node) -> list[str] | None:
         """Who else a file's versions are sealed for (None: shared with nobody)."""
         if self.sharing is None or not self.sharing.by_fid:
