@@ -349,7 +349,7 @@ def _group_view(alice, hers, members: list[str]) -> SimpleNamespace:
     """Her device's view of docs/sub shared with one group of ``members`` (what ``her_key_at`` asks)."""
     grant = Grant(alice.key.user_id, hers.fid, "g" * 32, True, "WRITE")
     reach = [Reach(grant, uid, "WRITE") for uid in sorted(members)]
-    return SimpleNamespace(key=alice.key, sharing=SimpleNamespace(reaches=lambda g: reach),
+    return SimpleNamespace(key=alice.key, sharing=SimpleNamespace(reaches=lambda g: reach, left=set()),
                            covering=lambda n: [grant])
 
 
