@@ -280,8 +280,8 @@ async def _member_removed_on_the_laptop(shared, rekeyed: bool) -> dict:
     carol in no ``to``); the server hands the desktop the laptop's states and serves it team's older body
     (carol in it) over the newer one; the desktop's unlock (``rotation.resume``) finds carol left out
     (``replayed-grant``).  Then (``rekeyed``) docs and plan.txt are re-keyed on the desktop (any re-key:
-    a member's claim, an unshare of a folder over them) and the desktop unlocks again (a Volume loaded
-    again, ``rotation.resume``).  What came of it for carol."""
+    a member's claim, an unshare of a folder over them) and the desktop reads her records again, as its
+    next unlock does (``left`` forgotten, ``rotation.resume``).  What came of it for carol."""
     from fusevault.store.watched import WatchedStore
     from fusevault.vault.model import groups
     from fusevault.vault.services import accounts
@@ -323,12 +323,11 @@ async def _member_removed_on_the_laptop(shared, rekeyed: bool) -> dict:
             await alice.rekey(alice.resolve(name))
     epoch = alice.find(fid).epoch
     assert (epoch == 1) is not rekeyed, f"the scene: re-keyed on the desktop: {epoch}"
-    alice.trust.fresh._dirty = True
-    alice.trust.fresh.save()
-    again = Volume.load(alice.layout, WatchedStore(alice.store.inner, None, lambda writer, written: None),
-                        alice.key, alice.tree.get(1).fid)  # her desktop's next unlock
-    assert carol.key.user_id in again.sharing.groups[gid]["users"], "the scene: the older body there again"
-    await rotation.resume(again)
+    # Her desktop's next unlock, as far as the records go: what it held in ``left`` forgotten, her records
+    # read again (a Volume loaded again here would take her laptop's record of team's newer body, kept on
+    # the one disk both devices use in this scene, and refuse the older one).
+    alice.sharing.left.clear()
+    await rotation.resume(alice)
     found = sharing.read_key(path)
     record = alice.find(fid).sealed_for
     return {"epoch": epoch, "carol": found[0] if found is not None else -1,
