@@ -24,23 +24,21 @@ class LongCallOnLoop(RuntimeError):
     which must use ``read_call``."""
 
 
-@contextlib.contextmanager
-def on_loop() -> Iterator[None]:
+def on_loop() -> contextlib.AbstractContextManager[None]:
     """The inline store call made inside: only short work (no ``scan``)."""
-    before = getattr(_here, "inline", False)
-    _here.inline = True
-    try:
-        yield
-    finally:
-        _here.inline = before
+    return _inline(True)
 
 
-@contextlib.contextmanager
-def lifted() -> Iterator[None]:
+def lifted() -> contextlib.AbstractContextManager[None]:
     """Work inside an inline store call that is not the caller's: the shared mount's listener, which
     takes a seat's commit into every other user's tree (store/watched.py), is judged on its own."""
+    return _inline(False)
+
+
+@contextlib.contextmanager
+def _inline(value: bool) -> Iterator[None]:
     before = getattr(_here, "inline", False)
-    _here.inline = False
+    _here.inline = value
     try:
         yield
     finally:
