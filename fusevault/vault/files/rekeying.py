@@ -53,9 +53,10 @@ async def rekey(files: Files, node: Node, reopen: Reopen) -> None:
         proof = tree.key.key_proof(node.fid, epoch, dek)
         # For whom (attack round 71d (1)): her other device extends this key to nobody else.  With her
         # proof of it: a member who writes the node writes no record that counts (attack round 73a (1)).
-        above = _above(tree, node)
+        above, held = _above(tree, node), _held_record(tree, node)  # her proof checked once a re-key
         record = sealed_for.proved(tree.key, node.fid, dek, sealed_for.record(
-            epoch, recipients(tree, node), _groups_seen(tree, node), above, _taken(tree, node, above)))
+            epoch, recipients(tree, node), _groups_seen(tree, node, held), above,
+            _taken(tree, node, above, held)))
         if node.is_reg and node.head:
             if not await _reseal(files, node, (dek, epoch, proof, record), reopen):
                 if _left(files, node):
@@ -77,14 +78,13 @@ async def rekey(files: Files, node: Node, reopen: Reopen) -> None:
         await tree.in_thread(tree.sharing.seal_keys, tree.layout, node, grants, key)
 
 
-def _groups_seen(tree: TreePort, node: Node) -> dict[str, lineage.Vector]:
+def _groups_seen(tree: TreePort, node: Node, held: dict | None) -> dict[str, lineage.Vector]:
     """The signed version vector of each Group body whose members the new key reaches here; of a body
     here not the one her record of the current key saw nor newer (an older body served again, naming a
     member she removed: his key left out, ``Guests.left``), the one that record saw: the new record says
     him taken back as the old one did, at the next unlock and on every device (attack round 74a (1))."""
     if tree.sharing is None:
         return {}
-    held = _held_record(tree, node)
     was = held.get("groups", {}) if held is not None else {}
     seen: dict[str, lineage.Vector] = {}
     for grant in tree.covering(node):
@@ -111,7 +111,7 @@ def _held_record(tree: TreePort, node: Node) -> dict | None:
     return held if sealed_for.hers(tree.key, node.fid, node.epoch, node.dek, held) else None
 
 
-def _taken(tree: TreePort, node: Node, above: list[str]) -> list[str]:
+def _taken(tree: TreePort, node: Node, above: list[str], held: dict | None) -> list[str]:
     """The Share ids her re-keys took back from the node: this one's (``Guests.taking``: the rotation's,
     vault/services/rotation.py ``rotate``), those her record of
     its current key names (a re-key since, for another reason, keeps saying so) and a user's Share her
@@ -119,7 +119,6 @@ def _taken(tree: TreePort, node: Node, above: list[str]) -> list[str]:
     force here now (shared again: sealed to, in ``to``); one of ``left`` is in force for no new key (it
     is sealed nothing, and ``to`` lacks it: attack round 74a (1)).  Only a grant listed
     counts as taken back on her other devices (``sealed_for.left_out``, attack round 73a (4))."""
-    held = _held_record(tree, node)
     taken = list(tree.sharing.taking) if tree.sharing is not None else []
     left = tree.sharing.left if tree.sharing is not None else set()
     users = {sid for sid, who in left if sid == sharing.doc_id(sealed_for.shared_fid(sid) or "", who)}
