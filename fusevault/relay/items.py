@@ -12,7 +12,9 @@ Three document types, one per table of the seed, with its field names:
   it owns, each once), ``deleted``; plus ``size`` (the length of
   ``private_enc``, for its list; missing in a version stored before).
 - ``block``: ``id``, ``user_id``, ``updated_at``, ``read_key_hash``, and the
-  ciphertext as the attachment ``private_encrypted``.
+  ciphertext as the attachment ``private_encrypted``; plus ``version`` (the id of
+  the version that took it, set once by ``add_version``; missing in a block no
+  version took yet, or one stored before round 74).
 
 Keys never reach this module's storage: the caller hands in the key a
 request presented, it is hashed here and compared with the stored hash in
@@ -25,6 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from collections.abc import Callable
@@ -76,6 +79,9 @@ LIVE = ("fusevault-live", "by-live")
 # ~2.6 KB parsed, so a slice holds ~0.7 MB whatever the version names, and the next is asked only once
 # this one passed.  One ``_all_docs`` call for all the ids a version named held ~98 times its body.
 SLICE = 256
+
+# Times a write of block documents is tried again on the ones a concurrent request changed first.
+TRIES = 20
 
 
 def now() -> str:
@@ -195,6 +201,18 @@ class ItemStore:
                 continue
         raise Refused(503, "the link is too busy: try again")
 
+    def _rewrite(self, docs: list[dict], **fields: object) -> None:
+        """Set fields on documents (whole, attachment stubs included), reading again and retrying the
+        ones a concurrent request changed first: since round 74 ``add_version`` writes the blocks it
+        takes, so a new read key's copy must not be lost to a version taking a block meanwhile."""
+        for _ in range(TRIES):
+            results = self.db.update([{**doc, **fields} for doc in docs]) if docs else []
+            again = [doc_id for ok, doc_id, _ in results if not ok]
+            if not again:
+                return
+            docs = [doc for doc in (self.db.get(doc_id) for doc_id in again) if doc is not None]
+        raise Refused(503, "the link is too busy: try again")
+
     # --- items ("users" in seed 001)
 
     def create(self, body: dict, expires_in: float | None = None) -> dict:
@@ -246,10 +264,7 @@ class ItemStore:
             raise Refused(400, "nothing to change")
         if "read_key_hash" in changes:
             # Blocks are fetched by read key: a new read key must be the only one that opens them.
-            blocks = self._of_item("block", item_id)
-            for block in blocks:
-                block["read_key_hash"] = changes["read_key_hash"]
-            self.db.update(blocks)
+            self._rewrite(self._of_item("block", item_id), read_key_hash=changes["read_key_hash"])
         self._touch(item["_id"], **changes, updated_at=now())
 
     def delete(self, item_id: str, key: Presented) -> None:
@@ -287,9 +302,9 @@ class ItemStore:
         # naming a row (and its document) of the store's answer, and a GET at the version's deletion.
         if len(set(blocks)) != len(blocks):
             raise Refused(400, "a version names each of its blocks once")
-        if not all(self._owned(item_id, blocks[at:at + SLICE]) for at in range(0, len(blocks), SLICE)):
-            raise Refused(400, "a version can only own blocks added to this link")
         version_id, stamp = secrets.token_urlsafe(12), now()
+        for at in range(0, len(blocks), SLICE):
+            self._take(item_id, version_id, blocks[at:at + SLICE])
         self.db.save({
             "_id": f"version:{version_id}", "type": "version", "id": version_id, "user_id": item_id,
             "created_at": stamp, "updated_at": stamp, "deleted": False, "blocks": blocks,
@@ -301,14 +316,33 @@ class ItemStore:
 
     def _blocks_of(self, item_id: str, block_ids: list[str]) -> list[dict]:
         """The documents of those of ``block_ids`` (a slice: at most SLICE) that are blocks of the item
-        (``_id`` and ``_rev``): one call to the store, whatever they are."""
+        (whole, attachment stubs included): one call to the store, whatever they are."""
         rows = self.db.view("_all_docs", keys=[f"block:{b}" for b in block_ids], include_docs=True)
-        return [{"_id": row.doc["_id"], "_rev": row.doc["_rev"]} for row in rows
-                if row.doc is not None and row.doc.get("user_id") == item_id]
+        return [dict(row.doc) for row in rows if row.doc is not None and row.doc.get("user_id") == item_id]
 
-    def _owned(self, item_id: str, block_ids: list[str]) -> bool:
-        """Whether every one of ``block_ids`` (a slice of distinct ids) is a block of the item."""
-        return len(self._blocks_of(item_id, block_ids)) == len(block_ids)
+    def _take(self, item_id: str, version_id: str, block_ids: list[str]) -> None:
+        """Mark ``block_ids`` (a slice of distinct ids) as the blocks of ``version_id``, in the write of
+        the slice's documents; refuse the version if one is not a block of the item or is another
+        version's (74c (3)).  A block belongs to one version: its lookup here is paid by its own upload,
+        once.  Without this, blocks uploaded once were looked up again (and walked again at each
+        version's deletion) by every version naming them, a slice of 256 at a time, no upload paid.
+        A concurrent write of a block (another version taking it, a new read key's copy) is read
+        again, so of two versions naming it one takes it.  The slices taken before a refusal stay
+        taken, by no stored version (only a stranger's version names blocks it cannot take): they go
+        with the item."""
+        wanted = block_ids
+        for _ in range(TRIES):
+            docs = self._blocks_of(item_id, wanted)
+            if len(docs) != len(wanted):
+                raise Refused(400, "a version can only own blocks added to this link")
+            if any("version" in doc for doc in docs):
+                raise Refused(409, "a block belongs to one version: another version took it already")
+            results = self.db.update([{**doc, "version": version_id} for doc in docs])
+            again = {doc_id for ok, doc_id, _ in results if not ok}
+            if not again:
+                return
+            wanted = [b for b in wanted if f"block:{b}" in again]
+        raise Refused(503, "the link is too busy: try again")
 
     def latest(self, item_id: str, key: Presented) -> dict:
         item = self._item(item_id)
@@ -351,11 +385,12 @@ class ItemStore:
             version = self.db.get(f"version:{summary['id']}")
             if version is None or version.get("user_id") != item_id:
                 continue  # deleted since it was listed
-            cost = _cost(version)
+            whole = _full(version)
+            cost = _answered(whole)
             if spent and spent + cost > WHOLE_BUDGET:
                 break
             spent += cost
-            found.append(_full(version))
+            found.append(whole)
         return found
 
     def version(self, item_id: str, key: Presented, version_id: str) -> dict:
@@ -382,11 +417,14 @@ class ItemStore:
         stamp = now()
         # Its blocks in slices of distinct ids, one call each (73c (1): a GET per id named, duplicates
         # included, made a stored version of a million names of one block cost minutes); only this
-        # item's, whatever a version stored by an earlier relay names.
+        # item's, whatever a version stored by an earlier relay names, and of those only the ones this
+        # version took (74c (3)) or that no version took (blocks stored before round 74, named by a
+        # version stored then): never a block another version took.
         named = list(dict.fromkeys(b for b in version["blocks"] if isinstance(b, str)))
         for at in range(0, len(named), SLICE):
-            owned = self._blocks_of(item_id, named[at:at + SLICE])
-            self.db.update([{**b, "_deleted": True} for b in owned])
+            owned = [b for b in self._blocks_of(item_id, named[at:at + SLICE])
+                     if b.get("version", version_id) == version_id]
+            self.db.update([{"_id": b["_id"], "_rev": b["_rev"], "_deleted": True} for b in owned])
         version.update(deleted=True, updated_at=stamp, public=None, protected=None, private_enc=None,
                        blocks=[])
         self.db.save(version)
@@ -434,10 +472,11 @@ SUMMARY = ("id", "created_at", "updated_at", "deleted", "size")
 WHOLE_BUDGET = 32 * 1024 * 1024
 
 
-def _cost(version: dict) -> int:
-    """About what a version weighs in a list: its ``private_enc``, its block ids."""
-    body, blocks = version.get("private_enc"), version.get("blocks")
-    return (len(body) if isinstance(body, str) else 0) + 30 * (len(blocks) if isinstance(blocks, list) else 0)
+def _answered(version: dict) -> int:
+    """What a version weighs in a list, as it is answered: its JSON, every field of it (74c (4): its
+    ``private_enc`` and block ids alone were counted, and the dropper fills ``public`` and
+    ``protected`` as he likes).  Escaped to ASCII: at least the bytes of the route's UTF-8 answer."""
+    return len(json.dumps(version, separators=(",", ":")))
 
 
 def _full(version: dict) -> dict:

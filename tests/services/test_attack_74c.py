@@ -58,19 +58,27 @@ drops, one always; ``JOIN``/``POST_HANDSHAKE``/``FETCH_MANIFEST`` give the sessi
 fetch crossing an expiry or a failure revives nothing (its ``handshake`` retry ends); a stranger
 cannot learn a drop's block ids (the drop link has no read key), so no honest drop's blocks can be
 named by his version.  Not tried: a real CouchDB (8 MB document cap) for B past ~290,000.
+
+Fixed: (3) a block belongs to the one version that took it (``ItemStore._take`` marks it in the
+slice's write, refuses one another version took; ``delete_version`` deletes only its own, or unmarked
+ones stored before); (4) ``_whole`` counts each version as answered (``_answered``: its JSON).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import uuid
 
 import httpx
 import pytest
 from conftest import running_relay
+from starlette.responses import JSONResponse
 
 from fusevault.links.client import JSON_CAP
-from fusevault.relay.items import ItemStore
+from fusevault.relay import items
+from fusevault.relay.items import ItemStore, Presented
 from fusevault.relay.limits import Refused
 from services.test_attack_73c import Box, _b64, _counted, _drop, _plant
 
@@ -88,8 +96,6 @@ def relay(redis_url: str, couchdb_server: str):
         yield url, ItemStore(db_url)
 
 
-@pytest.mark.xfail(strict=True, reason="74c (3): blocks uploaded once are looked up again by every version "
-                   "naming them (add_version, delete_version): a version's slices not paid by uploads")
 def test_74c_3_blocks_uploaded_once_are_not_looked_up_again_by_every_version_naming_them(store) -> None:
     box = Box(store)
     uploaded = _plant(box, 600)  # 600 uploads of his, once
@@ -114,11 +120,80 @@ def test_control_74c_3_versions_of_their_own_blocks_each_cost_their_slices(store
     assert len(views) == 4
 
 
+def test_74c_3_a_version_naming_another_versions_block_is_refused_each_deletes_its_own(store) -> None:
+    box = Box(store)
+    first = [box.block() for _ in range(3)]
+    made = store.add_version(box.id, box.key("append"), _drop(first))["id"]
+    mine = box.block()
+    with pytest.raises(Refused) as refused:  # his block, and one of the first version's
+        store.add_version(box.id, box.key("append"), _drop([mine, first[1]]))
+    assert refused.value.status == 409
+    assert store.latest(box.id, box.key("read"))["id"] == made  # nothing stored
+    other = store.add_version(box.id, box.key("append"), _drop([mine]))["id"]  # untouched by the refusal
+    # Taken blocks keep their content (the mark is written with the attachment's stub).
+    assert store.block(first[0], box.key("read")) == b"a few bytes of ciphertext"
+    store.delete_version(box.id, box.key("delete"), other)
+    assert store.db.get(f"block:{mine}") is None
+    assert all(store.block(b, box.key("read")) == b"a few bytes of ciphertext" for b in first)
+    store.delete_version(box.id, box.key("delete"), made)
+    assert all(store.db.get(f"block:{b}") is None for b in first)
+
+
+def test_74c_3_a_version_stored_before_deletes_its_unmarked_blocks_not_one_taken_since(store) -> None:
+    box = Box(store)
+    old, taken = _plant(box, 2), _plant(box, 1)
+    stamp = "2026-12-01T00:00:00.000000Z"  # as a relay before round 74 stored it: its blocks unmarked
+    store.db.save({"_id": "version:earlier", "type": "version", "id": "earlier", "user_id": box.id,
+                   "created_at": stamp, "updated_at": stamp, "deleted": False, "blocks": [*old, *taken],
+                   "public": None, "protected": None, "private_enc": "AAAA"})
+    later = store.add_version(box.id, box.key("append"), _drop(taken))["id"]
+    store.delete_version(box.id, box.key("delete"), "earlier")
+    assert all(store.db.get(f"block:{b}") is None for b in old)
+    assert store.db.get(f"block:{taken[0]}")["version"] == later
+    store.delete_version(box.id, box.key("delete"), later)
+    assert store.db.get(f"block:{taken[0]}") is None
+
+
+def test_74c_3_of_two_versions_naming_a_block_at_once_one_takes_it(store, couchdb_url: str) -> None:
+    box = Box(store)
+    blocks = [box.block() for _ in range(2)]
+    rival, won = ItemStore(couchdb_url), []
+    real_view = store.db.view
+
+    def view(*args, **kwargs):  # the blocks read free, then taken by a concurrent version before our write
+        rows = list(real_view(*args, **kwargs))
+        if not won:
+            won.append(rival.add_version(box.id, box.key("append"), _drop(blocks))["id"])
+        return rows
+
+    store.db.view = view
+    with pytest.raises(Refused) as refused:
+        store.add_version(box.id, box.key("append"), _drop(blocks))
+    assert refused.value.status == 409
+    assert {store.db.get(f"block:{b}")["version"] for b in blocks} == set(won)
+    assert [v["id"] for v in store.all_versions(box.id, box.key("delete"))] == won
+
+
+def test_74c_3_a_new_read_key_reaches_a_block_a_version_takes_meanwhile(store, couchdb_url: str) -> None:
+    box = Box(store)
+    block, rival = box.block(), ItemStore(couchdb_url)
+    real = store._of_item
+
+    def of_item(doc_type: str, item_id: str, fields=None):  # the blocks read, then one taken, then written
+        found = real(doc_type, item_id, fields)
+        if doc_type == "block":
+            rival.add_version(box.id, box.key("append"), _drop([block]))
+        return found
+
+    store._of_item = of_item  # type: ignore[method-assign]
+    new_read = os.urandom(32)
+    store.change(box.id, box.key("delete"), {"read_key_hash": hashlib.sha256(new_read).hexdigest()})
+    assert store.block(block, Presented("read", new_read)) == b"a few bytes of ciphertext"
+
+
 # --- (4): the whole list an earlier client reads, past its cap again
 
 
-@pytest.mark.xfail(strict=True, reason="74c (4): WHOLE_BUDGET counts private_enc and block ids only: two "
-                   "drops of 33 MiB of `public` make an earlier client's list longer than it takes, again")
 def test_74c_4_an_earlier_clients_whole_list_stays_within_its_cap(relay) -> None:
     url, store = relay
     box = Box(store)
@@ -152,3 +227,21 @@ def test_control_74c_4_long_bodies_are_counted_in_the_earlier_clients_list(relay
     assert answer.status_code == 200 and len(answer.content) < JSON_CAP
     assert [v["id"] for v in answer.json()["versions"]][0] == honest
     assert len(answer.json()["versions"]) == 2  # the second 20 MiB one past the 32 MiB budget: next time
+
+
+@pytest.mark.parametrize("fields", [
+    {"protected": {"seq": "A" * 12_000}},  # a long protected
+    {"public": "\x01" * 2_500},  # 2,500 characters stored, 15,000 bytes answered (each as \u0001)
+    {"public": "\U0001f600" * 3_000},  # 3,000 characters, 12,000 bytes of UTF-8 answered
+], ids=["protected", "escaped", "astral"])
+def test_74c_4_long_public_and_protected_fields_are_counted_as_answered(store, monkeypatch, fields) -> None:
+    box = Box(store)
+    honest = store.add_version(box.id, box.key("append"), _drop([]))["id"]
+    junk = [store.add_version(box.id, box.key("append"), {**_drop([]), **fields})["id"] for _ in range(2)]
+    monkeypatch.setattr(items, "WHOLE_BUDGET", 10_000)
+    for first in [honest, *junk]:  # as her earlier client collects them: the oldest live first
+        whole = store.all_versions(box.id, box.key("delete"), whole=True)
+        assert [v["id"] for v in whole if not v["deleted"]] == [first]  # the next one past the budget
+        if first == honest:
+            assert len(JSONResponse({"versions": whole}).body) <= items.WHOLE_BUDGET  # as the route answers
+        store.delete_version(box.id, box.key("delete"), first)
