@@ -132,16 +132,11 @@ async def _bob_shares_x(shared, names: list[list[str]]) -> None:  # noqa: F811
     assert "error" not in answer, answer
 
 
-_HOLE_1 = "74b (1): her name in a phantom of her folder is not given back when bob's clashing name is refused"
-
-
 @pytest.mark.parametrize("layout,his_name", [
     pytest.param("two_folders", "x.txt", id="control_two_folders"),
-    pytest.param("two_folders", "plan.txt", id="linked_in_two_phantoms",
-                 marks=pytest.mark.xfail(strict=True, reason=_HOLE_1 + " (one note per node)")),
+    pytest.param("two_folders", "plan.txt", id="linked_in_two_phantoms"),
     pytest.param("one_folder", "x.txt", id="control_one_folder"),
-    pytest.param("one_folder", "plan.txt", id="two_names_in_one_phantom",
-                 marks=pytest.mark.xfail(strict=True, reason=_HOLE_1 + " (a clash skipped, no note)")),
+    pytest.param("one_folder", "plan.txt", id="two_names_in_one_phantom"),
 ])
 def test_74b_1_her_names_in_her_phantom_folders_come_back_when_bobs_are_refused(
         shared, monkeypatch, layout: str, his_name: str) -> None:  # noqa: F811
@@ -254,9 +249,7 @@ R = 5  # revisions of it
 
 @pytest.mark.parametrize("fresh", [
     pytest.param(False, id="control_the_same_folders"),
-    pytest.param(True, id="fresh_folders_each_revision", marks=pytest.mark.xfail(strict=True, reason=(
-        "74b (3): phantoms made for a guest's names on arrival are never dropped: each revision naming "
-        "fresh folder ids adds as many for the rest of the mount"))),
+    pytest.param(True, id="fresh_folders_each_revision"),
 ])
 def test_74b_3_a_members_names_in_folders_not_held_cost_what_his_current_document_names(
         shared, fresh: bool) -> None:  # noqa: F811
@@ -365,9 +358,7 @@ def _hers_renamed(shared, laptop: Volume, fid: str, links: list[list[str]]) -> d
 
 @pytest.mark.parametrize("his_name", [
     pytest.param("x.txt", id="control"),
-    pytest.param("plan.txt", id="bobs_name_between", marks=pytest.mark.xfail(strict=True, reason=(
-        "74b (4): the name bob's refused name frees goes to the first of her files noted beside it, "
-        "not the one her rule (and her unlock) gives it"))),
+    pytest.param("plan.txt", id="bobs_name_between"),
 ])
 def test_74b_4_the_name_freed_goes_to_the_file_her_rule_gives_it(shared, monkeypatch, his_name: str) -> None:  # noqa: F811
     async def scene() -> tuple[str | None, str | None, str, str]:

@@ -5,9 +5,10 @@ tests/inprocess/test_attack_73d.py).  Here the rules' own edges, on a small tree
 from __future__ import annotations
 
 import stat
+from types import SimpleNamespace
 
 from fusevault.vault.model.nodes import Node
-from fusevault.vault.tree import phantoms
+from fusevault.vault.tree import loading, phantoms
 from fusevault.vault.tree.arrivals import Absorbed, give_back, signed_state, stand_on
 from fusevault.vault.tree.beside import Beside
 from fusevault.vault.tree.inodes import Inodes
@@ -22,6 +23,7 @@ class _Tree:
     unlink_entry = staticmethod(Inodes.unlink_entry)
 
     def __init__(self) -> None:
+        self.key = SimpleNamespace(user_id=HERS)
         self.beside = Beside()
         self.held_signers: dict[str, tuple[str, str]] = {}
         self.nodes: dict[int, Node] = {}
@@ -82,16 +84,62 @@ def test_a_name_taken_again_is_not_given_twice() -> None:
     assert folder.children == {b"plan.txt": other.ino, b"plan (also 00000000).txt": hers.ino}
 
 
-def test_a_node_holds_one_note_at_a_time() -> None:
-    """Each clash of a node replaces its note: a member renaming his file through many names keeps
-    the notes as few as the nodes shown beside."""
+def test_a_node_holds_a_note_per_name_it_lost_and_drops_them_at_once() -> None:
+    """A note per name lost (74b (1)): one name noted again replaces its note; ``drop`` (its names
+    decided again, or it left) takes every note of the node, the others' stay."""
     beside = Beside()
     for k in range(100):
-        beside.note(2, b"n%d" % k, 7, b"n%d (also 7)" % k)
-    assert list(beside.waiting(2, b"n99")) == [(7, b"n99 (also 7)")]
-    assert all(not list(beside.waiting(2, b"n%d" % k)) for k in range(99))
+        beside.note(k, b"n", 7, b"n (also 7)")
+        beside.note(k, b"n", 7, b"n (also 7 2)")  # the same name lost again: one note
+    beside.note(0, b"n", 8, b"n (also 8)")
+    assert len(beside) == 101 and beside.waiting(99, b"n") == [(7, b"n (also 7 2)", True)]
     beside.drop(7)
-    assert not list(beside.waiting(2, b"n99"))
+    assert len(beside) == 1 and beside.waiting(0, b"n") == [(8, b"n (also 8)", True)]
+
+
+def test_a_name_lost_where_the_file_shows_already_is_added_beside_its_own() -> None:
+    """Her file shows in the folder as ``copy.txt``; ``plan.txt``, which it also wants there, lost to
+    his (noted anchored at ``copy.txt``): his refused, hers is added, ``copy.txt`` kept (74b (1))."""
+    tree = _Tree()
+    folder, his, hers = tree.add(2, stat.S_IFDIR | 0o700), tree.add(3, owner=HIS), tree.add(4)
+    tree.link_entry(folder, b"plan.txt", his)
+    tree.link_entry(folder, b"copy.txt", hers)
+    tree.beside.wait(folder.ino, b"plan.txt", hers.ino, b"copy.txt")
+    tree.unlink_entry(folder, b"plan.txt", his)  # refused
+    give_back(tree, folder, b"plan.txt", Absorbed())
+    assert folder.children == {b"copy.txt": hers.ino, b"plan.txt": hers.ino}
+    assert sorted(hers.links) == [(2, b"copy.txt"), (2, b"plan.txt")] and not len(tree.beside)
+
+
+def test_a_name_lost_beside_a_made_name_follows_it_when_that_one_is_given_back() -> None:
+    """Two names of hers lost in one folder: shown beside the first, the second noted anchored at
+    that made name; both holders refused, the first given back, then the second beside it."""
+    tree, folder, his, hers = _folder_with_clash()
+    other = tree.add(5, owner=HIS)
+    tree.link_entry(folder, b"notes.txt", other)
+    tree.beside.wait(folder.ino, b"notes.txt", hers.ino, b"plan (also 00000000).txt")
+    tree.unlink_entry(folder, b"plan.txt", his)
+    tree.unlink_entry(folder, b"notes.txt", other)
+    give_back(tree, folder, b"plan.txt", Absorbed())
+    give_back(tree, folder, b"notes.txt", Absorbed())
+    assert folder.children == {b"plan.txt": hers.ino, b"notes.txt": hers.ino}
+
+
+def test_the_name_freed_goes_to_the_file_her_rule_ranks_first() -> None:
+    """Three waiting beside his refused name in her folder: hers before his, then the one named last
+    (74b (4)); the others stay beside it, noted."""
+    tree, folder, his, first = _folder_with_clash()
+    last, theirs = tree.add(6), tree.add(7, owner=HIS)
+    first.ctime, last.ctime, theirs.ctime = 1, 2, 3
+    for node in (last, theirs):
+        shown = b"plan (also %d).txt" % node.ino
+        tree.link_entry(folder, shown, node)
+        tree.beside.note(folder.ino, b"plan.txt", node.ino, shown)
+    tree.unlink_entry(folder, b"plan.txt", his)
+    give_back(tree, folder, b"plan.txt", Absorbed())
+    assert folder.children[b"plan.txt"] == last.ino
+    beside = sorted(ino for ino, _, _ in tree.beside.waiting(folder.ino, b"plan.txt"))
+    assert beside == [first.ino, theirs.ino]
 
 
 def test_a_refused_revision_never_says_who_signed_the_names_held() -> None:
@@ -108,3 +156,14 @@ def test_a_refused_revision_never_says_who_signed_the_names_held() -> None:
     assert (hers.rev, his.rev) == ("3-c", "3-c")
     assert phantoms._signer_held(tree, hers) == HERS
     assert phantoms._signer_held(tree, his) == "c" * 32
+
+
+def test_the_load_takes_a_free_name_where_the_file_shows_already() -> None:
+    """At the load (and a share's admission), her file lost ``plan.txt`` to his, refused since; it shows
+    in the folder as ``copy.txt``: the free name is taken (her hard link), not skipped (74b (1))."""
+    tree = _Tree()
+    tree.find = lambda fid: next((node for node in tree.nodes.values() if node.fid == fid), None)
+    folder, hers = tree.add(2, stat.S_IFDIR | 0o700), tree.add(4)
+    tree.link_entry(folder, b"copy.txt", hers)
+    assert loading._link_beside(tree, hers, [(folder.fid, b"plan.txt")]) == [(folder.ino, b"plan.txt")]
+    assert folder.children == {b"copy.txt": hers.ino, b"plan.txt": hers.ino}

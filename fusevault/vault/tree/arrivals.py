@@ -412,7 +412,8 @@ def relink(tree: Tree, node: Node, links: list[tuple[str, bytes]], out: Absorbed
         return
     placed = [(parent, name) for p, name in links
               if (parent := folder(tree, p)) is not None and names.link_ok(tree, node.fid, name)]
-    wanted = [(parent.ino, name) for parent, name in placed if named_by(tree, node, signer, parent, name)]
+    wanted = list(dict.fromkeys(  # a name repeated counts once
+        (parent.ino, name) for parent, name in placed if named_by(tree, node, signer, parent, name)))
     if not wanted and placed and node.links:
         # Every name it was given here refused: a move refused keeps the node where it was (a writer's
         # move of her file into a folder of his took it out of her tree, attack round 70a (7)).
@@ -422,6 +423,9 @@ def relink(tree: Tree, node: Node, links: list[tuple[str, bytes]], out: Absorbed
     gone = [link for link in node.links if link not in keep]
     out.entries += [link for link in gone if tree.get(link[0]) is not None]  # one left and gone: no entry
     tree.unlink_entries(node, gone)
+    # Its names are decided again here: what it waited for beside another's goes (noted again below for
+    # what it loses now), so its notes stay as few as the names its document gives it (74b (1)).
+    tree.beside.drop(node.ino)
     held = set(node.links)
     clashing = []
     for parent_ino, name in wanted:
@@ -438,17 +442,35 @@ def relink(tree: Tree, node: Node, links: list[tuple[str, bytes]], out: Absorbed
         out.entries.append((parent_ino, name))
         if out.judged is not None:
             out.judged.linked(tree, node)  # what the batch found above what is live may be stale
-    # A name another node holds, once its free ones are taken, as the load does (``_link_beside``): shown
-    # beside only in a folder it shows in under no name of its own (one name of it repeated, or names
-    # cut alike, were each made ``NAME (also ID n)`` numbered on, looking at all made before: 73d (5)).
-    shown_in = {ino for ino, _ in held}
+    # A name another node holds, once its free ones are taken, as the load does (``_link_beside``).
+    shown_in = dict(held)  # folder inode -> a name it shows under there
     for parent, name in clashing:
-        if parent.ino in shown_in or parent.children is None:
+        if parent.children is None:
             continue
-        shown_in.add(parent.ino)
-        out.entries += link_clashing(tree, parent, name, node)
+        out.entries += clash(tree, parent, name, node, shown_in)
         if out.judged is not None:
             out.judged.linked(tree, node)
+    # A phantom its names left holds nothing now: it goes (74b (3)); one it is named in again stays.
+    for parent_ino in {parent_ino for parent_ino, _ in gone}:
+        tree.drop_phantom_if_empty(parent_ino)
+
+
+def clash(tree: Tree, parent: Node, name: bytes, node: Node,
+          shown_in: dict[int, bytes]) -> list[tuple[int, bytes]]:
+    """``node`` wants ``name`` in ``parent``, which another live node holds: shown beside it
+    (``link_clashing``) only in a folder it shows in under no name of its own (``shown_in``: folder
+    inode -> a name it shows under there, updated): one name of it repeated, or names cut alike, were
+    each made ``NAME (also ID n)`` numbered on, looking at all made before (73d (5)).  Where it shows
+    already, the name it lost is noted all the same, anchored at the name it shows under: the holder's
+    name refused later, that name is added beside it (``give_back``), as her unlock shows it; unnoted,
+    her hard link there was dropped on her next save (attack round 74b (1)).  The entries changed."""
+    if (anchor := shown_in.get(parent.ino)) is not None:
+        tree.beside.wait(parent.ino, name, node.ino, anchor)
+        return []
+    entries = link_clashing(tree, parent, name, node)
+    if entries:
+        shown_in[parent.ino] = name if parent.children.get(name) == node.ino else entries[-1][1]
+    return entries
 
 
 def named_by(tree: Tree, node: Node, signer: str | None, parent: Node, name: bytes) -> bool:
@@ -476,10 +498,8 @@ def link_clashing(tree: Tree, parent: Node, name: bytes, node: Node) -> list[tup
     if holder is None or parent.children is None:
         return []
     me = tree.key.user_id
-    # In a folder of hers, her own node keeps its name from another owner's (one a writer of it named
-    # there): ranked as equals, his file named as hers took her next save (attack round 69b (3)).
     theirs = parent.owner == me and (node.owner == me) != (holder.owner == me)
-    if (holder.owner != me) if theirs else (node.ctime, node.fid) > (holder.ctime, holder.fid):
+    if ranks(tree, parent, node) > ranks(tree, parent, holder):
         tree.unlink_entry(parent, name, holder)
         tree.link_entry(parent, name, node)
         holder, node = node, holder
@@ -490,25 +510,50 @@ def link_clashing(tree: Tree, parent: Node, name: bytes, node: Node) -> list[tup
     return [(parent.ino, name), (parent.ino, shown)]
 
 
+def ranks(tree: Tree, parent: Node, node: Node) -> tuple[bool, int, str]:
+    """Where ``node`` stands among nodes wanting one name in ``parent`` (the highest holds it): in a
+    folder of hers, her own node before another owner's (one a writer of it named there: ranked as
+    equals, his file named as hers took her next save, attack round 69b (3)); then the one named last
+    (``ctime``, then the higher file id).  ``link_clashing`` and ``give_back`` both, as the load."""
+    me = tree.key.user_id
+    return (parent.owner == me and node.owner == me, node.ctime, node.fid)
+
+
 def give_back(tree: Tree, parent: Node, name: bytes, out: Absorbed) -> None:
     """``name`` in ``parent``, just refused to the node holding it, goes back to a node a clash showed
     beside it (``link_clashing``, noted in ``tree.beside``), as the load's ``_link_beside`` gives a name
     no node holds any more.  Left beside, her file lost the clash to a name of another owner's that was
     refused later (a phantom of her folder made real), and her next save committed the made name, on
     every device (attack round 73d (4)).  Called once every name of the refusal is judged: a node
-    refused meanwhile is no longer shown beside, and gets nothing."""
+    refused meanwhile is no longer shown beside, and gets nothing.
+
+    Of several waiting, the one ``link_clashing``'s rule ranks first (``ranks``) takes it, the others
+    stay beside it, as her unlock shows them: given to the first noted, two files of hers named alike
+    on two devices apart swapped names here, and her next save committed the swap (attack round 74b
+    (4)).  One that shows in the folder under another name of its own (a note anchored there: ``clash``)
+    gets the name beside it, and keeps that one."""
     if parent.children is None or name in parent.children:
         return
-    for ino, shown in tree.beside.waiting(parent.ino, name):
-        tree.beside.drop(ino)
+    best: tuple[tuple[bool, int, str], Node, bytes, bool] | None = None
+    for ino, shown, replaced in tree.beside.waiting(parent.ino, name):
         node = tree.get(ino)
-        if node is None or parent.children.get(shown) != ino or (parent.ino, shown) not in node.links:
-            continue  # renamed, or gone, since
-        tree.unlink_entry(parent, shown, node)
-        tree.link_entry(parent, name, node)
-        out.entries += [(parent.ino, shown), (parent.ino, name)]
-        log.info("%s: the name it was shown beside, refused to its holder, is its own again", node.fid)
+        if node is None or parent.children.get(shown) != ino:
+            tree.beside.drop_one(ino, parent.ino, name)  # renamed, refused, or gone, since
+            continue
+        rank = ranks(tree, parent, node)
+        if best is None or rank > best[0]:
+            best = (rank, node, shown, replaced)
+    if best is None:
         return
+    _, node, shown, replaced = best
+    tree.beside.drop_one(node.ino, parent.ino, name)
+    if replaced:
+        tree.unlink_entry(parent, shown, node)
+        out.entries.append((parent.ino, shown))
+        tree.beside.renamed(node.ino, parent.ino, shown, name)
+    tree.link_entry(parent, name, node)
+    out.entries.append((parent.ino, name))
+    log.info("%s: the name it was shown beside, refused to its holder, is its own again", node.fid)
 
 
 def unsaved(node: Node) -> bool:
@@ -538,6 +583,7 @@ def leave(tree: Tree, node: Node, out: Absorbed) -> None:
         if (parent := tree.get(parent_ino)) is not None:
             tree.unlink_entry(parent, name, node)
             out.entries.append((parent_ino, name))
+            tree.drop_phantom_if_empty(parent_ino)  # a phantom it alone was named in (74b (3))
         else:
             node.links.remove((parent_ino, name))
     for virtual in sharing.virtual if sharing else ():

@@ -544,6 +544,7 @@ class Inodes:
                 self._note_holding(node)
             self.lazy.discard(node.ino)
             self.unsaved.discard(node.ino)
+            self.beside.drop(node.ino)  # what it waited for beside another's (beside.py): it left
             if self.on_purge is not None:
                 self.on_purge(node)
 
@@ -561,6 +562,18 @@ class Inodes:
             del self._nodes[node.ino]
         if self._by_fid.get(node.fid) == node.ino:
             del self._by_fid[node.fid]
+
+    def drop_phantom_if_empty(self, ino: int) -> None:
+        """The phantom at ``ino``, if a name just left it and it holds nothing now, goes: it was kept only
+        for the names in it (a share root's real parent, a guest's name in a folder not held:
+        phantoms.py ``placed_as_a_guest``), and is made again if a name in it comes again.  Kept, each
+        revision of a member's document naming his file in fresh folder ids added as many phantoms for
+        the rest of the mount, each walked at every change of shares (attack round 74b (3))."""
+        if self.sharing is None or ino not in self.sharing.phantoms:
+            return
+        node = self._nodes.get(ino)
+        if node is not None and not node.children and node.ino != ROOT_INODE:
+            self.phantom_gives_way(node)
 
     def take_back(self, node: Node) -> None:
         """Undo the making of a new file never committed (``unsaved``), in

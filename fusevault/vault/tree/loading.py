@@ -35,7 +35,7 @@ from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, o
 from fusevault.vault.model.trust import USER, Trust
 from fusevault.vault.model.verified import Verified
 from fusevault.vault.tree import phantoms, revival, undeleting
-from fusevault.vault.tree.arrivals import Absorbed, leave, link_clashing, signed_state
+from fusevault.vault.tree.arrivals import Absorbed, clash, leave, signed_state
 from fusevault.vault.tree.authorship import Authorship, Foreign, said_signer
 from fusevault.vault.tree.guests import (
     GROUPS_DIR,
@@ -821,22 +821,23 @@ def _link_beside(tree: Tree, node: Node, links: list[tuple[str, bytes]]) -> list
     """Names still held by another live node once the load is judged (two devices gave one name while
     apart, no forgery): ``link_clashing``.  A commit of the one shown beside keeps that name.  One
     no node holds any more (its holder's name was left out since) is simply taken.  The folders it
-    shows in kept as a set: looked through per name, its names cost k^2/2 looks (73d (5))."""
-    shown_in = {ino for ino, _ in node.links}
+    shows in kept as a map: looked through per name, its names cost k^2/2 looks (73d (5)); where it
+    shows already, a name no node holds is taken (a hard link of hers: skipped, it was lost when another
+    owner's name held it first, refused since), one held gets no name beside, noted all the same
+    (arrivals.py ``clash``, 74b (1))."""
+    shown_in = dict(node.links)  # folder inode -> a name it shows under there
     entries: list[tuple[int, bytes]] = []
     for parent_fid, name in links:
         parent = tree.find(parent_fid)
         if (parent is None or not parent.is_dir or parent.children is None
                 or parent.children.get(name) == node.ino):
             continue
-        if parent.ino in shown_in:
-            continue  # it shows in that folder under another name of its own already
-        shown_in.add(parent.ino)
         if name not in parent.children:
             tree.link_entry(parent, name, node)
+            shown_in.setdefault(parent.ino, name)
             entries.append((parent.ino, name))
             continue
-        entries += link_clashing(tree, parent, name, node)
+        entries += clash(tree, parent, name, node, shown_in)
     return entries
 
 
