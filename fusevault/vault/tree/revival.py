@@ -102,7 +102,7 @@ def kept_over_removal(tree: Tree, node: Node | None, links: list, rev: str, fres
         out.judged = Judged()
     if not _holds_live(tree, node, out.judged):
         return False
-    node.rev = rev
+    tree.stand_on(node, rev)  # the removal not taken: never the remover's names
     if node.owner == tree.key.user_id:
         # Made over the removal: her other device takes the folder back as its successor.
         node.seq, node.over = fresh.seq, fresh.over
