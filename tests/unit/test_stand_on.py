@@ -34,7 +34,7 @@ class _Store:
 
 
 def _tree(store: _Store) -> SimpleNamespace:
-    return SimpleNamespace(held_signers={}, store=store, sharing=None, unlink_entry=None, get=lambda ino: None)
+    return SimpleNamespace(held_signers={}, store=store, sharing=None, get=lambda ino: None)
 
 
 def _hers(rev: str) -> Node:
