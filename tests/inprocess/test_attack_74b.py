@@ -188,9 +188,7 @@ def test_74b_1_her_names_in_her_phantom_folders_come_back_when_bobs_are_refused(
 
 @pytest.mark.parametrize("replayed", [
     pytest.param(False, id="control"),
-    pytest.param(True, id="bobs_older_state_replayed", marks=pytest.mark.xfail(strict=True, reason=(
-        "74b (2): a replay the ledger refuses leaves no signer noted: her name in her folder made real "
-        "is judged by the replay's signer"))),
+    pytest.param(True, id="bobs_older_state_replayed"),
 ])
 def test_74b_2_her_name_in_her_folder_is_not_judged_by_a_replayed_writers_state(
         shared, monkeypatch, replayed: bool) -> None:  # noqa: F811
@@ -282,9 +280,7 @@ def test_74b_3_a_members_names_in_folders_not_held_cost_what_his_current_documen
 
 @pytest.mark.parametrize("replayed", [
     pytest.param(False, id="control"),
-    pytest.param(True, id="bobs_older_state_replayed", marks=pytest.mark.xfail(strict=True, reason=(
-        "74b (2): a replay the ledger refuses leaves no signer noted: her file moved into her folder "
-        "made real is taken out, and her desktop's recommit deletes it on every device"))),
+    pytest.param(True, id="bobs_older_state_replayed"),
 ])
 def test_74b_2_her_file_moved_into_her_folder_is_not_deleted_by_a_replayed_writers_state(
         shared, monkeypatch, replayed: bool) -> None:  # noqa: F811

@@ -94,6 +94,8 @@ class Held(Protocol):
 
     def path_of(self, node: Node) -> bytes: ...
 
+    def stand_on(self, node: Node, rev: str) -> None: ...
+
 
 FOLDER = "ledger"  # in the state folder
 
@@ -806,7 +808,7 @@ class Ledger:
             if self.under_older_key(fid, doc):
                 self._rolled_back(volume, fid, "offered by a peer or the server")
                 if (held := volume.find(fid)) is not None:
-                    held.rev = doc["_rev"]  # as below: a later commit goes on top of the replay
+                    volume.stand_on(held, doc["_rev"])  # as below: a later commit goes on top of the replay
                 return False
             self._trashed_by_owner(fid, doc)
             return True
@@ -815,8 +817,10 @@ class Ledger:
             self._rolled_back(volume, fid, "offered by a peer or the server")
             if (held := volume.find(fid)) is not None:
                 # The tree keeps its newer state; its next commit goes on top
-                # of the older revision (and puts the newer state back).
-                held.rev = doc["_rev"]
+                # of the older revision (and puts the newer state back).  Standing on it, never
+                # taking it: its names stay judged by who signed the state held, not the replay's
+                # signer (``Tree.stand_on``; attack round 74b (2)).
+                volume.stand_on(held, doc["_rev"])
             return False
         # Only a state taken changes her trash as seen here: a replayed older live state of hers
         # must not let a writer bring her trashed file back (attack round 25a (4)).

@@ -324,7 +324,8 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             # Two folders moved into each other on two of her devices while apart: each device keeps
             # its own folder where it is here and commits it over the other's move, made over it, so
             # both moves are undone, the same on every device; none is a forgery (round 40b (8)).
-            node.rev, node.seq, node.over = doc["_rev"], opened[0].seq, opened[0].over
+            stand_on(tree, node, doc["_rev"])
+            node.seq, node.over = opened[0].seq, opened[0].over
             out.recommit.append((node, doc["_rev"]))
             log.info("%s: moved into itself by her other device's move crossing this one's: kept here",
                      node.fid)
@@ -362,7 +363,7 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         if sharing is not None and (node.ino in sharing.leaving or unsaved(node)):
             # The user's last writes are saved over this revision (edit beats
             # delete), then the node leaves.
-            node.rev = doc["_rev"]
+            stand_on(tree, node, doc["_rev"])
             if node.ino not in sharing.leaving:
                 sharing.leaving.add(node.ino)
                 out.save.append(node)

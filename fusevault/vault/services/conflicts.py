@@ -794,7 +794,7 @@ async def _conflict_copy(volume: Volume, store: LocalStore, loser: Leaf, out: Ab
             # The other device's copy of it came meanwhile, its version still
             # on its way (the tree waits for that): the same bytes, and ours
             # is committed as its next revision, not beside it.
-            made.rev = stored["_rev"]
+            volume.tree.stand_on(made, stored["_rev"])
         await volume.release(fh)
     finally:
         volume.tree.unshown.discard(fid)
@@ -950,7 +950,7 @@ async def _adopt(volume: Volume, current: dict, keeper: Leaf, named: Leaf, out: 
     # His contents under a key older than the one held, or under a claimed epoch (absorbing.py asks a
     # re-key of them: ``_claims_a_key``): sealed again under a new key of hers once committed.
     sealed_again = not _hers(volume, keeper) and node in out.rekey
-    node.rev = current["_rev"]
+    volume.tree.stand_on(node, current["_rev"])  # the state held the settled one: its signer carried
     if held_key is not None and not _hers(volume, keeper):
         _no_claimed_epoch(volume, node, keeper, *held_key)
     if links != keeper.links:

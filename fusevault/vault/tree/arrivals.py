@@ -30,6 +30,7 @@ from fusevault.vault.model.nodes import (
 from fusevault.vault.tree.attributes import XATTR_BYTES_MAX, XATTR_COUNT_MAX, holds_no_more, over_cap
 from fusevault.vault.tree.authorship import said_signer
 from fusevault.vault.tree.guests import open_guest
+from fusevault.vault.tree.inodes import stand_on
 
 if TYPE_CHECKING:
     from fusevault.vault.tree.namespace import Tree
@@ -163,17 +164,6 @@ def keep(tree: Tree, node: Node | None, doc: dict) -> None:
     if unseen := _unseen_under(doc, node.rev):
         tree.beneath[node.fid] = (doc["_rev"], unseen)
     stand_on(tree, node, doc["_rev"])
-
-
-def stand_on(tree: Tree, node: Node, rev: str) -> None:
-    """``node``'s next commit goes over ``rev``, a revision whose state it did not take (refused:
-    ``keep``; its key awaited): who signed the state it holds (``signed_state``) carries over to it.
-    Read from the stored document at ``rev`` (phantoms.py ``_signer_held``), any user's refused
-    document at her file's id had her own name judged by his signature, when a phantom of her folder
-    was made real, and her file taken out (attack round 73d (7))."""
-    held = tree.held_signers.get(node.fid)
-    tree.held_signers[node.fid] = (rev, held[1] if held is not None and held[0] == node.rev else node.owner)
-    node.rev = rev
 
 
 def signed_state(tree: Tree, node: Node, signer: str | None) -> None:
@@ -326,7 +316,7 @@ def reopen(tree: Tree, node: Node) -> bool:
     try:
         doc = tree.store.get(node.fid)
     except Unreadable as err:  # a row that is no document (a store writer's): refused as well
-        node.rev = err.rev
+        stand_on(tree, node, err.rev)
         return _take_held(node, held)
     if doc is None:
         return False
@@ -359,7 +349,7 @@ def reopen(tree: Tree, node: Node) -> bool:
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))
     node.sealed_for = record  # hers only (attack round 73a (1))
-    node.rev = doc["_rev"]
+    stand_on(tree, node, doc["_rev"])  # its contents only: the names held are still those of the state before
     return True
 
 

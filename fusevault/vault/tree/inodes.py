@@ -74,6 +74,21 @@ def _places_it(ledger: Ledger, node: Node, parents: list[str]) -> bool:
     return node.placed is None and not ledger.seen_live(node.fid)
 
 
+def stand_on(tree: Inodes, node: Node, rev: str, signer: str | None = None) -> None:
+    """``node``'s next commit goes over ``rev``, a revision whose state it did not take (refused: a
+    replay the ledger refuses, arrivals.py ``keep``; its key awaited; a node rebuilt from her own
+    material over a refused document): the one way ``node.rev`` moves onto such a revision.  Who
+    signed the state it holds carries over to it (``signer``: when it holds another state now, as her
+    own rebuilt one), so its names are never judged by the document stored at ``rev`` (phantoms.py
+    ``_signer_held``): a refused document's signer, bob's replayed state, had her own name in her
+    folder taken out (attack rounds 73d (7), 74b (2))."""
+    if signer is None:
+        held = tree.held_signers.get(node.fid)
+        signer = held[1] if held is not None and held[0] == node.rev else node.owner
+    tree.held_signers[node.fid] = (rev, signer)
+    node.rev = rev
+
+
 class Inodes:
     def __init__(self, layout: Layout, store: Store, key: MasterKey, root: Node) -> None:
         self.layout = layout
@@ -281,6 +296,10 @@ class Inodes:
 
     def holds(self, fid: str | None) -> bool:
         return fid in self._by_fid
+
+    def stand_on(self, node: Node, rev: str, signer: str | None = None) -> None:
+        """The ledger's way to ``stand_on`` (vault/model/ledger.py ``Held``)."""
+        stand_on(self, node, rev, signer)
 
     def nodes(self) -> list[Node]:
         """Every node (a snapshot: the caller may change the tree while walking it)."""

@@ -35,7 +35,7 @@ from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, o
 from fusevault.vault.model.trust import USER, Trust
 from fusevault.vault.model.verified import Verified
 from fusevault.vault.tree import phantoms, revival, undeleting
-from fusevault.vault.tree.arrivals import Absorbed, clash, leave, signed_state
+from fusevault.vault.tree.arrivals import Absorbed, clash, leave, signed_state, stand_on
 from fusevault.vault.tree.authorship import Authorship, Foreign, said_signer
 from fusevault.vault.tree.guests import (
     GROUPS_DIR,
@@ -491,6 +491,8 @@ def _take_her_leaf(tree: Tree, node: Node, hers: Node, links: list[tuple[str, by
     for slot in _LEAF_STATE:
         setattr(node, slot, getattr(hers, slot))
     node.rev = rev
+    if rev is not None:  # her leaf's state over his revision: her names, judged as hers (74b (2))
+        stand_on(tree, node, rev, node.owner)
     return _link_loaded(tree, node, links)
 
 
@@ -598,6 +600,10 @@ def _as_seen(tree: Tree, key: MasterKey, ledger: Ledger, doc: dict, node: Node, 
     and ``_rebuilt_in_place``) takes from this device, then linked where it last saw it."""
     fid = node.fid
     node.placed = stamp  # hers, carried on as a grantee's commit would
+    # Her own material over the refused document's revision: her names, never judged by its signer
+    # (phantoms.py ``_signer_held``, should a phantom of her folder be made real; attack round 74b (2)).
+    if node.rev is not None:
+        stand_on(tree, node, node.rev, node.owner)
     # Its state is the one this device last saw: its seq too (never the
     # refused document's: a counter of his naming her device would make her later
     # saves "older").  A key older than one seen may have been revoked: a new one.

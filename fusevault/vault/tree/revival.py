@@ -35,7 +35,7 @@ from fusevault.vault.model import names
 from fusevault.vault.model.ledger import writer_seq
 from fusevault.vault.model.nodes import ROOT_INODE, Node, detached_node
 from fusevault.vault.tree import phantoms
-from fusevault.vault.tree.arrivals import open_doc, unsaved
+from fusevault.vault.tree.arrivals import open_doc, stand_on, unsaved
 
 if TYPE_CHECKING:
     from fusevault.vault.tree.arrivals import Absorbed
@@ -102,7 +102,7 @@ def kept_over_removal(tree: Tree, node: Node | None, links: list, rev: str, fres
         out.judged = Judged()
     if not _holds_live(tree, node, out.judged):
         return False
-    node.rev = rev
+    stand_on(tree, node, rev)  # the removal not taken: never the remover's names
     if node.owner == tree.key.user_id:
         # Made over the removal: her other device takes the folder back as its successor.
         node.seq, node.over = fresh.seq, fresh.over
