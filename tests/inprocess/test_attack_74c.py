@@ -88,10 +88,11 @@ import pytest
 import trio
 from holding_link_store import answer, holding_link_store
 
-from fusevault.links import owner
+from fusevault.links import link_records, owner
 from fusevault.links.owner import Links
 from fusevault.store import replica
 from fusevault.sync.replicator import PeerStatus, Replicator
+from fusevault.vault.model import alarms
 from fusevault.vault.model.nodes import NODE, new_id
 from fusevault.vault.services import conflicts
 from fusevault.vault.services.placing import NoKernel
@@ -123,26 +124,62 @@ def _held_read(monkeypatch) -> tuple[threading.Event, threading.Event]:
     return read, go
 
 
-@pytest.mark.xfail(strict=True, reason="74c (1): a drop box made while the records are read is not collected "
-                   "that session (has_drops set from a stale snapshot)")
-async def test_74c_1_a_drop_box_made_while_the_collector_reads_the_records_is_collected(fs, monkeypatch):
+def _said_missing(fs) -> list[str]:
+    """The links said missing from the store in her status (``Links._say_missing``)."""
+    return [e["subject"] for e in alarms.for_user(fs.volume.key.user_id).as_list() if e["kind"] == "link-record"]
+
+
+async def _created_during_the_read(fs, monkeypatch, url: str, read_of) -> Links:
+    """Her ``link create --drop Inbox`` made while ``read_of(links)`` (a read outside the links' lock) has
+    its snapshot of the records, taken before her record."""
     links = Links(fs.volume, NoKernel())
     read, go = _held_read(monkeypatch)
-    with _empty_box_store() as (url, asked, _):
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(links.drop_boxes)  # the collector's first look, at her unlock
-                assert await trio.to_thread.run_sync(read.wait, 30)
-                await links.create(b"Inbox", url, True, None)  # her `link create --drop Inbox`
-                assert links.has_drops is True
-                go.set()
-        finally:
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_of, links)
+            assert await trio.to_thread.run_sync(read.wait, 30)
+            await links.create(b"Inbox", url, True, None)  # her `link create --drop Inbox`
+            assert links.has_drops is True
             go.set()
+    finally:
+        go.set()
+    return links
+
+
+async def test_74c_1_a_drop_box_made_while_the_collector_reads_the_records_is_collected(fs, monkeypatch):
+    with _empty_box_store() as (url, asked, _):
+        # The collector's first look, at her unlock.
+        links = await _created_during_the_read(fs, monkeypatch, url, Links.drop_boxes)
         found = await links.collect()  # the collector's next pass (or her `link collect`)
     assert found == {"files": 0, "errors": []}
     assert asked.is_set(), (
         f"the box made while the records were read is never looked at: has_drops={links.has_drops} "
         "(set from the read's snapshot, taken before her record), every collect() returns at once")
+
+
+async def test_74c_1_a_record_made_while_the_records_are_read_is_not_said_missing(fs, monkeypatch):
+    """The same crossing, with ``link list``'s read (outside the lock too): the snapshot lacks her new
+    record, which this device kept; said missing, it was a false tamper alarm in her status."""
+    monkeypatch.setattr(alarms, "_BY_USER", {})  # hers of this test alone (one vault copied for every test)
+    with _empty_box_store() as (url, _, _):
+        links = await _created_during_the_read(fs, monkeypatch, url, Links.listing)
+        [box] = await links.listing()  # read again, nothing crossing it: her record is there
+    assert box["item"] not in _said_missing(fs), "her record, made while a read ran, said missing"
+    assert links.has_drops is True
+
+
+async def test_control_74c_1_a_record_removed_from_the_store_is_said_missing(fs, monkeypatch):
+    """A read no change crossed still says a record this device kept that the store lacks (removed
+    by whoever writes the vault folder), and lowers ``has_drops`` once no box is left there."""
+    monkeypatch.setattr(alarms, "_BY_USER", {})
+    links = Links(fs.volume, NoKernel())
+    with _empty_box_store() as (url, _, _):
+        made = await links.create(b"Inbox", url, True, None)
+    doc = fs.store.get(link_records.record_id(fs.volume.key, made["item"]))
+    fs.store.put_many([{**doc, "_deleted": True}])
+    assert await links.drop_boxes() == set()
+    assert made["item"] in _said_missing(fs)
+    assert links.has_drops is False
 
 
 async def test_control_74c_1_a_drop_box_made_before_the_read_is_collected(fs, monkeypatch):
