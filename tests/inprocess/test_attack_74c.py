@@ -85,10 +85,9 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
-import pytest
 import trio
-from trio.testing import wait_all_tasks_blocked
 from holding_link_store import answer, holding_link_store
+from trio.testing import wait_all_tasks_blocked
 
 from fusevault.fs import arrivals
 from fusevault.fs.arrivals import Arrivals
