@@ -14,7 +14,9 @@ devices while apart settled, and keys sealed for new group members.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 
 import trio
 
@@ -38,7 +40,7 @@ from fusevault.vault.services.absorbing import (
     save_leaving,
     settle_busy,
 )
-from fusevault.vault.services.conflicts import note_branches, settle
+from fusevault.vault.services.conflicts import left_open, note_branches, settle, to_settle
 from fusevault.vault.services.placing import contents_changed
 from fusevault.vault.services.punched_wants import note_asked, note_listed, wanted_of
 from fusevault.vault.volume import Volume
@@ -46,6 +48,7 @@ from fusevault.vault.volume import Volume
 log = logging.getLogger(__name__)
 
 HELD_POLL = 0.5  # seconds between looks at a file a peer changed while it was open here
+NOTED_AT_ONCE = 100  # conflicts of the store whose leaves are noted between two turns of the loop
 
 
 class Arrivals:
@@ -57,6 +60,8 @@ class Arrivals:
         self.nursery: trio.Nursery | None = None  # the mount's, once it runs
         self.closing = False  # unmounting: no new tasks (the nursery is closing)
         self._settling = trio.Lock()
+        # Each unlocked tree's conflicts (``_hand``), gone with the tree at a lock.
+        self._conflicts: weakref.WeakKeyDictionary[Volume, _Conflicts] = weakref.WeakKeyDictionary()
         self._resharing = False
         self._again = False
         self._held: set[tuple[Agent, int]] = set()  # (agent, ino): ``_forget_when_closed`` waits for it
@@ -91,24 +96,79 @@ class Arrivals:
         """``agent``'s unlock loaded her tree and took in what other seats committed meanwhile
         (sessions.py ``missed``): what that asks for is followed up as for any arrival (a node
         written under her older key, which a member she revoked holds, sealed again; the kernel's
-        caches dropped), then what the tree wants of the peers is asked for at once."""
+        caches dropped), then what the tree wants of the peers is asked for at once, and the
+        conflicts left in the store (come while she was locked) are settled (``_hand``)."""
         if (session := agent.session) is not None:
             self.follow_up(agent, session.volume, changed)
+            self._hand(agent, session.volume, [])
         self.want_again()
 
-    def _start(self, task: Callable[..., Awaitable[object]], *args: object) -> None:
+    def _start(self, task: Callable[..., Awaitable[object]], *args: object) -> bool:
         if self.nursery is not None and not self.closing:
             self.nursery.start_soon(task, *args)
+            return True
+        return False
 
     def arrived(self, docs: list[dict], conflicts: list[str]) -> None:
-        """What a peer sent, just stored (the sync service's callback)."""
+        """What a peer sent, just stored (the sync service's callback); ``conflicts``: the ids of the
+        batch in conflict after it.  Each unlocked tree settles those, with the ones a settling of
+        hers left for a later arrival and, the first time, the store's (``_hand``)."""
         self.committed(None, docs)
-        if conflicts:
-            for agent in self.unlocked():
-                if isinstance(self.store, LocalStore):
-                    # Now, before any commit of this device's (the settling waits its turn).
-                    note_branches(_volume(agent), self.store, conflicts)
-                self._start(self._settle_conflicts, agent, conflicts)
+        # Conflicts come from sync, which runs over a local store only.
+        if not isinstance(self.store, LocalStore):
+            return
+        for agent in self.unlocked():
+            volume = _volume(agent)
+            if conflicts:
+                # Now, before any commit of this device's (the settling waits its turn).
+                note_branches(volume, self.store, conflicts)
+            self._hand(agent, volume, conflicts)
+
+    def _hand(self, agent: Agent, volume: Volume, conflicts: list[str]) -> None:
+        """Have ``volume``'s settling take ``conflicts`` and, again, what it left for a later arrival.
+
+        A pull batch hands the conflicts it brought, not the store's: every conflicted id of the store
+        was handed at each batch, and one on another owner's node, never settled here, came back at
+        every later one, a server's 50,000 planted ones read on the loop for each unlocked user at each
+        document it sent (attack round 74c (2)).  The store's are looked at once per unlock, on a
+        worker thread (``_settle_handed``); one left to its owner's devices is looked at again only
+        when a batch brings a revision of it.  One settling runs per tree, taking what batches handed
+        meanwhile all at once: a batch a second never piles up a settling each."""
+        if not isinstance(self.store, LocalStore):
+            return
+        state = self._conflicts.setdefault(volume, _Conflicts())
+        state.wanted.update(conflicts)
+        state.wanted |= state.left
+        if not state.running and (state.wanted or not state.looked):
+            state.running = self._start(self._settle_handed, agent, volume, state)
+
+    async def _settle_handed(self, agent: Agent, volume: Volume, state: _Conflicts) -> None:
+        """Settle what ``_hand`` gathered for ``volume`` until none is left; first the store's
+        conflicts she settles (``conflicts.to_settle``, read off the loop), their leaves noted in
+        slices with the loop served between."""
+        store = self.store
+        assert isinstance(store, LocalStore)  # ``_hand``: conflicts come from sync, over a local store
+        try:
+            if not state.looked:
+                state.looked = True
+                if volume.key is None:  # locked meanwhile: looked at by the next unlock's tree
+                    return
+                try:
+                    stored = await volume.read_call(to_settle, store, volume.key.user_id)
+                except VaultError as err:
+                    log.error("the conflicts in the store could not be read: %s", err)
+                    stored = []
+                for start in range(0, len(stored), NOTED_AT_ONCE):
+                    if volume.key is None:
+                        return
+                    note_branches(volume, store, stored[start:start + NOTED_AT_ONCE])
+                    await trio.lowlevel.checkpoint()
+                state.wanted.update(stored)
+            while state.wanted and (session := agent.session) is not None and session.volume is volume:
+                ids, state.wanted = sorted(state.wanted), set()
+                await self._settle_conflicts(agent, ids)
+        finally:
+            state.running = False
 
     def beneath_wanted(self) -> list[tuple[str, str]]:
         """The revisions refused ones were stacked on that a tree unlocked here never took in
@@ -384,13 +444,26 @@ class Arrivals:
         if session is None or not isinstance(self.store, LocalStore):
             return
         volume = session.volume
+        state = self._conflicts.setdefault(volume, _Conflicts())
         async with self._settling:
-            if volume.key is None:  # locked meanwhile: settled after a later arrival
+            if volume.key is None:  # locked meanwhile: settled at the next unlock
                 return
+            user_id = volume.key.user_id
             try:
                 changed = await settle(volume, self.store, ids)
             except Exception:  # a background task: a bug must not end the mount
                 log.exception("settling concurrent edits failed")
+                changed = None
+            # Left for a later arrival (a version on its way, records gc punched, a failure): handed
+            # again with each; never another owner's (read off the loop, after the settling's commits).
+            try:
+                left = await volume.read_call(left_open, self.store, user_id, ids)
+            except VaultError as err:
+                log.error("the conflicts left after a settling could not be read: %s", err)
+                left = ids
+            state.left.difference_update(ids)
+            state.left.update(left)
+            if changed is None:
                 return
             if changed:
                 await agent.kernel.drop_all(changed.entries, changed.inodes)
@@ -402,6 +475,16 @@ class Arrivals:
             for node, rev in changed.recommit:  # a folder brought back for what the kept side put in it
                 self._start(self._recommit, volume, node, rev)
         self.want_again()  # a leaf inheriting records gc punched (conflicts.py ``settle``)
+
+
+@dataclass
+class _Conflicts:
+    """One unlocked tree's conflicts to settle (``Arrivals._hand``)."""
+
+    looked: bool = False  # the store's conflicts looked at (once per tree: an unlock)
+    wanted: set[str] = field(default_factory=set)  # handed, not settled yet
+    left: set[str] = field(default_factory=set)  # left by a settling for a later arrival
+    running: bool = False  # a settling of them started (``_settle_handed``)
 
 
 def _nobody() -> None:

@@ -107,7 +107,8 @@ class Links:
         self.caller = Caller(host.uid, host.gid)
         # Acting for another user (a shared mount): no network request at all.
         self.refused = REFUSED if host.on_behalf else None
-        self.lock = trio.Lock()  # one change of the records at a time
+        self.lock = trio.Lock()  # one change of the records at a time (``_changing``)
+        self._changes = 0  # changes of the records begun or ended (``_changing``, ``_records``)
         self.has_drops: bool | None = None  # unknown until the records are first read
         self.marked: set[str] = set()  # drop boxes told to keep their drops past expiry (this run)
 
@@ -115,12 +116,39 @@ class Links:
         if self.refused:
             raise InvalidInput(self.refused)
 
+    @contextlib.asynccontextmanager
+    async def _changing(self) -> AsyncIterator[None]:
+        """The links' lock, held for a change of the records (saved, revoked, collected), counted as it
+        begins and ends: a read of them outside the lock tells whether one ran meanwhile (``_records``)."""
+        async with self.lock:
+            self._changes += 1
+            try:
+                yield
+            finally:
+                self._changes += 1
+
     async def _records(self) -> dict[str, tuple[LinkRecord, str]]:
-        # Every link record of the store (every user's) is read on a worker thread from a snapshot, never
-        # on the loop that serves every user's files (store/short_calls.py, attack round 73b (1)).
+        """Every link record of the store (every user's), read on a worker thread from a snapshot, never
+        on the loop that serves every user's files (store/short_calls.py, attack round 73b (1)).
+
+        What the read says of this device's records (no drop box left: ``has_drops`` lowered; a record
+        it kept missing from the store: said) counts only if no change of them ran while it read: made
+        under the links' lock, or the lock free from its start and no change begun or ended by its end.
+        A read outside the lock (the collector's first look, ``link list``) crossed by her ``link create
+        --drop`` landed the snapshot from before her record: ``has_drops`` set False, every collect of the
+        session returned at once with her box's drops waiting unsaid, and her new record said missing,
+        a false tamper alarm (attack round 74c (1)).  Crossed, a read only ever raises ``has_drops``."""
+        held = self.lock.statistics().owner is trio.lowlevel.current_task()
+        changes, busy = self._changes, self.lock.locked()
         found = await self.vol.read_call(load_records, self.vol.store, self.vol.key)
-        self.has_drops = any(record.kind == "drop" for record, _ in found.values())
-        for item in (await self._kept()).keys() - found.keys():
+        kept = await self._kept()
+        drops = any(record.kind == "drop" for record, _ in found.values())
+        if not (held or (not busy and self._changes == changes)):
+            if drops:
+                self.has_drops = True
+            return found
+        self.has_drops = drops
+        for item in kept.keys() - found.keys():
             self._say_missing(item)
         return found
 
@@ -160,7 +188,7 @@ class Links:
         self._allowed()
         if expires_in is not None and not 0 < expires_in <= LONGEST_EXPIRY:  # the command bounds it too
             raise InvalidInput(f"a link lives {LONGEST_EXPIRY // 86400} days at most (about ten years)")
-        async with self.lock:
+        async with self._changing():
             if drop:
                 node = await make_dirs(self.vol, path, self.caller)
             else:
@@ -182,7 +210,7 @@ class Links:
 
     async def push(self, link_or_id: str, path: bytes | None) -> dict:
         self._allowed()
-        async with self.lock:
+        async with self._changing():
             record, rev = await self._record(link_or_id)
             if record.kind != "share":
                 raise InvalidInput("that is a drop box: others push into it, with its link")
@@ -233,7 +261,7 @@ class Links:
 
     async def revoke(self, link_or_id: str) -> dict:
         self._allowed()
-        async with self.lock:
+        async with self._changing():
             record, rev = await self._record(link_or_id)
             notes: list[str] = []
             files = 0
@@ -316,7 +344,7 @@ class Links:
         errors: list[str] = []
         if self.has_drops is False:
             return {"files": files, "errors": errors}
-        async with self.lock:
+        async with self._changing():
             for item, (record, rev) in list((await self._records()).items()):
                 if record.kind != "drop" or (only is not None and item not in only):
                     continue

@@ -197,6 +197,12 @@ class LocalStore:
         """The connection reads use: this thread's read connection inside ``reading``, else the main one."""
         return getattr(self._local, "db", None) or self._db
 
+    @property
+    def reader(self) -> sqlite3.Connection:
+        """``_reader``, for a read of the replica's tables made on a worker thread inside ``reading``
+        (store/replica.py ``conflicted``): never the main connection the loop writes on."""
+        return self._reader
+
     def get(self, doc_id: str) -> dict | None:
         row = self._reader.execute(
             "SELECT rev, body FROM docs WHERE id = ? AND deleted = 0", (doc_id,)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from fusevault.encoding import loads_untrusted
@@ -305,14 +305,21 @@ def leaves(store: LocalStore, doc_id: str) -> list[dict]:
 
 
 def conflicted(store: LocalStore) -> list[str]:
-    """Ids of documents with a live revision on another branch than the current one."""
-    return [row[0] for row in store.db.execute("SELECT DISTINCT id FROM leaves WHERE deleted = 0")]
+    """Ids of documents with a live revision on another branch than the current one.  As many as the
+    store holds: read on a worker thread inside ``store.reading`` (vault/services/conflicts.py
+    ``to_settle``), from its snapshot."""
+    return [row[0] for row in store.reader.execute("SELECT DISTINCT id FROM leaves WHERE deleted = 0")]
 
 
 def in_conflict(store: LocalStore, doc_id: str) -> bool:
     """Whether ``doc_id`` has a live revision on another branch than the current one."""
-    return store.db.execute("SELECT 1 FROM leaves WHERE id = ? AND deleted = 0 LIMIT 1",
-                            (doc_id,)).fetchone() is not None
+    return store.reader.execute("SELECT 1 FROM leaves WHERE id = ? AND deleted = 0 LIMIT 1",
+                                (doc_id,)).fetchone() is not None
+
+
+def conflicted_of(store: LocalStore, doc_ids: Iterable[str]) -> list[str]:
+    """Of ``doc_ids`` (once each, in their order), those in conflict now: one indexed look-up each."""
+    return [doc_id for doc_id in dict.fromkeys(doc_ids) if in_conflict(store, doc_id)]
 
 
 def other_leaves(store: LocalStore, doc_id: str, limit: int = -1, one_per_body: bool = False) -> list[dict]:

@@ -178,7 +178,7 @@ class PunchedAsks:
             in_vain |= {row for doc_id in _in_vain(batch, docs, placed) for row in wanting[doc_id]}
         async with self.settled():
             self.beneath.asked_records(self.name, in_vain, came)
-            self.arrived([], replica.conflicted(self.store))  # held back: the trees look again
+            self.arrived([], [])  # held back: the trees look again (at the conflicts left waiting too)
 
     def _punched_ask_failed(self, err: Exception) -> bool:
         """An ask for records gc punched failed: the next ``2**k - 1`` pulls go on without asking, after

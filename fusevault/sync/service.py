@@ -104,8 +104,10 @@ class SyncService:
         device = self.device["id"]
         async with trio.open_nursery() as nursery:
             task_status.started()
-            if conflicts := replica.conflicted(self.store):
-                self.arrived([], conflicts)  # left from before (arrived while locked)
+            # The trees unlocked look at the conflicts left from before (arrived while locked), off the
+            # loop (fs/arrivals.py ``_hand``): a scan of the store's every conflict made here, and each
+            # read again on the loop, froze the mount at its start (attack round 74c (2)).
+            self.arrived([], [])
             while True:
                 wanted = {p["_id"]: p for p in peers(self.store)}
                 for peer_id, (peer, scope) in list(self._running.items()):

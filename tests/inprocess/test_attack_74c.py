@@ -83,18 +83,23 @@ Not tried: timing of the shared mount's listener; Couch-store mounts.
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
-import pytest
 import trio
 from holding_link_store import answer, holding_link_store
+from trio.testing import wait_all_tasks_blocked
 
-from fusevault.links import owner
+from fusevault.fs import arrivals
+from fusevault.fs.arrivals import Arrivals
+from fusevault.links import link_records, owner
 from fusevault.links.owner import Links
 from fusevault.store import replica
 from fusevault.sync.replicator import PeerStatus, Replicator
+from fusevault.vault.model import alarms
 from fusevault.vault.model.nodes import NODE, new_id
 from fusevault.vault.services import conflicts
 from fusevault.vault.services.placing import NoKernel
+from fusevault.vault.tree.arrivals import Absorbed
 
 # --- (1) a drop box made while the collector reads the records
 
@@ -123,26 +128,63 @@ def _held_read(monkeypatch) -> tuple[threading.Event, threading.Event]:
     return read, go
 
 
-@pytest.mark.xfail(strict=True, reason="74c (1): a drop box made while the records are read is not collected "
-                   "that session (has_drops set from a stale snapshot)")
-async def test_74c_1_a_drop_box_made_while_the_collector_reads_the_records_is_collected(fs, monkeypatch):
+def _said_missing(fs) -> list[str]:
+    """The links said missing from the store in her status (``Links._say_missing``)."""
+    said = alarms.for_user(fs.volume.key.user_id).as_list()
+    return [e["subject"] for e in said if e["kind"] == "link-record"]
+
+
+async def _created_during_the_read(fs, monkeypatch, url: str, read_of) -> Links:
+    """Her ``link create --drop Inbox`` made while ``read_of(links)`` (a read outside the links' lock) has
+    its snapshot of the records, taken before her record."""
     links = Links(fs.volume, NoKernel())
     read, go = _held_read(monkeypatch)
-    with _empty_box_store() as (url, asked, _):
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(links.drop_boxes)  # the collector's first look, at her unlock
-                assert await trio.to_thread.run_sync(read.wait, 30)
-                await links.create(b"Inbox", url, True, None)  # her `link create --drop Inbox`
-                assert links.has_drops is True
-                go.set()
-        finally:
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_of, links)
+            assert await trio.to_thread.run_sync(read.wait, 30)
+            await links.create(b"Inbox", url, True, None)  # her `link create --drop Inbox`
+            assert links.has_drops is True
             go.set()
+    finally:
+        go.set()
+    return links
+
+
+async def test_74c_1_a_drop_box_made_while_the_collector_reads_the_records_is_collected(fs, monkeypatch):
+    with _empty_box_store() as (url, asked, _):
+        # The collector's first look, at her unlock.
+        links = await _created_during_the_read(fs, monkeypatch, url, Links.drop_boxes)
         found = await links.collect()  # the collector's next pass (or her `link collect`)
     assert found == {"files": 0, "errors": []}
     assert asked.is_set(), (
         f"the box made while the records were read is never looked at: has_drops={links.has_drops} "
         "(set from the read's snapshot, taken before her record), every collect() returns at once")
+
+
+async def test_74c_1_a_record_made_while_the_records_are_read_is_not_said_missing(fs, monkeypatch):
+    """The same crossing, with ``link list``'s read (outside the lock too): the snapshot lacks her new
+    record, which this device kept; said missing, it was a false tamper alarm in her status."""
+    monkeypatch.setattr(alarms, "_BY_USER", {})  # hers of this test alone (one vault copied for every test)
+    with _empty_box_store() as (url, _, _):
+        links = await _created_during_the_read(fs, monkeypatch, url, Links.listing)
+        [box] = await links.listing()  # read again, nothing crossing it: her record is there
+    assert box["item"] not in _said_missing(fs), "her record, made while a read ran, said missing"
+    assert links.has_drops is True
+
+
+async def test_control_74c_1_a_record_removed_from_the_store_is_said_missing(fs, monkeypatch):
+    """A read no change crossed still says a record this device kept that the store lacks (removed
+    by whoever writes the vault folder), and lowers ``has_drops`` once no box is left there."""
+    monkeypatch.setattr(alarms, "_BY_USER", {})
+    links = Links(fs.volume, NoKernel())
+    with _empty_box_store() as (url, _, _):
+        made = await links.create(b"Inbox", url, True, None)
+    doc = fs.store.get(link_records.record_id(fs.volume.key, made["item"]))
+    fs.store.put_many([{**doc, "_deleted": True}])
+    assert await links.drop_boxes() == set()
+    assert made["item"] in _said_missing(fs)
+    assert links.has_drops is False
 
 
 async def test_control_74c_1_a_drop_box_made_before_the_read_is_collected(fs, monkeypatch):
@@ -197,8 +239,6 @@ async def _taken_in(fs, ids: list[str]) -> set[str]:
     return looked
 
 
-@pytest.mark.xfail(strict=True, reason="74c (2): a pull batch hands the mount every conflict in the store, "
-                   "another owner's never settled: read again on the loop at each batch")
 async def test_74c_2_a_batch_of_one_document_does_not_look_at_every_conflict_of_the_store(fs):
     planted = _plant_conflicts(fs.store, 300)
     handed: list[list[str]] = []
@@ -221,3 +261,135 @@ async def test_control_74c_2_a_batch_bringing_a_conflict_hands_it_to_the_mount(f
     peer._store([{"_id": doc_id, "type": NODE, "owner": STRANGER, "enc": "x", "_rev": "1-" + "b" * 32}],
                 [], [], 2)
     assert doc_id in handed[-1]
+
+
+# --- (2) the mount's side: what each tree settles, and when
+
+
+class _Settlings:
+    """The mount's settling (fs/arrivals.py ``settle``, ``note_branches``) recorded: the ids each call was
+    handed and the thread it ran on; ``hold`` keeps the next settling from ending until set.  Nothing is
+    settled: a conflict stays open as one waiting for its version."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.settled: list[list[str]] = []
+        self.noted: list[str] = []
+        self.read_on_loop: list[bool] = []  # the store's conflicts read: on the loop?
+        self.hold: trio.Event | None = None
+        real_to_settle = arrivals.to_settle
+
+        async def settle(volume, store, ids):
+            self.settled.append(list(ids))
+            if self.hold is not None:
+                await self.hold.wait()
+            return Absorbed()
+
+        def to_settle(store, user_id):
+            self.read_on_loop.append(threading.current_thread() is threading.main_thread())
+            return real_to_settle(store, user_id)
+
+        monkeypatch.setattr(arrivals, "settle", settle)
+        monkeypatch.setattr(arrivals, "note_branches", lambda volume, store, ids: self.noted.extend(ids))
+        monkeypatch.setattr(arrivals, "to_settle", to_settle)
+
+    def handed(self) -> set[str]:
+        return {doc_id for ids in self.settled for doc_id in ids}
+
+
+def _her_conflict(fs, doc_id: str) -> None:
+    """A second branch of her node ``doc_id`` (its version never comes: left open by a settling)."""
+    doc = fs.store.get(doc_id)
+    replica.store_revisions(fs.store, [{**doc, "_rev": "1-" + "d" * 32}])
+    assert replica.in_conflict(fs.store, doc_id)
+
+
+async def _until(done) -> None:
+    """Until ``done()``: the settling's reads run on worker threads, which trio's ``wait_all_tasks_blocked``
+    does not wait for."""
+    with trio.fail_after(30):
+        while not done():
+            await trio.sleep(0.01)
+
+
+async def _quiet(mount: Arrivals) -> None:
+    """Until no settling of the mount's runs (``_settle_handed``)."""
+    await wait_all_tasks_blocked()
+    await _until(lambda: not any(state.running for state in mount._conflicts.values()))
+
+
+async def _mount_arrivals(fs, nursery) -> Arrivals:
+    """The mount's arrivals with alice unlocked, as a personal mount runs them."""
+    agent = SimpleNamespace(session=SimpleNamespace(volume=fs.volume), missed=None, kernel=NoKernel(),
+                            user_id=fs.volume.key.user_id)  # as sessions.Agent
+    mount = Arrivals(fs.store, lambda: [agent])
+    mount.nursery = nursery
+    return mount
+
+
+async def test_74c_2_the_store_s_conflicts_are_looked_at_once_off_the_loop_without_another_owner_s(
+        fs, monkeypatch):
+    """Her first look at the store's conflicts (the sync's start, her unlock): read on a worker thread,
+    and of them only hers handed to her settling; later batches of one document each hand nothing of
+    the store's again, neither the peer's planted ones nor hers that were settled."""
+    planted = set(_plant_conflicts(fs.store, 300))
+    hers = fs.volume.resolve(b"").fid
+    _her_conflict(fs, hers)
+    seen = _Settlings(monkeypatch)
+    async with trio.open_nursery() as nursery:
+        mount = await _mount_arrivals(fs, nursery)
+        mount.arrived([], [])  # the sync's start (sync/service.py ``run``)
+        await _quiet(mount)
+        assert seen.read_on_loop == [False], "the store's every conflict read on the loop"
+        assert seen.handed() == {hers} and set(seen.noted) == {hers}, "another owner's conflicts handed"
+        before = len(seen.settled)
+        for _ in range(3):
+            mount.arrived([_one_doc()], [])  # a batch of one unrelated document
+            await _quiet(mount)
+        nursery.cancel_scope.cancel()
+    again = {doc_id for ids in seen.settled[before:] for doc_id in ids}
+    assert not again & planted, f"{len(again & planted)} planted conflicts handed again at a batch"
+    assert seen.read_on_loop == [False], "the store's conflicts read again at a batch"
+
+
+async def test_74c_2_a_conflict_left_to_its_owner_is_handed_again_only_when_a_batch_brings_it(
+        fs, monkeypatch):
+    """One batch brought conflicts on another owner's nodes and one on hers: each settled once; the
+    next batches hand hers again (left waiting for its version), never the other owner's, until a
+    batch brings a revision of one of them."""
+    planted = _plant_conflicts(fs.store, 50)
+    hers = fs.volume.resolve(b"").fid
+    _her_conflict(fs, hers)
+    seen = _Settlings(monkeypatch)
+    async with trio.open_nursery() as nursery:
+        mount = await _mount_arrivals(fs, nursery)
+        mount.arrived([], [*planted, hers])
+        await _quiet(mount)
+        assert seen.handed() == {*planted, hers}
+        assert set(seen.noted) == {*planted, hers}, "the batch's conflicts noted at once, on the loop"
+        seen.settled.clear()
+        mount.arrived([_one_doc()], [])
+        await _quiet(mount)
+        assert seen.settled == [[hers]], "hers, left waiting, is settled at a later arrival"
+        mount.arrived([_one_doc()], [planted[0]])  # a batch brings a revision of one of them
+        await _quiet(mount)
+        nursery.cancel_scope.cancel()
+    assert seen.settled[-1] == sorted([hers, planted[0]])
+
+
+async def test_74c_2_batches_coming_while_a_settling_runs_are_settled_together(fs, monkeypatch):
+    """One settling per tree at a time: the batches that came meanwhile are settled in one more pass,
+    not a settling each holding the ids handed."""
+    planted = _plant_conflicts(fs.store, 6)
+    seen = _Settlings(monkeypatch)
+    async with trio.open_nursery() as nursery:
+        mount = await _mount_arrivals(fs, nursery)
+        seen.hold = trio.Event()
+        mount.arrived([], planted[:2])
+        await _until(lambda: seen.settled)  # the first settling runs, held
+        for doc_id in planted[2:]:
+            mount.arrived([], [doc_id])
+            await wait_all_tasks_blocked()
+        seen.hold.set()
+        await _quiet(mount)
+        nursery.cancel_scope.cancel()
+    assert seen.settled == [sorted(planted[:2]), sorted(planted[2:])]

@@ -197,6 +197,42 @@ def note_branches(volume: Volume, store: LocalStore, doc_ids: list[str]) -> None
             ledger.branch(doc_id, writer_seq(node.seq, leaf, volume.key.user_id))
 
 
+def to_settle(store: LocalStore, user_id: str) -> list[str]:
+    """The store's conflicts ``user_id``'s settling settles (``settles``).  Every conflicted id and its
+    current document read: for a worker thread on a snapshot (fs/arrivals.py, once a tree unlocked)."""
+    return _settled_by(store, user_id, replica.conflicted(store))
+
+
+def left_open(store: LocalStore, user_id: str, doc_ids: list[str]) -> list[str]:
+    """Of conflicts ``user_id``'s settling was handed, those it left for a later arrival to settle (a
+    version on its way, records gc punched, a failure): still in conflict, and hers to settle
+    (``settles``).  One look-up or two each: for a worker thread on a snapshot (fs/arrivals.py)."""
+    return _settled_by(store, user_id, replica.conflicted_of(store, doc_ids))
+
+
+def _settled_by(store: LocalStore, user_id: str, doc_ids: list[str]) -> list[str]:
+    found = []
+    for doc_id in doc_ids:
+        try:
+            current = store.get(doc_id)
+        except VaultError:
+            continue  # no document a settling could open either (a store writer's)
+        if settles(current, user_id):
+            found.append(doc_id)
+    return found
+
+
+def settles(current: dict | None, user_id: str) -> bool:
+    """Whether ``user_id``'s settling settles the conflict whose current revision is ``current``: any but
+    one on another owner's node (its owner's devices settle it: ``_settle_one``), or of no current
+    revision.  The ones it does not were handed to every user's settling at every pull batch, a
+    server's 50,000 planted conflicts read on the loop at each (attack round 74c (2)): they are now
+    looked at only when a batch brings a revision of them (fs/arrivals.py)."""
+    if current is None:
+        return False
+    return current.get("type") != NODE or current.get("owner") == user_id
+
+
 async def settle(volume: Volume, store: LocalStore, doc_ids: list[str]) -> Absorbed:
     """Settle the conflicts of these documents; what the kernel must forget.
     Their live leaves were noted by the ledger when they arrived (fs/arrivals.py
