@@ -81,9 +81,10 @@ seat is her desktop, a Volume of her own over the same store her laptop (as test
     keeps it: held.)  Control ``[no_member_state]``: bob stays out.  While mounted the same states are
     re-keyed with bob left out (``left`` filled at that session's unlock): only the load loses it.
     Expected: bob stays out.  Cause: vault/tree/loading.py ``_claims_judged`` (below her epoch: the node
-    keeps his state, ``ledger.rolled``) with no record of hers at that epoch (``sealed_for.in_force`` in
-    vault/tree/guests.py ``_record_of``; on arrival ``sealed_for.taken`` likewise keeps none, epochs
-    differ); vault/services/rotation.py:421 ``note_left`` reads only the records of the nodes as loaded.
+    keeps his state; above: his state at her epoch; ``ledger.rolled`` both) with no record of hers there
+    (``sealed_for.in_force`` in vault/tree/guests.py ``_record_of``; on arrival ``sealed_for.taken``
+    keeps none below her epoch either: epochs differ); vault/services/rotation.py:421 ``note_left``
+    reads only the records of the nodes as loaded.
     Impact: as (2), without any alarm at that unlock, and the records now say bob for every device.
     Suggested fix: (2)'s (the device keeps the evidence); at least, a node taken back below her epoch
     keeps the record of the epoch held for the re-key it is owed (``_taken``, ``_groups_seen``,
