@@ -98,9 +98,17 @@ later on either device is ``group_newer``); a group member removed on the laptop
 arrives as a newer body (sealed, once ``left`` is forgotten: 72c (3)'s window); ``_good_key`` in
 ``note_left`` cannot be met by the server (key files only she signs, an older epoch never counts);
 ``left`` is per (Share, recipient): a member reached by two groups keeps the key through the other.
-Not tried (time): real mounts; a rollback of another device's states (loaded older, ``behind``: the
-re-key of docs only); conflict settling's ``_no_claimed_epoch`` with a record; costs (``note_left`` is
-one more walk per ``resume``, as documented).
+Tried, held (not kept): ``fusevault check --repair`` of plan.txt made unreadable in (2)'s scene (a
+Volume loaded with no ``resume``, so ``left`` empty): the rebuilt node's re-key reaches no grant at all
+(``to`` empty; bob sealed nothing; carol, honest, only at the next unlock's ``fill_missing``).  Read, not
+run: ``fusevault watch`` loads a Volume with no ``resume``: for the whole session, new imports into a
+folder whose Share the server serves again are sealed to it (the open list's 71d (1) mounted window, for
+a session that has no unlock step); a key file withheld while the re-made Share is served makes a false
+``left`` at an unlock (72c (3)'s window, at the unlock).  Not tried (time): real mounts; (2) through
+another device's older states (loaded older, ``behind``: the rollback's re-key reaches docs only, then
+``fill_missing`` plan.txt); (2), (3) for a group member removed (same root: no record, ``_groups_seen``
+records the body here); conflict settling's ``_no_claimed_epoch`` with a record; costs (``note_left``
+is one more walk per ``resume``, less than ``fill_missing``'s key reads).
 """
 
 from __future__ import annotations
