@@ -226,17 +226,16 @@ async def _records_rolled_back_on_the_desktop(shared, replayed: bool | str) -> d
 
 @pytest.mark.parametrize("again,rekeyed", [
     pytest.param(False, False, id="shared_once"),
-    pytest.param(True, False, id="shared_again", marks=pytest.mark.xfail(
-        strict=True,
-        reason="75a (1): a member added after her group share made again is never sealed a key")),
-    pytest.param(True, True, id="rekeyed_there", marks=pytest.mark.xfail(
-        strict=True, reason="75a (1): a re-key keeps the group Share in taken while a member is left out"))])
+    pytest.param(True, False, id="shared_again"),
+    pytest.param(True, True, id="rekeyed_there")])
 def test_75a_1_a_member_added_after_she_shares_with_a_group_again_gets_the_key(
         three: Path, again: bool, rekeyed: bool) -> None:  # noqa: F811
     seen = _in_scene(three, lambda shared: _team_shared_again_then_member_added(shared, again, rekeyed))
     print("seen:", seen)
     assert seen["epoch"] == (1 if again else 0) + (1 if rekeyed else 0), f"the scene: {seen}"
     assert seen["carol"] == seen["epoch"] and "replayed-grant" not in seen["said"], seen
+    # Her record says the Share given (her share command's, or the re-key's after it): on every device.
+    assert seen["share"] not in (seen["taken"] or []), seen
 
 
 @pytest.mark.parametrize("replayed", [

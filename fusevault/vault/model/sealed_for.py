@@ -198,3 +198,32 @@ def group_newer(found: dict, group_id: str, body: dict | None) -> bool:
     except lineage.Malformed:
         return False
     return here is not None and lineage.compare(here, lineage.parsed(seen)) is lineage.Order.NEWER
+
+
+def given_again(found: dict, share_id: str, entries: Iterable[str], group_id: str | None,
+                vector: lineage.Vector | None) -> dict | None:
+    """Her record ``found`` of a node's key once her share command gave ``share_id`` again at that key
+    (vault/services/share_ops.py ``_recorded_again``; ``proved`` afresh): the Share out of ``taken``,
+    the recipients it sealed (``entries``, as ``her_keys.recipients`` names them) in ``to``, and for a
+    group share (``group_id``) the Group body's ``vector`` here (kept the record's where that is newer:
+    a member she removed elsewhere stays out, as ``rekeying._groups_seen`` keeps it), so a member added
+    since is ``group_newer`` and sealed on every device.  Without it her unshare's record said the Share
+    taken back for good: a member added after she shared again was sealed nothing, and said a replay
+    (attack round 75a (1)).  Every other Share her re-keys took back stays taken.  None when the record
+    does not name the Share taken (nothing to give again: sealed as usual) or off the bounds."""
+    taken = found.get("taken")
+    if taken is None or share_id not in taken:
+        return None
+    groups = dict(found["groups"])
+    if group_id is not None and vector is not None:
+        try:
+            before = lineage.parsed(groups[group_id]) if group_id in groups else None
+        except ValueError:  # never in a record ``shaped`` took
+            before = None
+        if before is None or lineage.compare(vector, before) in (lineage.Order.SAME, lineage.Order.NEWER):
+            groups[group_id] = vector
+    rest = [t for t in taken if t != share_id]
+    again = record(found["epoch"], sorted({*found["to"], *entries}), groups, found["above"], rest)
+    # Past ``MAX_TO`` with the members named: the Share out of ``taken`` and the vector say them all the
+    # same (a member under that body, or one added since, is no grant taken back: ``left_out``).
+    return again or record(found["epoch"], list(found["to"]), groups, found["above"], rest)
