@@ -137,3 +137,18 @@ def test_given_again_past_the_bounds_still_takes_the_share_out_of_taken() -> Non
             for _ in range(sealed_for.MAX_TO + 1)]
     again = sealed_for.given_again(held, mine, many, TEAM, {"d1": 1})
     assert again is not None and again["taken"] == [] and again["to"] == []
+
+
+def test_a_member_added_to_a_group_whose_share_was_taken_back_is_no_member_added_since() -> None:
+    """A record naming team's Share in ``taken`` and a body of team (her desktop's re-key, the Share served
+    again there): a member under a newer body is left out all the same; once given again, he is not."""
+    mine = sharing.doc_id(FOLDER, TEAM)
+    held = sealed_for.record(1, [], {TEAM: {"d1": 2}}, [FILE, FOLDER], [mine])
+    assert held is not None
+    newer = {"version_vector": {"d1": 3}}
+    assert not sealed_for.group_newer(held, FOLDER, TEAM, newer)
+    here, _ = _guests({TEAM: newer})
+    assert here._outside(held, Grant(ME, FOLDER, TEAM, True, "READ"), CAROL)
+    again = sealed_for.given_again(held, mine, [], TEAM, {"d1": 2})
+    assert again is not None and sealed_for.group_newer(again, FOLDER, TEAM, newer)
+    assert not here._outside(again, Grant(ME, FOLDER, TEAM, True, "READ"), CAROL)

@@ -10,7 +10,10 @@ Group body naming a member she removed), seals the key of that epoch to those th
 Group body here older than the one the re-key saw): her share made on her other device before this
 re-key reached it, a group shared since, a member whose user document her device lacked at the re-key
 are sealed as usual (attack round 73a (2), (4)).  A grant taken back is said (``replayed-grant``) and
-sealed nothing until she shares again, whose command seals the key itself (vault/services/share_ops.py).
+sealed nothing until she shares again, whose command seals the key itself and writes each record naming
+the Share taken again at that key, the Share out of ``taken`` (``given_again``,
+vault/services/share_ops.py): a member added to the group since is sealed on every device (attack round
+75a (1)); until then a member added to a group whose Share is ``taken`` is no member added since.
 The record is in her signed state of the node, sealed under the key: the server neither reads nor forges
 it.  A member who writes the node holds the key, though: a record counts
 only with her proof (``proof``: ``hers``, her master key's HMAC over the file, the epoch, the key and the
@@ -187,11 +190,15 @@ def left_out(found: dict, fid: str, grantee: str, body: dict | None) -> bool:
                                                                                 lineage.Order.NEWER)
 
 
-def group_newer(found: dict, group_id: str, body: dict | None) -> bool:
+def group_newer(found: dict, fid: str, group_id: str, body: dict | None) -> bool:
     """Whether the Group body here was signed after the one the re-key saw (a member added since is no
-    member she removed); never for one the re-key did not see, nor for a body without a vector."""
+    member she removed); never for one the re-key did not see, nor for a body without a vector, nor for a
+    group Share on ``fid`` her re-keys took back (``taken``): a member added since to a group she unshared
+    is no member of a grant in force (her desktop's re-key, the Share served again there, saw its body: a
+    member added later was sealed there; attack round 75a (1)).  Her share command, giving it again,
+    takes it out of ``taken`` (``given_again``)."""
     seen = found["groups"].get(group_id)
-    if seen is None or body is None:
+    if seen is None or body is None or f"share-{fid}-{group_id}" in found.get("taken", ()):
         return False
     try:
         here = lineage.of(body)
