@@ -137,6 +137,10 @@ def test_given_again_past_the_bounds_still_takes_the_share_out_of_taken() -> Non
             for _ in range(sealed_for.MAX_TO + 1)]
     again = sealed_for.given_again(held, mine, many, TEAM, {"d1": 1})
     assert again is not None and again["taken"] == [] and again["to"] == []
+    assert again["groups"] == {TEAM: {"d1": 1}}
+    wide = {f"d{i}": 1 for i in range(sealed_for.MAX_DEVICES + 1)}  # a vector no record holds
+    again = sealed_for.given_again(held, mine, [], TEAM, wide)
+    assert again is not None and again["taken"] == [] and again["groups"] == {}
 
 
 def test_a_member_added_to_a_group_whose_share_was_taken_back_is_no_member_added_since() -> None:

@@ -230,7 +230,10 @@ def given_again(found: dict, share_id: str, entries: Iterable[str], group_id: st
         if before is None or lineage.compare(vector, before) in (lineage.Order.SAME, lineage.Order.NEWER):
             groups[group_id] = vector
     rest = [t for t in taken if t != share_id]
-    again = record(found["epoch"], sorted({*found["to"], *entries}), groups, found["above"], rest)
-    # Past ``MAX_TO`` with the members named: the Share out of ``taken`` and the vector say them all the
-    # same (a member under that body, or one added since, is no grant taken back: ``left_out``).
-    return again or record(found["epoch"], list(found["to"]), groups, found["above"], rest)
+    # Past the bounds (``MAX_TO`` with the members named, a vector of more than ``MAX_DEVICES``): the Share
+    # out of ``taken`` says them all the same (a member under the body seen, one added since, or of a group
+    # whose body no record saw, is no grant taken back: ``left_out``).
+    tries = ((sorted({*found["to"], *entries}), groups), (list(found["to"]), groups),
+             (list(found["to"]), found["groups"]))
+    return next((again for to, seen in tries
+                 if (again := record(found["epoch"], to, seen, found["above"], rest)) is not None), None)
