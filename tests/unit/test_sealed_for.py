@@ -97,3 +97,62 @@ def test_a_documents_record_of_another_shape_is_refused(bad: object) -> None:
 
 def test_past_the_bounds_a_rekey_keeps_no_record() -> None:
     assert sealed_for.record(1, ["x"] * (sealed_for.MAX_TO + 1), {}, []) is None
+
+
+def test_given_again_takes_only_that_share_out_of_taken_and_says_its_members() -> None:
+    """Her share command's record (attack round 75a (1)): the Share she gave again out of ``taken``, its
+    recipients in ``to``, the group's vector here (a member added since is ``group_newer``); every other
+    Share her re-keys took back stays taken; a record that never took it back is left as it is."""
+    mine, carols = sharing.doc_id(FOLDER, TEAM), sharing.doc_id(FOLDER, CAROL)
+    held = sealed_for.record(1, [], {}, [FILE, FOLDER], [mine, carols])
+    assert held is not None
+    bob = f"{sealed_for.entry(ME, FOLDER, TEAM, BOB)}READ"
+    again = sealed_for.given_again(held, mine, [bob], TEAM, {"d1": 2})
+    assert again is not None and sealed_for.shaped(again)
+    assert again["taken"] == [carols] and again["to"] == [bob] and again["groups"] == {TEAM: {"d1": 2}}
+    here, _ = _guests({TEAM: {"version_vector": {"d1": 3}}})  # carol added to team since
+    assert not here._outside(again, Grant(ME, FOLDER, TEAM, True, "READ"), CAROL)
+    assert here._outside(again, Grant(ME, FOLDER, CAROL, False, "READ"), CAROL), "her Share to carol given"
+    assert sealed_for.given_again(again, mine, [bob], TEAM, {"d1": 2}) is None, "not taken: nothing to do"
+    older = {k: v for k, v in held.items() if k != "taken"}  # a record of no build that lists any
+    assert sealed_for.given_again(older, mine, [], None, None) is None
+
+
+def test_given_again_keeps_a_newer_group_vector_of_the_record() -> None:
+    """A Group body here older than the one her record saw (a member she removed elsewhere, served again):
+    the record keeps the newer vector, as a re-key's does (``rekeying._groups_seen``)."""
+    mine = sharing.doc_id(FOLDER, TEAM)
+    held = sealed_for.record(1, [], {TEAM: {"d1": 5}}, [FILE, FOLDER], [mine])
+    assert held is not None
+    again = sealed_for.given_again(held, mine, [], TEAM, {"d1": 4})
+    assert again is not None and again["groups"] == {TEAM: {"d1": 5}} and again["taken"] == []
+
+
+def test_given_again_past_the_bounds_still_takes_the_share_out_of_taken() -> None:
+    """More recipients than a record holds: the Share out of ``taken`` all the same, ``to`` as it was."""
+    mine = sharing.doc_id(FOLDER, TEAM)
+    held = sealed_for.record(1, [], {}, [FILE, FOLDER], [mine])
+    assert held is not None
+    many = [f"{sealed_for.entry(ME, FOLDER, TEAM, uuid.uuid4().hex)}READ"
+            for _ in range(sealed_for.MAX_TO + 1)]
+    again = sealed_for.given_again(held, mine, many, TEAM, {"d1": 1})
+    assert again is not None and again["taken"] == [] and again["to"] == []
+    assert again["groups"] == {TEAM: {"d1": 1}}
+    wide = {f"d{i}": 1 for i in range(sealed_for.MAX_DEVICES + 1)}  # a vector no record holds
+    again = sealed_for.given_again(held, mine, [], TEAM, wide)
+    assert again is not None and again["taken"] == [] and again["groups"] == {}
+
+
+def test_a_member_added_to_a_group_whose_share_was_taken_back_is_no_member_added_since() -> None:
+    """A record naming team's Share in ``taken`` and a body of team (her desktop's re-key, the Share served
+    again there): a member under a newer body is left out all the same; once given again, he is not."""
+    mine = sharing.doc_id(FOLDER, TEAM)
+    held = sealed_for.record(1, [], {TEAM: {"d1": 2}}, [FILE, FOLDER], [mine])
+    assert held is not None
+    newer = {"version_vector": {"d1": 3}}
+    assert not sealed_for.group_newer(held, FOLDER, TEAM, newer)
+    here, _ = _guests({TEAM: newer})
+    assert here._outside(held, Grant(ME, FOLDER, TEAM, True, "READ"), CAROL)
+    again = sealed_for.given_again(held, mine, [], TEAM, {"d1": 2})
+    assert again is not None and sealed_for.group_newer(again, FOLDER, TEAM, newer)
+    assert not here._outside(again, Grant(ME, FOLDER, TEAM, True, "READ"), CAROL)

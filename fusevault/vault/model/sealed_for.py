@@ -10,7 +10,10 @@ Group body naming a member she removed), seals the key of that epoch to those th
 Group body here older than the one the re-key saw): her share made on her other device before this
 re-key reached it, a group shared since, a member whose user document her device lacked at the re-key
 are sealed as usual (attack round 73a (2), (4)).  A grant taken back is said (``replayed-grant``) and
-sealed nothing until she shares again, whose command seals the key itself (vault/services/share_ops.py).
+sealed nothing until she shares again, whose command seals the key itself and writes each record naming
+the Share taken again at that key, the Share out of ``taken`` (``given_again``,
+vault/services/share_ops.py): a member added to the group since is sealed on every device (attack round
+75a (1)); until then a member added to a group whose Share is ``taken`` is no member added since.
 The record is in her signed state of the node, sealed under the key: the server neither reads nor forges
 it.  A member who writes the node holds the key, though: a record counts
 only with her proof (``proof``: ``hers``, her master key's HMAC over the file, the epoch, the key and the
@@ -187,14 +190,50 @@ def left_out(found: dict, fid: str, grantee: str, body: dict | None) -> bool:
                                                                                 lineage.Order.NEWER)
 
 
-def group_newer(found: dict, group_id: str, body: dict | None) -> bool:
+def group_newer(found: dict, fid: str, group_id: str, body: dict | None) -> bool:
     """Whether the Group body here was signed after the one the re-key saw (a member added since is no
-    member she removed); never for one the re-key did not see, nor for a body without a vector."""
+    member she removed); never for one the re-key did not see, nor for a body without a vector, nor for a
+    group Share on ``fid`` her re-keys took back (``taken``): a member added since to a group she unshared
+    is no member of a grant in force (her desktop's re-key, the Share served again there, saw its body: a
+    member added later was sealed there; attack round 75a (1)).  Her share command, giving it again,
+    takes it out of ``taken`` (``given_again``)."""
     seen = found["groups"].get(group_id)
-    if seen is None or body is None:
+    if seen is None or body is None or f"share-{fid}-{group_id}" in found.get("taken", ()):
         return False
     try:
         here = lineage.of(body)
     except lineage.Malformed:
         return False
     return here is not None and lineage.compare(here, lineage.parsed(seen)) is lineage.Order.NEWER
+
+
+def given_again(found: dict, share_id: str, entries: Iterable[str], group_id: str | None,
+                vector: lineage.Vector | None) -> dict | None:
+    """Her record ``found`` of a node's key once her share command gave ``share_id`` again at that key
+    (vault/services/share_ops.py ``_recorded_again``; ``proved`` afresh): the Share out of ``taken``,
+    the recipients it sealed (``entries``, as ``her_keys.recipients`` names them) in ``to``, and for a
+    group share (``group_id``) the Group body's ``vector`` here (kept the record's where that is newer:
+    a member she removed elsewhere stays out, as ``rekeying._groups_seen`` keeps it), so a member added
+    since is ``group_newer`` and sealed on every device.  Without it her unshare's record said the Share
+    taken back for good: a member added after she shared again was sealed nothing, and said a replay
+    (attack round 75a (1)).  Every other Share her re-keys took back stays taken.  None when the record
+    does not name the Share taken (nothing to give again: sealed as usual) or off the bounds."""
+    taken = found.get("taken")
+    if taken is None or share_id not in taken:
+        return None
+    groups = dict(found["groups"])
+    if group_id is not None and vector is not None:
+        try:
+            before = lineage.parsed(groups[group_id]) if group_id in groups else None
+        except ValueError:  # never in a record ``shaped`` took
+            before = None
+        if before is None or lineage.compare(vector, before) in (lineage.Order.SAME, lineage.Order.NEWER):
+            groups[group_id] = vector
+    rest = [t for t in taken if t != share_id]
+    # Past the bounds (``MAX_TO`` with the members named, a vector of more than ``MAX_DEVICES``): the Share
+    # out of ``taken`` says them all the same (a member under the body seen, one added since, or of a group
+    # whose body no record saw, is no grant taken back: ``left_out``).
+    tries = ((sorted({*found["to"], *entries}), groups), (list(found["to"]), groups),
+             (list(found["to"]), found["groups"]))
+    return next((again for to, seen in tries
+                 if (again := record(found["epoch"], to, seen, found["above"], rest)) is not None), None)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from fusevault.encoding import name_to_str
 from fusevault.errors import (
+    Conflict,
     InvalidInput,
     NameClash,
     NotFound,
@@ -31,7 +32,7 @@ from fusevault.store import tombstone
 from fusevault.vault.files.sidecar import vfmeta_bytes
 from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.format.layout import Layout, is_id
-from fusevault.vault.model import meta_files, rekeys_owed, rotations_done, sharing
+from fusevault.vault.model import lineage, meta_files, rekeys_owed, rotations_done, sealed_for, sharing
 from fusevault.vault.model.grants import key_signed
 from fusevault.vault.model.groups import find_group
 from fusevault.vault.model.nodes import Node
@@ -138,12 +139,61 @@ async def share(volume: Volume, path: bytes, target: str, perm: str) -> dict:
     await volume.store_call(volume.trust.save)
     await volume.in_thread(volume.store.sync)
     await _settle(volume, nodes)
+    await _recorded_again(volume, grant, nodes)
     if group and await volume.in_thread(_sealed_to, volume, grant, label, _gone(old)):
         # A member the record holds that the group no longer names: re-keyed away now, not at some
         # later unlock (attack round 23a (2)).
         await rotation.resume(volume)
     return {"path": name_to_str(path), "with": label, "perm": grant.perm, "files": len(nodes), "keys": keys,
             "fingerprints": _fingerprints(volume, grant)}
+
+
+class _Rekeyed(Exception):
+    """The node's key changed since its record was read: that re-key wrote its own."""
+
+
+async def _recorded_again(volume: Volume, grant: Grant, nodes: list[Node]) -> None:
+    """Her records of the keys held, for the Share she gave again (attack round 75a (1)).  Her unshare's
+    re-key listed it in each record's ``taken``; sharing again seals the key of that epoch (``seal_keys``
+    ``chosen``) with no re-key, so each record went on saying it taken back, and on every device (and at
+    every later re-key, ``rekeying._taken``) a member added to the group since, or one whose key was not
+    sealed then, was left out for good, said as a replay.  Each of her nodes under it whose record names it
+    taken gets a record at the same key, proved afresh, that says it given (``sealed_for.given_again``);
+    only once the Share is stored (a record saying it given before that would let its older body, served
+    again, count).  Its pairs in ``left`` go too: her command gives it to every member it reaches now."""
+    share_id = sharing.doc_id(grant.fid, grant.grantee)
+    volume.sharing.left.difference_update({p for p in volume.sharing.left if p[0] == share_id})
+    body = volume.sharing.groups.get(grant.grantee) if grant.group else None
+    try:
+        vector = lineage.of(body) if isinstance(body, dict) else None
+    except lineage.Malformed:
+        vector = None
+    entries = [f"{sealed_for.entry(r.grant.owner, r.grant.fid, r.grant.grantee, r.recipient)}{r.perm}"
+               for r in volume.sharing.reaches(grant)]
+    for node in nodes:
+        held, dek, epoch = node.sealed_for, node.dek, node.epoch
+        # Her proof checked only where the record names the Share (a share of a large folder whose
+        # records do not: one look each, no digest of each record).
+        if not isinstance(held, dict) or share_id not in (held.get("taken") or ()) \
+                or not volume.sharing.may_seal(node, grant) \
+                or not sealed_for.hers(volume.key, node.fid, epoch, dek, held):
+            continue
+        again = sealed_for.proved(volume.key, node.fid, dek, sealed_for.given_again(
+            held, share_id, entries, grant.grantee if grant.group else None, vector))
+        if again is None:
+            continue
+
+        def change(node: Node = node, again: dict = again, key: tuple[bytes, int] = (dek, epoch)) -> None:
+            if (node.dek, node.epoch) != key or not node.links:
+                raise _Rekeyed  # refused before anything changed (``commit_node``)
+            node.sealed_for = again
+
+        try:
+            await volume.tree.commit_node(node, change)
+        except (_Rekeyed, Conflict):
+            # Re-keyed meanwhile (its record is that re-key's), or another writer's state stored and not
+            # taken in yet: this record stays her unshare's, said at the next unlock; sharing again writes it.
+            continue
 
 
 def _gone(doc: dict | None) -> bool:

@@ -424,7 +424,7 @@ class Guests:
         if sealed_for.covers(record, grant.owner, grant.fid, grant.grantee, recipient):
             return False
         body = self.groups.get(grant.grantee) if grant.group else None
-        if grant.group and sealed_for.group_newer(record, grant.grantee, body):
+        if grant.group and sealed_for.group_newer(record, grant.fid, grant.grantee, body):
             return False  # a member added since
         # A grant her re-keys never took back is not: her share made on another device before this re-key
         # reached it, a group shared since, a member whose user document the re-key lacked (73a (2), (4)).
