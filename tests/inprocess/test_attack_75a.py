@@ -367,3 +367,66 @@ def test_75a_3_a_members_older_key_states_do_not_undo_her_unshare_on_her_desktop
     assert seen["bob"]["plan"] < seen["epochs"]["plan"] and seen["bob"]["docs"] < seen["epochs"]["docs"], seen
     assert seen["left"] and ("grant-record-lost" in seen["said"]) is bool(written), seen
 
+
+
+async def _member_removed_then_her_records_lost(shared, lost: bool) -> dict:
+    """(2) for a group member removed (the docstring's "not tried"): docs/plan.txt shared READ with her
+    group team (bob, carol) on her desktop; her laptop takes carol out of team and re-keys; the server
+    hands the desktop the laptop's states and team's older body (carol in it); the desktop's unlock finds
+    carol left out.  Then (``lost``) both nodes lose her record as a rollback's rebuild leaves them
+    (``sealed_for`` None: vault/tree/undeleting.py) and are re-keyed there as ``_rekey_rolled_back``
+    re-keys them (no earlier record to carry the body she saw: the new record saw team's older body and
+    lists no Share taken), and the desktop's next unlock reads her records again (``left`` forgotten)."""
+    from fusevault.store.watched import WatchedStore
+    from fusevault.vault.volume import Volume
+    drive = shared.drive
+    alice, bob, carol = (shared.volumes[n] for n in ("alice", "bob", "carol"))
+    me = alice.store.get(alice.key.user_id)
+    team = groups.create_group(alice.store, "team", me, alice.trust.sign)
+    for who in (bob, carol):
+        team = groups.set_member(alice.store, alice.store.get(team["_id"]), alice.store.get(who.key.user_id),
+                                 "READ", sign=alice.trust.sign)
+    gid = team["_id"]
+    docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+    await _write(drive, docs.st_ino, b"plan.txt", b"alice's plan\n", ALICE)
+    assert "error" not in await _ask(shared, "share", "docs", "@team", "READ")
+    fid = alice.resolve(b"docs/plan.txt").fid
+    older = alice.store.get(gid)
+    held: list[dict] = []
+    laptop_store = WatchedStore(alice.store.inner, None, lambda writer, written: held.extend(written))
+    laptop = Volume.load(alice.layout, laptop_store, alice.key, alice.tree.get(1).fid)
+    accounts.remove_member(laptop.layout, laptop_store, laptop_store.get(gid),
+                           laptop_store.get(carol.key.user_id), laptop.trust)
+    laptop.sharing.reload(laptop_store)
+    await rotation.resume(laptop)
+    alice.store.inner.put_many([{**{k: v for k, v in older.items() if k != "_rev"},
+                                 "_rev": alice.store.inner.get(gid)["_rev"]}])
+    alice.store._listener(None, [d for d in held if d.get("_id") != gid
+                                 and not str(d.get("_id")).startswith("rotate-")])
+    await rotation.resume(alice)  # her desktop's unlock
+    place = (sharing.doc_id(alice.resolve(b"docs").fid, gid), carol.key.user_id)
+    assert place in alice.sharing.left, "the scene: carol found left out"
+    if lost:
+        for name in (b"docs/plan.txt", b"docs"):
+            node = alice.resolve(name)
+            node.sealed_for = None
+            await alice.rekey(node)
+    alice.sharing.left.clear()
+    await rotation.resume(alice)  # her desktop's next unlock, as far as the records go
+    found = sharing.read_key(sharing.group_key_path(alice.layout, gid, fid, carol.key.user_id))
+    record = alice.find(fid).sealed_for or {}
+    return {"epoch": alice.find(fid).epoch, "carol": found[0] if found is not None else -1,
+            "carol_in_to": any(carol.key.user_id in e for e in record.get("to", ())),
+            "left": place in alice.sharing.left,
+            "said": [each["kind"] for each in alarms.for_user(alice.key.user_id).as_list()]}
+
+
+@pytest.mark.parametrize("lost", [False, True], ids=["records_kept", "records_lost_and_rekeyed_there"])
+def test_75a_2_a_removed_member_stays_out_when_her_records_are_lost(three: Path, lost: bool) -> None:  # noqa: F811
+    """A later record of hers that merely does not list the grant taken back (made here over a rebuilt
+    node, the older Group body seen) is no evidence of it given again: only a key of hers for him, a
+    record sealing to him, or a newer Group body is (``Guests._judged``)."""
+    seen = _in_scene(three, lambda shared: _member_removed_then_her_records_lost(shared, lost))
+    print("seen:", seen)
+    assert seen["epoch"] == (2 if lost else 1), f"the scene: {seen}"
+    assert seen["carol"] < seen["epoch"] and not seen["carol_in_to"] and seen["left"], seen

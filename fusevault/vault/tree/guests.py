@@ -432,17 +432,21 @@ class Guests:
         what the records of an earlier unlock here showed) that is in force here, unless her newer
         evidence here resolves it: a good key of hers for the recipient, at the epoch her record left it
         out or later, on one of its files (her sharing again, on any device), or her proven record of
-        that epoch or later that does not leave it out (``_outside``), and no such record of another of
-        its files that does; those are returned (no longer kept).  A file loaded without her record of
+        that epoch or later that seals to it (``covers``) or saw an older Group body than the one here
+        (a member added since), and no such record of another of its files that does not; those are
+        returned (no longer kept).  A file loaded without her record of
         that epoch (her older state served again, one rebuilt from unreadable documents, a member's
         state under the key he holds: none of them her evidence) resolves nothing: the grant stays left
         out, said (attack round 75a (2), (3))."""
         by_fid = {node.fid: node for node, _, _ in keys}
         in_force = {sharing.doc_id(g.fid, g.grantee): g for g in self.grants}
         resolved: set[tuple[str, str]] = set()
+        reached: dict[str, dict[str, Reach]] = {}  # Share id -> recipient -> its reach (a group's once)
         for place, seen in kept.items():
             grant = in_force.get(place[0])
-            reach = next((r for r in self.reaches(grant) if r.recipient == place[1]), None) if grant else None
+            if grant is not None and place[0] not in reached:
+                reached[place[0]] = {r.recipient: r for r in self.reaches(grant)}
+            reach = reached[place[0]].get(place[1]) if grant is not None else None
             if grant is None or reach is None:
                 continue  # not in force here now: kept for when the store serves it again
             mine = self.left_seen.setdefault(place, {})
@@ -479,7 +483,13 @@ class Guests:
         record = _record_of(node, node.dek, node.epoch, key) if node.epoch >= epoch else None
         if record is None:
             return None  # older, rebuilt, or a member's: not her evidence
-        return self._outside(record, grant, reach.recipient)
+        if sealed_for.covers(record, grant.owner, grant.fid, grant.grantee, reach.recipient):
+            return False  # her newer re-key sealed to it: given again
+        body = self.groups.get(grant.grantee) if grant.group else None
+        # A member added since the body that record saw; nothing else undoes a grant she took back: not a
+        # record that merely does not list it (her re-key of a file rebuilt here, whose Group body is the
+        # older one served again, has no earlier record to carry the body she saw: ``_groups_seen``).
+        return not (grant.group and sealed_for.group_newer(record, grant.grantee, body))
 
     def _outside(self, record: dict, grant: Grant, recipient: str) -> bool:
         """Whether the re-key that made the node's key (``record``: vault/model/sealed_for.py) left this
