@@ -11,11 +11,12 @@ the key to the grant taken back, unsaid.
 So each grant found left out is kept here, outside the vault, sealed under her master key
 (``seal_device``: no one without it makes or changes one), written temp + fsync + rename: its Share id,
 the recipient, and the files whose record of hers left it out (fid -> that record's key epoch, at most
-``WITNESSES``).  Every unlock takes them into ``left`` again (``Guests.note_left``) unless her newer
-evidence here resolves them: a good key of hers for the recipient of at least that epoch (her sharing
-again, on any device), or her proven record of that epoch or later that does not leave the grant out;
-her share command here drops the Share's entries (``given_again``).  A node loaded without her record
-of the epoch kept (older, rebuilt, a member's) is no such evidence.
+``WITNESSES``, the Share's folder always among them).  Every unlock takes them into ``left`` again
+(``Guests.note_left``) unless her positive evidence on one of those files gives the grant again: a good
+key of hers for the recipient of at least that epoch (her sharing again, on any device), her proven
+record of such an epoch sealing to it, a Group body newer than that record saw; her share command here
+drops the Share's entries (``given_again``).  A node loaded without her record of the epoch kept (older,
+rebuilt, a member's) is no evidence, nor is a later record of hers that merely does not list the grant.
 
 A record that does not open (damaged, not hers) is said, never fatal: the grants are then found only
 through the records in the store, as before it; it is set aside (``.damaged``) at the next write.
@@ -107,11 +108,14 @@ def _row(row: object) -> tuple[Place, Witnesses] | None:
     return (share, str(recipient)), dict(seen)
 
 
-def witnessed(seen: Witnesses, fid: str, epoch: int) -> None:
-    """``fid``'s record at ``epoch`` left the grant out: kept among ``seen`` (the newest epochs)."""
+def witnessed(seen: Witnesses, share: str, fid: str, epoch: int) -> None:
+    """``fid``'s record at ``epoch`` left the grant of Share ``share`` out: kept among ``seen`` (those of
+    the newest epochs, and always the Share's own folder: it stays while the Share means anything, where
+    a file may be deleted, and her sharing again gives it a key too)."""
     seen[fid] = max(epoch, seen.get(fid, epoch))
     if len(seen) > WITNESSES:
-        del seen[min(seen, key=lambda f: seen[f])]
+        folder = sealed_for.shared_fid(share)
+        del seen[min((f for f in seen if f != folder), key=lambda f: seen[f])]
 
 
 def update(root: Path | str, key: MasterKey, found: Mapping[Place, Witnesses],
@@ -127,7 +131,7 @@ def update(root: Path | str, key: MasterKey, found: Mapping[Place, Witnesses],
         for place, seen in found.items():
             mine = kept.pop(place, {})
             for fid, epoch in seen.items():
-                witnessed(mine, fid, epoch)
+                witnessed(mine, place[0], fid, epoch)
             if mine:
                 kept[place] = mine
         if kept == before and not kept.damaged:

@@ -423,7 +423,7 @@ async def resume(volume: Volume) -> None:
     root = volume.layout.root
     kept = await volume.in_thread(left_kept.read, root, volume.key)
     resolved = await volume.in_thread(volume.tree.note_left, volume.tree.held_keys(), kept)
-    await volume.in_thread(_keep_left, volume, resolved)
+    await _keep_left(volume, resolved)
     for n in range(PASSES):
         if not await _rotation_pass(volume, reload=n > 0):
             break
@@ -434,18 +434,19 @@ async def resume(volume: Volume) -> None:
     await _put_back_over_replays(volume)
     keys = volume.tree.held_keys()
     written = await volume.in_thread(volume.tree.fill_missing, keys)
-    await volume.in_thread(_keep_left, volume, ())  # what ``fill_missing`` found left out too
+    await _keep_left(volume, ())  # what ``fill_missing`` found left out too
     if written:
         log.info("sealed %d file key(s) for new recipients", written)
 
 
-def _keep_left(volume: Volume, resolved: Iterable[tuple[str, str]]) -> None:
+async def _keep_left(volume: Volume, resolved: Iterable[tuple[str, str]]) -> None:
     """Keep on this device the grants left out here (``Guests.left`` with the files that showed it),
-    less those ``resolved`` (vault/model/left_kept.py)."""
+    less those ``resolved`` (vault/model/left_kept.py).  Read on the trio thread, as the re-keys read
+    ``left`` (her_keys.py); written on a worker thread."""
     assert volume.sharing is not None
     seen = volume.sharing.left_seen
-    found = {place: dict(seen[place]) for place in list(volume.sharing.left) if seen.get(place)}
-    left_kept.update(volume.layout.root, volume.key, found, resolved)
+    found = {place: dict(seen[place]) for place in volume.sharing.left if seen.get(place)}
+    await volume.in_thread(left_kept.update, volume.layout.root, volume.key, found, resolved)
 
 
 async def _rotation_pass(volume: Volume, reload: bool) -> bool:

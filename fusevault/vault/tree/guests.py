@@ -451,7 +451,7 @@ class Guests:
                 continue  # not in force here now: kept for when the store serves it again
             mine = self.left_seen.setdefault(place, {})
             for fid, epoch in seen.items():
-                mine[fid] = max(epoch, mine.get(fid, epoch))
+                left_kept.witnessed(mine, place[0], fid, epoch)
             if place in self.left:
                 continue  # the records here say it too
             judged = [self._judged(layout, grant, reach, by_fid.get(fid), epoch, key)
@@ -513,7 +513,7 @@ class Guests:
         if not self._outside(record, grant, recipient):
             return False
         place = (sharing.doc_id(grant.fid, grant.grantee), recipient)
-        left_kept.witnessed(self.left_seen.setdefault(place, {}), node.fid, record["epoch"])
+        left_kept.witnessed(self.left_seen.setdefault(place, {}), place[0], node.fid, record["epoch"])
         if place in self.left:
             return True
         self.left.add(place)
