@@ -429,12 +429,12 @@ class Guests:
                    kept: Mapping[tuple[str, str], Mapping[str, int]],
                    key: MasterKey | None) -> set[tuple[str, str]]:
         """Take into ``left`` each grant this device keeps taken back (``kept``: vault/model/left_kept.py,
-        what the records of an earlier unlock here showed) that is in force here, unless her newer
-        evidence here resolves it: a good key of hers for the recipient, at the epoch her record left it
-        out or later, on one of its files (her sharing again, on any device), or her proven record of
-        that epoch or later that seals to it (``covers``) or saw an older Group body than the one here
-        (a member added since), and no such record of another of its files that does not; those are
-        returned (no longer kept).  A file loaded without her record of
+        what the records of an earlier unlock here showed) that is in force here, unless her positive
+        evidence on one of its kept files gives it again (``_judged``): a good key of hers for the
+        recipient at the epoch her record left it out or later (her sharing again, on any device), her
+        proven record of such an epoch sealing to it (``covers``), a Group body here newer than that
+        record saw (a member added since); and no other of them holds her proven record of such an
+        epoch without it.  Those are returned (no longer kept).  A file loaded without her record of
         that epoch (her older state served again, one rebuilt from unreadable documents, a member's
         state under the key he holds: none of them her evidence) resolves nothing: the grant stays left
         out, said (attack round 75a (2), (3))."""
