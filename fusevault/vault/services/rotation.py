@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Container
+from collections.abc import Awaitable, Container, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from fusevault.encoding import name_to_str
 from fusevault.errors import Forged, VaultError
 from fusevault.store import Store, tombstone
 from fusevault.vault.format.layout import is_id
-from fusevault.vault.model import rekeys_owed, rotations_done, sharing
+from fusevault.vault.model import left_kept, rekeys_owed, rotations_done, sharing
 from fusevault.vault.model.grants import key_signed
 from fusevault.vault.model.her_keys import her_key_at
 from fusevault.vault.model.nodes import Node
@@ -417,8 +417,13 @@ async def resume(volume: Volume) -> None:
     if volume.sharing is None:
         return
     # Her records read first (``Guests.left`` filled): every re-key below seals to and records no grant
-    # her other device took back, which the store serves again here (attack round 74a (1)).
-    await volume.in_thread(volume.tree.note_left, volume.tree.held_keys())
+    # her other device took back, which the store serves again here (attack round 74a (1)); with the
+    # grants this device kept from earlier unlocks' records, which the store may have rolled back or a
+    # member's states dropped since (left_kept.py, attack round 75a (2), (3)): kept again first.
+    root = volume.layout.root
+    kept = await volume.in_thread(left_kept.read, root, volume.key)
+    resolved = await volume.in_thread(volume.tree.note_left, volume.tree.held_keys(), kept)
+    await _keep_left(volume, resolved)
     for n in range(PASSES):
         if not await _rotation_pass(volume, reload=n > 0):
             break
@@ -429,8 +434,19 @@ async def resume(volume: Volume) -> None:
     await _put_back_over_replays(volume)
     keys = volume.tree.held_keys()
     written = await volume.in_thread(volume.tree.fill_missing, keys)
+    await _keep_left(volume, ())  # what ``fill_missing`` found left out too
     if written:
         log.info("sealed %d file key(s) for new recipients", written)
+
+
+async def _keep_left(volume: Volume, resolved: Iterable[tuple[str, str]]) -> None:
+    """Keep on this device the grants left out here (``Guests.left`` with the files that showed it),
+    less those ``resolved`` (vault/model/left_kept.py).  Read on the trio thread, as the re-keys read
+    ``left`` (her_keys.py); written on a worker thread."""
+    assert volume.sharing is not None
+    seen = volume.sharing.left_seen
+    found = {place: dict(seen[place]) for place in volume.sharing.left if seen.get(place)}
+    await volume.in_thread(left_kept.update, volume.layout.root, volume.key, found, resolved)
 
 
 async def _rotation_pass(volume: Volume, reload: bool) -> bool:

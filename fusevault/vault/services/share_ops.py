@@ -32,7 +32,7 @@ from fusevault.store import tombstone
 from fusevault.vault.files.sidecar import vfmeta_bytes
 from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.format.layout import Layout, is_id
-from fusevault.vault.model import lineage, meta_files, rekeys_owed, rotations_done, sealed_for, sharing
+from fusevault.vault.model import left_kept, lineage, meta_files, rekeys_owed, rotations_done, sealed_for, sharing
 from fusevault.vault.model.grants import key_signed
 from fusevault.vault.model.groups import find_group
 from fusevault.vault.model.nodes import Node
@@ -131,6 +131,8 @@ async def share(volume: Volume, path: bytes, target: str, perm: str) -> dict:
     doc = share_doc(grant)
     # Given again: a re-key still owed for this Share no longer takes it back at each load (59c (1)).
     await volume.in_thread(rekeys_owed.given_again, volume.layout.root, volume.key, doc["_id"])
+    # Nor do its recipients stay taken back as this device kept them (left_kept.py, attack round 75a (2)).
+    await volume.in_thread(left_kept.given_again, volume.layout.root, volume.key, doc["_id"])
     old = await volume.store_call(volume.store.get, doc["_id"])
     if old is not None:
         doc["_rev"], doc["created_at"] = old["_rev"], old["created_at"]

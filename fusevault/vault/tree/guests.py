@@ -21,7 +21,7 @@ import logging
 import os
 import stat
 from collections import Counter, defaultdict
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -36,7 +36,7 @@ from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import Store
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import grants as granting
-from fusevault.vault.model import names, sealed_for, shapes, sharing
+from fusevault.vault.model import left_kept, names, sealed_for, shapes, sharing
 from fusevault.vault.model.groups import GROUP, can_write
 from fusevault.vault.model.nodes import VERSION, Node, node_from_doc, open_node_attrs, wrapping_ok
 from fusevault.vault.model.sharing import Grant, Reach, gives_as_much
@@ -80,6 +80,10 @@ class Guests:
     # taken back on another device, so sealed no key here either, a new file's included, until she
     # shares again (``seal_keys`` ``chosen``: her command's own grant; attack round 71d (1)).
     left: set[tuple[str, str]] = field(default_factory=set)
+    # For each of ``left`` (and those kept on this device, vault/model/left_kept.py): the files whose
+    # record of hers left it out (fid -> that record's epoch), kept on this device at each unlock: a
+    # rollback of those records in the store undoes nothing (attack round 75a (2), (3)).
+    left_seen: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     # Share ids the rotations running here take back (vault/services/rotation.py ``rotate``): each new
     # key's record lists those on a folder over its file (``sealed_for`` ``taken``, attack round 73a (4)).
     taking: Counter[str] = field(default_factory=Counter)
@@ -330,6 +334,7 @@ class Guests:
                 if not chosen and (sharing.doc_id(grant.fid, grant.grantee), reach.recipient) in self.left:
                     continue
                 self.left.discard((sharing.doc_id(grant.fid, grant.grantee), reach.recipient))
+                self.left_seen.pop((sharing.doc_id(grant.fid, grant.grantee), reach.recipient), None)
                 path = reach.key_path(layout, node.fid)
                 if _newer_key(path, epoch, self.trust, node.owner, node.fid, reach.recipient):
                     continue  # the owner gave the file a newer key meanwhile: never taken back
@@ -394,7 +399,8 @@ class Guests:
         return written
 
     def note_left(self, layout: Layout, nodes: dict[int, Node], keys: list[tuple[Node, bytes, int]],
-                  behind: Container[str] = (), key: MasterKey | None = None) -> None:
+                  behind: Container[str] = (), key: MasterKey | None = None,
+                  kept: Mapping[tuple[str, str], Mapping[str, int]] | None = None) -> set[tuple[str, str]]:
         """Fill ``left`` from her records of the keys held (``keys``, as ``fill_missing`` takes them),
         sealing nothing: run at unlock before any re-key (vault/services/rotation.py ``resume``), as a
         re-key seals to and records every grant in force here but those of ``left`` (``seal_keys``,
@@ -417,6 +423,73 @@ class Guests:
                     if not _good_key(reach.key_path(layout, node.fid), self.trust, node.owner, node.fid,
                                      reach.recipient, epoch, self.group_bound(grant)):
                         self._left_out(record, node, grant, reach.recipient)
+        return self._kept_left(layout, keys, kept or {}, key)
+
+    def _kept_left(self, layout: Layout, keys: list[tuple[Node, bytes, int]],
+                   kept: Mapping[tuple[str, str], Mapping[str, int]],
+                   key: MasterKey | None) -> set[tuple[str, str]]:
+        """Take into ``left`` each grant this device keeps taken back (``kept``: vault/model/left_kept.py,
+        what the records of an earlier unlock here showed) that is in force here, unless her positive
+        evidence on one of its kept files gives it again (``_judged``): a good key of hers for the
+        recipient at the epoch her record left it out or later (her sharing again, on any device), her
+        proven record of such an epoch sealing to it (``covers``), a Group body here newer than that
+        record saw (a member added since); and no other of them holds her proven record of such an
+        epoch without it.  Those are returned (no longer kept).  A file loaded without her record of
+        that epoch (her older state served again, one rebuilt from unreadable documents, a member's
+        state under the key he holds: none of them her evidence) resolves nothing: the grant stays left
+        out, said (attack round 75a (2), (3))."""
+        by_fid = {node.fid: node for node, _, _ in keys}
+        in_force = {sharing.doc_id(g.fid, g.grantee): g for g in self.grants}
+        resolved: set[tuple[str, str]] = set()
+        reached: dict[str, dict[str, Reach]] = {}  # Share id -> recipient -> its reach (a group's once)
+        for place, seen in kept.items():
+            grant = in_force.get(place[0])
+            if grant is not None and place[0] not in reached:
+                reached[place[0]] = {r.recipient: r for r in self.reaches(grant)}
+            reach = reached[place[0]].get(place[1]) if grant is not None else None
+            if grant is None or reach is None:
+                continue  # not in force here now: kept for when the store serves it again
+            mine = self.left_seen.setdefault(place, {})
+            for fid, epoch in seen.items():
+                left_kept.witnessed(mine, place[0], fid, epoch)
+            if place in self.left:
+                continue  # the records here say it too
+            judged = [self._judged(layout, grant, reach, by_fid.get(fid), epoch, key)
+                      for fid, epoch in seen.items()]
+            if False in judged and True not in judged:  # her newest evidence of it here decides
+                resolved.add(place)
+                self.left_seen.pop(place, None)
+                continue
+            self.left.add(place)
+            if self.trust is not None:
+                self.trust.alarms.warn(
+                    "grant-record-lost", f"{place[0]}:{place[1]}",
+                    f"the grant of {grant.fid} to {place[1]} is in force here; her re-key on another device "
+                    "took it back (this device's record of it), and the store now serves its files "
+                    "without her record of that (an older, unreadable or member's state): not sealed to "
+                    "it; share again to give it")
+        return resolved
+
+    def _judged(self, layout: Layout, grant: Grant, reach: Reach, node: Node | None, epoch: int,
+                key: MasterKey | None) -> bool | None:
+        """Whether the file ``node`` (kept as one whose record of ``epoch`` left ``reach`` out) still
+        shows it left out: False where her newer evidence there says otherwise (``_kept_left``), None
+        where it shows nothing (not held here, or no record of hers of that epoch or later)."""
+        if node is None or not node.dek:
+            return None
+        if _good_key(reach.key_path(layout, node.fid), self.trust, node.owner, node.fid, reach.recipient,
+                     epoch, self.group_bound(grant)):
+            return False  # a key of hers of that epoch or later: given again
+        record = _record_of(node, node.dek, node.epoch, key) if node.epoch >= epoch else None
+        if record is None:
+            return None  # older, rebuilt, or a member's: not her evidence
+        if sealed_for.covers(record, grant.owner, grant.fid, grant.grantee, reach.recipient):
+            return False  # her newer re-key sealed to it: given again
+        body = self.groups.get(grant.grantee) if grant.group else None
+        # A member added since the body that record saw; nothing else undoes a grant she took back: not a
+        # record that merely does not list it (her re-key of a file rebuilt here, whose Group body is the
+        # older one served again, has no earlier record to carry the body she saw: ``_groups_seen``).
+        return not (grant.group and sealed_for.group_newer(record, grant.grantee, body))
 
     def _outside(self, record: dict, grant: Grant, recipient: str) -> bool:
         """Whether the re-key that made the node's key (``record``: vault/model/sealed_for.py) left this
@@ -439,7 +512,9 @@ class Guests:
         key itself (vault/services/share_ops.py)."""
         if not self._outside(record, grant, recipient):
             return False
-        if (place := (sharing.doc_id(grant.fid, grant.grantee), recipient)) in self.left:
+        place = (sharing.doc_id(grant.fid, grant.grantee), recipient)
+        left_kept.witnessed(self.left_seen.setdefault(place, {}), place[0], node.fid, record["epoch"])
+        if place in self.left:
             return True
         self.left.add(place)
         if self.trust is not None:

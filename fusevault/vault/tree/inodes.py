@@ -16,7 +16,7 @@ import copy
 import itertools
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Container, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Container, Iterable, Iterator, Mapping
 from typing import Any
 
 import trio
@@ -451,9 +451,11 @@ class Inodes:
     def fill_missing(self, keys: list[tuple[Node, bytes, int]]) -> Any:
         return self.sharing.fill_missing(self.layout, self._nodes, keys, self.behind, self.key)
 
-    def note_left(self, keys: list[tuple[Node, bytes, int]]) -> None:
-        if self.sharing is not None:
-            self.sharing.note_left(self.layout, self._nodes, keys, self.behind, self.key)
+    def note_left(self, keys: list[tuple[Node, bytes, int]],
+                  kept: Mapping[tuple[str, str], Mapping[str, int]] | None = None) -> set[tuple[str, str]]:
+        if self.sharing is None:
+            return set()
+        return self.sharing.note_left(self.layout, self._nodes, keys, self.behind, self.key, kept)
 
     def acl(self, node: Node) -> list[str] | None:
         """Who else a file's versions are sealed for (None: shared with nobody)."""
