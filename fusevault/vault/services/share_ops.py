@@ -32,7 +32,15 @@ from fusevault.store import tombstone
 from fusevault.vault.files.sidecar import vfmeta_bytes
 from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.format.layout import Layout, is_id
-from fusevault.vault.model import left_kept, lineage, meta_files, rekeys_owed, rotations_done, sealed_for, sharing
+from fusevault.vault.model import (
+    left_kept,
+    lineage,
+    meta_files,
+    rekeys_owed,
+    rotations_done,
+    sealed_for,
+    sharing,
+)
 from fusevault.vault.model.grants import key_signed
 from fusevault.vault.model.groups import find_group
 from fusevault.vault.model.nodes import Node
