@@ -489,7 +489,7 @@ class Guests:
         # A member added since the body that record saw; nothing else undoes a grant she took back: not a
         # record that merely does not list it (her re-key of a file rebuilt here, whose Group body is the
         # older one served again, has no earlier record to carry the body she saw: ``_groups_seen``).
-        return not (grant.group and sealed_for.group_newer(record, grant.grantee, body))
+        return not (grant.group and sealed_for.group_newer(record, grant.fid, grant.grantee, body))
 
     def _outside(self, record: dict, grant: Grant, recipient: str) -> bool:
         """Whether the re-key that made the node's key (``record``: vault/model/sealed_for.py) left this
