@@ -31,16 +31,22 @@ CouchDB-level stacking of his revision over hers while mounted (SECURITY.md's 39
 from __future__ import annotations
 
 import json
+import os
 import stat
+import time
 
 import pytest
 import trio
 from attack_scenes import ALICE, BOB, planted
 
 from fusevault.crypto import aead
-from fusevault.crypto.signing import sign_doc
+from fusevault.crypto.identity import public_box, seal_file_key
+from fusevault.crypto.signing import sign_doc, signer_of
 from fusevault.encoding import b64e
+from fusevault.store import replica
 from fusevault.vault.model.nodes import open_node_attrs
+from fusevault.vault.services import conflicts
+from fusevault.vault.services.absorbing import absorb_arrivals
 from inprocess.conftest import ALICE_UID as A_UID
 from inprocess.conftest import BOB as BOBS
 from inprocess.conftest import BOB_UID, PASSPHRASE, ROOT, _composed
@@ -146,3 +152,109 @@ def test_75b_control_at_unlock_her_file_is_rebuilt_and_his_seat_takes_none_of_it
         fid = box["fid"]
         assert _seen(composed.volumes["alice"], fid) == box["alice"], "her file as she left it"
         assert _seen(composed.volumes["bob"], fid) in (None, box["bob"]), "nothing of his change shown to him"
+
+
+# --- (1): his state as a winning conflict branch, under a key he sealed to her
+
+
+def _his_branch(composed, fid: str, his_key: bool) -> dict:
+    """bob's signed state of alice's ``fid``: her current state's head and names, mode 0777, ``user.evil``
+    and his uid as owner (stamped as changed now), sealed under a DEK of his he seals to her public key
+    (``owner_dek``, what anyone can make: ``his_key``) or under hers (her wrapping copied), stored as
+    a sibling of her current revision one generation longer: CouchDB's rule makes it current.  What a
+    READ recipient who syncs with her server pushes (``_bulk_docs`` with ``new_edits: false``)."""
+    alice, bob = composed.volumes["alice"], composed.volumes["bob"]
+    local = replica.local_of(composed.store)
+    hers = local.get(fid)
+    attrs = open_node_attrs(hers, bob.find(fid).dek)
+    now = time.time_ns()
+    attrs.update(mode=stat.S_IFREG | 0o777, xattrs={"user.evil": b64e(b"bob was here")}, uid=BOB_UID,
+                 gid=BOB_UID, ctime=now, changed={"mode": now, "xattrs": now, "owner": now},
+                 seq=["bobs-device", 1])
+    body = {k: v for k, v in hers.items() if k not in ("_rev", "sig")}
+    dek = bob.find(fid).dek
+    if his_key:
+        dek, owner = os.urandom(32), alice.key.user_id
+        del body["en_file_dek"]
+        body["owner_dek"] = b64e(seal_file_key(public_box(local.get(owner)), owner, owner, fid, hers["epoch"],
+                                               dek))
+    plain = json.dumps(attrs, separators=(",", ":")).encode()
+    body["enc"] = b64e(aead.seal(dek, plain, aead.ad("node", fid)))
+    doc = sign_doc(bob.key.user_id, bob.key.identity.sign, body)
+    history = replica.current_history(local, fid)
+    generation = int(history[0].split("-")[0])
+    fork = [f"{generation + 1}-{'f' * 32}", f"{generation}-{'e' * 32}", *history[1:]]
+    replica.store_revisions(local, [{**doc, "_rev": fork[0], "_revisions": replica.revisions(fork)}])
+    assert local.get(fid)["_rev"] == fork[0] and replica.other_leaves(local, fid), "scene: his branch wins"
+    return local.get(fid)
+
+
+async def _taken_in(composed, docs: list[dict], ids: list[str]) -> None:
+    """What alice's mount does with a batch a peer sent (fs/arrivals.py ``arrived``): every seat takes
+    it in (her recommits run), every seat notes the branches, her seat settles them (its recommits
+    run): a file of hers is settled by her devices alone (``conflicts._settle_one``)."""
+    alice = composed.volumes["alice"]
+    local = replica.local_of(composed.store)
+    for volume in composed.volumes.values():
+        out = absorb_arrivals(volume, docs)
+        if volume is alice:
+            for node, rev in out.recommit:
+                if alice.find(node.fid) is node and node.rev == rev:
+                    await alice.save_node(node)
+    for volume in composed.volumes.values():
+        conflicts.note_branches(volume, local, ids)
+    out = await conflicts.settle(alice, local, ids)
+    for node, rev in out.recommit:
+        if alice.find(node.fid) is node and node.rev == rev:
+            await alice.save_node(node)
+
+
+def _stored(composed, fid: str) -> tuple:
+    """The store's current state of her file: (signed by her, mode bits, uid, xattrs)."""
+    alice = composed.volumes["alice"]
+    doc = replica.local_of(composed.store).get(fid)
+    attrs = open_node_attrs(doc, alice.find(fid).dek)
+    return signer_of(doc) == alice.key.user_id, stat.S_IMODE(attrs["mode"]), attrs["uid"], attrs["xattrs"]
+
+
+def _branch_scene(vault, how: str, his_key: bool) -> dict:
+    box: dict = {}
+    with _composed(vault, SEATS) as composed:
+        async def scene() -> None:
+            alice, bob = composed.volumes["alice"], composed.volumes["bob"]
+            fid, _ = await _team_read_for_bob(composed, how)
+            box.update(fid=fid, before=(_seen(alice, fid), _seen(bob, fid)))
+            branch = _his_branch(composed, fid, his_key)
+            await _taken_in(composed, [branch], [fid])
+            box.update(live=(_seen(alice, fid), _seen(bob, fid)), stored=_stored(composed, fid))
+
+        trio.run(scene)
+    with _composed(vault, SEATS) as composed:
+        box["unlocked"] = tuple(_seen(composed.volumes[name], box["fid"]) for name in ("alice", "bob"))
+    return box
+
+
+def _nothing_of_his(box: dict) -> None:
+    alice_before, bob_before = box["before"]
+    assert box["live"] == box["before"], f"live: {box['live']} (before {box['before']})"
+    signed_by_her, mode, uid, xattrs = box["stored"]
+    assert not (signed_by_her and (mode == 0o777 or uid == BOB_UID or "user.evil" in xattrs)), \
+        f"her own signed state carries his chmod, owner or xattr: {box['stored']}"
+    assert box["unlocked"][0] == alice_before, f"her tree at unlock: {box['unlocked'][0]} ({alice_before})"
+    assert box["unlocked"][1] in (None, bob_before), f"his seat at unlock: {box['unlocked'][1]}"
+
+
+@pytest.mark.xfail(strict=True, reason="75b (1): a READ recipient's winning conflict branch under a key he "
+                   "sealed to her: her settling merges his chmod, owner ids and xattrs into her file, "
+                   "signed by her")
+@pytest.mark.parametrize("how", HOW)
+def test_75b_1_a_read_recipients_winning_branch_under_his_key_has_her_settling_sign_his_chmod_and_xattr(
+        vault_copy, how: str) -> None:
+    _nothing_of_his(_branch_scene(vault_copy, how, his_key=True))
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_75b_control_his_winning_branch_under_her_own_key_merges_nothing_of_his(vault_copy, how: str) -> None:
+    """The same branch sealed under her key (one key, one epoch: rule 2 by time): nothing of his
+    merged (his branch stays the store's current revision, her leaf closed: 75b (2))."""
+    _nothing_of_his(_branch_scene(vault_copy, how, his_key=False))
