@@ -258,3 +258,28 @@ def test_75b_control_his_winning_branch_under_her_own_key_merges_nothing_of_his(
     """The same branch sealed under her key (one key, one epoch: rule 2 by time): nothing of his
     merged (his branch stays the store's current revision, her leaf closed: 75b (2))."""
     _nothing_of_his(_branch_scene(vault_copy, how, his_key=False))
+
+
+# --- (2): his winning branch under her own key: her settling closes her leaf
+
+
+@pytest.mark.xfail(strict=True, reason="75b (2): a READ recipient's winning conflict branch (her key, same "
+                   "contents) has her own settling close her genuine leaf: his refused state is left the "
+                   "store's only revision, and other recipients' unlock leaves her file out")
+@pytest.mark.parametrize("how", HOW)
+def test_75b_2_her_settling_never_closes_her_own_leaf_under_a_read_recipients_branch(
+        vault_copy, how: str) -> None:
+    with _composed(vault_copy, SEATS) as composed:
+        async def scene() -> tuple[bool, list[str], str]:
+            alice = composed.volumes["alice"]
+            fid, _ = await _team_read_for_bob(composed, how)
+            local = replica.local_of(composed.store)
+            hers = local.get(fid)["_rev"]
+            branch = _his_branch(composed, fid, his_key=False)
+            await _taken_in(composed, [branch], [fid])
+            current = local.get(fid)
+            live = [current["_rev"], *(leaf["_rev"] for leaf in replica.other_leaves(local, fid))]
+            return signer_of(current) == alice.key.user_id, live, hers
+
+        signed_by_her, live, hers = trio.run(scene)
+    assert signed_by_her or hers in live, f"her leaf {hers} closed; live: {live}, the current one his"
