@@ -283,3 +283,59 @@ def test_75b_2_her_settling_never_closes_her_own_leaf_under_a_read_recipients_br
 
         signed_by_her, live, hers = trio.run(scene)
     assert signed_by_her or hers in live, f"her leaf {hers} closed; live: {live}, the current one his"
+
+
+# --- (3): (1) with no key at all: a server, peer, backup buddy or writer of the vault folder
+
+
+def _keyless_branch(store, fid: str) -> dict:
+    """A state of her file made from what the store shows in clear: her public key (her user document),
+    the file's id and key epoch, its version's id (the clear ``fid`` of its FilesMetaData document); a
+    random folder id and name, mode 0777, owner ids 2202, an xattr, stamped changed now; sealed under a
+    DEK of its own sealed to her public key (``owner_dek``), unsigned; stored as a sibling of her current
+    revision one generation longer, so that CouchDB's rule makes it current (a buddy's or peer's store
+    pushed to her, a CouchDB ``_bulk_docs`` with ``new_edits: false``)."""
+    local = replica.local_of(store)
+    hers = local.get(fid)
+    (version,) = local.by_file("FilesMetaData", fid)
+    now = time.time_ns()
+    attrs = {"mode": stat.S_IFREG | 0o777, "uid": 2202, "gid": 2202, "rdev": 0, "size": 0, "atime": now,
+             "mtime": now, "ctime": now, "btime": now, "links": [[os.urandom(16).hex(), "x"]],
+             "xattrs": {"user.evil": b64e(b"the server was here")}, "target": None, "head": version["_id"],
+             "manifest": None, "trashed": None, "previous": None, "epoch": hers["epoch"],
+             "changed": {"mode": now, "xattrs": now, "owner": now}, "seq": ["server", 1]}
+    dek, owner = os.urandom(32), hers["owner"]
+    doc = {"_id": fid, "type": "node", "owner": owner, "epoch": hers["epoch"], "delete": False,
+           "owner_dek": b64e(seal_file_key(public_box(local.get(owner)), owner, owner, fid, hers["epoch"],
+                                           dek)),
+           "enc": b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))}
+    history = replica.current_history(local, fid)
+    generation = int(history[0].split("-")[0])
+    fork = [f"{generation + 1}-{'f' * 32}", f"{generation}-{'e' * 32}", *history[1:]]
+    replica.store_revisions(local, [{**doc, "_rev": fork[0], "_revisions": replica.revisions(fork)}])
+    assert local.get(fid)["_rev"] == fork[0] and replica.other_leaves(local, fid), "scene: the branch wins"
+    return local.get(fid)
+
+
+@pytest.mark.xfail(strict=True, reason="75b (3): a keyless store writer's unsigned winning branch under a "
+                   "key sealed to her public key: her settling merges its chmod, owner ids and xattrs into "
+                   "her own private file, signed by her")
+def test_75b_3_an_unsigned_branch_from_the_server_has_her_settling_sign_its_chmod_and_xattr(
+        vault_copy) -> None:
+    box: dict = {}
+    with _composed(vault_copy, SEATS) as composed:
+        async def scene() -> None:
+            alice = composed.volumes["alice"]
+            await _write(composed.drive, ROOT, b"diary.txt", b"alice's own\n", ALICE)  # shared with nobody
+            fid = alice.resolve(b"diary.txt").fid
+            box.update(fid=fid, before=_seen(alice, fid))
+            await _taken_in(composed, [_keyless_branch(composed.store, fid)], [fid])
+            box.update(live=_seen(alice, fid), stored=_stored(composed, fid))
+
+        trio.run(scene)
+    with _composed(vault_copy, SEATS) as composed:
+        box["unlocked"] = _seen(composed.volumes["alice"], box["fid"])
+    signed_by_her, mode, uid, xattrs = box["stored"]
+    assert box["live"] == box["before"], f"her tree: {box['live']} (before {box['before']})"
+    assert not (signed_by_her and (mode == 0o777 or uid == 2202 or "user.evil" in xattrs)), box["stored"]
+    assert box["unlocked"] == box["before"], f"her tree at unlock: {box['unlocked']}"
