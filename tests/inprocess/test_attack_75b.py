@@ -1,31 +1,68 @@
 """Attack round 75b: an outsider, a READ recipient of alice's folder (direct, or through a group whose
-membership gives READ under a WRITE share), and a backup buddy.  No hole confirmed in the time.
+membership gives READ under a WRITE share), and a backup buddy (a sync server or peer).  Three holes,
+one cause: her conflict settling never judges the revision CouchDB's rule made current.
+
+(1) medium-high.  Attacker: bob, READ on team (direct, or a READ member of her group shared WRITE).
+    Steps: he makes a state of her team/plan.txt with her head and names, mode 0777, his uid as owner,
+    ``user.evil``, each stamped changed now, sealed under a DEK of his that he seals to her public key
+    (``owner_dek``), signs it, and stores it as a sibling of her current revision one generation longer
+    (CouchDB ``_bulk_docs`` ``new_edits: false``; here ``replica.store_revisions``), so it is current.
+    Her mount takes the batch in (refused, said) and settles the conflict.  Seen: her tree, the store's
+    next revision SIGNED BY HER, and every seat at unlock (hers, his; any member's) show mode 0777, uid
+    2202 and ``user.evil``.  Expected: nothing of his (he holds READ).  Cause: conflicts.py
+    ``_settle_one`` (line 233) judges only the other leaf (``leaf_verdict(other)``), never ``current``;
+    ``_newer_key`` (479) keeps her state for its key beside "a member's state"; ``_apart`` (546) then
+    merges his mode, owner ids and xattrs by their stamps (``_her_key_beside_his``, 669), and ``_adopt``
+    judges only the names it takes from him (``leaf_ok``, 935), not ``meta`` (961), committed as hers.
+    Test:
+    ``test_75b_1_a_read_recipients_winning_branch_under_his_key_has_her_settling_sign_his_chmod_and_xattr``.
+(3) high.  Attacker: anyone who can put revisions in a store she syncs with, with no key and no
+    signature (the CouchDB server, a peer, a backup buddy refilling her server, a writer of the vault
+    folder).  Steps: (1)'s state built from what is clear (her public key from her user document, the
+    file's id and epoch, its version's id from the FilesMetaData ``fid``; any folder id), unsigned,
+    of her file shared with nobody.  Seen: her device signs mode 0777, uid/gid 2202 and the xattr into
+    her private diary.txt; shown live and at unlock (an alarm says a state "claims key epoch", "his names
+    and metadata merged").  Expected: an unsigned document changes nothing.  Cause: as (1).
+    Test: ``test_75b_3_an_unsigned_branch_from_the_server_has_her_settling_sign_its_chmod_and_xattr``.
+(2) low.  Bob's winning branch sealed under her own key (her wrapping copied, one key, one epoch, same
+    contents): rule 2 keeps his (later ctime) and ``_close`` closes HER leaf: her device deletes her
+    genuine revision on every replica it syncs with, his refused state left the only one; every other
+    recipient's unlock leaves the file out (ENOENT) until her next commit of it (SECURITY.md says so of a
+    revision stacked on hers, "the store holds only the refused revision": here it held hers).  Cause:
+    as (1), ``_decide``'s keeper then ``_close(volume, store, theirs)``.
+    Test: ``test_75b_2_her_settling_never_closes_her_own_leaf_under_a_read_recipients_branch``.
+Suggested fix (all three): in ``_settle_one``, judge ``current`` as ``other`` is (``leaf_verdict``, or
+``admit`` + ``may_take``); a refused current beside her leaf is closed (her leaf made current again,
+as a refused ``other`` is closed), never settled against; and merge a member's metadata (``_apart``'s
+``_her_key_beside_his``) only from a leaf ``leaf_ok`` admits.
 
 Controls kept (each fails if a device took the READ recipient's signed change):
 
 - ``test_75b_control_a_read_recipients_signed_change_arriving_changes_neither_her_tree_nor_his``: bob
-  holds team READ (``direct``), or is a READ member of alice's group ``team`` to which she shares the
-  folder WRITE (``group``: ``sharing.reaches`` must give READ).  He signs, under the file's DEK, a
-  state of her team/plan.txt that chmods it 0777 and sets ``user.evil``, renames it, deletes it (clear
-  ``delete`` and sealed ``trashed``), or makes it a folder, and writes it to the store as its current
-  revision (what a member who writes the vault folder, or his other device through the server, hands
-  every seat).  Taken in while mounted: alice's seat and bob's own seat (his other device's view)
-  show plan.txt as before.
-- ``test_75b_control_at_unlock_her_file_is_rebuilt_and_his_seat_takes_none_of_it``: the same state
-  stored while no seat is unlocked: at the next unlock alice's tree shows her file as she left it
-  (``rebuilt``), and bob's shows no change of his (his seat leaves the file out, as SECURITY.md's
-  "What a refusal does" says of a refused node of another owner).
+  (direct READ, or READ member of her group shared WRITE) signs, under the file's DEK, a state of her
+  team/plan.txt that chmods it 0777 and sets ``user.evil``, renames it, deletes it (clear ``delete``,
+  sealed ``trashed``), or makes it a folder, stacked on her revision: taken in while mounted, her seat
+  and his own seat (his other device's view) show plan.txt as before.
+- ``test_75b_control_at_unlock_her_file_is_rebuilt_and_his_seat_takes_none_of_it``: the same stored
+  while no seat is unlocked: at unlock her tree shows her file as she left it, his no change of his.
+- ``test_75b_control_his_winning_branch_under_her_own_key_merges_nothing_of_his``: (2)'s scene merges
+  nothing of his into what she signs.
+(Checked by breaking the code once: ``sharing.reaches`` giving a READ group member the share's WRITE,
+or authorship's ``may_write`` answering yes, fails the first two controls.)
 
 Read and held (no run kept): local checks of every mutating path a READ seat can reach (setattr,
 xattrs, link, rename/exchange, fallocate/write on handles, ``.versions`` routes, restore in place and
 ``--to``, trash restore: own trash only, import and drop-box placement through ``make_dirs`` /
 ``write_file``), authorship's ``may_write`` exceptions (placement stamps need held folders of hers),
-``version_ok`` / ``writes_where_it_left``, Rotation requests (only hers or her group owner's), the
-settings guards (``import_into`` / ``settle_seconds`` replays are SECURITY.md's "Not covered"), the
-buddy's replica (no keys, arrivals go nowhere; what it learns is the server's, documented).
+``version_ok`` / ``writes_where_it_left``, Rotation requests (only hers or her group owner's), rule 3
+with his version as the newer contents (his keeper refused by ``absorb_node``: her state recommitted),
+settings guards (``import_into`` / ``settle_seconds`` replays are SECURITY.md's "Not covered"), share
+namesakes (``_grantee``), the buddy's replica (no keys, its arrivals go nowhere).
 
-Not tried: real mounts (time, load), conflict branches of a READ recipient's state beside hers,
-CouchDB-level stacking of his revision over hers while mounted (SECURITY.md's 39a (5) path).
+Not tried: real mounts and a real CouchDB (``new_edits: false`` through PouchServer), folders and
+symlinks as the target of (1)/(3), rule 4 (his head a version not descending from hers: her contents
+copied as a conflict copy, her leaf closed?), what uid/gid and mode bits changed this way give other
+local users on root's shared mount.
 """
 
 from __future__ import annotations
