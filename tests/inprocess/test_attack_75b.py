@@ -23,7 +23,9 @@ one cause: her conflict settling never judges the revision CouchDB's rule made c
     of her file shared with nobody.  Seen: her device signs mode 0777, uid/gid 2202 and the xattr into
     her private diary.txt; shown live and at unlock (an alarm says a state "claims key epoch", "his names
     and metadata merged").  Expected: an unsigned document changes nothing.  Cause: as (1).
-    Test: ``test_75b_3_an_unsigned_branch_from_the_server_has_her_settling_sign_its_chmod_and_xattr``.
+    Test: ``test_75b_3_an_unsigned_branch_from_the_server_has_her_settling_sign_its_chmod_and_xattr``;
+    through a real mount and pouchdb-server (the server's own ``_bulk_docs`` ``new_edits: false``), her
+    0600 diary.txt shows 0777 and the xattr through her mount (``tests/mount/test_attack_75b.py``).
 (2) low.  Bob's winning branch sealed under her own key (her wrapping copied, one key, one epoch, same
     contents): rule 2 keeps his (later ctime) and ``_close`` closes HER leaf: her device deletes her
     genuine revision on every replica it syncs with, his refused state left the only one; every other
@@ -59,7 +61,7 @@ with his version as the newer contents (his keeper refused by ``absorb_node``: h
 settings guards (``import_into`` / ``settle_seconds`` replays are SECURITY.md's "Not covered"), share
 namesakes (``_grantee``), the buddy's replica (no keys, its arrivals go nowhere).
 
-Not tried: real mounts and a real CouchDB (``new_edits: false`` through PouchServer), folders and
+Not tried: real mounts for (1) and (2) (only (3) went through one), folders and
 symlinks as the target of (1)/(3), rule 4 (his head a version not descending from hers: her contents
 copied as a conflict copy, her leaf closed?), what uid/gid and mode bits changed this way give other
 local users on root's shared mount.
