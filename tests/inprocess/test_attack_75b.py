@@ -31,8 +31,12 @@ one cause: her conflict settling never judges the revision CouchDB's rule made c
     genuine revision on every replica it syncs with, his refused state left the only one; every other
     recipient's unlock leaves the file out (ENOENT) until her next commit of it (SECURITY.md says so of a
     revision stacked on hers, "the store holds only the refused revision": here it held hers).  Cause:
-    as (1), ``_decide``'s keeper then ``_close(volume, store, theirs)``.
-    Test: ``test_75b_2_her_settling_never_closes_her_own_leaf_under_a_read_recipients_branch``.
+    as (1), ``_decide``'s keeper then ``_close(volume, store, theirs)``.  With no key at all: the
+    server's unsigned state of her folder made once, put as a second first revision (no history in
+    common: rule 5, "made twice", keeps the current one) has her settling close her folder's only
+    revision (her unlock rebuilds it, said; a member's or new device's takes the server's).
+    Tests: ``test_75b_2_her_settling_never_closes_her_own_leaf_under_a_read_recipients_branch``,
+    ``test_75b_2_an_unsigned_root_sibling_of_her_folder_does_not_have_her_settling_close_her_leaf``.
 Suggested fix (all three): in ``_settle_one``, judge ``current`` as ``other`` is (``leaf_verdict``, or
 ``admit`` + ``may_take``); a refused current beside her leaf is closed (her leaf made current again,
 as a refused ``other`` is closed), never settled against; and merge a member's metadata (``_apart``'s
@@ -378,3 +382,42 @@ def test_75b_3_an_unsigned_branch_from_the_server_has_her_settling_sign_its_chmo
     assert box["live"] == box["before"], f"her tree: {box['live']} (before {box['before']})"
     assert not (signed_by_her and (mode == 0o777 or uid == 2202 or "user.evil" in xattrs)), box["stored"]
     assert box["unlocked"] == box["before"], f"her tree at unlock: {box['unlocked']}"
+
+
+@pytest.mark.xfail(strict=True, reason="75b (2): a keyless store writer's unsigned second root revision of "
+                   "her folder (no history in common: rule 5) has her own settling close her genuine leaf")
+def test_75b_2_an_unsigned_root_sibling_of_her_folder_does_not_have_her_settling_close_her_leaf(
+        vault_copy) -> None:
+    """(2) with no key: her folder made once (one revision), the server's unsigned state of it (sealed
+    under a DEK it seals to her public key) put as a second first revision, one generation longer:
+    rule 5 ("made twice", one kept) keeps the current one, the server's, and closes hers."""
+    with _composed(vault_copy, SEATS) as composed:
+        async def scene() -> tuple[bool, list[str], str, tuple]:
+            alice = composed.volumes["alice"]
+            await composed.drive.mkdir(ROOT, b"private", stat.S_IFDIR | 0o700, ALICE)
+            fid = alice.resolve(b"private").fid
+            local = replica.local_of(composed.store)
+            hers = local.get(fid)
+            assert replica.current_history(local, fid) == [hers["_rev"]], "scene: one revision of hers"
+            now = time.time_ns()
+            attrs = {"mode": stat.S_IFDIR | 0o777, "uid": 2202, "gid": 2202, "rdev": 0, "size": 0,
+                     "atime": now, "mtime": now, "ctime": now, "btime": now,
+                     "links": [[os.urandom(16).hex(), "x"]], "xattrs": {}, "target": None, "head": None,
+                     "manifest": None, "trashed": None, "previous": None, "epoch": hers["epoch"],
+                     "seq": ["server", 1]}
+            dek, owner = os.urandom(32), hers["owner"]
+            doc = {"_id": fid, "type": "node", "owner": owner, "epoch": hers["epoch"], "delete": False,
+                   "owner_dek": b64e(seal_file_key(public_box(local.get(owner)), owner, owner, fid,
+                                                   hers["epoch"], dek)),
+                   "enc": b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))}
+            fork = [f"2-{'f' * 32}", f"1-{'e' * 32}"]
+            replica.store_revisions(local, [{**doc, "_rev": fork[0], "_revisions": replica.revisions(fork)}])
+            await _taken_in(composed, [local.get(fid)], [fid])
+            current = local.get(fid)
+            live = [current["_rev"], *(leaf["_rev"] for leaf in replica.other_leaves(local, fid))]
+            return "sig" in current and signer_of(current) == alice.key.user_id, live, hers["_rev"], \
+                _seen(alice, fid)
+
+        signed_by_her, live, hers, shown = trio.run(scene)
+    assert shown[1] == 0o700, shown
+    assert signed_by_her or hers in live, f"her leaf {hers} closed; live: {live}, the server's current"
