@@ -287,9 +287,6 @@ def _nothing_of_his(box: dict) -> None:
     assert box["unlocked"][1] in (None, bob_before), f"his seat at unlock: {box['unlocked'][1]}"
 
 
-@pytest.mark.xfail(strict=True, reason="75b (1): a READ recipient's winning conflict branch under a key he "
-                   "sealed to her: her settling merges his chmod, owner ids and xattrs into her file, "
-                   "signed by her")
 @pytest.mark.parametrize("how", HOW)
 def test_75b_1_a_read_recipients_winning_branch_under_his_key_has_her_settling_sign_his_chmod_and_xattr(
         vault_copy, how: str) -> None:
@@ -306,9 +303,6 @@ def test_75b_control_his_winning_branch_under_her_own_key_merges_nothing_of_his(
 # --- (2): his winning branch under her own key: her settling closes her leaf
 
 
-@pytest.mark.xfail(strict=True, reason="75b (2): a READ recipient's winning conflict branch (her key, same "
-                   "contents) has her own settling close her genuine leaf: his refused state is left the "
-                   "store's only revision, and other recipients' unlock leaves her file out")
 @pytest.mark.parametrize("how", HOW)
 def test_75b_2_her_settling_never_closes_her_own_leaf_under_a_read_recipients_branch(
         vault_copy, how: str) -> None:
@@ -360,9 +354,6 @@ def _keyless_branch(store, fid: str) -> dict:
     return local.get(fid)
 
 
-@pytest.mark.xfail(strict=True, reason="75b (3): a keyless store writer's unsigned winning branch under a "
-                   "key sealed to her public key: her settling merges its chmod, owner ids and xattrs into "
-                   "her own private file, signed by her")
 def test_75b_3_an_unsigned_branch_from_the_server_has_her_settling_sign_its_chmod_and_xattr(
         vault_copy) -> None:
     box: dict = {}
@@ -384,8 +375,6 @@ def test_75b_3_an_unsigned_branch_from_the_server_has_her_settling_sign_its_chmo
     assert box["unlocked"] == box["before"], f"her tree at unlock: {box['unlocked']}"
 
 
-@pytest.mark.xfail(strict=True, reason="75b (2): a keyless store writer's unsigned second root revision of "
-                   "her folder (no history in common: rule 5) has her own settling close her genuine leaf")
 def test_75b_2_an_unsigned_root_sibling_of_her_folder_does_not_have_her_settling_close_her_leaf(
         vault_copy) -> None:
     """(2) with no key: her folder made once (one revision), the server's unsigned state of it (sealed
@@ -421,3 +410,112 @@ def test_75b_2_an_unsigned_root_sibling_of_her_folder_does_not_have_her_settling
         signed_by_her, live, hers, shown = trio.run(scene)
     assert shown[1] == 0o700, shown
     assert signed_by_her or hers in live, f"her leaf {hers} closed; live: {live}, the server's current"
+
+
+# --- the fix: a refused current revision is never settled against (conflicts.py ``_beside_refused_current``)
+
+
+def _unsigned_state(store, fid: str) -> dict:
+    """``_keyless_branch``'s unsigned state of her file (mode 0777, owner ids 2202, ``user.evil``),
+    not stored."""
+    local = replica.local_of(store)
+    hers = local.get(fid)
+    (version,) = local.by_file("FilesMetaData", fid)
+    now = time.time_ns()
+    attrs = {"mode": stat.S_IFREG | 0o777, "uid": 2202, "gid": 2202, "rdev": 0, "size": 0, "atime": now,
+             "mtime": now, "ctime": now, "btime": now, "links": [[os.urandom(16).hex(), "x"]],
+             "xattrs": {"user.evil": b64e(b"the server was here")}, "target": None, "head": version["_id"],
+             "manifest": None, "trashed": None, "previous": None, "epoch": hers["epoch"],
+             "changed": {"mode": now, "xattrs": now, "owner": now}, "seq": ["server", 1]}
+    dek, owner = os.urandom(32), hers["owner"]
+    return {"_id": fid, "type": "node", "owner": owner, "epoch": hers["epoch"], "delete": False,
+            "owner_dek": b64e(seal_file_key(public_box(local.get(owner)), owner, owner, fid, hers["epoch"],
+                                            dek)),
+            "enc": b64e(aead.seal(dek, json.dumps(attrs).encode(), aead.ad("node", fid)))}
+
+
+def _put(store, doc: dict, history: list[str]) -> dict:
+    """``doc`` stored as the leaf ``history`` (newest first) ends in, as a peer sends it."""
+    local = replica.local_of(store)
+    replica.store_revisions(local, [{**doc, "_rev": history[0], "_revisions": replica.revisions(history)}])
+    return {**doc, "_rev": history[0]}
+
+
+def _leaves(store, fid: str) -> list[dict]:
+    local = replica.local_of(store)
+    return [local.get(fid), *replica.other_leaves(local, fid)]
+
+
+def _her_other_devices_chmod(composed, fid: str) -> dict:
+    """Her other device's state of her file, signed by her: chmod 0640, stamped changed now."""
+    alice = composed.volumes["alice"]
+    hers = replica.local_of(composed.store).get(fid)
+    dek = alice.find(fid).dek
+    now = time.time_ns()
+    attrs = {**open_node_attrs(hers, dek), "mode": stat.S_IFREG | 0o640, "ctime": now,
+             "changed": {"mode": now}, "seq": ["her-phone", 1]}
+    body = {k: v for k, v in hers.items() if k not in ("_rev", "sig")}
+    plain = json.dumps(attrs, separators=(",", ":")).encode()
+    body["enc"] = b64e(aead.seal(dek, plain, aead.ad("node", fid)))
+    return alice.trust.sign(body)
+
+
+def test_75b_fix_a_refused_current_beside_her_other_devices_edit_keeps_her_edit_and_nothing_of_it(
+        vault_copy) -> None:
+    """The server's unsigned state stacked on her revision (current), her other device's chmod 0640 a
+    sibling of it: her other device's edit is made current over the refused one (never lost), nothing of
+    the server's merged into what she signs, one leaf left, the refusal said."""
+    with _composed(vault_copy, SEATS) as composed:
+        async def scene() -> None:
+            alice = composed.volumes["alice"]
+            await _write(composed.drive, ROOT, b"diary.txt", b"alice's own\n", ALICE)
+            fid = alice.resolve(b"diary.txt").fid
+            local = replica.local_of(composed.store)
+            history = replica.current_history(local, fid)
+            generation = int(history[0].split("-")[0])
+            _put(composed.store, _her_other_devices_chmod(composed, fid),
+                 [f"{generation}-{'0' * 32}", *history[1:]])
+            assert local.get(fid)["_rev"] == history[0], "scene: her revision current, her other one's beside"
+            forged = _put(composed.store, _unsigned_state(composed.store, fid),
+                          [f"{generation + 1}-{'f' * 32}", *history])
+            assert local.get(fid)["_rev"] == forged["_rev"], "scene: the unsigned state current"
+            await _taken_in(composed, [forged], [fid])
+            assert _seen(alice, fid) == (stat.S_IFREG, 0o640, {}, [b"diary.txt"]), "her other device's chmod"
+            assert _stored(composed, fid) == (True, 0o640, A_UID, {}), "signed by her: her other device's"
+            assert len(_leaves(composed.store, fid)) == 1, "settled: one leaf"
+            said = [a["text"] for a in alice.tree.trust.alarms.as_list() if a["subject"] == fid]
+            assert any("refused" in text for text in said), said
+
+        trio.run(scene)
+
+
+def test_75b_fix_a_replay_of_her_own_beside_a_refused_current_is_not_made_current(vault_copy) -> None:
+    """Her own older revision (before a rename), signed by her, put back as a leaf beside the server's
+    refused current: a replay by the ledger, closed as the refused one is; what her tree holds (the
+    rename) is committed over the refused current, never her older state."""
+    with _composed(vault_copy, SEATS) as composed:
+        async def scene() -> None:
+            alice = composed.volumes["alice"]
+            await _write(composed.drive, ROOT, b"diary.txt", b"alice's own\n", ALICE)
+            fid = alice.resolve(b"diary.txt").fid
+            local = replica.local_of(composed.store)
+            older = {k: v for k, v in local.get(fid).items() if k != "_rev"}
+            older_history = replica.current_history(local, fid)
+            await composed.drive.rename(ROOT, b"diary.txt", ROOT, b"renamed.txt", 0, ALICE)
+            history = replica.current_history(local, fid)
+            assert older_history[0] in history, "scene: the rename made over her older revision"
+            generation = int(history[0].split("-")[0])
+            replay = _put(composed.store, older, [f"{generation}-{'0' * 32}", *older_history])
+            forged = _put(composed.store, _unsigned_state(composed.store, fid),
+                          [f"{generation + 1}-{'f' * 32}", *history])
+            live = [leaf["_rev"] for leaf in _leaves(composed.store, fid)]
+            assert local.get(fid)["_rev"] == forged["_rev"] and replay["_rev"] in live, "scene"
+            await _taken_in(composed, [forged], [fid])
+            assert _seen(alice, fid)[3] == [b"renamed.txt"], _seen(alice, fid)
+            current = local.get(fid)
+            assert signer_of(current) == alice.key.user_id, "her state committed over the refused one"
+            assert sorted(name for _, name in open_node_attrs(current, alice.find(fid).dek)["links"]) \
+                == ["renamed.txt"]
+            assert len(_leaves(composed.store, fid)) == 1, "settled: one leaf"
+
+        trio.run(scene)

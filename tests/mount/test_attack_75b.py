@@ -16,7 +16,6 @@ from pathlib import Path
 
 import adversary
 import httpx
-import pytest
 from conftest import first_device, mounted, settled, wait_for
 
 from fusevault.crypto import aead
@@ -67,8 +66,6 @@ def _shown(path: Path) -> tuple[int, bytes | None]:
     return stat.S_IMODE(os.stat(path).st_mode), evil
 
 
-@pytest.mark.xfail(strict=True, reason="75b (3): an unsigned winning branch the server makes has her mount "
-                   "sign its chmod and xattr into her private file")
 def test_75b_3_the_servers_unsigned_branch_does_not_chmod_her_file_through_her_mount(
         couchdb_url: str, tmp_path: Path) -> None:
     laptop = first_device(couchdb_url, tmp_path)

@@ -216,6 +216,7 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
     # revision read below must hold them, or adopting the other branch would
     # take the node in memory back over them (lost, with no conflict).
     await volume.commit_pending()
+    judged: dict[str, str] = {}  # the current revision's verdict, once per revision (said once)
     for other in _in_order(volume, store, doc_id):
         current = store.get(doc_id)
         if current is None:
@@ -229,6 +230,13 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
             return  # a file shared with this user: its owner's devices settle it
         if volume.authorship is not None and volume.authorship.current_copy(volume, current):
             await _beside_writers_current(volume, store, current, other, out)
+            continue
+        if _current_verdict(volume, current, judged) != KEPT:
+            # The revision CouchDB's rule made current is judged as an arrival is (its signature, its
+            # signer's grants): refused, it is no state to settle against.  Settled against, the
+            # rules merged its mode, owner ids and xattrs into her state and committed them signed by
+            # her, or kept it and closed her genuine leaf (attack round 75b (1), (2), (3)).
+            await _beside_refused_current(volume, store, current, other, out)
             continue
         verdict = KEPT if volume.authorship is None else volume.authorship.leaf_verdict(volume, other)
         if verdict == REFUSED:
@@ -281,6 +289,60 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
     if volume.ledger is not None and not replica.other_leaves(store, doc_id):
         volume.ledger.settled_branches(doc_id)
     _writers_alone(volume, store, doc_id)
+
+
+def _current_verdict(volume: Volume, current: dict, judged: dict[str, str]) -> str:
+    """The current revision judged with the verdict a concurrent revision gets (``leaf_verdict``:
+    signature, signer's grants, the key a writer may give), once per revision: KEPT, else refused
+    (said).  A writer's edit to keep only as a copy is ``current_copy``'s, met before this."""
+    rev = str(current.get("_rev"))
+    if rev not in judged:
+        gate = volume.authorship
+        verdict = KEPT if gate is None else gate.leaf_verdict(volume, current)
+        if verdict == COPY and gate is not None:
+            gate.deny(current, f"a current revision signed by {said_signer(current)}, who holds no WRITE on "
+                      "it where it sits")
+        judged[rev] = verdict
+    return judged[rev]
+
+
+async def _beside_refused_current(volume: Volume, store: LocalStore, current: dict, other: dict,
+                                  out: Absorbed) -> None:
+    """The current revision is refused (``_current_verdict``, said): nothing of it is kept, merged or
+    copied.  ``other``, admitted (``leaf_verdict``, and no replay by the ledger), is made current again
+    as a new revision of hers over the refused one (``_adopt``: the refused state stays only in the
+    history beneath it) and its own leaf closed; refused or a replay, it is closed too, and the state
+    the tree holds (what she had) is committed over the refused current.  A writer's edit to keep as a
+    copy is left open: settled once a state of hers is current."""
+    doc_id = current["_id"]
+    verdict = KEPT if volume.authorship is None else volume.authorship.leaf_verdict(volume, other)
+    if verdict == COPY:
+        _held_over_refused(volume, current, out)
+        return
+    if verdict == KEPT:
+        kept = _open(other, replica.history_from(other), volume)
+        if not _replayed(volume, kept, kept, "beside a refused current revision"):
+            if kept.node.head and store.get(kept.node.head) is None:
+                return  # its version has not arrived yet: settled after a later arrival
+            if kept.node.is_reg and inherits_punched(volume, kept.node):
+                return  # records its version inherits were punched here: wanted from the peer first
+            log.info("concurrent edits of %s: the current revision %s refused, %s made current over it",
+                     doc_id, str(current["_rev"])[:40], other["_rev"])
+            await _adopt(volume, current, kept, kept, out, (kept,))
+            _close(volume, store, kept)
+            return
+        _close(volume, store, kept)
+    else:
+        replica.close_leaf(store, doc_id, other["_rev"])  # refused (and said)
+    _held_over_refused(volume, current, out)
+
+
+def _held_over_refused(volume: Volume, current: dict, out: Absorbed) -> None:
+    """The state the tree holds of her file, standing on the refused current revision (arrivals.py
+    ``keep``), committed over it (``out.recommit``): the store's current revision is hers again."""
+    node = volume.find(current["_id"])
+    if node is not None and node.owner == volume.key.user_id and node.rev == current["_rev"]:
+        out.recommit.append((node, current["_rev"]))
 
 
 def _in_order(volume: Volume, store: LocalStore, doc_id: str) -> list[dict]:
