@@ -519,3 +519,46 @@ def test_75b_fix_a_replay_of_her_own_beside_a_refused_current_is_not_made_curren
             assert len(_leaves(composed.store, fid)) == 1, "settled: one leaf"
 
         trio.run(scene)
+
+
+# --- (2) through the clear fields: a winning sibling naming another owner or another type
+
+
+@pytest.mark.parametrize("field", ["owner", "type"])
+def test_75b_fix_a_sibling_naming_another_owner_or_type_has_no_device_close_her_leaf(
+        vault_copy, field: str) -> None:
+    """The server's unsigned winning sibling of her private diary.txt names bob as its owner (his
+    device took it for his file to settle, and closed her leaf as not his), or another type (a
+    share's: "the revision CouchDB's rule picked stands", her node's leaf closed on every device).
+    What a document is, and whose, is what a device holds or saw of it, never the current revision's
+    clear fields: bob's device leaves it, hers makes her leaf current again over it."""
+    with _composed(vault_copy, SEATS) as composed:
+        async def scene() -> None:
+            alice, bob = composed.volumes["alice"], composed.volumes["bob"]
+            await _write(composed.drive, ROOT, b"diary.txt", b"alice's own\n", ALICE)
+            fid = alice.resolve(b"diary.txt").fid
+            before = _seen(alice, fid)
+            local = replica.local_of(composed.store)
+            hers = local.get(fid)["_rev"]
+            history = replica.current_history(local, fid)
+            generation = int(history[0].split("-")[0])
+            doc = _unsigned_state(composed.store, fid)
+            doc.update({"owner": bob.key.user_id} if field == "owner" else {"type": "share"})
+            forged = _put(composed.store, doc, [f"{generation + 1}-{'f' * 32}", f"{generation}-{'e' * 32}",
+                                                *history[1:]])
+            assert local.get(fid)["_rev"] == forged["_rev"], "scene: the forged sibling current"
+            for volume in composed.volumes.values():
+                absorb_arrivals(volume, [forged])
+                conflicts.note_branches(volume, local, [fid])
+            await conflicts.settle(bob, local, [fid])  # his device first: never hers to settle
+            assert hers in [leaf["_rev"] for leaf in _leaves(composed.store, fid)], "her leaf closed by his"
+            out = await conflicts.settle(alice, local, [fid])
+            for node, rev in out.recommit:
+                if alice.find(node.fid) is node and node.rev == rev:
+                    await alice.save_node(node)
+            current = local.get(fid)
+            assert current.get("type") == "node" and signer_of(current) == alice.key.user_id, current
+            assert _seen(alice, fid) == before
+            assert len(_leaves(composed.store, fid)) == 1, "settled: one leaf"
+
+        trio.run(scene)

@@ -78,6 +78,8 @@ SAME_LIMIT = 64 * 1024 * 1024
 # ``_copy_ident``: how many derived ids a conflict copy is tried under, each taken by a document that
 # is not the copy; then a random one.
 COPY_IDENTS = 4
+# ``_owner_here``: the leaves of a document this device neither holds nor saw name two types or owners.
+UNKNOWN = ""
 
 
 @dataclass
@@ -221,12 +223,13 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
         current = store.get(doc_id)
         if current is None:
             return
-        if current.get("type") != NODE:
+        owner = _owner_here(volume, doc_id, current, other)
+        if owner is None:
             # Users, groups, shares, settings: the revision CouchDB's rule
             # picked stands, as on the server; the other is closed.
             replica.close_leaf(store, doc_id, other["_rev"])
             continue
-        if current.get("owner") != volume.key.user_id:
+        if owner != volume.key.user_id:
             return  # a file shared with this user: its owner's devices settle it
         if volume.authorship is not None and volume.authorship.current_copy(volume, current):
             await _beside_writers_current(volume, store, current, other, out)
@@ -291,13 +294,44 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
     _writers_alone(volume, store, doc_id)
 
 
+def _owner_here(volume: Volume, doc_id: str, current: dict, other: dict) -> str | None:
+    """Whose node ``doc_id`` is, as this device holds it (the tree's node) or first saw it (the ledger's
+    ``owner_seen``); else what both leaves say (their clear ``type`` and ``owner``), and where they
+    differ ``UNKNOWN``: not this device's to settle (one that holds it does).  None: no node (a user,
+    group, share or settings document).  Never the current revision's clear fields alone: a keyless
+    server's winning sibling naming another user as owner had that user's device settle her file and
+    close her leaf as not his, and one naming another type had every device close it as a document
+    whose current revision stands (attack round 75b (2))."""
+    held = volume.find(doc_id)
+    if held is not None:
+        return held.owner
+    seen = volume.ledger.owner_seen(doc_id) if volume.ledger is not None else None
+    if seen is not None:
+        return seen
+    said = {(leaf.get("type"), leaf.get("owner") if leaf.get("type") == NODE else None)
+            for leaf in (current, other)}
+    if len(said) != 1:
+        return UNKNOWN
+    kind, owner = said.pop()
+    if kind != NODE:
+        return None
+    return owner if isinstance(owner, str) else UNKNOWN
+
+
 def _current_verdict(volume: Volume, current: dict, judged: dict[str, str]) -> str:
     """The current revision judged with the verdict a concurrent revision gets (``leaf_verdict``:
     signature, signer's grants, the key a writer may give), once per revision: KEPT, else refused
-    (said).  A writer's edit to keep only as a copy is ``current_copy``'s, met before this."""
+    (said).  A writer's edit to keep only as a copy is ``current_copy``'s, met before this.  One that
+    is no node of hers (another type or owner than held: ``_owner_here``) is refused, said."""
     rev = str(current.get("_rev"))
     if rev not in judged:
         gate = volume.authorship
+        if current.get("type") != NODE or current.get("owner") != volume.key.user_id:
+            if gate is not None:
+                gate.deny(current, "the current revision is no state of her file (another type or owner "
+                          "than held here)")
+            judged[rev] = REFUSED
+            return REFUSED
         verdict = KEPT if gate is None else gate.leaf_verdict(volume, current)
         if verdict == COPY and gate is not None:
             gate.deny(current, f"a current revision signed by {said_signer(current)}, who holds no WRITE on "
