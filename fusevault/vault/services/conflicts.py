@@ -320,9 +320,10 @@ def _owner_here(volume: Volume, doc_id: str, current: dict, other: dict) -> str 
 
 def _current_verdict(volume: Volume, current: dict, judged: dict[str, str]) -> str:
     """The current revision judged with the verdict a concurrent revision gets (``leaf_verdict``:
-    signature, signer's grants, the key a writer may give), once per revision: KEPT, else refused
-    (said).  A writer's edit to keep only as a copy is ``current_copy``'s, met before this.  One that
-    is no node of hers (another type or owner than held: ``_owner_here``) is refused, said."""
+    signature, signer's grants, the key a writer may give), once per revision: KEPT, else refused,
+    unsaid (said as it arrived, or by the load).  A writer's edit to keep only as a copy is
+    ``current_copy``'s, met before this.  One that is no node of hers (another type or owner than held:
+    ``_owner_here``) is refused, said."""
     rev = str(current.get("_rev"))
     if rev not in judged:
         gate = volume.authorship
@@ -332,17 +333,14 @@ def _current_verdict(volume: Volume, current: dict, judged: dict[str, str]) -> s
                           "than held here)")
             judged[rev] = REFUSED
             return REFUSED
-        verdict = KEPT if gate is None else gate.leaf_verdict(volume, current)
-        if verdict == COPY and gate is not None:
-            gate.deny(current, f"a current revision signed by {said_signer(current)}, who holds no WRITE on "
-                      "it where it sits")
-        judged[rev] = verdict
+        # Unsaid: refused as the file's state when it arrived or was loaded, and said there.
+        judged[rev] = KEPT if gate is None else gate.leaf_verdict(volume, current, said=False)
     return judged[rev]
 
 
 async def _beside_refused_current(volume: Volume, store: LocalStore, current: dict, other: dict,
                                   out: Absorbed) -> None:
-    """The current revision is refused (``_current_verdict``, said): nothing of it is kept, merged or
+    """The current revision is refused (``_current_verdict``): nothing of it is kept, merged or
     copied.  ``other``, admitted (``leaf_verdict``, and no replay by the ledger), is made current again
     as a new revision of hers over the refused one (``_adopt``: the refused state stays only in the
     history beneath it) and its own leaf closed; refused or a replay, it is closed too, and the state
