@@ -78,6 +78,8 @@ SAME_LIMIT = 64 * 1024 * 1024
 # ``_copy_ident``: how many derived ids a conflict copy is tried under, each taken by a document that
 # is not the copy; then a random one.
 COPY_IDENTS = 4
+# ``_owner_here``: the leaves of a document this device neither holds nor saw name two types or owners.
+UNKNOWN = ""
 
 
 @dataclass
@@ -252,19 +254,28 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
     # revision read below must hold them, or adopting the other branch would
     # take the node in memory back over them (lost, with no conflict).
     await volume.commit_pending()
+    judged: dict[str, str] = {}  # the current revision's verdict, once per revision (said once)
     for other in _in_order(volume, store, doc_id):
         current = store.get(doc_id)
         if current is None:
             return
-        if current.get("type") != NODE:
+        owner = _owner_here(volume, doc_id, current, other)
+        if owner is None:
             # Users, groups, shares, settings: the revision CouchDB's rule
             # picked stands, as on the server; the other is closed.
             replica.close_leaf(store, doc_id, other["_rev"])
             continue
-        if current.get("owner") != volume.key.user_id:
+        if owner != volume.key.user_id:
             return  # a file shared with this user: its owner's devices settle it
         if volume.authorship is not None and volume.authorship.current_copy(volume, current):
             await _beside_writers_current(volume, store, current, other, out)
+            continue
+        if _current_verdict(volume, current, judged) != KEPT:
+            # The revision CouchDB's rule made current is judged as an arrival is (its signature, its
+            # signer's grants): refused, it is no state to settle against.  Settled against, the
+            # rules merged its mode, owner ids and xattrs into her state and committed them signed by
+            # her, or kept it and closed her genuine leaf (attack round 75b (1), (2), (3)).
+            await _beside_refused_current(volume, store, current, other, out)
             continue
         verdict = KEPT if volume.authorship is None else volume.authorship.leaf_verdict(volume, other)
         if verdict == REFUSED:
@@ -317,6 +328,89 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
     if volume.ledger is not None and not replica.other_leaves(store, doc_id):
         volume.ledger.settled_branches(doc_id)
     _writers_alone(volume, store, doc_id)
+
+
+def _owner_here(volume: Volume, doc_id: str, current: dict, other: dict) -> str | None:
+    """Whose node ``doc_id`` is, as this device holds it (the tree's node) or first saw it (the ledger's
+    ``owner_seen``); else what both leaves say (their clear ``type`` and ``owner``), and where they
+    differ ``UNKNOWN``: not this device's to settle (one that holds it does).  None: no node (a user,
+    group, share or settings document).  Never the current revision's clear fields alone: a keyless
+    server's winning sibling naming another user as owner had that user's device settle her file and
+    close her leaf as not his, and one naming another type had every device close it as a document
+    whose current revision stands (attack round 75b (2))."""
+    held = volume.find(doc_id)
+    if held is not None:
+        return held.owner
+    seen = volume.ledger.owner_seen(doc_id) if volume.ledger is not None else None
+    if seen is not None:
+        return seen
+    said = {(leaf.get("type"), leaf.get("owner") if leaf.get("type") == NODE else None)
+            for leaf in (current, other)}
+    if len(said) != 1:
+        return UNKNOWN
+    kind, owner = said.pop()
+    if kind != NODE:
+        return None
+    return owner if isinstance(owner, str) else UNKNOWN
+
+
+def _current_verdict(volume: Volume, current: dict, judged: dict[str, str]) -> str:
+    """The current revision judged with the verdict a concurrent revision gets (``leaf_verdict``:
+    signature, signer's grants, the key a writer may give), once per revision: KEPT, else refused,
+    unsaid (said as it arrived, or by the load).  A writer's edit to keep only as a copy is
+    ``current_copy``'s, met before this.  One that is no node of hers (another type or owner than held:
+    ``_owner_here``) is refused, said."""
+    rev = str(current.get("_rev"))
+    if rev not in judged:
+        gate = volume.authorship
+        if current.get("type") != NODE or current.get("owner") != volume.key.user_id:
+            if gate is not None:
+                gate.deny(current, "the current revision is no state of her file (another type or owner "
+                          "than held here)")
+            judged[rev] = REFUSED
+            return REFUSED
+        # Unsaid: refused as the file's state when it arrived or was loaded, and said there.
+        judged[rev] = KEPT if gate is None else gate.leaf_verdict(volume, current, said=False)
+    return judged[rev]
+
+
+async def _beside_refused_current(volume: Volume, store: LocalStore, current: dict, other: dict,
+                                  out: Absorbed) -> None:
+    """The current revision is refused (``_current_verdict``): nothing of it is kept, merged or
+    copied.  ``other``, admitted (``leaf_verdict``, and no replay by the ledger), is made current again
+    as a new revision of hers over the refused one (``_adopt``: the refused state stays only in the
+    history beneath it) and its own leaf closed; refused or a replay, it is closed too, and the state
+    the tree holds (what she had) is committed over the refused current.  A writer's edit to keep as a
+    copy is left open: settled once a state of hers is current."""
+    doc_id = current["_id"]
+    verdict = KEPT if volume.authorship is None else volume.authorship.leaf_verdict(volume, other)
+    if verdict == COPY:
+        _held_over_refused(volume, current, out)
+        return
+    if verdict == KEPT:
+        kept = _open(other, replica.history_from(other), volume)
+        if not _replayed(volume, kept, kept, "beside a refused current revision"):
+            if kept.node.head and store.get(kept.node.head) is None:
+                return  # its version has not arrived yet: settled after a later arrival
+            if kept.node.is_reg and inherits_punched(volume, kept.node):
+                return  # records its version inherits were punched here: wanted from the peer first
+            log.info("concurrent edits of %s: the current revision %s refused, %s made current over it",
+                     doc_id, str(current["_rev"])[:40], other["_rev"])
+            await _adopt(volume, current, kept, kept, out, (kept,))
+            _close(volume, store, kept)
+            return
+        _close(volume, store, kept)
+    else:
+        replica.close_leaf(store, doc_id, other["_rev"])  # refused (and said)
+    _held_over_refused(volume, current, out)
+
+
+def _held_over_refused(volume: Volume, current: dict, out: Absorbed) -> None:
+    """The state the tree holds of her file, standing on the refused current revision (arrivals.py
+    ``keep``), committed over it (``out.recommit``): the store's current revision is hers again."""
+    node = volume.find(current["_id"])
+    if node is not None and node.owner == volume.key.user_id and node.rev == current["_rev"]:
+        out.recommit.append((node, current["_rev"]))
 
 
 def _in_order(volume: Volume, store: LocalStore, doc_id: str) -> list[dict]:

@@ -159,6 +159,7 @@ class Authorship:
         # The owner's stamps taken (fid -> (its signature, its parents)): asked
         # again (a refused deletion put back), the same stamp gives the same place.
         self._stamps: dict[str, tuple[str, list[str]]] = {}
+        self._quiet = 0  # ``leaf_verdict(said=False)`` under way: its refusals were said already
 
     def was_at(self, fid: str) -> list[str] | None:
         """The parents (fids) this device last saw the user's own file in, if known."""
@@ -213,6 +214,8 @@ class Authorship:
         self._alarm(doc, why)
 
     def _alarm(self, doc: dict, why: str) -> None:
+        if self._quiet:
+            return
         fid = str(doc.get("fid") or doc.get("_id"))
         self.trust.alarms.warn("forged-write", fid, f"refused a change of file {fid}: {why}")
 
@@ -233,9 +236,10 @@ class Authorship:
         restored = self._as_signed(doc)
         if restored is not None:
             fields = [k for k in ("delete", "owner") if restored[0].get(k) != doc.get(k)]
-            self.trust.alarms.warn("forged-write", str(doc.get("_id")),
-                                   f"the clear field(s) {', '.join(fields)} of file {doc.get('_id')} were "
-                                   "changed in the store: the values its author signed are used")
+            if not self._quiet:
+                self.trust.alarms.warn("forged-write", str(doc.get("_id")),
+                                       f"the clear field(s) {', '.join(fields)} of file {doc.get('_id')} "
+                                       "were changed in the store: the values its author signed are used")
             return restored
         self._alarm(doc, why)
         return None
@@ -748,9 +752,16 @@ class Authorship:
         no forgery: False, unsaid."""
         return self.leaf_verdict(volume, doc) == KEPT
 
-    def leaf_verdict(self, volume: Held, doc: dict) -> str:
+    def leaf_verdict(self, volume: Held, doc: dict, said: bool = True) -> str:
         """``leaf_ok``'s verdict: KEPT (a state of the file), COPY (a writer's edit kept only as a
-        conflict copy where he wrote it: ``writers_copy``) or REFUSED (said)."""
+        conflict copy where he wrote it: ``writers_copy``) or REFUSED (said, unless ``said`` is False:
+        the current revision, judged and said as it arrived or was loaded)."""
+        if not said:
+            self._quiet += 1
+            try:
+                return self.leaf_verdict(volume, doc)
+            finally:
+                self._quiet -= 1
         admitted = self.admit(doc)
         if admitted is None:
             return REFUSED
