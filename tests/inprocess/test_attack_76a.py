@@ -53,8 +53,8 @@ group's Share) and round 74b (2)'s (``stand_on``).  Seats of one shared mount
     was made over stays "newest of its device" on the device that made it (``superseded`` runs only for a
     state taken at arrival or load, ledger.py:829, 1074; her other devices, which take her commit in,
     likely refuse the replay: not run).  Impact: on her device that made the change (her only one, often),
-    any change she makes over a member's last state is undone at the server's will, unsaid, and her next
-    commit makes it hers; her share again's record is put back to the unshare's.
+    any change she makes over a member's last state is undone at the server's will, unsaid (her next
+    commit goes on from his state); her share again's record is put back to the unshare's.
     Suggested fix: her commit of a node, not in conflict, supersedes every state seen before of another
     device or writer, as ``superseded`` does for a state taken (``committed``).
 
