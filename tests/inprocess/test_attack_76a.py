@@ -323,13 +323,42 @@ def test_76a_control_her_change_over_a_writers_state_stands(three: Path, then: s
     _her_change_stands(seen)
 
 
-@pytest.mark.xfail(strict=True, reason="76a (2): a WRITE member's last state served again over her own "
-                   "commit made over it is taken (unsaid): her change (a share again's record) undone")
 @pytest.mark.parametrize("then", THEN)
 def test_76a_2_a_writers_state_served_again_over_her_change_is_refused(three: Path, then: str) -> None:  # noqa: F811
+    """Fixed: her commit, alone in the store, supersedes the states seen before (``Ledger.committed``'s
+    ``alone``, inodes.py ``_put``): his state served again is a replay, refused and said."""
     seen = _in_scene(three, lambda shared: _bobs_state_served_again(shared, then, replayed=True))
     print("seen:", seen)
     _her_change_stands(seen)
+    assert "rollback" in seen["said"], f"the replay unsaid: {seen}"
+
+
+async def _bobs_newer_state_over_her_change(shared) -> dict:
+    """As ``_bobs_state_served_again`` (her chmod over bob's state), then bob's genuinely newer state
+    (``bobs-device`` 2), made apart from her change (over his own state), put over hers."""
+    drive, alice = shared.drive, shared.volumes["alice"]
+    docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+    await _write(drive, docs.st_ino, b"plan.txt", b"alice's plan\n", ALICE)
+    assert "error" not in await _ask(shared, "share", "docs", "bob", "WRITE")
+    fid = alice.resolve(b"docs/plan.txt").fid
+    await _walk(drive, b"shared/alice/docs/plan.txt", BOB)
+    his = bobs_node_doc(shared, fid, {"seq": ["bobs-device", 1], "mode": stat.S_IFREG | 0o640})
+    newer = bobs_node_doc(shared, fid, {"seq": ["bobs-device", 2], "mode": stat.S_IFREG | 0o644})
+    planted(shared, his)
+    plan = await _walk(drive, b"docs/plan.txt", ALICE)
+    await drive.setattr(plan.st_ino, _mode(0o600), Fields(mode=True), None, ALICE)
+    assert stat.S_IMODE(alice.find(fid).mode) == 0o600, "the scene: her chmod over his state"
+    planted(shared, newer)
+    return {"mode": oct(stat.S_IMODE(alice.find(fid).mode)), "seq": alice.find(fid).seq,
+            "said": [each["kind"] for each in alarms.for_user(alice.key.user_id).as_list()]}
+
+
+def test_76a_2_control_a_writers_newer_state_over_her_change_is_taken(three: Path) -> None:  # noqa: F811
+    """Honest concurrency kept: a later state of his device is no replay of the one she superseded."""
+    seen = _in_scene(three, _bobs_newer_state_over_her_change)
+    print("seen:", seen)
+    assert seen["mode"] == oct(0o644) and seen["seq"] == ("bobs-device", 2), seen
+    assert "rollback" not in seen["said"], seen
 
 
 def _his_state_under(shared, base: dict, dek: bytes, change: dict) -> dict:
