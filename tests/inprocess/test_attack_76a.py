@@ -57,6 +57,8 @@ group's Share) and round 74b (2)'s (``stand_on``).  Seats of one shared mount
     commit goes on from his state); her share again's record is put back to the unshare's.
     Suggested fix: her commit of a node, not in conflict, supersedes every state seen before of another
     device or writer, as ``superseded`` does for a state taken (``committed``).
+    Fixed so (``Ledger.committed``'s ``alone``, vault/tree/inodes.py ``_put``): refused and said now;
+    control ``test_76a_2_control_a_writers_newer_state_over_her_change_is_taken``.
 
 (3) high (a revocation undone on her other device, unsaid: 71d (1) again).  Attackers: the server (or a
     peer) withholding carol's Share deletion from her desktop (71d (1)), and bob, a WRITE member, whose
