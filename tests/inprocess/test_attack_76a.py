@@ -440,3 +440,38 @@ def test_76a_3_a_writers_states_under_the_older_key_do_not_undo_her_unshare_on_h
     print("seen:", seen)
     assert seen["taken"] == [seen["share"]], f"the laptop's re-key records carol's Share given: {seen}"
     assert seen["carol"] < 1, f"carol is sealed plan.txt's key the laptop made without her: {seen}"
+
+
+async def _her_chmod_beside_a_branch(shared, branch: bool) -> dict:
+    """bob's state (``bobs-device`` 1) taken by her seat; with ``branch``, another live branch of
+    plan.txt in the store (her state before his, copied beside it under a revision of its own: a
+    conflict not settled yet); then her chmod.  Whether her ledger takes his state served again for a
+    replay now."""
+    from fusevault.vault.model.ledger import apart
+    drive, alice = shared.drive, shared.volumes["alice"]
+    bob = shared.volumes["bob"]
+    docs = await drive.mkdir(ROOT, b"docs", stat.S_IFDIR | 0o755, ALICE)
+    await _write(drive, docs.st_ino, b"plan.txt", b"alice's plan\n", ALICE)
+    assert "error" not in await _ask(shared, "share", "docs", "bob", "WRITE")
+    fid = alice.resolve(b"docs/plan.txt").fid
+    await _walk(drive, b"shared/alice/docs/plan.txt", BOB)
+    before = alice.store.get(fid)
+    planted(shared, bobs_node_doc(shared, fid, {"seq": ["bobs-device", 1], "mode": stat.S_IFREG | 0o640}))
+    if branch:
+        start, rid = before["_rev"].split("-", 1)
+        beside = {**{k: v for k, v in before.items() if k != "_rev"}, "_rev": f"{int(start) + 1}-{'0' * 32}",
+                  "_revisions": {"start": int(start) + 1, "ids": ["0" * 32, rid]}}
+        replica.store_revisions(alice.store.inner, [beside])
+        assert replica.in_conflict(alice.store.inner, fid), "the scene: a live branch beside his state"
+    plan = await _walk(drive, b"docs/plan.txt", ALICE)
+    await drive.setattr(plan.st_ino, _mode(0o600), Fields(mode=True), None, ALICE)
+    return {"replay": alice.ledger.older(fid, apart(("bobs-device", 1), bob.key.user_id))}
+
+
+@pytest.mark.parametrize("branch", [False, True])
+def test_76a_2_her_commit_in_conflict_supersedes_nothing(three: Path, branch: bool) -> None:  # noqa: F811
+    """Her commit supersedes the states seen only when the store holds no other live branch of the file
+    (``Inodes._put``): in conflict the settling judges the branches, his state among them."""
+    seen = _in_scene(three, lambda shared: _her_chmod_beside_a_branch(shared, branch))
+    print("seen:", seen)
+    assert seen["replay"] is (not branch), seen
