@@ -38,7 +38,7 @@ import stat
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -641,13 +641,33 @@ class Ledger:
             return None
         return device, n
 
+    def supersedes(self, fid: str) -> bool:
+        """Whether a commit of ``fid`` here would supersede a state seen of another device or writer,
+        not marked superseded yet (``committed``): only then is the store asked whether the file is in
+        conflict (at most once per state seen, never at each of her commits)."""
+        entry = self.fids.get(fid)
+        if entry is None:
+            return False
+        over = self.covered.get(fid, {})
+        return any(d != self.device and n > over.get(d, -1) for d, n in entry[1].items())
+
     def committed(self, nodes: list[Node], deleted: list[bool],
-                  places: list[list[str]] | None = None) -> None:
-        """``places``: each node's parents (fids) as committed."""
+                  places: list[list[str]] | None = None, alone: Container[str] = ()) -> None:
+        """``places``: each node's parents (fids) as committed.  ``alone``: the files whose store
+        document has no other live branch after this commit (no conflict).  A commit of one of them
+        is made over the state this device held, and every state seen before is an ancestor of that
+        or a closed leaf: each is superseded, as by a state taken at arrival (``superseded``), so the
+        last state of a writer (or of her other device) this device took, served again over her
+        commit, is a replay, though still the newest of its device.  Without it the server undid her
+        change made over a WRITE member's state, unsaid, by serving his state again (attack round 76a
+        (2)); her other devices supersede it when they take her commit (``admit``, ``check_loaded``).
+        In conflict, nothing: the settling judges the branches."""
         for i, (node, gone) in enumerate(zip(nodes, deleted)):
             moved = places is not None and places[i] != self.behind.get(node.fid)
             if node.fid in self.behind and (gone or moved):
                 self._placed(node.fid)  # moved (or deleted) by the owner on this device: her choice
+            if node.fid in alone:
+                self.superseded(node.fid, node.seq)
             self.record(node.fid, node.seq, not gone)
             self.cover(node.fid, node.over)
             self.keyed(node.fid, node.epoch)

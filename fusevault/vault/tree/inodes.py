@@ -23,7 +23,7 @@ import trio
 
 from fusevault.crypto.keys import MasterKey
 from fusevault.errors import CorruptData, NotFound, StoreUnavailable, VaultError
-from fusevault.store import Store, short_calls
+from fusevault.store import Store, replica, short_calls
 from fusevault.vault.format.layout import Layout, os_error
 from fusevault.vault.model import alarms, placement
 from fusevault.vault.model.ledger import Ledger, parents_of
@@ -764,8 +764,10 @@ class Inodes:
             self._place_stamps(nodes, parents)
         docs = list(extra or [])
         docs += [node_doc(n, self.key, self.fid_of, deleted=self.is_deleted(n)) for n in nodes]
+        # The files whose commit supersedes a state seen here, if alone in the store (``_put``).
+        asked = [n.fid for n in nodes if self.ledger is not None and self.ledger.supersedes(n.fid)]
         try:
-            revs = await self.store_call(self.store.put_many, docs, places)
+            revs, alone = await self.store_call(self._put, docs, places, asked)
         except BaseException:
             tx.rollback(self._nodes)
             for node in tx.created:
@@ -789,7 +791,18 @@ class Inodes:
                 # contents over it (attack round 40a (2)).
                 self.sharing.held.pop(node.fid, None)
         if self.ledger is not None:
-            self.ledger.committed(nodes, [self.is_deleted(n) for n in nodes], parents)
+            self.ledger.committed(nodes, [self.is_deleted(n) for n in nodes], parents, alone)
+
+    def _put(self, docs: list[dict], places: list[tuple], asked: list[str]) -> tuple[list[str], set[str]]:
+        """Commit ``docs``; and, of ``asked`` (files whose commit supersedes a state seen of another
+        device or writer: ``Ledger.supersedes``), those the store holds no other live branch of now
+        (looked at in the same call: no arrival comes between).  A store that keeps no branches here
+        (a server's): none known alone, as an arrival judges it (absorbing.py ``_in_conflict``)."""
+        revs = self.store.put_many(docs, places)
+        local = replica.local_of(self.store)
+        if local is None or not asked:
+            return revs, set()
+        return revs, set(asked) - set(replica.conflicted_of(local, asked))
 
     def _place_stamps(self, nodes: list[Node], places: list[list[str]]) -> None:
         """The owner's placement stamp of each of her nodes her commit puts where it
