@@ -8,10 +8,12 @@ from __future__ import annotations
 import functools
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import trio
 from conftest import PASSPHRASE
+from trio.testing import wait_all_tasks_blocked
 
 from fusevault.fs import arrivals
 from fusevault.fs.arrivals import Arrivals
@@ -43,7 +45,7 @@ def _laptop(fs, monkeypatch, tmp_path: Path) -> tuple[Volume, Operations]:
     return laptop, ops
 
 
-async def _apart(fs, monkeypatch, tmp_path: Path) -> tuple[str, dict]:
+async def _apart(fs, monkeypatch, tmp_path: Path, heads: list | None = None) -> tuple[str, dict]:
     """notes.txt edited on both of her devices while apart: the laptop twice (its branch ranks first),
     this desktop once.  The laptop's branch, as the peer will send it (not stored yet)."""
     ino = (await make(fs.ops, b"notes.txt", b"as it was")).st_ino
@@ -55,6 +57,8 @@ async def _apart(fs, monkeypatch, tmp_path: Path) -> tuple[str, dict]:
     await rewrite(ops, theirs, b"the laptop's words")
     await rewrite(ops, theirs, b"the laptop's later words")
     branch = {**store.get(fid), "_revisions": replica.revisions(replica.current_history(store, fid))}
+    if heads is not None:
+        heads.append(laptop.resolve(b"notes.txt").head)  # the laptop's version of its later words
     with store.transaction():  # this replica never got the laptop's edits: the desktop's own goes on
         store.write_doc(fid, base["_rev"], history, store.next_seq(), base)
     await rewrite(fs.ops, ino, b"the desktop's words")
@@ -143,3 +147,102 @@ async def test_control_76c_1_without_a_save_during_the_look_her_losing_edit_is_c
     assert seen["notes"] == b"the desktop's words"
     assert seen["copies"] == [b"the laptop's later words"]
     assert not seen["rollbacks"]
+
+
+# --- (2) the version of her conflict arriving while the conflict's first settling runs
+
+
+async def test_76c_2_her_conflict_whose_version_comes_while_its_first_settling_runs_is_settled(
+        fs, monkeypatch, tmp_path):
+    """Batch 1 brings her laptop's branch of notes.txt, its version not yet (the next batch: the server's
+    changes in the order it took them); the settling leaves it for a later arrival.  Batch 2 brings the
+    version while that settling still runs (here: held in its last read, ``left_open``, on its worker
+    thread; any other conflict of batch 1 being copied, up to 64 MiB read, keeps it running as long).
+    Expected: settled once the version is here (before 74c (2)'s fix, batch 2 handed every conflict of
+    the store again).  Seen: batch 2 brought no conflict, and the id was not yet in ``left`` (the
+    settling running notes it only at its end), so nothing hands it again: open until some later
+    arrival (any document of any peer) or her next unlock."""
+    monkeypatch.setattr(alarms, "_BY_USER", {})
+    heads: list = []
+    fid, branch = await _apart(fs, monkeypatch, tmp_path, heads)
+    store = fs.store
+    (vid,) = heads
+    version = {**store.get(vid), "_revisions": replica.revisions(replica.current_history(store, vid))}
+    with store.transaction() as db:  # not come yet: the next batch's
+        db.execute("DELETE FROM docs WHERE id = ?", (vid,))
+    read, go = threading.Event(), threading.Event()
+    real_left_open = arrivals.left_open
+    first = [True]
+
+    def held_left_open(st, user, ids):
+        found = real_left_open(st, user, ids)
+        if first[0]:
+            first[0] = False
+            read.set()
+            go.wait(30)
+        return found
+
+    monkeypatch.setattr(arrivals, "left_open", held_left_open)
+    agent = SimpleNamespace(session=SimpleNamespace(volume=fs.volume), missed=None, kernel=NoKernel(),
+                            user_id=fs.volume.key.user_id)  # as sessions.Agent
+    mount = Arrivals(store, lambda: [agent])
+    try:
+        async with trio.open_nursery() as nursery:
+            mount.nursery = nursery
+            mount._conflicts.setdefault(fs.volume, arrivals._Conflicts()).looked = True  # unlocked before
+            first_batch = replica.store_revisions(store, [branch])
+            assert first_batch.conflicts == [fid]
+            mount.arrived(first_batch.current, replica.conflicted_of(store, [fid]))
+            assert await trio.to_thread.run_sync(read.wait, 30), "the conflict not settled"
+            assert replica.in_conflict(store, fid), "settled without its version"
+            second_batch = replica.store_revisions(store, [version])  # the version, meanwhile
+            assert [doc["_id"] for doc in second_batch.current] == [vid]
+            mount.arrived(second_batch.current, replica.conflicted_of(store, [vid]))
+            go.set()
+            await wait_all_tasks_blocked()
+            with trio.fail_after(30):
+                while any(state.running for state in mount._conflicts.values()):
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    finally:
+        go.set()
+    left = replica.other_leaves(store, fid)
+    assert not left, (
+        f"her conflict stays open with its version here ({len(left)} leaf left; no copy of her laptop's "
+        f"edit: {_copies(fs.volume)}); handed again only by some later arrival")
+    assert _copies(fs.volume)
+
+
+async def test_control_76c_2_her_conflict_whose_version_comes_after_the_settling_is_settled(
+        fs, monkeypatch, tmp_path):
+    """The version's batch after the first settling ended: ``left`` hands the id again, settled."""
+    heads: list = []
+    fid, branch = await _apart(fs, monkeypatch, tmp_path, heads)
+    store = fs.store
+    (vid,) = heads
+    version = {**store.get(vid), "_revisions": replica.revisions(replica.current_history(store, vid))}
+    with store.transaction() as db:
+        db.execute("DELETE FROM docs WHERE id = ?", (vid,))
+    agent = SimpleNamespace(session=SimpleNamespace(volume=fs.volume), missed=None, kernel=NoKernel(),
+                            user_id=fs.volume.key.user_id)
+    mount = Arrivals(store, lambda: [agent])
+
+    async def quiet() -> None:
+        await wait_all_tasks_blocked()
+        with trio.fail_after(30):
+            while any(state.running for state in mount._conflicts.values()):
+                await trio.sleep(0.01)
+
+    async with trio.open_nursery() as nursery:
+        mount.nursery = nursery
+        mount._conflicts.setdefault(fs.volume, arrivals._Conflicts()).looked = True
+        first_batch = replica.store_revisions(store, [branch])
+        mount.arrived(first_batch.current, replica.conflicted_of(store, [fid]))
+        await quiet()
+        assert replica.in_conflict(store, fid)
+        second_batch = replica.store_revisions(store, [version])
+        mount.arrived(second_batch.current, replica.conflicted_of(store, [vid]))
+        await quiet()
+        nursery.cancel_scope.cancel()
+    assert not replica.other_leaves(store, fid)
+    assert _copies(fs.volume)
