@@ -152,6 +152,8 @@ async def test_control_76c_1_without_a_save_during_the_look_her_losing_edit_is_c
 # --- (2) the version of her conflict arriving while the conflict's first settling runs
 
 
+@pytest.mark.xfail(strict=True, reason="76c (2): her conflict whose version comes while its first settling "
+                   "runs is handed again by no batch: left open until some later arrival or her next unlock")
 async def test_76c_2_her_conflict_whose_version_comes_while_its_first_settling_runs_is_settled(
         fs, monkeypatch, tmp_path):
     """Batch 1 brings her laptop's branch of notes.txt, its version not yet (the next batch: the server's
