@@ -1,7 +1,67 @@
-"""Attack round 76c (in-process part), at round 74c's fixes (b207a20, de358c1, 2390e43, c630c80).
+"""Attack round 76c (in-process part), at round 74c's fixes (b207a20 ``Links._changing``; de358c1, 2390e43
+the conflicts a batch brought, the store's looked at once off the loop, ``LocalStore.reader``; c630c80
+the relay's blocks taken by one version).
 
-(1) see the docstring's end (filled in below).
-"""
+(1) medium (her own edit made apart dropped from her tree, no conflict copy, a false rollback alarm):
+    a regression of 74c (2)'s fix at the sync's start (a personal mount), new at an unlock.
+    Attacker: none needed (her own save right after an unlock or a mount); a CouchDB server or peer
+    widens the window at will: the look reads every conflicted id of the store and its document on a
+    worker thread, 0.6 to 1 s for 50,000 planted ones (74c (2)'s measure), linear.
+    Steps: notes.txt edited on her laptop and on this desktop while apart; the desktop locked (her
+    `fusevault lock`, the TTL's expiry; or unmounted: the mount's start takes the same path through
+    the sync's start, ``arrived([], [])``) when the laptop's branch arrives; CouchDB's rule makes the
+    laptop's current (it saved twice), the desktop's own edit a leaf.  She unlocks: ``Arrivals.loaded``
+    hands ``_hand(..., [])``, ``_settle_handed`` reads ``to_settle`` on a worker thread and only then
+    runs ``note_branches`` (fs/arrivals.py:157-164).  Meanwhile the tree serves: she saves notes.txt
+    (the laptop's words shown), a commit of this device over the laptop's revision.
+    Seen: ``note_branches`` then finds the desktop's own leaf older than its newest state (its save
+    just made): not noted (ledger.py ``branch``: ``older``), so ``_settle_one`` takes it for a replay
+    ("rollback: an older state of /notes.txt ... written back as a concurrent edit; it is not taken
+    in") and closes it: no conflict copy of the desktop's words, and a rollback alarm blaming the
+    server.  Expected (the control, and note_branches' own rule "as they are met (before any await: no
+    commit of this device's comes between)"): the desktop's words kept as a conflict copy, unsaid.
+    Before the fix the sync's start noted every conflict of the store synchronously (no window at a
+    mount); an unlock noted them only at the next batch (a window as long, and unsized).
+    Cause: fusevault/fs/arrivals.py:157-164 (the notes made after the ``read_call`` await, in slices
+    with the loop served between), fusevault/vault/model/ledger.py:942-951 (``branch`` drops a leaf
+    older than seen, and this device's commit meanwhile made it so).
+    Impact: an edit of hers made apart on this device vanishes from her tree (its version stays in the
+    store, listed by the file's history until gc thins it) with a false rollback alarm.
+    Suggested fix: note the store's conflicts on her nodes before the tree serves (the load reads
+    ``replica.conflicted`` in ``Ledger.check_loaded`` already, on the loading thread: note their leaves
+    there, or have the unlock hold the node's commits of the ids found until they are noted); or judge
+    this device's own leaf as a replay only when a state of this device was made over it (its ``over``
+    / history holds the leaf), not whenever a newer seq of this device exists.
+    Test: ``test_76c_1_her_save_during_the_unlocks_look_keeps_her_desktops_losing_edit`` (deterministic:
+    the look's worker read is held until her save ended).
+    Control: ``test_control_76c_1_without_a_save_during_the_look_her_losing_edit_is_copied``.
+
+(2) low-medium (an honest conflict left open, her laptop's edit not shown, until some later arrival):
+    a regression of 74c (2)'s fix.
+    Attacker: none needed (an honest peer's batches, the server's order: a node's branch in one batch,
+    its version in the next); a server can time it (and then send nothing more).
+    Steps: batch 1 brings her laptop's branch of notes.txt, its version not yet: the settling (the
+    first of that id) leaves it for a later arrival (conflicts.py ``_settle_one``: "a version has not
+    arrived yet").  Batch 2 brings the version while that settling still runs (any await of it after
+    the id: the ``left_open`` read here, held; another conflict of batch 1 compared and copied, up to
+    64 MiB read, in real use).
+    Seen: batch 2 brought no conflict (the version document is in none), and ``_hand`` adds
+    ``state.left``, which does not hold the id yet (``_settle_conflicts`` notes it only at its end,
+    fs/arrivals.py:464-465); the running settling's loop finds ``wanted`` empty and ends: nothing hands
+    the id again.  The conflict stays open (the laptop's edit shown nowhere) until some later arrival
+    of any document, or her next unlock.  Before the fix batch 2 handed every conflict of the store.
+    Same with records gc punched (``PunchedAsks``' ``arrived([], [])`` after the records came while
+    the first settling runs: read, not run).
+    Cause: fusevault/fs/arrivals.py:139-143 (``_hand`` adds what was left, not what the running
+    settling is settling), :167-169 (the loop ends on ``wanted`` alone), :464-465.
+    Impact: her other device's edit is not settled (no copy, not in her tree) for as long as nothing
+    else arrives; with one quiet peer, until her next unlock.
+    Suggested fix: count an arrival during a settling as a reason to settle again what it is settling
+    (e.g. ``state.again = True`` in ``_hand`` while running, and the loop adding ``state.left`` once
+    more after a settling that saw an arrival), or hand the ids a batch's documents complete (its
+    version's ``fid`` in conflict) as the pre-fix scan did.
+    Test: ``test_76c_2_her_conflict_whose_version_comes_while_its_first_settling_runs_is_settled``.
+    Control: ``test_control_76c_2_her_conflict_whose_version_comes_after_the_settling_is_settled``.
 
 from __future__ import annotations
 
