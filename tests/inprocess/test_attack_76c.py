@@ -63,6 +63,9 @@ the relay's blocks taken by one version).
     Test: ``test_76c_2_her_conflict_whose_version_comes_while_its_first_settling_runs_is_settled``.
     Control: ``test_control_76c_2_her_conflict_whose_version_comes_after_the_settling_is_settled``.
 
+HELD_PLACEHOLDER
+"""
+
 from __future__ import annotations
 
 import functools
