@@ -137,11 +137,14 @@ def _rollbacks(user_id: str) -> list[dict]:
     return [e for e in alarms.for_user(user_id).as_list() if e["kind"] == "rollback"]
 
 
-async def _unlocked_with_the_branch(fs, monkeypatch, tmp_path: Path, save_in_the_look: bool) -> dict:
+async def _unlocked_with_the_branch(fs, monkeypatch, tmp_path: Path, save_in_the_look: bool,
+                                    via: str = "unlock") -> dict:
     """She locks her desktop; the laptop's branch arrives meanwhile (a conflict, the laptop's current);
     she unlocks: the mount's first look at the store's conflicts (``_settle_handed``) runs on a worker
     thread, held here as a long one is (a server's planted conflicts).  ``save_in_the_look``: she saves
-    notes.txt meanwhile (the laptop's words shown), as any program may right after an unlock."""
+    notes.txt meanwhile (the laptop's words shown), as any program may right after an unlock.  ``via``:
+    the look asked by the unlock (``Arrivals.loaded``), or by the sync's start with her tree unlocked
+    already (a personal mount's start: sync/service.py ``run``, ``arrived([], [])``)."""
     monkeypatch.setattr(alarms, "_BY_USER", {})
     fid, branch = await _apart(fs, monkeypatch, tmp_path)
     user_id = fs.volume.key.user_id
@@ -157,7 +160,8 @@ async def _unlocked_with_the_branch(fs, monkeypatch, tmp_path: Path, save_in_the
     monkeypatch.setattr(arrivals, "to_settle", held_to_settle)
     agent = agent_for(fs)
     mount = Arrivals(fs.store, lambda: [agent])
-    agent.loaded = functools.partial(mount.loaded, agent)  # as fs/personal.py
+    if via == "unlock":
+        agent.loaded = functools.partial(mount.loaded, agent)  # as fs/personal.py
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(agent.run, fs.volume, 3600)
@@ -167,6 +171,8 @@ async def _unlocked_with_the_branch(fs, monkeypatch, tmp_path: Path, save_in_the
             async with trio.open_nursery() as running:  # the mount's
                 mount.nursery = running
                 await agent.unlock(PASSPHRASE.encode())
+                if via == "sync_start":
+                    mount.arrived([], [])
                 assert await trio.to_thread.run_sync(read.wait, 30), "the store's conflicts not looked at"
                 volume = agent.session.volume
                 ino = volume.resolve(b"notes.txt").ino
@@ -189,9 +195,10 @@ async def _unlocked_with_the_branch(fs, monkeypatch, tmp_path: Path, save_in_the
 @pytest.mark.xfail(strict=True, reason="76c (1): her own losing edit, left in the store while she was "
                    "locked, is taken for a replay (no copy, a rollback alarm) when she saves the file while "
                    "the unlock's look at the store's conflicts runs off the loop")
+@pytest.mark.parametrize("via", ["unlock", "sync_start"])
 async def test_76c_1_her_save_during_the_unlocks_look_keeps_her_desktops_losing_edit(
-        fs, monkeypatch, tmp_path):
-    seen = await _unlocked_with_the_branch(fs, monkeypatch, tmp_path, save_in_the_look=True)
+        fs, monkeypatch, tmp_path, via):
+    seen = await _unlocked_with_the_branch(fs, monkeypatch, tmp_path, save_in_the_look=True, via=via)
     assert seen["shown"] == b"the laptop's later words"  # the laptop's branch current, hers a leaf
     assert seen["notes"] == b"her save after the unlock"
     assert not seen["leaves"], "the conflict left open"
@@ -201,9 +208,10 @@ async def test_76c_1_her_save_during_the_unlocks_look_keeps_her_desktops_losing_
     assert not seen["rollbacks"]
 
 
+@pytest.mark.parametrize("via", ["unlock", "sync_start"])
 async def test_control_76c_1_without_a_save_during_the_look_her_losing_edit_is_copied(
-        fs, monkeypatch, tmp_path):
-    seen = await _unlocked_with_the_branch(fs, monkeypatch, tmp_path, save_in_the_look=False)
+        fs, monkeypatch, tmp_path, via):
+    seen = await _unlocked_with_the_branch(fs, monkeypatch, tmp_path, save_in_the_look=False, via=via)
     assert seen["shown"] == b"the laptop's later words"
     assert not seen["leaves"]
     # Rule 4: the later edit (the desktop's) keeps the name, the other is copied beside it.
