@@ -89,7 +89,8 @@ from fusevault.vault.model import alarms
 from fusevault.vault.model import ledger as ledger_mod
 from fusevault.vault.services.placing import NoKernel
 from fusevault.vault.volume import Volume
-from inprocess.conftest import agent_for, make, read_all, rewrite
+from fusevault.sync.replicator import PeerStatus, Replicator
+from inprocess.conftest import ME, ROOT, agent_for, make, read_all, rewrite
 
 # --- (1) her device's own losing edit, left in the store while she was locked, judged a replay
 
@@ -319,3 +320,100 @@ async def test_control_76c_2_her_conflict_whose_version_comes_after_the_settling
         nursery.cancel_scope.cancel()
     assert not replica.other_leaves(store, fid)
     assert _copies(fs.volume)
+
+
+# --- (3) her laptop's edit beside a trashed state that the purge's tombstone then extends
+
+
+async def _edit_beside_a_purge(fs, monkeypatch, tmp_path: Path) -> tuple[str, list[dict], Replicator]:
+    """notes.txt trashed here (T); her laptop, which never saw that, edits it (L, over the state before);
+    the purge of T made on her other device (a tombstone over T).  The peer's batch: L and the
+    tombstone (the two leaves it holds), L ranking below T (equal generations: by revision id)."""
+    ino = (await make(fs.ops, b"notes.txt", b"as it was")).st_ino
+    fid = fs.volume.resolve(b"notes.txt").fid
+    store = fs.store
+    base, history = store.get(fid), replica.current_history(store, fid)
+    laptop, ops = _laptop(fs, monkeypatch, tmp_path)
+    await fs.ops.unlink(ROOT, b"notes.txt", ME)
+    await fs.ops.forget([(ino, 1)])
+    await fs.volume.flush_pending()
+    trashed, trashed_history = store.get(fid), replica.current_history(store, fid)
+    assert trashed.get("delete"), "not in the trash"
+    with store.transaction():  # the laptop's store: the state before the trash
+        store.write_doc(fid, base["_rev"], history, store.next_seq(), base)
+    await rewrite(ops, laptop.resolve(b"notes.txt").ino, b"the laptop's words")
+    lowest = f"{len(history) + 1}-" + "0" * 32  # the laptop's revision id, ranking below the trash's
+    edited = {**store.get(fid), "_rev": lowest, "_revisions": replica.revisions([lowest, *history])}
+    with store.transaction():  # this device's store: the trash
+        store.write_doc(fid, trashed["_rev"], trashed_history, store.next_seq(), trashed)
+    gone = f"{len(trashed_history) + 1}-" + "9" * 32
+    purged = {"_id": fid, "_rev": gone, "_deleted": True,
+              "_revisions": replica.revisions([gone, *trashed_history])}
+    return fid, [edited, purged], store
+
+
+def _peer(fs, mount: Arrivals) -> Replicator:
+    """A peer's replicator as the mount runs it, handing its batches to ``mount``."""
+    return Replicator(fs.store, fs.volume.layout, "device", "server", None, mount.arrived,
+                      PeerStatus("server", ""))
+
+
+@pytest.mark.xfail(strict=True, reason="76c (3): a purge's tombstone extending the current branch over a "
+                   "live leaf of her laptop's edit makes the deletion current here: the edit is never settled "
+                   "(``settles``/``_settle_one``: no current revision) and the file is gone on this device")
+@pytest.mark.parametrize("same_batch", [True, False])
+async def test_76c_3_her_laptops_edit_beside_her_purged_trash_is_kept(fs, monkeypatch, tmp_path, same_batch):
+    fid, (edited, purged), store = await _edit_beside_a_purge(fs, monkeypatch, tmp_path)
+    agent = SimpleNamespace(session=SimpleNamespace(volume=fs.volume), missed=None, kernel=NoKernel(),
+                            user_id=fs.volume.key.user_id)  # as sessions.Agent
+    mount = Arrivals(store, lambda: [agent])
+    async with trio.open_nursery() as nursery:
+        mount.nursery = nursery
+        mount._conflicts.setdefault(fs.volume, arrivals._Conflicts()).looked = True  # unlocked before
+        peer = _peer(fs, mount)
+        assert peer._takes(edited) and peer._takes(purged), "the replicator refuses the batch"
+        if same_batch:
+            peer._store([edited, purged], [], [], 1)
+        else:  # her desktop locked between the two (nobody settles): the same once she unlocks
+            agent.session = None
+            peer._store([edited], [], [], 1)
+            peer._store([purged], [], [], 2)
+            agent.session = SimpleNamespace(volume=fs.volume)
+            mount._conflicts.clear()  # her unlock's tree looks at the store's conflicts
+            mount.loaded(agent, arrivals.Absorbed())
+        await wait_all_tasks_blocked()
+        with trio.fail_after(30):
+            while any(state.running for state in mount._conflicts.values()):
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    current = store.get(fid)
+    leaves = [leaf["_rev"] for leaf in replica.other_leaves(store, fid)]
+    assert current is not None and not leaves, (
+        f"the store holds the purge's deletion current ({current and current['_rev']}) beside her laptop's "
+        f"live edit {leaves} (CouchDB's winner): never settled")
+    node = fs.volume.resolve(b"notes.txt")
+    assert await read_all(fs.ops, node.ino) == b"the laptop's words"
+
+
+async def test_control_76c_3_her_laptops_edit_ranking_first_beside_her_purged_trash_is_kept(
+        fs, monkeypatch, tmp_path):
+    """The same batch with the laptop's edit ranking above the trash: the tombstone closes the trash's
+    branch, the edit is current, shown."""
+    fid, (edited, purged), store = await _edit_beside_a_purge(fs, monkeypatch, tmp_path)
+    history = replica.history_from(edited)
+    highest = history[0].split("-")[0] + "-" + "f" * 32
+    edited = {**edited, "_rev": highest, "_revisions": replica.revisions([highest, *history[1:]])}
+    agent = SimpleNamespace(session=SimpleNamespace(volume=fs.volume), missed=None, kernel=NoKernel(),
+                            user_id=fs.volume.key.user_id)
+    mount = Arrivals(store, lambda: [agent])
+    async with trio.open_nursery() as nursery:
+        mount.nursery = nursery
+        mount._conflicts.setdefault(fs.volume, arrivals._Conflicts()).looked = True
+        _peer(fs, mount)._store([edited, purged], [], [], 1)
+        await wait_all_tasks_blocked()
+        with trio.fail_after(30):
+            while any(state.running for state in mount._conflicts.values()):
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert store.get(fid)["_rev"] == highest and not replica.other_leaves(store, fid)
+    assert await read_all(fs.ops, fs.volume.resolve(b"notes.txt").ino) == b"the laptop's words"
