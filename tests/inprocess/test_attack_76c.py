@@ -63,7 +63,63 @@ the relay's blocks taken by one version).
     Test: ``test_76c_2_her_conflict_whose_version_comes_while_its_first_settling_runs_is_settled``.
     Control: ``test_control_76c_2_her_conflict_whose_version_comes_after_the_settling_is_settled``.
 
-HELD_PLACEHOLDER
+(3) medium (her laptop's edit gone from this device for good, the file shown deleted here while every
+    other replica shows it), older than 74c's fix (the same before: ``_settle_one`` returns when the
+    document has no current revision; 74c's ``settles`` now says so too), found reading ``settles``.
+    Attacker: none needed (honest use: a purge on one device, an edit made apart on another); a server
+    may pick the order.  On this device the loss depends only on the two revision ids (equal
+    generations: one chance in two).
+    Steps: notes.txt trashed on this desktop (T); her laptop, apart, edits it (L, over the state before
+    the trash); her other device purges T from the trash (gc: a tombstone over T).  The peer holds two
+    leaves, L and the tombstone, and sends them in one batch (or while this desktop is locked).
+    Seen: L ranks below T (its revision id): kept as a live leaf; the tombstone descends from T, the
+    current revision, so ``replica._store_one`` makes the deletion current ("a descendant of what this
+    replica has: it moves on") with the live leaf L beside it, where CouchDB's rule makes the live leaf
+    the winner.  The batch hands the id (``conflicted_of``: a live leaf), but ``_settle_one`` returns at
+    once (``current is None``) and ``left_open``/``to_settle`` drop it (``settles(None)``: False): the
+    file is gone from her tree, the laptop's edit never settled, shown nowhere on this device, at
+    every later unlock too (the look skips it).  Rule 1 ("edit against delete: the edit is kept") and
+    the control (L ranking first: the tombstone closes T's branch, L current) show the file.
+    Cause: fusevault/store/replica.py:250-253 (a deletion extending the current branch made current
+    whatever live leaf is held), fusevault/vault/services/conflicts.py:256-258 and :231-232
+    (``_settle_one``/``settles``: no current revision, nothing to settle).
+    Impact: an honest edit of hers lost on one device (the one she may back up, or work on), while
+    the server and her other devices hold it; nothing said.
+    Suggested fix: in ``_store_one``, a deletion moving the current branch on while a live leaf is
+    held makes the highest-ranked live leaf current and keeps the tombstone as a closed leaf (as
+    ``over_a_deletion`` does for the other order); or settle a conflict whose current revision is a
+    deletion by rule 1 (the live leaf taken).
+    Test: ``test_76c_3_her_laptops_edit_beside_her_purged_trash_is_kept[True|False]`` (one batch; two,
+    locked between and the unlock's look).
+    Control: ``test_control_76c_3_her_laptops_edit_ranking_first_beside_her_purged_trash_is_kept``.
+
+What held (read, or run, round 76c):
+- 74c (1), ``Links._changing``/``_records``: every change of the records (create, push, revoke with
+  ``_close_box``, collect with each ``_take``'s save) holds the lock through ``_changing``; a read
+  outside it is authoritative only with the lock free at its start and the counter unchanged at its
+  end (a change begun and ended inside the read moves it by two); the collector and the control
+  requests share one ``Links`` per session (``Session.requests.links``); the offline ``Requests``
+  holds the vault's lock.  Not reported again (as before the fix): a record made or revoked on her
+  other device reaches this one by sync, where ``has_drops`` is not raised by its arrival, and a
+  record revoked there is said missing here (this device's kept copy).
+- 74c (3), (4), the relay's blocks: block ids are the relay's (``secrets.token_urlsafe(18)``) and no
+  append-key route names them (``latest`` gives ``public`` alone, the list and a version need the
+  delete key), so a drop link's holder cannot name, take or delete an honest dropper's blocks;
+  ``_take`` against ``_rewrite``: each block is taken once, so the retries end (a taken block conflicts
+  one round at most); ``delete_version`` deletes its own blocks and unmarked ones only; the CLI's
+  drop and ``_publish`` never post a version twice nor name a block of another version (each push
+  uploads its blocks), so the 409 of a block taken meets no honest client.  ``_answered`` counts the
+  version as JSON-escaped, at least the route's UTF-8.
+- 74c (2), 2390e43: of the callers of ``in_conflict``/``conflicted`` only ``to_settle``/``left_open``
+  run inside ``reading`` (a snapshot); the load's (``check_loaded``, ``_her_leaves``) and the loop's
+  read the main connection as before.  A batch's conflicts are noted on the loop before any await
+  (``arrived``); another owner's conflicts are not handed again by unrelated batches (74c's tests).
+  ``left_open`` reads after the settling's commits (nothing grouped is left uncommitted: ``settle``
+  commits ``commit_pending`` first).
+Not tried: a settling's commits on the unlock's re-keys (``rotation.resume``, run before ``loaded``:
+a re-key of the conflicted file there would make her own leaf a replay as in (1), without her save);
+the shared mount's seats settling one after another under the one ``_settling`` lock; Couch-store
+mounts; the relay under a real CouchDB (the services tests' pouchdb was not run this round).
 """
 
 from __future__ import annotations
@@ -78,18 +134,18 @@ import trio
 from conftest import PASSPHRASE
 from trio.testing import wait_all_tasks_blocked
 
+from fusevault.agent.sessions import Session
 from fusevault.fs import arrivals
 from fusevault.fs.arrivals import Arrivals
 from fusevault.fs.operations import Operations
-from fusevault.agent.sessions import Session
 from fusevault.host_access import Direct
 from fusevault.store import replica
+from fusevault.sync.replicator import PeerStatus, Replicator
 from fusevault.tasks import Tasks
 from fusevault.vault.model import alarms
 from fusevault.vault.model import ledger as ledger_mod
 from fusevault.vault.services.placing import NoKernel
 from fusevault.vault.volume import Volume
-from fusevault.sync.replicator import PeerStatus, Replicator
 from inprocess.conftest import ME, ROOT, agent_for, make, read_all, rewrite
 
 # --- (1) her device's own losing edit, left in the store while she was locked, judged a replay
@@ -126,7 +182,8 @@ async def _apart(fs, monkeypatch, tmp_path: Path, heads: list | None = None) -> 
     with store.transaction():  # this replica never got the laptop's edits: the desktop's own goes on
         store.write_doc(fid, base["_rev"], history, store.next_seq(), base)
     await rewrite(fs.ops, ino, b"the desktop's words")
-    assert len(replica.current_history(store, fid)) < branch["_revisions"]["start"]  # the laptop's ranks first
+    # The laptop's branch ranks first (it saved twice).
+    assert len(replica.current_history(store, fid)) < branch["_revisions"]["start"]
     return fid, branch
 
 
@@ -358,9 +415,9 @@ def _peer(fs, mount: Arrivals) -> Replicator:
                       PeerStatus("server", ""))
 
 
-@pytest.mark.xfail(strict=True, reason="76c (3): a purge's tombstone extending the current branch over a "
-                   "live leaf of her laptop's edit makes the deletion current here: the edit is never settled "
-                   "(``settles``/``_settle_one``: no current revision) and the file is gone on this device")
+@pytest.mark.xfail(strict=True, reason="76c (3): a purge's tombstone extending the current branch over "
+                   "a live leaf of her laptop's edit makes the deletion current here: the edit is never "
+                   "settled (``settles``/``_settle_one``: no current revision), the file gone on this device")
 @pytest.mark.parametrize("same_batch", [True, False])
 async def test_76c_3_her_laptops_edit_beside_her_purged_trash_is_kept(fs, monkeypatch, tmp_path, same_batch):
     fid, (edited, purged), store = await _edit_beside_a_purge(fs, monkeypatch, tmp_path)
