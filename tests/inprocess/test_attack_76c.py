@@ -144,6 +144,7 @@ from fusevault.sync.replicator import PeerStatus, Replicator
 from fusevault.tasks import Tasks
 from fusevault.vault.model import alarms
 from fusevault.vault.model import ledger as ledger_mod
+from fusevault.vault.services.absorbing import absorb
 from fusevault.vault.services.placing import NoKernel
 from fusevault.vault.volume import Volume
 from inprocess.conftest import ME, ROOT, agent_for, make, read_all, rewrite
@@ -250,9 +251,6 @@ async def _unlocked_with_the_branch(fs, monkeypatch, tmp_path: Path, save_in_the
     return seen
 
 
-@pytest.mark.xfail(strict=True, reason="76c (1): her own losing edit, left in the store while she was "
-                   "locked, is taken for a replay (no copy, a rollback alarm) when she saves the file while "
-                   "the unlock's look at the store's conflicts runs off the loop")
 @pytest.mark.parametrize("via", ["unlock", "sync_start"])
 async def test_76c_1_her_save_during_the_unlocks_look_keeps_her_desktops_losing_edit(
         fs, monkeypatch, tmp_path, via):
@@ -281,8 +279,6 @@ async def test_control_76c_1_without_a_save_during_the_look_her_losing_edit_is_c
 # --- (2) the version of her conflict arriving while the conflict's first settling runs
 
 
-@pytest.mark.xfail(strict=True, reason="76c (2): her conflict whose version comes while its first settling "
-                   "runs is handed again by no batch: left open until some later arrival or her next unlock")
 async def test_76c_2_her_conflict_whose_version_comes_while_its_first_settling_runs_is_settled(
         fs, monkeypatch, tmp_path):
     """Batch 1 brings her laptop's branch of notes.txt, its version not yet (the next batch: the server's
@@ -415,9 +411,6 @@ def _peer(fs, mount: Arrivals) -> Replicator:
                       PeerStatus("server", ""))
 
 
-@pytest.mark.xfail(strict=True, reason="76c (3): a purge's tombstone extending the current branch over "
-                   "a live leaf of her laptop's edit makes the deletion current here: the edit is never "
-                   "settled (``settles``/``_settle_one``: no current revision), the file gone on this device")
 @pytest.mark.parametrize("same_batch", [True, False])
 async def test_76c_3_her_laptops_edit_beside_her_purged_trash_is_kept(fs, monkeypatch, tmp_path, same_batch):
     fid, (edited, purged), store = await _edit_beside_a_purge(fs, monkeypatch, tmp_path)
@@ -432,12 +425,15 @@ async def test_76c_3_her_laptops_edit_beside_her_purged_trash_is_kept(fs, monkey
         if same_batch:
             peer._store([edited, purged], [], [], 1)
         else:  # her desktop locked between the two (nobody settles): the same once she unlocks
-            agent.session = None
+            agent.session, agent.missed = None, []
             peer._store([edited], [], [], 1)
             peer._store([purged], [], [], 2)
+            # Her unlock's tree shows the store as it is (here: the tree taking what came meanwhile,
+            # as sessions.py ``unlock`` takes what came during its load), then looks at its conflicts.
             agent.session = SimpleNamespace(volume=fs.volume)
-            mount._conflicts.clear()  # her unlock's tree looks at the store's conflicts
-            mount.loaded(agent, arrivals.Absorbed())
+            came, agent.missed = agent.missed, None
+            mount._conflicts.clear()
+            mount.loaded(agent, absorb(fs.volume, came, own=False))
         await wait_all_tasks_blocked()
         with trio.fail_after(30):
             while any(state.running for state in mount._conflicts.values()):
