@@ -279,8 +279,9 @@ async def test_control_76c_1_without_a_save_during_the_look_her_losing_edit_is_c
 # --- (2) the version of her conflict arriving while the conflict's first settling runs
 
 
+@pytest.mark.parametrize("asked", [False, True])
 async def test_76c_2_her_conflict_whose_version_comes_while_its_first_settling_runs_is_settled(
-        fs, monkeypatch, tmp_path):
+        fs, monkeypatch, tmp_path, asked):
     """Batch 1 brings her laptop's branch of notes.txt, its version not yet (the next batch: the server's
     changes in the order it took them); the settling leaves it for a later arrival.  Batch 2 brings the
     version while that settling still runs (here: held in its last read, ``left_open``, on its worker
@@ -288,7 +289,8 @@ async def test_76c_2_her_conflict_whose_version_comes_while_its_first_settling_r
     Expected: settled once the version is here (before 74c (2)'s fix, batch 2 handed every conflict of
     the store again).  Seen: batch 2 brought no conflict, and the id was not yet in ``left`` (the
     settling running notes it only at its end), so nothing hands it again: open until some later
-    arrival (any document of any peer) or her next unlock."""
+    arrival (any document of any peer) or her next unlock.  ``asked``: what completes it comes as the
+    records gc punched do (sync/punched_asks.py: stored, then ``arrived([], [])``)."""
     monkeypatch.setattr(alarms, "_BY_USER", {})
     heads: list = []
     fid, branch = await _apart(fs, monkeypatch, tmp_path, heads)
@@ -324,7 +326,10 @@ async def test_76c_2_her_conflict_whose_version_comes_while_its_first_settling_r
             assert replica.in_conflict(store, fid), "settled without its version"
             second_batch = replica.store_revisions(store, [version])  # the version, meanwhile
             assert [doc["_id"] for doc in second_batch.current] == [vid]
-            mount.arrived(second_batch.current, replica.conflicted_of(store, [vid]))
+            if asked:
+                mount.arrived([], [])
+            else:
+                mount.arrived(second_batch.current, replica.conflicted_of(store, [vid]))
             go.set()
             await wait_all_tasks_blocked()
             with trio.fail_after(30):
