@@ -93,6 +93,9 @@ the relay's blocks taken by one version).
     locked between and the unlock's look).
     Control: ``test_control_76c_3_her_laptops_edit_ranking_first_beside_her_purged_trash_is_kept``.
 
+Fixed (docs/SECURITY.md, "Round 76c (1)-(3)"): (1) ``conflicts.note_stored`` as the tree loads; (2)
+``_Conflicts.again``; (3) ``replica._deletion_beside_live`` (tests/unit/test_attack_76c.py too).
+
 What held (read, or run, round 76c):
 - 74c (1), ``Links._changing``/``_records``: every change of the records (create, push, revoke with
   ``_close_box``, collect with each ``_take``'s save) holds the lock through ``_changing``; a read
