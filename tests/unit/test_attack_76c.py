@@ -35,7 +35,8 @@ def _trashed(tmp_path, *edits: str) -> LocalStore:
 
 
 def _purge() -> dict:
-    return {"_id": FID, "_rev": PURGE, "_deleted": True, "_revisions": replica.revisions([PURGE, TRASH, BASE])}
+    return {"_id": FID, "_rev": PURGE, "_deleted": True,
+            "_revisions": replica.revisions([PURGE, TRASH, BASE])}
 
 
 def test_a_deletion_extending_the_current_branch_beside_a_live_leaf_leaves_the_leaf_current(tmp_path):
