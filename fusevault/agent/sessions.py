@@ -36,6 +36,7 @@ from fusevault.vault.format.layout import Layout
 from fusevault.vault.model import confirmed, users
 from fusevault.vault.services import rotation
 from fusevault.vault.services.absorbing import Absorbed, absorb
+from fusevault.vault.services.conflicts import note_stored
 from fusevault.vault.services.placing import KernelCache
 from fusevault.vault.services.punched_wants import want_punched
 from fusevault.vault.services.requests import Requests, collect_periodically
@@ -178,6 +179,7 @@ class Agent:
                         Volume.load, self._layout, self._store, key, root, self._inodes)
                     volume.device = self.device
                     await trio.to_thread.run_sync(want_punched, volume)  # not shown to anyone yet
+                    await trio.to_thread.run_sync(note_stored, volume)  # before any commit of hers
                     changed = absorb(volume, self.missed, own=False)
                 finally:
                     self.missed = None

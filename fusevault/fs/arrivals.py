@@ -139,6 +139,9 @@ class Arrivals:
         state = self._conflicts.setdefault(volume, _Conflicts())
         state.wanted.update(conflicts)
         state.wanted |= state.left
+        # The settling running may leave open what this arrival completes (a version come meanwhile):
+        # it looks again at what it left before it stops (attack round 76c (2)).
+        state.again = state.again or state.running
         if not state.running and (state.wanted or not state.looked):
             state.running = self._start(self._settle_handed, agent, volume, state)
 
@@ -164,11 +167,16 @@ class Arrivals:
                     note_branches(volume, store, stored[start:start + NOTED_AT_ONCE])
                     await trio.lowlevel.checkpoint()
                 state.wanted.update(stored)
-            while state.wanted and (session := agent.session) is not None and session.volume is volume:
+            while (session := agent.session) is not None and session.volume is volume:
+                if state.again:  # something arrived while it ran: what it left, once more
+                    state.again = False
+                    state.wanted |= state.left
+                if not state.wanted:
+                    break
                 ids, state.wanted = sorted(state.wanted), set()
                 await self._settle_conflicts(agent, ids)
         finally:
-            state.running = False
+            state.running = state.again = False
 
     def beneath_wanted(self) -> list[tuple[str, str]]:
         """The revisions refused ones were stacked on that a tree unlocked here never took in
@@ -485,6 +493,7 @@ class _Conflicts:
     wanted: set[str] = field(default_factory=set)  # handed, not settled yet
     left: set[str] = field(default_factory=set)  # left by a settling for a later arrival
     running: bool = False  # a settling of them started (``_settle_handed``)
+    again: bool = False  # something arrived while it ran: what it left is settled once more
 
 
 def _nobody() -> None:

@@ -75,6 +75,7 @@ def serve(vault: Path, user: str | None, secret: bytes | None, mountpoint: Path,
     from fusevault.vault.model import users
     from fusevault.vault.model.confirmed import ttl_seconds
     from fusevault.vault.model.meta_files import reconcile
+    from fusevault.vault.services.conflicts import note_stored
     from fusevault.vault.services.opening import hold, unlock_vault
     from fusevault.vault.services.punched_wants import want_punched
 
@@ -89,6 +90,7 @@ def serve(vault: Path, user: str | None, secret: bytes | None, mountpoint: Path,
     volume = Volume.load(unlocked.layout, store, unlocked.key,
                          users.root_of(unlocked.layout.root, unlocked.user, unlocked.key, store))
     want_punched(volume)  # records a peer's version names that gc punched here: fetched by the sync
+    note_stored(volume)  # the store's conflicts' leaves, before any commit of hers (conflicts.py)
     ttl = ttl_seconds(store.get(unlocked.key.user_id), unlocked.key, unlocked.layout.root)
     info = {"vault": str(vault.resolve()), "user": unlocked.user.get("username")}
     mount = PersonalMount(volume, mountpoint, user=unlocked.user, ttl=ttl, info=info,

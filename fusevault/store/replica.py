@@ -248,6 +248,9 @@ def _store_one(store: LocalStore, doc: dict, seq: int, arrival: Arrival, held: d
     if rev in _held_in_batch(store, held, doc_id):
         return False
     if current in history:  # a descendant of what this replica has: it moves on
+        if deleted and (live := _live_winner(db, doc_id)) is not None:
+            _deletion_beside_live(store, doc, history, seq, arrival, live)
+            return True
         store.write_doc(doc_id, rev, history, seq, doc)
         arrival.current.append(doc)
         return True
@@ -281,6 +284,41 @@ def _store_one(store: LocalStore, doc: dict, seq: int, arrival: Arrival, held: d
     if not deleted and not row[2]:
         arrival.conflicts.append(doc_id)
     return True
+
+
+def _live_winner(db, doc_id: str) -> tuple[str, list[str], dict] | None:
+    """The highest-ranked live leaf of another branch held of ``doc_id`` (its revision, history and
+    body), None if none is held (or none a peer could take).  Read on the batch's own connection:
+    a leaf the same batch stored counts."""
+    best: tuple[str, list[str], dict] | None = None
+    for rev, revs, body in db.execute("SELECT rev, revs, body FROM leaves WHERE id = ? AND deleted = 0",
+                                      (doc_id,)):
+        if (opened := _body(rev, body)) is None:
+            continue
+        if best is None or _rank(False, rev) > _rank(False, best[0]):
+            best = (rev, history_of(rev, revs), opened)
+    return best
+
+
+def _deletion_beside_live(store: LocalStore, doc: dict, history: list[str], seq: int, arrival: Arrival,
+                          live: tuple[str, list[str], dict]) -> None:
+    """A deletion extending the current branch while a live leaf of another branch is held: CouchDB's
+    winner is a live leaf over any deletion, so the highest-ranked live leaf becomes current and the
+    deletion is kept as a closed leaf (as a live revision arriving over the current deletion does,
+    ``over_a_deletion``).  Made current instead, the deletion hid a live edit every other replica
+    shows, and a settling finds no current revision to settle against: her laptop's edit beside her
+    purged trash was gone from this device for good (attack round 76c (3))."""
+    db, doc_id = store.db, doc["_id"]
+    rev, leaf_history, body = live
+    body = {**body, "_id": doc_id, "_rev": rev, "_revisions": revisions(leaf_history)}
+    db.execute("DELETE FROM leaves WHERE id = ? AND rev = ?", (doc_id, rev))
+    _make_room_for_closed(db, doc_id)
+    tombstone = {k: v for k, v in doc.items() if not k.startswith("_")}
+    _keep_leaf(db, doc_id, history[0], history, True, json.dumps(tombstone))
+    store.write_doc(doc_id, rev, leaf_history, seq, body)
+    arrival.current.append(body)
+    if db.execute("SELECT 1 FROM leaves WHERE id = ? AND deleted = 0 LIMIT 1", (doc_id,)).fetchone():
+        arrival.conflicts.append(doc_id)  # more live branches: still a conflict to settle
 
 
 def _keep_leaf(db, doc_id: str, rev: str, history: list[str], deleted: bool, body: str) -> None:

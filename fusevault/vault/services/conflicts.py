@@ -199,6 +199,19 @@ def note_branches(volume: Volume, store: LocalStore, doc_ids: list[str]) -> None
             ledger.branch(doc_id, writer_seq(node.seq, leaf, volume.key.user_id))
 
 
+def note_stored(volume: Volume) -> None:
+    """A tree just loaded (an unlock, a mount's start), before it serves: the live leaves of the store's
+    conflicts noted (``note_branches``).  Noted only after the first look at them (fs/arrivals.py
+    ``_settle_handed``, off the loop, awaited), her save meanwhile made this device's own losing edit,
+    left in the store while she was locked, older than seen: taken for a replay, no conflict copy and a
+    false rollback alarm (attack round 76c (1)).  Every conflicted id read, one document each (the ones
+    of other owners' nodes skipped at that): on the loading thread, never the loop."""
+    store = replica.local_of(volume.store)
+    if store is None or volume.ledger is None:
+        return
+    note_branches(volume, store, replica.conflicted(store))
+
+
 def to_settle(store: LocalStore, user_id: str) -> list[str]:
     """The store's conflicts ``user_id``'s settling settles (``settles``).  Every conflicted id and its
     current document read: for a worker thread on a snapshot (fs/arrivals.py, once a tree unlocked)."""
