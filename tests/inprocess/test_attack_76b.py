@@ -73,10 +73,22 @@ named in a folder id of hers her desktop does not hold yet (a phantom there: ran
     node's entries, the settling's rebuilding does not).  Fix: drop ``taken`` entries of the nodes
     rebuilt (and of any whose document was refused).  Test:
     ``test_76b_5_a_readers_refused_state_gives_her_file_no_name_at_her_unlock``.
+(6) low (a hard link ``a (also ID).txt`` of her file her unlock never shows, committed by her next save,
+    on every device).  Attacker: bob, as in (1).  Steps: her laptop's Secret/a.txt (h) also linked as
+    Secret/b.txt; her other device, apart, names another file of hers (named last) a.txt too; bob's
+    x.txt named b.txt in Secret; that file, then h, then Secret reach the desktop.  Seen: h loses a.txt
+    (shown ``a (also ID).txt``, noted) and b.txt to x (noted, anchored at the made name); x refused,
+    ``give_back`` adds b.txt beside the made name (``replaced`` False); her unlock shows h as b.txt only
+    (``clash``: a name of its own there, no made name).  Cause: arrivals.py ``give_back`` (538-546)
+    adds an anchored waiter's name beside what it shows under even when that is a made name.  Fix: a
+    name given to a node shown only under a made name there replaces it (its notes anchored at the
+    made name re-anchored at the name given).  Test:
+    ``test_76b_6_a_name_given_back_to_a_file_shown_beside_replaces_its_made_name``.
 
 Tried and held (controls kept as the passing params): with no second name taken the names come back
-(1); the same names each revision keep K notes (2); no name of bob's between, the desktop keeps plan.txt
-on a (3); his current names all in folders he may use, phantoms stay K (4); no state of bob's (5).
+(1); the same names each revision keep K notes (2); no name of bob's between, the desktop keeps
+plan.txt on a (3); his current names all in folders he may use, phantoms stay K (4); no state of bob's
+(5); no name of bob's on b.txt, h shows as b.txt only (6).
 Read, held: ``Beside`` keeps ``_of`` and ``_by_name`` in step (``renamed`` cannot miss); ``ranks`` equals
 the rule ``link_clashing`` had; a phantom is dropped only with no child left, never the root, never one
 its node is named in again in the same ``relink`` (dropped after the links are made); a dropped
@@ -115,6 +127,8 @@ HOLE_4 = pytest.mark.xfail(strict=True, reason="76b (4): relink keeps the old pl
                            "placed_as_a_guest adds the new phantoms")
 HOLE_5 = pytest.mark.xfail(strict=True, reason="76b (5): a refused writer's names taken at the load are "
                            "placed on the node rebuilt from her material")
+HOLE_6 = pytest.mark.xfail(strict=True, reason="76b (6): a name given back beside a made name keeps the "
+                           "made name: her file gets a hard link her unlock never shows")
 LATE = 1 << 62  # bob's ctime: named last, his file ranks above hers in a phantom (owner unknown there)
 
 
@@ -348,3 +362,51 @@ def test_76b_5_a_readers_refused_state_gives_her_file_no_name_at_her_unlock(
     assert mounted == {b"plan.txt": a}, f"the scene: her S on her seat, his state refused there ({mounted})"
     assert (unlocked, saved) == (mounted, mounted), (
         f"her S at her unlock: {unlocked}; after her saves there: {saved} (h.txt {h[:8]}, plan.txt {a[:8]})")
+
+
+@pytest.mark.parametrize("his_name", [
+    pytest.param("x.txt", id="control"),
+    pytest.param("b.txt", id="bobs_name_on_her_hard_link", marks=HOLE_6),
+])
+def test_76b_6_a_name_given_back_to_a_file_shown_beside_replaces_its_made_name(
+        shared, monkeypatch, his_name: str) -> None:  # noqa: F811
+    async def scene() -> tuple[dict, dict, dict, tuple[str, str]]:
+        alice = shared.volumes["alice"]
+        laptop = _laptop(shared, monkeypatch)
+        s = (await laptop.mkdir(ROOT, b"Secret", stat.S_IFDIR | 0o700, HERS)).fid
+        fh, h = await laptop.create(laptop.find(s).ino, b"a.txt", stat.S_IFREG | 0o600, HERS)
+        await laptop.write(fh, 0, b"her h\n")
+        await laptop.release(fh)
+        await laptop.link(h.ino, laptop.find(s).ino, b"b.txt")  # her hard link b.txt
+        fh, a = await laptop.create(laptop.find(s).ino, b"c.txt", stat.S_IFREG | 0o600, HERS)
+        await laptop.write(fh, 0, b"her a\n")
+        await laptop.release(fh)
+        await _bob_shares(shared, b"x.txt", [[s, his_name]])
+        assert alice.find(s).ino in alice.sharing.phantoms, "the scene: Secret a phantom on her desktop"
+        # Her other device, apart, names her file a ``a.txt`` too (named last: it keeps a.txt)
+        renamed = _hers_renamed(shared, laptop, a.fid, [[s, "a.txt"]])
+        again_h = _hers_renamed(shared, laptop, h.fid, [[s, "a.txt"], [s, "b.txt"]])  # stored after a's
+        absorb_arrivals(alice, [renamed])
+        absorb_arrivals(alice, [again_h])  # a.txt held by a: h shown beside; b.txt by bob's x (or free)
+        absorb_arrivals(alice, [shared.store.get(s)])  # her folder, at last
+        mounted = _by_name(alice, s)
+        unlock = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
+        try:
+            unlocked = _by_name(unlock, s)
+        finally:
+            await unlock.close()
+        fh = await alice.open(alice.find(h.fid).ino, write=True)  # her next save of h, on the desktop
+        await alice.write(fh, 0, b"her edit\n")
+        await alice.release(fh)
+        after = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
+        try:
+            saved = _by_name(after, s)
+        finally:
+            await after.close()
+            await laptop.close()
+        return mounted, unlocked, saved, (h.fid, a.fid)
+
+    mounted, unlocked, saved, (h, a) = trio.run(scene)
+    assert unlocked == {b"a.txt": a, b"b.txt": h}, f"the scene: her unlock ({unlocked})"
+    assert (mounted, saved) == (unlocked, unlocked), (
+        f"Secret on her desktop: {mounted}; at her unlock: {unlocked}; after her save of h there: {saved}")
