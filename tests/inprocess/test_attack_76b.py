@@ -93,11 +93,14 @@ Read, held: ``Beside`` keeps ``_of`` and ``_by_name`` in step (``renamed`` canno
 the rule ``link_clashing`` had; a phantom is dropped only with no child left, never the root, never one
 its node is named in again in the same ``relink`` (dropped after the links are made); a dropped
 phantom's id named again makes a new one (``placed_as_a_guest``), her new file naming it waits for the
-folder (``wait_for_folder``); a folder has one name, so no anchored note of a folder.  Not reported:
+folder (``wait_for_folder``); ``leave`` of a node with two names in one phantom (the phantom goes with
+the second, the loop skips it); a folder has one name, so no anchored note of a folder.  Not reported:
 a name freed by his share ending (``leave``) is not given back (40b (7)'s design, as a holder's own
 later document); at the load, a clash's winner swapped in (``link_clashing``) shows the holder beside
 under a made name even where it shows under another name of its own (honest two devices, no attacker
-found).  Not tried: real mounts; groups; the admission path's own ``relink`` + ``placed_as_a_guest``.
+found).  Not tried: real mounts; groups; the admission path's own ``relink`` + ``placed_as_a_guest``;
+``give_back`` linking with no ``out.judged.linked`` (a removal judged earlier in the batch); the
+conflict settling's ``relink`` (75b, in hand elsewhere).
 """
 
 from __future__ import annotations
