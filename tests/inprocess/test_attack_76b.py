@@ -328,8 +328,8 @@ def test_76b_4_phantoms_stay_as_few_as_his_current_document_names_with_a_name_re
 
 @pytest.mark.parametrize("his_name,hers_first", [
     pytest.param(None, True, id="control_no_state_of_his"),
-    pytest.param("plan.txt", True, id="a_readers_state_naming_it_beside_her_file", marks=HOLE_5),
-    pytest.param("plan.txt", False, id="a_readers_state_naming_it_over_her_older_file", marks=HOLE_5),
+    pytest.param("plan.txt", True, id="a_readers_state_naming_it_beside_her_file"),
+    pytest.param("plan.txt", False, id="a_readers_state_naming_it_over_her_older_file"),
 ])
 def test_76b_5_a_readers_refused_state_gives_her_file_no_name_at_her_unlock(
         shared, his_name: str | None, hers_first: bool) -> None:  # noqa: F811
