@@ -155,9 +155,9 @@ async def _listing(volume: Volume, fid: str) -> list[bytes]:
 
 @pytest.mark.parametrize("layout,second", [
     pytest.param("hard_link", "y.txt", id="control_hard_link"),
-    pytest.param("hard_link", "copy.txt", id="bobs_file_takes_her_anchor", marks=HOLE_1),
+    pytest.param("hard_link", "copy.txt", id="bobs_file_takes_her_anchor"),
     pytest.param("one_name", "y.txt", id="control_one_name"),
-    pytest.param("one_name", "MADE", id="bobs_file_takes_her_made_name", marks=HOLE_1),
+    pytest.param("one_name", "MADE", id="bobs_file_takes_her_made_name"),
 ])
 def test_76b_1_her_name_comes_back_though_the_name_she_shows_under_was_taken_after(
         shared, monkeypatch, layout: str, second: str) -> None:  # noqa: F811
@@ -214,7 +214,7 @@ R = 6  # revisions of bob's x.txt
 
 @pytest.mark.parametrize("moving", [
     pytest.param(False, id="control_the_same_names"),
-    pytest.param(True, id="taking_ws_made_name_each_revision", marks=HOLE_2),
+    pytest.param(True, id="taking_ws_made_name_each_revision"),
 ])
 def test_76b_2_notes_beside_stay_as_few_as_the_names_held_whatever_the_revisions(
         shared, moving: bool) -> None:  # noqa: F811
@@ -245,7 +245,7 @@ def test_76b_2_notes_beside_stay_as_few_as_the_names_held_whatever_the_revisions
 
 @pytest.mark.parametrize("his_name", [
     pytest.param("x.txt", id="control"),
-    pytest.param("plan.txt", id="bobs_name_between", marks=HOLE_3),
+    pytest.param("plan.txt", id="bobs_name_between"),
 ])
 def test_76b_3_the_name_freed_stays_with_the_file_her_unlock_gives_it(
         shared, monkeypatch, his_name: str) -> None:  # noqa: F811
@@ -369,7 +369,7 @@ def test_76b_5_a_readers_refused_state_gives_her_file_no_name_at_her_unlock(
 
 @pytest.mark.parametrize("his_name", [
     pytest.param("x.txt", id="control"),
-    pytest.param("b.txt", id="bobs_name_on_her_hard_link", marks=HOLE_6),
+    pytest.param("b.txt", id="bobs_name_on_her_hard_link"),
 ])
 def test_76b_6_a_name_given_back_to_a_file_shown_beside_replaces_its_made_name(
         shared, monkeypatch, his_name: str) -> None:  # noqa: F811
