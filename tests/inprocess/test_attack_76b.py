@@ -300,7 +300,7 @@ def _by_name(volume: Volume, fid: str) -> dict[bytes, str]:
 
 @pytest.mark.parametrize("refused_name", [
     pytest.param(False, id="control_no_name_refused"),
-    pytest.param(True, id="a_name_in_her_root_refused_each_revision", marks=HOLE_4),
+    pytest.param(True, id="a_name_in_her_root_refused_each_revision"),
 ])
 def test_76b_4_phantoms_stay_as_few_as_his_current_document_names_with_a_name_refused(
         shared, refused_name: bool) -> None:  # noqa: F811
