@@ -301,9 +301,10 @@ def _by_name(volume: Volume, fid: str) -> dict[bytes, str]:
 @pytest.mark.parametrize("refused_name", [
     pytest.param(False, id="control_no_name_refused"),
     pytest.param(True, id="a_name_in_her_root_refused_each_revision"),
+    pytest.param("alternately", id="a_name_in_her_root_refused_every_other_revision"),
 ])
 def test_76b_4_phantoms_stay_as_few_as_his_current_document_names_with_a_name_refused(
-        shared, refused_name: bool) -> None:  # noqa: F811
+        shared, refused_name: bool | str) -> None:  # noqa: F811
     k, r_max = 40, 5
 
     async def scene() -> tuple[list[int], list[int]]:
@@ -314,7 +315,8 @@ def test_76b_4_phantoms_stay_as_few_as_his_current_document_names_with_a_name_re
         for r in range(r_max):
             qs = [[f"{r:08x}{i:024x}", "x.txt"] for i in range(k)]  # folder ids no seat holds, fresh
             # his file's name in P left out (it keeps it: every name refused, a move refused), or not
-            links = ([[her_root, "x.txt"]] if refused_name else [[pfid, "x.txt"]]) + qs
+            refused = refused_name is True or (refused_name == "alternately" and r % 2 == 0)
+            links = ([[her_root, "x.txt"]] if refused else [[pfid, "x.txt"]]) + qs
             _hand(shared, x, {"links": links, "mtime": r + 1})
             phantoms.append(len(alice.sharing.phantoms))
             names_held.append(len(alice.find(x).links))
@@ -365,6 +367,37 @@ def test_76b_5_a_readers_refused_state_gives_her_file_no_name_at_her_unlock(
     assert mounted == {b"plan.txt": a}, f"the scene: her S on her seat, his state refused there ({mounted})"
     assert (unlocked, saved) == (mounted, mounted), (
         f"her S at her unlock: {unlocked}; after her saves there: {saved} (h.txt {h[:8]}, plan.txt {a[:8]})")
+
+
+def test_76b_5_a_readers_state_naming_her_file_under_many_names_gives_it_none_at_her_unlock(
+        shared) -> None:  # noqa: F811
+    """76b (5)'s abuse: bob's refused state names h.txt under her taken name, free names and her other
+    file's name in D at once: at her unlock h.txt is where she put it, under her name only, and her
+    folders hold what they held (no name of his, taken or free, on the node rebuilt)."""
+    async def scene() -> tuple[tuple[dict, dict], tuple[dict, dict], list[bytes], str]:
+        drive, alice = shared.drive, shared.volumes["alice"]
+        d = await drive.mkdir(ROOT, b"D", stat.S_IFDIR | 0o755, ALICE)
+        s = await drive.mkdir(ROOT, b"S", stat.S_IFDIR | 0o700, ALICE)
+        await _write(drive, s.st_ino, b"plan.txt", b"hers\n", ALICE)
+        await _write(drive, d.st_ino, b"h.txt", b"hers\n", ALICE)
+        await _write(drive, d.st_ino, b"g.txt", b"hers\n", ALICE)
+        h, sfid, dfid = alice.resolve(b"D/h.txt").fid, alice.resolve(b"S").fid, alice.resolve(b"D").fid
+        await ask(shared, "share", "D", "READ")
+        links = [[sfid, "plan.txt"], [dfid, "g.txt"], *[[sfid, f"n{i}.txt"] for i in range(20)]]
+        planted(shared, bobs_node_doc(shared, h, {"links": links}))
+        mounted = (_by_name(alice, sfid), _by_name(alice, dfid))
+        again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
+        try:
+            unlocked = (_by_name(again, sfid), _by_name(again, dfid))
+            names_of_h = sorted(name for _, name in again.find(h).links)
+        finally:
+            await again.close()
+        return mounted, unlocked, names_of_h, h
+
+    mounted, unlocked, names_of_h, h = trio.run(scene)
+    assert mounted[1].get(b"h.txt") == h, f"the scene: h.txt in D on her seat ({mounted})"
+    assert (unlocked, names_of_h) == (mounted, [b"h.txt"]), (
+        f"at her unlock: {unlocked}, h.txt's names {names_of_h}")
 
 
 @pytest.mark.parametrize("his_name", [
