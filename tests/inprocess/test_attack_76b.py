@@ -120,18 +120,6 @@ from inprocess.test_attack_74b import _hers_renamed
 from inprocess.test_names_beside_bounds_74b import _hand, _his_files
 from inprocess.test_two_users import _write
 
-HOLE_1 = pytest.mark.xfail(strict=True, reason="76b (1): a note anchored at a name its node loses later "
-                           "is dropped as stale: her name not given back")
-HOLE_2 = pytest.mark.xfail(strict=True, reason="76b (2): a node's notes grow with the revisions of "
-                           "another's document taking its made names")
-HOLE_3 = pytest.mark.xfail(strict=True, reason="76b (3): give_back ranks a waiter showing in the folder "
-                           "already; the load and relink do not")
-HOLE_4 = pytest.mark.xfail(strict=True, reason="76b (4): relink keeps the old place (every name refused), "
-                           "placed_as_a_guest adds the new phantoms")
-HOLE_5 = pytest.mark.xfail(strict=True, reason="76b (5): a refused writer's names taken at the load are "
-                           "placed on the node rebuilt from her material")
-HOLE_6 = pytest.mark.xfail(strict=True, reason="76b (6): a name given back beside a made name keeps the "
-                           "made name: her file gets a hard link her unlock never shows")
 LATE = 1 << 62  # bob's ctime: named last, his file ranks above hers in a phantom (owner unknown there)
 
 
