@@ -167,3 +167,59 @@ def test_the_load_takes_a_free_name_where_the_file_shows_already() -> None:
     tree.link_entry(folder, b"copy.txt", hers)
     assert loading._link_beside(tree, hers, [(folder.fid, b"plan.txt")]) == [(folder.ino, b"plan.txt")]
     assert folder.children == {b"copy.txt": hers.ino, b"plan.txt": hers.ino}
+
+
+def test_a_holder_swapped_out_keeps_its_notes_at_the_name_it_shows_under_now() -> None:
+    """76b (1), (2): notes shown at the name lost move to the made name, each keeping whether it
+    replaces it; a made name lost says so (not noted again); another folder's notes stay."""
+    beside = Beside()
+    beside.note(2, b"plan.txt", 4, b"M1")  # shown as its made name M1 for plan.txt
+    beside.wait(2, b"other.txt", 4, b"M1")  # anchored at M1
+    beside.wait(5, b"plan.txt", 4, b"M1")  # another folder: a name M1 there too
+    assert beside.moved(4, 2, b"M1", b"M2") is True, "M1 was a made name of it"
+    assert beside.waiting(2, b"plan.txt") == [(4, b"M2", True)]
+    assert beside.waiting(2, b"other.txt") == [(4, b"M2", False)]
+    assert beside.waiting(5, b"plan.txt") == [(4, b"M1", False)]
+    assert beside.moved(4, 2, b"copy.txt", b"M3") is False and len(beside) == 3, "nothing shown there"
+    assert beside.made(4, 2, b"M2") and not beside.made(4, 5, b"M1")
+
+
+def test_a_name_freed_replaces_the_made_name_its_waiter_shows_under() -> None:
+    """76b (6): a waiter anchored at a made name of its own (another name it lost there) takes the name
+    freed in its place, and its note replacing that made name is anchored at the name given."""
+    tree, folder, his, hers = _folder_with_clash()
+    other = tree.add(5, owner=HIS)
+    tree.link_entry(folder, b"b.txt", other)
+    tree.beside.wait(folder.ino, b"b.txt", hers.ino, b"plan (also 00000000).txt")
+    tree.unlink_entry(folder, b"b.txt", other)  # refused
+    give_back(tree, folder, b"b.txt", Absorbed())
+    assert folder.children == {b"plan.txt": his.ino, b"b.txt": hers.ino}
+    assert tree.beside.waiting(folder.ino, b"plan.txt") == [(hers.ino, b"b.txt", False)]
+
+
+def test_a_name_that_looks_made_is_no_made_name_without_its_note() -> None:
+    """Hostile names: her own file named like a made name (``plan (also 00000000).txt``), anchored
+    there, keeps it: the name given back goes beside it (only a note makes a name a made one)."""
+    tree = _Tree()
+    folder, his, hers = tree.add(2, stat.S_IFDIR | 0o700), tree.add(3, owner=HIS), tree.add(4)
+    tree.link_entry(folder, b"plan (also 00000000).txt", hers)
+    tree.link_entry(folder, b"plan.txt", his)
+    tree.beside.wait(folder.ino, b"plan.txt", hers.ino, b"plan (also 00000000).txt")
+    tree.unlink_entry(folder, b"plan.txt", his)  # refused
+    give_back(tree, folder, b"plan.txt", Absorbed())
+    assert folder.children == {b"plan (also 00000000).txt": hers.ino, b"plan.txt": hers.ino}
+
+
+def test_a_name_freed_goes_first_to_a_file_shown_beside_then_to_one_showing_there() -> None:
+    """76b (3): of two waiting, the one shown only under a made name takes the name, though the other
+    (showing there under a name of its own) was named last, as ``clash`` never takes a name from its
+    holder for a node showing in the folder already; the other stays waiting, anchored."""
+    tree, folder, his, hers = _folder_with_clash()
+    later = tree.add(5)
+    later.ctime = hers.ctime + 1
+    tree.link_entry(folder, b"copy.txt", later)
+    tree.beside.wait(folder.ino, b"plan.txt", later.ino, b"copy.txt")
+    tree.unlink_entry(folder, b"plan.txt", his)  # refused
+    give_back(tree, folder, b"plan.txt", Absorbed())
+    assert folder.children == {b"plan.txt": hers.ino, b"copy.txt": later.ino}
+    assert tree.beside.waiting(folder.ino, b"plan.txt") == [(later.ino, b"copy.txt", False)]

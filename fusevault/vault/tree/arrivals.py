@@ -489,14 +489,18 @@ def link_clashing(tree: Tree, parent: Node, name: bytes, node: Node) -> list[tup
         return []
     me = tree.key.user_id
     theirs = parent.owner == me and (node.owner == me) != (holder.owner == me)
-    if ranks(tree, parent, node) > ranks(tree, parent, holder):
+    swapped = ranks(tree, parent, node) > ranks(tree, parent, holder)
+    if swapped:
         tree.unlink_entry(parent, name, holder)
         tree.link_entry(parent, name, node)
         holder, node = node, holder
     shown = names.beside(name, node.fid, parent.children)
     names.say_beside(tree, node.fid, name, shown, node.owner if theirs else None)
     tree.link_entry(parent, shown, node)
-    tree.beside.note(parent.ino, name, node.ino, shown)  # the holder's name refused later: ``give_back``
+    # The holder swapped out: its notes shown at the name it lost show at its made name now (76b (1));
+    # a made name of its own lost is no name it wants, not noted (its notes stay one a name: 76b (2)).
+    if not (swapped and tree.beside.moved(node.ino, parent.ino, name, shown)):
+        tree.beside.note(parent.ino, name, node.ino, shown)  # the holder's name refused later: ``give_back``
     return [(parent.ino, name), (parent.ino, shown)]
 
 
@@ -524,13 +528,20 @@ def give_back(tree: Tree, parent: Node, name: bytes, out: Absorbed) -> None:
     gets the name beside it, and keeps that one."""
     if parent.children is None or name in parent.children:
         return
-    best: tuple[tuple[bool, int, str], Node, bytes, bool] | None = None
+    best: tuple[tuple[bool, tuple[bool, int, str]], Node, bytes, bool] | None = None
     for ino, shown, replaced in tree.beside.waiting(parent.ino, name):
         node = tree.get(ino)
         if node is None or parent.children.get(shown) != ino:
             tree.beside.drop_one(ino, parent.ino, name)  # renamed, refused, or gone, since
             continue
-        rank = ranks(tree, parent, node)
+        # Shown there only under a made name (its anchor one: another name it lost there), the name
+        # given replaces it, as her unlock shows it; added beside, her save committed a hard link
+        # ``a (also ID).txt`` (attack round 76b (6)).
+        replaced = replaced or tree.beside.made(ino, parent.ino, shown)
+        # One shown under a made name first, one showing there under a name of its own after: ``clash``
+        # (the load, an arrival) never takes a name from its holder for a node showing there already;
+        # ranked as equals, her file named first kept its made name for good (attack round 76b (3)).
+        rank = (replaced, ranks(tree, parent, node))
         if best is None or rank > best[0]:
             best = (rank, node, shown, replaced)
     if best is None:

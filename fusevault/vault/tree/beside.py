@@ -76,6 +76,26 @@ class Beside:
             if waiting[ino][0] == old:
                 waiting[ino] = (new, False)
 
+    def moved(self, ino: int, parent_ino: int, old: bytes, new: bytes) -> bool:
+        """Node ``ino`` lost its name ``old`` in the folder and shows as ``new`` there now (a clash's
+        holder swapped out: arrivals.py ``link_clashing``): its notes shown at ``old`` are shown at
+        ``new``, each keeping whether it replaces that name.  Left at ``old``, they were dropped as
+        "renamed since" when read, and her name never came back (attack round 76b (1)).  Whether
+        ``old`` was a made name of it (a note replacing it): no name it wants, so not noted again
+        (each taking of it noted one more: 76b (2))."""
+        made = False
+        for name in self._of.get(ino, {}).get(parent_ino, ()):
+            shown, replaced = self._by_name[(parent_ino, name)][ino]
+            if shown == old:
+                self._by_name[(parent_ino, name)][ino] = (new, replaced)
+                made = made or replaced
+        return made
+
+    def made(self, ino: int, parent_ino: int, shown: bytes) -> bool:
+        """Whether ``shown`` is a made name of node ``ino`` in the folder (a note replacing it)."""
+        return any(self._by_name[(parent_ino, name)][ino] == (shown, True)
+                   for name in self._of.get(ino, {}).get(parent_ino, ()))
+
     def waiting(self, parent_ino: int, name: bytes) -> list[tuple[int, bytes, bool]]:
         """The nodes noted as wanting ``name`` in the folder: (inode, the name it shows under there,
         replaced), first noted first (a copy: the caller drops)."""

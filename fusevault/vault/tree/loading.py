@@ -246,6 +246,11 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         for node, lost in taken:  # shown beside once judged (below): judged there (attack round 73d (3))
             beside.setdefault(node.fid, []).extend(parent for parent, _ in lost)
         moved.update(gate.settle(tree, foreign, lambda node: leave(tree, node, out), keep, beside))
+        # A node rebuilt from her own material has the names she gave it, no other: the names its
+        # refused document gave that were found taken are no names of hers to give back or show beside
+        # (a READ member's state naming her file in her private folder: attack round 76b (5)).
+        remade = {node.fid for node in rebuilt}
+        taken = [(node, lost) for node, lost in taken if node.fid not in remade]
         for node in rebuilt:
             if tree.get(node.ino) is node and (now := parents_of(node, tree.fid_at)) != gate.was_placed(
                     tree, node.fid, node.placed):

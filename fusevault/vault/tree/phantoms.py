@@ -74,9 +74,21 @@ def made_real(tree: Tree, node: Node, owner: str) -> bool:
 def placed_as_a_guest(tree: Tree, node: Node, links: list[tuple[str, bytes]]) -> None:
     """A phantom a share made real (``_admit_new_shares``): its names in folders not held here kept
     under phantoms of their own, as a guest's are at its admission (loading.py ``_link_loaded``), so
-    the share shows it under the name its owner gave it, not its id."""
+    the share shows it under the name its owner gave it, not its id.
+
+    Its names under phantoms are those its current document gives: where ``relink`` kept its place
+    (every name it was given in a folder held here refused, a move refused), its older ones stayed and
+    each revision naming fresh folder ids added as many phantoms, kept for the mount, each walked at
+    every change of shares (attack round 76b (4)).  A made name goes too: a name its document gives in
+    a phantom held here is placed by ``relink``, which then decides all its names again."""
     if tree.sharing is None:
         return
+    given = {(parent_fid, name) for parent_fid, name in links}
+    for ino, name in list(node.links):
+        if (ino in tree.sharing.phantoms and (parent := tree.get(ino)) is not None
+                and (parent.fid, name) not in given):
+            tree.unlink_entry(parent, name, node)
+            tree.drop_phantom_if_empty(ino)
     for parent_fid, name in links:
         if tree.holds(parent_fid) or not names.link_ok(tree, node.fid, name):
             continue
