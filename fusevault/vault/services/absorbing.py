@@ -832,7 +832,7 @@ def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None
     record = sealed_for.taken(volume.key, node.owner, node.fid, fresh.epoch, fresh.dek, fresh.sealed_for,
                               node.sealed_for)
     if volume.sharing is not None:
-        volume.sharing.keep_below(volume.key, node, fresh.epoch)  # before the node takes it (attack round 76a (3))
+        volume.sharing.keep_below(volume.key, node, fresh.epoch)  # before it takes it (attack round 76a (3))
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))
     node.sealed_for = record

@@ -347,7 +347,7 @@ def reopen(tree: Tree, node: Node) -> bool:
     record = sealed_for.taken(tree.key, node.owner, node.fid, fresh.epoch, fresh.dek, fresh.sealed_for,
                               node.sealed_for)
     if tree.sharing is not None:
-        tree.sharing.keep_below(tree.key, node, fresh.epoch)  # before the node takes it (attack round 76a (3))
+        tree.sharing.keep_below(tree.key, node, fresh.epoch)  # before it takes it (attack round 76a (3))
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))
     node.sealed_for = record  # hers only (attack round 73a (1))
