@@ -13,7 +13,11 @@ are sealed as usual (attack round 73a (2), (4)).  A grant taken back is said (``
 sealed nothing until she shares again, whose command seals the key itself and writes each record naming
 the Share taken again at that key, the Share out of ``taken`` (``given_again``,
 vault/services/share_ops.py): a member added to the group since is sealed on every device (attack round
-75a (1)); until then a member added to a group whose Share is ``taken`` is no member added since.
+75a (1)); until then a member added to a group whose Share is ``taken`` is no member added since.  Each
+such record counts the times it was written again at its key (``again``, under her proof): of two of hers
+at one key a node keeps the later (``taken``, ``later``), so a state carrying her earlier one (a WRITE
+member's replay, his honest edit made apart and settled) does not put the Share back in ``taken`` (attack
+round 76a (1)).
 The record is in her signed state of the node, sealed under the key: the server neither reads nor forges
 it.  A member who writes the node holds the key, though: a record counts
 only with her proof (``proof``: ``hers``, her master key's HMAC over the file, the epoch, the key and the
@@ -94,8 +98,12 @@ def taken(key: MasterKey, owner: str, fid: str, epoch: int, dek: bytes | None, f
     cannot check hers), ``fresh`` as it came."""
     if owner != key.user_id:
         return fresh
-    mine = [r for r in (held, fresh) if hers(key, fid, epoch, dek, r)]
-    return later(*mine) if mine else None
+    fresh_hers = hers(key, fid, epoch, dek, fresh)
+    if fresh_hers and count(held) <= count(fresh):
+        return fresh  # not earlier than the held (a tie: the last given): one proof checked, as before
+    if hers(key, fid, epoch, dek, held):
+        return later(held, fresh) if fresh_hers else held  # type: ignore[arg-type]  # dicts (``hers``)
+    return fresh if fresh_hers else None
 
 
 def below(key: MasterKey, owner: str, fid: str, epoch: int, dek: bytes | None, held: object,
@@ -258,7 +266,9 @@ def given_again(found: dict, share_id: str, entries: Iterable[str], group_id: st
     a member she removed elsewhere stays out, as ``rekeying._groups_seen`` keeps it), so a member added
     since is ``group_newer`` and sealed on every device.  Without it her unshare's record said the Share
     taken back for good: a member added after she shared again was sealed nothing, and said a replay
-    (attack round 75a (1)).  Every other Share her re-keys took back stays taken.  None when the record
+    (attack round 75a (1)).  Its count (``again``) one above ``found``'s: the later of the two at that key,
+    whichever a state carries (``later``, attack round 76a (1)).  Every other Share her re-keys took back
+    stays taken.  None when the record
     does not name the Share taken (nothing to give again: sealed as usual) or off the bounds."""
     taken = found.get("taken")
     if taken is None or share_id not in taken:
