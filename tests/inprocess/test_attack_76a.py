@@ -174,8 +174,6 @@ def test_76a_control_a_writers_edit_after_she_shares_again_keeps_her_record(thre
     assert "replayed-grant" not in seen["said"], seen
 
 
-@pytest.mark.xfail(strict=True, reason="76a (1): a WRITE member's state carrying her unshare's record "
-                   "(same key, her proof) undoes her share again: a member she adds is sealed nothing")
 def test_76a_1_a_writer_carrying_her_unshares_record_does_not_undo_her_share_again(
         three: Path) -> None:  # noqa: F811
     seen = _in_scene(three, lambda shared: _bob_carries_her_unshares_record(shared, carried=True))
@@ -247,8 +245,6 @@ def test_76a_control_bobs_edit_heard_before_she_shares_again(three: Path) -> Non
     assert "replayed-grant" not in seen["said"], seen
 
 
-@pytest.mark.xfail(strict=True, reason="76a (1b): a WRITE member's honest edit made apart from her share "
-                   "again (his client carries her unshare's record) settled over it undoes the share again")
 def test_76a_1b_a_writers_honest_edit_made_apart_does_not_undo_her_share_again(three: Path) -> None:  # noqa: F811
     seen = _in_scene(three, lambda shared: _bobs_edit_made_apart(shared, apart=True))
     print("seen:", seen)
@@ -432,8 +428,6 @@ def test_76a_control_carol_stays_out_on_her_desktop(three: Path, states: str) ->
     assert seen["carol"] < 1 and "replayed-grant" in seen["said"], seen
 
 
-@pytest.mark.xfail(strict=True, reason="76a (3): a WRITE member's states under the key he held, taken on "
-                   "the device that unshared, drop her records: its re-key records nothing taken back")
 def test_76a_3_a_writers_states_under_the_older_key_do_not_undo_her_unshare_on_her_desktop(
         three: Path) -> None:  # noqa: F811
     seen = _in_scene(three, lambda shared: _his_states_during_the_revoke(shared, "both"))

@@ -156,3 +156,75 @@ def test_a_member_added_to_a_group_whose_share_was_taken_back_is_no_member_added
     again = sealed_for.given_again(held, mine, [], TEAM, {"d1": 2})
     assert again is not None and sealed_for.group_newer(again, FOLDER, TEAM, newer)
     assert not here._outside(again, Grant(ME, FOLDER, TEAM, True, "READ"), CAROL)
+
+
+# Attack round 76a (1): her records at one key are ordered by the count her share command raises, under
+# her proof; the later is kept whichever a state carries.  (3): her record of the held key kept aside when
+# the node takes a state under an older key, for the re-key it is owed.
+
+def _hers(found: dict | None, key: object = None) -> dict:
+    from fusevault.crypto.keys import MasterKey
+    master = key if isinstance(key, MasterKey) else MasterKey(ME, b"m" * 32)
+    proved = sealed_for.proved(master, FILE, b"k" * 32, found)
+    assert proved is not None
+    return proved
+
+
+def _her_records() -> tuple[object, dict, dict, dict]:
+    """Her unshare's record (R1: the team Share taken), her share again's (R2) and a second share again
+    (R3, of another Share taken) at one key."""
+    from fusevault.crypto.keys import MasterKey
+    key = MasterKey(ME, b"m" * 32)
+    team, bobs = sharing.doc_id(FOLDER, TEAM), sharing.doc_id(FOLDER, BOB)
+    unshare = sealed_for.record(1, [], {}, [FILE, FOLDER], [team, bobs])
+    assert unshare is not None
+    r1 = _hers(unshare, key)
+    r2 = _hers(sealed_for.given_again(r1, team, [], None, None), key)
+    r3 = _hers(sealed_for.given_again(r2, bobs, [], None, None), key)
+    return key, r1, r2, r3
+
+
+def test_her_share_again_counts_each_record_it_writes_again_at_one_key() -> None:
+    _, r1, r2, r3 = _her_records()
+    assert (sealed_for.count(r1), sealed_for.count(r2), sealed_for.count(r3)) == (0, 1, 2)
+    assert "again" not in r1  # a re-key's record keeps the shape of older builds
+
+
+def test_a_state_carrying_her_earlier_record_at_the_key_keeps_the_later() -> None:
+    key, r1, r2, r3 = _her_records()
+    taken = lambda fresh, held: sealed_for.taken(key, ME, FILE, 1, b"k" * 32, fresh, held)  # noqa: E731
+    assert taken(r1, r2) == r2 and taken(r2, r3) == r3 and taken(r1, r3) == r3
+    assert taken(r3, r1) == r3 and taken(r2, r2) == r2  # a later one of hers is taken
+    assert taken(None, r2) == r2 and taken(r1, None) == r1
+    # A record of a build before the count ranks first: her share again's wins over it.
+    assert sealed_for.later(r2, r1) == r2 and sealed_for.later(r1, r2) == r2
+
+
+def test_a_count_raised_by_anyone_but_her_counts_for_nothing() -> None:
+    """A WRITE member (he holds the key) raising the count of her earlier record, or writing one of his
+    own with a high count: her proof does not check, the held record stays."""
+    key, r1, r2, _ = _her_records()
+    raised = {**r1, "again": 9}
+    assert sealed_for.shaped(raised) and not sealed_for.hers(key, FILE, 1, b"k" * 32, raised)
+    assert sealed_for.taken(key, ME, FILE, 1, b"k" * 32, raised, r2) == r2
+    dropped = {k: v for k, v in r2.items() if k != "again"}  # the count stripped: not her proof's record
+    assert not sealed_for.hers(key, FILE, 1, b"k" * 32, dropped)
+
+
+@pytest.mark.parametrize("again", [0, -1, True, "1", 1.0, 2**31 + 1, None, [1]])
+def test_a_documents_count_of_another_shape_is_refused(again: object) -> None:
+    assert not sealed_for.shaped({**_record([]), "again": again})
+
+
+def test_her_record_of_the_held_key_is_kept_aside_for_a_state_under_an_older_key() -> None:
+    key, r1, _, _ = _her_records()
+    keep = lambda held, fresh_epoch, kept=None: sealed_for.below(  # noqa: E731
+        key, ME, FILE, 1, b"k" * 32, held, fresh_epoch, kept)
+    assert keep(r1, 0) == r1  # a WRITE member's state under the key he held: her record kept aside
+    assert keep(r1, 1) is None and keep(r1, 2) is None  # at or above her epoch: nothing owed
+    assert keep({**r1, "taken": []}, 0) is None  # not hers (changed): nothing kept
+    assert keep(None, 0, r1) == r1  # the node already below: the record kept before stays
+    higher = {**r1, "epoch": 3}
+    assert keep(r1, 0, higher) == higher  # one of a higher epoch kept before is not replaced by a lower
+    # Not her node (a member's device cannot check her proof): nothing kept.
+    assert sealed_for.below(key, BOB, FILE, 1, b"k" * 32, r1, 0, None) is None

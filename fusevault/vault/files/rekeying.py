@@ -74,6 +74,9 @@ async def rekey(files: Files, node: Node, reopen: Reopen) -> None:
                 node.content.dek, node.content.epoch = dek, epoch
                 node.content.acl = tree.acl(node) or []
         key = (node.dek, node.epoch)
+        if tree.sharing is not None and (kept := tree.sharing.below.get(node.fid)) is not None \
+                and kept["epoch"] < node.epoch:
+            del tree.sharing.below[node.fid]  # the new key's record lists it (``_held_record``)
     if tree.sharing is not None and (grants := tree.covering(node)):
         await tree.in_thread(tree.sharing.seal_keys, tree.layout, node, grants, key)
 
@@ -106,9 +109,15 @@ def _groups_seen(tree: TreePort, node: Node, held: dict | None) -> dict[str, lin
 
 
 def _held_record(tree: TreePort, node: Node) -> dict | None:
-    """Her record of the node's current key (``sealed_for``), if her proof of it checks."""
+    """Her record of the node's current key (``sealed_for``), if her proof of it checks; for a node that
+    took a state under an older key of hers (a WRITE member's state under the key he held, taken back
+    below her epoch: the re-key this is), her record of the key it held then (``Guests.below``, her proof
+    checked when kept): what it listed taken stays taken in the new key's record (attack round 76a (3))."""
     held = node.sealed_for
-    return held if sealed_for.hers(tree.key, node.fid, node.epoch, node.dek, held) else None
+    if sealed_for.hers(tree.key, node.fid, node.epoch, node.dek, held):
+        return held
+    kept = tree.sharing.below.get(node.fid) if tree.sharing is not None else None
+    return kept if kept is not None and kept["epoch"] > node.epoch else None
 
 
 def _taken(tree: TreePort, node: Node, above: list[str], held: dict | None) -> list[str]:

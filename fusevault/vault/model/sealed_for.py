@@ -13,7 +13,11 @@ are sealed as usual (attack round 73a (2), (4)).  A grant taken back is said (``
 sealed nothing until she shares again, whose command seals the key itself and writes each record naming
 the Share taken again at that key, the Share out of ``taken`` (``given_again``,
 vault/services/share_ops.py): a member added to the group since is sealed on every device (attack round
-75a (1)); until then a member added to a group whose Share is ``taken`` is no member added since.
+75a (1)); until then a member added to a group whose Share is ``taken`` is no member added since.  Each
+such record counts the times it was written again at its key (``again``, under her proof): of two of hers
+at one key a node keeps the later (``taken``, ``later``), so a state carrying her earlier one (a WRITE
+member's replay, his honest edit made apart and settled) does not put the Share back in ``taken`` (attack
+round 76a (1)).
 The record is in her signed state of the node, sealed under the key: the server neither reads nor forges
 it.  A member who writes the node holds the key, though: a record counts
 only with her proof (``proof``: ``hers``, her master key's HMAC over the file, the epoch, the key and the
@@ -51,7 +55,10 @@ _TO = re.compile(rf"{_ID}:{_ID}:{_ID}:{_ID}:[A-Z]{{1,16}}(,[A-Z]{{1,16}}){{0,3}}
 _SHARE = re.compile(rf"share-{_ID}-{_ID}")
 _PROOF = re.compile(r"[0-9a-f]{32}")
 _FIELDS = frozenset({"epoch", "to", "groups", "above"})
-_OPTIONAL = frozenset({"taken", "proof"})  # since attack round 73a (older: no proof, no count)
+_OPTIONAL = frozenset({"taken", "proof", "again"})  # since attack round 73a (older: no proof, no count)
+# Times her share command wrote the record again at one key (``given_again``) at most: past it the record
+# is not written again (the Share stays taken, said, until her next re-key).
+MAX_AGAIN = 2**31
 
 
 def record(epoch: int, recipients: list[str], groups: dict[str, lineage.Vector],
@@ -85,17 +92,57 @@ def hers(key: MasterKey, fid: str, epoch: int, dek: bytes | None, value: object)
 def taken(key: MasterKey, owner: str, fid: str, epoch: int, dek: bytes | None, fresh: object,
           held: object) -> Any:
     """The record a node of ``owner`` keeps when it takes a state of key ``dek`` at ``epoch`` carrying
-    ``fresh``, holding ``held``: on her device, ``fresh`` if hers (``hers``), else ``held`` if hers for
-    that key (a member's state carries no record of his making, nor drops hers), else none; on a
-    member's (he cannot check hers), ``fresh`` as it came."""
-    if owner != key.user_id or hers(key, fid, epoch, dek, fresh):
+    ``fresh``, holding ``held``: on her device, the later (``later``) of ``fresh`` and ``held`` that are
+    hers (``hers``) for that key (a member's state carries no record of his making, nor drops hers, nor
+    brings back an earlier one of hers at that key: attack round 76a (1)), else none; on a member's (he
+    cannot check hers), ``fresh`` as it came."""
+    if owner != key.user_id:
         return fresh
-    return held if hers(key, fid, epoch, dek, held) else None
+    fresh_hers = hers(key, fid, epoch, dek, fresh)
+    if fresh_hers and count(held) <= count(fresh):
+        return fresh  # not earlier than the held (a tie: the last given): one proof checked, as before
+    if hers(key, fid, epoch, dek, held):
+        return later(held, fresh) if fresh_hers else held  # type: ignore[arg-type]  # dicts (``hers``)
+    return fresh if fresh_hers else None
+
+
+def below(key: MasterKey, owner: str, fid: str, epoch: int, dek: bytes | None, held: object,
+          fresh_epoch: int, kept: dict | None) -> dict | None:
+    """The record a node of ``owner`` holding ``held`` under the key ``dek`` at ``epoch`` keeps aside
+    (``Guests.below``) when it takes a state under an older key (``fresh_epoch`` below: a WRITE member's
+    state under the key he held, her own older state): ``held`` if hers for that key, else ``kept`` (the
+    one kept aside before, when it is of a higher epoch still).  The re-key such a state is owed lists
+    what it listed taken, though the node no longer holds it (attack round 76a (3)); None: nothing kept."""
+    if owner != key.user_id or fresh_epoch >= epoch:
+        return kept
+    if hers(key, fid, epoch, dek, held) and (kept is None or kept["epoch"] <= epoch):
+        return held  # type: ignore[return-value]  # ``hers`` checked it a dict
+    return kept
+
+
+def count(value: object) -> int:
+    """The times her share command wrote the record again at its key (``given_again``): 0 for a re-key's
+    record, or one of a build before the count (attack round 76a (1)); under her proof (``_digest``)."""
+    again = value.get("again", 0) if isinstance(value, dict) else 0
+    return again if isinstance(again, int) and not isinstance(again, bool) else 0
+
+
+def later(first: dict, *others: dict) -> dict:
+    """Of her records at one key (each ``hers``), the one written last: the highest ``count`` (her share
+    command's writes at that key are ordered by it), the last given of equal counts.  Two records of one
+    key her proof proves exist since her share command writes the record again (attack round 75a (1));
+    without an order, any state carrying the earlier (a member's replay, his honest edit made apart and
+    settled) put back the Share she gave again as taken (attack round 76a (1))."""
+    best = first
+    for other in others:
+        if count(other) >= count(best):
+            best = other
+    return best
 
 
 def _digest(value: dict) -> bytes:
     """The record less its proof (and ``covers``'s sets), as JSON in one form."""
-    body = {k: v for k, v in value.items() if k in _FIELDS or k == "taken"}
+    body = {k: v for k, v in value.items() if k in _FIELDS or k in ("taken", "again")}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).digest()
 
 
@@ -110,6 +157,9 @@ def shaped(value: object) -> bool:
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 2**53:
         return False
     if "proof" in value and not (isinstance(value["proof"], str) and _PROOF.fullmatch(value["proof"])):
+        return False
+    again = value.get("again", 1)
+    if isinstance(again, bool) or not isinstance(again, int) or not 1 <= again <= MAX_AGAIN:
         return False
     if not isinstance(above, list) or len(above) > MAX_TO or not all(is_id(f) for f in above):
         return False
@@ -216,7 +266,9 @@ def given_again(found: dict, share_id: str, entries: Iterable[str], group_id: st
     a member she removed elsewhere stays out, as ``rekeying._groups_seen`` keeps it), so a member added
     since is ``group_newer`` and sealed on every device.  Without it her unshare's record said the Share
     taken back for good: a member added after she shared again was sealed nothing, and said a replay
-    (attack round 75a (1)).  Every other Share her re-keys took back stays taken.  None when the record
+    (attack round 75a (1)).  Its count (``again``) one above ``found``'s: the later of the two at that key,
+    whichever a state carries (``later``, attack round 76a (1)).  Every other Share her re-keys took back
+    stays taken.  None when the record
     does not name the Share taken (nothing to give again: sealed as usual) or off the bounds."""
     taken = found.get("taken")
     if taken is None or share_id not in taken:
@@ -230,10 +282,14 @@ def given_again(found: dict, share_id: str, entries: Iterable[str], group_id: st
         if before is None or lineage.compare(vector, before) in (lineage.Order.SAME, lineage.Order.NEWER):
             groups[group_id] = vector
     rest = [t for t in taken if t != share_id]
+    again = count(found) + 1  # ordered after ``found`` at this key (``later``: attack round 76a (1))
+    if again > MAX_AGAIN:
+        return None
     # Past the bounds (``MAX_TO`` with the members named, a vector of more than ``MAX_DEVICES``): the Share
     # out of ``taken`` says them all the same (a member under the body seen, one added since, or of a group
     # whose body no record saw, is no grant taken back: ``left_out``).
     tries = ((sorted({*found["to"], *entries}), groups), (list(found["to"]), groups),
              (list(found["to"]), found["groups"]))
-    return next((again for to, seen in tries
-                 if (again := record(found["epoch"], to, seen, found["above"], rest)) is not None), None)
+    return next(({**written, "again": again} for to, seen in tries
+                 if (written := record(found["epoch"], to, seen, found["above"], rest)) is not None
+                 and shaped({**written, "again": again})), None)

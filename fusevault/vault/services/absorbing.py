@@ -831,6 +831,8 @@ def _update(volume: Volume, node: Node, fresh: Node, out: Absorbed | None = None
     # Her record of for whom her re-key made the key, never a member's (attack round 73a (1)).
     record = sealed_for.taken(volume.key, node.owner, node.fid, fresh.epoch, fresh.dek, fresh.sealed_for,
                               node.sealed_for)
+    if volume.sharing is not None:
+        volume.sharing.keep_below(volume.key, node, fresh.epoch)  # before it takes it (attack round 76a (3))
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))
     node.sealed_for = record

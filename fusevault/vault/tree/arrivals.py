@@ -346,6 +346,8 @@ def reopen(tree: Tree, node: Node) -> bool:
         return _take_held(node, held)
     record = sealed_for.taken(tree.key, node.owner, node.fid, fresh.epoch, fresh.dek, fresh.sealed_for,
                               node.sealed_for)
+    if tree.sharing is not None:
+        tree.sharing.keep_below(tree.key, node, fresh.epoch)  # before it takes it (attack round 76a (3))
     for name in CONTENTS:
         setattr(node, name, getattr(fresh, name))
     node.sealed_for = record  # hers only (attack round 73a (1))

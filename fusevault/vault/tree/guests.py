@@ -87,6 +87,13 @@ class Guests:
     # Share ids the rotations running here take back (vault/services/rotation.py ``rotate``): each new
     # key's record lists those on a folder over its file (``sealed_for`` ``taken``, attack round 73a (4)).
     taking: Counter[str] = field(default_factory=Counter)
+    # Her record of a node's key, kept when the node took a state under an older key of hers (fid -> the
+    # record, her proof checked then: ``sealed_for.below``): a WRITE member's state under the key he held,
+    # her own older state.  The re-key that state is owed lists what that record listed taken (and the
+    # Group bodies it saw) though the node no longer holds it (vault/files/rekeying.py ``_held_record``):
+    # else, on the device that unshared (``left`` empty there), the new key's record named nothing taken
+    # and her other device, served the Share again, sealed the new key to it (attack round 76a (3)).
+    below: dict[str, dict] = field(default_factory=dict)
     # The contents of another writer's state taken in (judged) while the file was busy here
     # (fid -> CONTENTS values, vault/tree/arrivals.py): a re-key seals these next, whatever
     # refused document is stored over them meanwhile (``reopen``).
@@ -397,6 +404,15 @@ class Guests:
                 written += granting.write_signed_key(self.trust, path, node.owner, node.fid, recipient, epoch,
                                                      sealed, replace=os.path.exists(path), group=bound)
         return written
+
+    def keep_below(self, key: MasterKey, node: Node, epoch: int) -> None:
+        """Before ``node`` (hers) takes a state under the key of ``epoch``: below the held key's, her
+        record of the held key kept aside for the re-key that state is owed (``below``, attack round
+        76a (3)).  Call it with the node's key and record still the held ones."""
+        kept = sealed_for.below(key, node.owner, node.fid, node.epoch, node.dek, node.sealed_for, epoch,
+                                self.below.get(node.fid))
+        if kept is not None:
+            self.below[node.fid] = kept
 
     def note_left(self, layout: Layout, nodes: dict[int, Node], keys: list[tuple[Node, bytes, int]],
                   behind: Container[str] = (), key: MasterKey | None = None,
