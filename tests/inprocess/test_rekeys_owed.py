@@ -16,7 +16,7 @@ import trio
 
 from fusevault.errors import CorruptData
 from fusevault.store import tombstone
-from fusevault.vault.model import rekeys_owed, sharing
+from fusevault.vault.model import device_file, rekeys_owed, sharing
 from fusevault.vault.services import rotation, share_ops
 from inprocess.conftest import DIR, ME, ROOT, Composed, _close, _compose, make
 from inprocess.test_moved_out import _moved_out
@@ -199,7 +199,7 @@ def test_a_debt_that_cannot_be_recorded_leaves_the_share_in_force(vault_copy, mo
             raise OSError(28, "No space left on device")
 
         with monkeypatch.context() as patched:
-            patched.setattr(rekeys_owed, "atomic_write", full)
+            patched.setattr(device_file, "atomic_write", full)
             answer = _ask(composed, "unshare", "docs")
         assert "nothing taken back" in answer.get("error", ""), answer
         assert volume.store.get(sharing.doc_id(folder, _bob(volume))) is not None

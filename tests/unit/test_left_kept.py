@@ -13,7 +13,7 @@ import pytest
 from fusevault import paths
 from fusevault.crypto.keys import MasterKey
 from fusevault.errors import VaultError
-from fusevault.vault.model import left_kept
+from fusevault.vault.model import device_file, left_kept
 
 ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
 DOCS, PLAN, OTHER = "d" * 32, "f" * 32, "e" * 32
@@ -112,7 +112,7 @@ def test_given_again_that_cannot_be_recorded_raises(tmp_path: Path, monkeypatch:
     def full(*_: object, **__: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(left_kept, "atomic_write", full)
+    monkeypatch.setattr(device_file, "atomic_write", full)
     with pytest.raises(VaultError):  # her share stops: else the next unlock left out the grant she gives
         left_kept.given_again(root, key, SHARE)
     left_kept.given_again(root, key, SHARE2)  # none of it kept: nothing written, nothing raised

@@ -14,7 +14,7 @@ from fusevault import paths
 from fusevault.crypto.keys import MasterKey
 from fusevault.encoding import SAFE_INTEGER
 from fusevault.errors import VaultError
-from fusevault.vault.model import rekeys_owed
+from fusevault.vault.model import device_file, rekeys_owed
 
 ALICE = "a" * 32
 FID, OTHER = "f" * 32, "e" * 32
@@ -92,7 +92,7 @@ def test_a_debt_that_cannot_be_recorded_stops_the_caller(
     def full(path: Path, data: bytes, durable: bool = True) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(rekeys_owed, "atomic_write", full)
+    monkeypatch.setattr(device_file, "atomic_write", full)
     with pytest.raises(VaultError, match="nothing taken back"):
         rekeys_owed.owe(root, key, [(FID, 1, [])])
     monkeypatch.undo()
@@ -177,7 +177,7 @@ def test_an_older_damaged_record_is_stamped_for_the_load_only_and_a_failed_write
     def full(path: Path, data: bytes, durable: bool = True) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(rekeys_owed, "atomic_write", full)
+    monkeypatch.setattr(device_file, "atomic_write", full)
     with caplog.at_level(logging.ERROR):
         assert rekeys_owed.taken_at_load(root, key, {"share-1": 10}.get) == {"share-1": 10}
     assert "No space left" in caplog.text

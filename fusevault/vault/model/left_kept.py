@@ -26,18 +26,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fusevault import paths
-from fusevault.encoding import SAFE_INTEGER, loads_untrusted
+from fusevault.encoding import SAFE_INTEGER
 from fusevault.errors import VaultError
-from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.format.layout import is_id
-from fusevault.vault.model import sealed_for
+from fusevault.vault.model import device_file, sealed_for
 
 if TYPE_CHECKING:
     from fusevault.crypto.keys import MasterKey
@@ -68,19 +66,15 @@ def _place(root: Path | str, user_id: str) -> Path:
 
 def read(root: Path | str, key: MasterKey) -> Kept:
     """The grants this device keeps taken back in the vault at ``root`` (none recorded: empty)."""
-    path = _place(root, key.user_id)
     out = Kept()
     try:
-        sealed = path.read_bytes()
-    except FileNotFoundError:
-        return out
-    except OSError:
-        sealed = b""
-    try:
-        rows = loads_untrusted(key.unseal_device(KIND, path.name, sealed)).get("left")
+        record = device_file.read_json(_place(root, key.user_id), key, KIND)
+        if record is None:
+            return out
+        rows = record.get("left")
         if not isinstance(rows, list):
-            raise ValueError("no list of grants")
-    except (OSError, VaultError, ValueError, TypeError, AttributeError) as err:
+            raise device_file.Damaged("it holds no list of grants")
+    except device_file.Damaged as err:
         log.error("this device's record of the grants taken back does not open (%s): not used", err)
         out.damaged = True
         return out
@@ -165,9 +159,6 @@ def _write(root: Path | str, key: MasterKey, kept: Kept) -> None:
     plain = json.dumps({"left": [{"share": share, "recipient": recipient, "seen": seen}
                                  for (share, recipient), seen in rows]}).encode()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if kept.damaged and path.exists():
-            os.replace(path, path.with_name(path.name + ".damaged"))
-        atomic_write(path, key.seal_device(KIND, path.name, plain))
+        device_file.write(path, key, KIND, plain, set_aside=kept.damaged)
     except OSError as err:
         raise VaultError(f"could not record on this device the grants taken back ({err})") from err

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import threading
 from collections.abc import Callable, Iterable
@@ -36,10 +35,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fusevault import paths
-from fusevault.encoding import SAFE_INTEGER, loads_untrusted
+from fusevault.encoding import SAFE_INTEGER
 from fusevault.errors import VaultError
-from fusevault.vault.format.atomic import atomic_write
 from fusevault.vault.format.layout import is_id
+from fusevault.vault.model import device_file
 
 if TYPE_CHECKING:
     from fusevault.crypto.keys import MasterKey
@@ -86,16 +85,11 @@ def _place(root: Path | str, user_id: str) -> Path:
 
 def owed(root: Path | str, key: MasterKey) -> Owed:
     """The re-keys this device owes in the vault at ``root`` (none recorded: empty)."""
-    path = _place(root, key.user_id)
     out = Owed()
     try:
-        sealed = path.read_bytes()
-    except FileNotFoundError:
-        return out
-    except OSError:
-        sealed = b""  # not a file we can read: damaged, as one that does not open
-    try:
-        record = loads_untrusted(key.unseal_device(KIND, path.name, sealed))
+        record = device_file.read_json(_place(root, key.user_id), key, KIND)
+        if record is None:
+            return out
         rows, taken = record.get("owed"), record.get("taken", {})
         if isinstance(taken, list):
             # Written by a build of round 60a (no stamps): each taken back whatever its body, as that
@@ -104,8 +98,8 @@ def owed(root: Path | str, key: MasterKey) -> Owed:
             taken = {share: SAFE_INTEGER for share in taken if isinstance(share, str)}
             out.unstamped = set(taken)
         if not isinstance(rows, list) or not isinstance(taken, dict):
-            raise ValueError("no list of debts")
-    except (OSError, VaultError, ValueError, TypeError, AttributeError) as err:
+            raise device_file.Damaged("it holds no list of debts")
+    except device_file.Damaged as err:
         log.error("this device's record of the re-keys it owes does not open (%s): not used", err)
         out.damaged = True
         return out
@@ -228,11 +222,8 @@ def _write(root: Path | str, key: MasterKey, kept: Owed) -> None:
                                   "token": d.token} for d in rows],
                         "taken": {s: made for s, made in sorted(kept.taken.items()) if s in named}}).encode()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if kept.damaged and path.exists():
-            # Kept for whoever looks into it, never read again: the new record starts from what opened.
-            os.replace(path, path.with_name(path.name + ".damaged"))
-        atomic_write(path, key.seal_device(KIND, path.name, plain))
+        # A damaged record is set aside, never read again: the new one starts from what opened.
+        device_file.write(path, key, KIND, plain, set_aside=kept.damaged)
     except OSError as err:
         raise VaultError(f"could not record on this device the re-keys it owes ({err}): nothing taken "
                          "back; try again") from err
