@@ -91,23 +91,3 @@ def test_a_phantom_goes_with_its_last_name_and_comes_back_with_a_new_one(shared)
 
     seen = trio.run(scene)
     assert seen == [[b"a.txt"], [b"a.txt", b"b.txt"], [b"b.txt"], None, [b"c.txt"]], seen
-
-
-def test_a_phantom_goes_with_a_guest_that_leaves(shared) -> None:  # noqa: F811
-    """bob's x.txt named also in a folder id not held here, then his share of P ended: x leaves her
-    seat, and the phantom only its name kept goes with it."""
-    async def scene() -> tuple[bool, bool, bool]:
-        alice = shared.volumes["alice"]
-        pfid, (x,) = await _his_files(shared, b"x.txt")
-        q = "f" * 32
-        _hand(shared, x, {"links": [[pfid, "x.txt"], [q, "a.txt"]], "mtime": 1})
-        named = alice.find(q) is not None
-        absorb_arrivals(shared.volumes["bob"], [shared.store.get(x)])  # his seat holds his revision too
-        requests = shared.drive.seat_of(BOB_UID).ops.session.requests
-        answer = await requests.handle({"cmd": "unshare", "path": "P", "with": "alice"})
-        assert "error" not in answer, answer
-        return named, alice.find(x) is None, alice.find(q) is None
-
-    named, left, gone = trio.run(scene)
-    assert (named, left) == (True, True), "the scene: x named in the phantom, then left her seat"
-    assert gone, "the phantom its name alone kept is gone"
