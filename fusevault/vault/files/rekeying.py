@@ -113,11 +113,15 @@ def _held_record(tree: TreePort, node: Node) -> dict | None:
     took a state under an older key of hers (a WRITE member's state under the key he held, taken back
     below her epoch: the re-key this is), her record of the key it held then (``Guests.below``, her proof
     checked when kept): what it listed taken stays taken in the new key's record (attack round 76a (3))."""
-    held = node.sealed_for
-    if sealed_for.hers(tree.key, node.fid, node.epoch, node.dek, held):
-        return held
     kept = tree.sharing.below.get(node.fid) if tree.sharing is not None else None
-    return kept if kept is not None and kept["epoch"] > node.epoch else None
+    if kept is not None and kept["epoch"] > node.epoch:
+        # First: her record of a later key than the one the node holds now says all her re-keys took back
+        # up to it (less what she gave again).  Her record of the older key the member's state carries
+        # may check too (the key was re-keyed before): it lists only what was taken before that key
+        # (attack round 77b (1): the removed member sealed the next key on her other device).
+        return kept
+    held = node.sealed_for
+    return held if sealed_for.hers(tree.key, node.fid, node.epoch, node.dek, held) else None
 
 
 def _taken(tree: TreePort, node: Node, above: list[str], held: dict | None) -> list[str]:
