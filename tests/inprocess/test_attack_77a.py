@@ -32,8 +32,13 @@
     commit that held state over the refused one first (``_held_over_refused``, awaited: ``save_node``),
     then settle ``other`` against it by the rules (read ``current`` again: the loop's next turn); adopt
     ``other`` whole only where the tree holds no state of hers on the refused revision.
-    Test: ``test_77a_1_her_desktops_edit_under_a_refused_current_is_settled_not_dropped[edit|trash]``.
-    Control: ``test_77a_control_1_without_the_refused_current_both_edits_are_settled[edit|trash]``.
+    Also (read, not run): a READ member who syncs with her server can stack F himself (his signed state,
+    refused for his READ: ``keep``, no recommit), the same path, whenever her devices edited apart.
+    Test: ``test_77a_1_her_desktops_edit_under_a_refused_current_is_settled_not_dropped[edit|trash]``
+    (deterministic: an unsigned F is refused with no recommit, so nothing races the settling).
+    Controls: ``test_77a_control_1_without_the_refused_current_both_edits_are_settled[edit|trash]``;
+    ``test_77a_control_1_a_replay_of_hers_stacked_on_her_edit_is_settled_against_it`` (her own older
+    state as F: the ledger refuses it and her tree commits S over it first, then the rules; held).
 
 What held (read, and where said run):
 - ``_owner_here``: a held node, else the ledger's ``owner_seen``, else both leaves agreeing; a winning
@@ -189,3 +194,25 @@ async def test_77a_control_1_without_the_refused_current_both_edits_are_settled(
     fid, branch = await _apart(fs, monkeypatch, tmp_path, action)
     seen = await _settled(fs, [branch])
     _expected(seen, action, fid, fs)
+
+
+async def test_77a_control_1_a_replay_of_hers_stacked_on_her_edit_is_settled_against_it(
+        fs, monkeypatch, tmp_path):
+    """Her own older state (signed by her) stacked on her desktop's edit S instead of an unsigned one,
+    beside her laptop's edit: the ledger refuses it as a replay and her tree commits S over it
+    (``out.recommit``); S is then settled against her laptop's edit by the rules: both words kept."""
+    ino = (await make(fs.ops, b"notes.txt", b"as it was")).st_ino
+    fid = fs.volume.resolve(b"notes.txt").fid
+    store = fs.store
+    base, history = store.get(fid), replica.current_history(store, fid)
+    laptop, ops = _laptop(fs, monkeypatch, tmp_path)
+    await rewrite(ops, laptop.resolve(b"notes.txt").ino, b"the laptop's words")
+    branch = {**store.get(fid), "_revisions": replica.revisions(replica.current_history(store, fid))}
+    with store.transaction():
+        store.write_doc(fid, base["_rev"], history, store.next_seq(), base)
+    await rewrite(fs.ops, ino, b"the desktop's words")
+    held = replica.current_history(store, fid)
+    rev = f"{int(held[0].split('-')[0]) + 1}-" + "f" * 32
+    replay = {**{k: v for k, v in base.items() if k != "_rev"}, "_rev": rev,
+              "_revisions": replica.revisions([rev, *held])}
+    _expected(await _settled(fs, [replay, branch]), "edit", fid, fs)
