@@ -53,10 +53,14 @@ What held (read, and where said run):
 - 76c (3), ``_deletion_beside_live``: a leaf that does not parse is never made current; a deletion with
   nothing live beside it stays current; the tombstone is kept as a closed leaf (its revisions known: a
   replay of it is no news).
-Not reported (low, for the record): a server's live leaf (unsigned, or her own older state) sent in one
-batch with her other device's purge of a trashed file is made current over the purge (CouchDB's
-rule, 76c (3)), so the device keeps the trashed file (refusing the leaf, or recommitting its held state
-over a replay) until its own gc; the same end a winning replay sent before the purge reached already.
+- 76c (3) with a server's leaf: its unsigned live state of her trashed file (ranking below the trash)
+  sent in one batch with her other device's purge is made current over the purge (CouchDB's rule):
+  refused, the file shown nowhere (a trashed file is held by no tree here, so nothing is recommitted
+  over it), gc finds nothing of hers to collect; the same end as that leaf sent after the purge
+  (``over_a_deletion``, 49a (2)).  Run once (no test kept: it ends as the control does for her).
+Not tried: a READ member through a real shared mount; folders and symlinks under (1); her own
+settling's commit meeting a second refused state stacked on it in the next batch (one commit per
+refused revision, by reading).
 """
 
 from __future__ import annotations
