@@ -84,10 +84,11 @@ from fusevault.fs.arrivals import Arrivals
 from fusevault.store import replica
 from fusevault.vault.services.placing import NoKernel
 from fusevault.vault.volume import Volume
-from inprocess.conftest import ME, ROOT, make, read_all, rewrite
+from inprocess.conftest import ME, ROOT, Fields, make, read_all, rewrite
+from inprocess.test_attack_51a import _mode
 from inprocess.test_attack_76c import _laptop, _peer
 
-ACTIONS = ["edit", "trash"]
+ACTIONS = ["edit", "trash", "chmod"]  # chmod: the fix's abuse test (her own two devices' states merged)
 
 
 def _forged_over(store, volume: Volume, fid: str) -> dict:
@@ -118,6 +119,11 @@ async def _apart(fs, monkeypatch, tmp_path: Path, action: str) -> tuple[str, dic
     laptop, ops = _laptop(fs, monkeypatch, tmp_path)
     if action == "edit":
         await rewrite(ops, laptop.resolve(b"notes.txt").ino, b"the laptop's words")
+    elif action == "chmod":  # her laptop's metadata change only (its contents the state both came from)
+        await ops.setattr(laptop.resolve(b"notes.txt").ino, _mode(0o600), Fields(mode=True), None, ME)
+        await laptop.flush_pending()
+        assert store.get(fid)["_rev"] != base["_rev"] and stat.S_IMODE(laptop.find(fid).mode) == 0o600, (
+            "scene: the laptop's chmod not committed")
     else:
         await ops.unlink(ROOT, b"notes.txt", ME)
         await laptop.flush_pending()
@@ -162,6 +168,11 @@ def _expected(seen: dict, action: str, fid: str, fs) -> None:
         # Rule 4: both edits kept, the later one (the desktop's) as notes.txt, the other as a copy.
         assert words == [b"the desktop's words", b"the laptop's words"], (
             f"her desktop's edit made apart is lost: {seen}")
+    elif action == "chmod":
+        # Rule 3 and the metadata merge of her two devices' states: the desktop's words, the laptop's mode.
+        mode = stat.S_IMODE(fs.volume.resolve(b"notes.txt").mode)
+        assert seen == {b"notes.txt": b"the desktop's words"} and mode == 0o600, (
+            f"her two devices' changes not both kept: {seen}, mode {mode:o}")
     else:
         # Rule 1: edit against delete, the edit is kept: notes.txt live, with her desktop's words.
         assert seen.get(b"notes.txt") == b"the desktop's words", (
@@ -170,8 +181,6 @@ def _expected(seen: dict, action: str, fid: str, fs) -> None:
     assert not replica.other_leaves(fs.store, fid), "the conflict left open"
 
 
-@pytest.mark.xfail(strict=True, reason="77a (1): a refused current stacked on her desktop's edit S has "
-                   "_beside_refused_current adopt her laptop's leaf whole: S lost, no copy; a trash wins")
 @pytest.mark.parametrize("action", ACTIONS)
 async def test_77a_1_her_desktops_edit_under_a_refused_current_is_settled_not_dropped(
         fs, monkeypatch, tmp_path, action):
@@ -188,6 +197,8 @@ async def test_77a_1_her_desktops_edit_under_a_refused_current_is_settled_not_dr
     assert any("refused" in text for text in said), f"the server's state not said refused: {said}"
     assert forged_rev in replica.current_history(store, fid)[1:], "scene: her settling committed over it"
     _expected(seen, action, fid, fs)
+    node = fs.volume.resolve(b"notes.txt")  # nothing of the refused state merged into hers
+    assert stat.S_IMODE(node.mode) != 0o777 and node.uid != 2202, f"the server's state merged: {node.mode:o}"
 
 
 @pytest.mark.parametrize("action", ACTIONS)
