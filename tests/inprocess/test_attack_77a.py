@@ -231,3 +231,23 @@ async def test_77a_control_1_a_replay_of_hers_stacked_on_her_edit_is_settled_aga
     replay = {**{k: v for k, v in base.items() if k != "_rev"}, "_rev": rev,
               "_revisions": replica.revisions([rev, *held])}
     _expected(await _settled(fs, [replay, branch]), "edit", fid, fs)
+
+
+async def test_77a_control_1_a_refused_current_stacked_on_her_laptops_leaf_keeps_her_desktops_edit(
+        fs, monkeypatch, tmp_path):
+    """The server's state stacked on her laptop's leaf instead (history [F, L, ...]), her desktop's edit S
+    the other leaf: her tree stands on F holding S, which is committed over F, and S's own leaf, then
+    beside that commit of the same state, is closed: her desktop's words kept, no replay said of her own
+    leaf (the fix's path: S settled against itself), the conflict closed."""
+    fid, branch = await _apart(fs, monkeypatch, tmp_path, "edit")
+    store = fs.store
+    laptops = replica.history_from(branch)
+    forged_rev = f"{int(laptops[0].split('-')[0]) + 5}-" + "f" * 32  # current over her desktop's S
+    forged = {**_forged_over(store, fs.volume, fid), "_rev": forged_rev,
+              "_revisions": replica.revisions([forged_rev, *laptops])}
+    seen = await _settled(fs, [forged])
+    assert forged_rev in replica.current_history(store, fid)[1:], "scene: her settling committed over it"
+    said = [a["text"] for a in fs.volume.tree.trust.alarms.as_list() if a["subject"] == fid]
+    assert seen == {b"notes.txt": b"the desktop's words"}, seen
+    assert said and not [text for text in said if "refused" not in text], f"not the refusal alone: {said}"
+    assert not replica.other_leaves(store, fid), "the conflict left open"
