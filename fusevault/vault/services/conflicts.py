@@ -287,9 +287,15 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
             # The revision CouchDB's rule made current is judged as an arrival is (its signature, its
             # signer's grants): refused, it is no state to settle against.  Settled against, the
             # rules merged its mode, owner ids and xattrs into her state and committed them signed by
-            # her, or kept it and closed her genuine leaf (attack round 75b (1), (2), (3)).
-            await _beside_refused_current(volume, store, current, other, out)
-            continue
+            # her, or kept it and closed her genuine leaf (attack round 75b (1), (2), (3)).  Her tree's
+            # state standing on it is what the other leaf is settled against (``_hers_over_refused``).
+            if await _hers_over_refused(volume, current):
+                current = store.get(doc_id)  # hers now, signed by her: judged again, then the rules
+            if current is None:
+                return
+            if _current_verdict(volume, current, judged) != KEPT:
+                await _beside_refused_current(volume, store, current, other, out)
+                continue
         verdict = KEPT if volume.authorship is None else volume.authorship.leaf_verdict(volume, other)
         if verdict == REFUSED:
             replica.close_leaf(store, doc_id, other["_rev"])  # refused (and said): never a copy of it
@@ -387,9 +393,29 @@ def _current_verdict(volume: Volume, current: dict, judged: dict[str, str]) -> s
     return judged[rev]
 
 
+async def _hers_over_refused(volume: Volume, current: dict) -> bool:
+    """The state of hers her tree holds, standing on the refused current revision (arrivals.py ``keep``:
+    the node's revision is the refused one, and the state held there is signed by her, not taken from
+    it), committed over it now, awaited: True once committed.  The concurrent leaf is then settled
+    against that state by the rules.  A refused current stacked on her own revision hides the state
+    the other leaf is concurrent with: taken whole over it (``_beside_refused_current``), her other
+    device's leaf dropped her desktop's edit unsaid, or, a trash, won over her live edit (attack round
+    77a (1)).  False where the tree holds no state of hers on it (another revision, no node, a
+    writer's state held, or the refused state itself taken before it was refused)."""
+    node = volume.find(current["_id"])
+    me = volume.key.user_id
+    if node is None or node.owner != me or node.rev != current["_rev"]:
+        return False
+    if volume.tree.held_signers.get(node.fid) != (current["_rev"], me):
+        return False  # not a state of hers stood on it: the refused one's own, or a writer's
+    await volume.save_node(node)
+    return node.rev != current["_rev"]
+
+
 async def _beside_refused_current(volume: Volume, store: LocalStore, current: dict, other: dict,
                                   out: Absorbed) -> None:
-    """The current revision is refused (``_current_verdict``): nothing of it is kept, merged or
+    """The current revision is refused (``_current_verdict``) and her tree holds no state of hers
+    standing on it (``_hers_over_refused``): nothing of it is kept, merged or
     copied.  ``other``, admitted (``leaf_verdict``, and no replay by the ledger), is made current again
     as a new revision of hers over the refused one (``_adopt``: the refused state stays only in the
     history beneath it) and its own leaf closed; refused or a replay, it is closed too, and the state
