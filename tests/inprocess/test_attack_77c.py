@@ -247,9 +247,7 @@ LATE = 1 << 62  # bob's other device named y last: it keeps the name
 
 @pytest.mark.parametrize("touched", [
     pytest.param(False, id="control_no_revision_of_x"),
-    pytest.param(True, id="a_revision_of_x_before_p_is_shared",
-                 marks=pytest.mark.xfail(strict=True, reason="77c (3): a guest's made name in a phantom is "
-                                         "dropped at its next revision: missing once the folder is shared")),
+    pytest.param(True, id="a_revision_of_x_before_p_is_shared"),
 ])
 def test_77c_3_a_file_shown_beside_in_a_phantom_is_listed_once_its_folder_is_shared(
         shared, touched: bool) -> None:  # noqa: F811
