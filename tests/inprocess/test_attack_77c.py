@@ -149,15 +149,9 @@ async def _unlock_save_unlock(alice: Volume, folders: list[str], saves: list[str
 
 @pytest.mark.parametrize("how", [
     pytest.param("control_g_onto_h_alone", id="control_g_onto_h_alone"),
-    pytest.param("swap", id="swap",
-                 marks=pytest.mark.xfail(strict=True, reason="77c (1): a READ member's two refused renames "
-                                         "give her file a (recovered ID) name at her unlock")),
-    pytest.param("delete_h_and_g_onto_h", id="delete_h_and_g_onto_h",
-                 marks=pytest.mark.xfail(strict=True, reason="77c (1): a READ member's refused deletion "
-                                         "and rename give her file a (recovered ID) name at her unlock")),
-    pytest.param("server_replays_her_states_before_her_swap", id="server_replays_her_states_before_her_swap",
-                 marks=pytest.mark.xfail(strict=True, reason="77c (1): the server's replays of her own older "
-                                         "states give her file a (recovered ID) name at her unlock")),
+    pytest.param("swap", id="swap"),
+    pytest.param("delete_h_and_g_onto_h", id="delete_h_and_g_onto_h"),
+    pytest.param("server_replays_her_states_before_her_swap", id="server_replays_her_states_before_her_swap"),
 ])
 def test_77c_1_a_readers_refused_renames_of_two_files_rename_neither_at_her_unlock(
         shared, how: str) -> None:  # noqa: F811
