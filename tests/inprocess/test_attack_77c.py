@@ -274,3 +274,29 @@ def test_77c_3_a_file_shown_beside_in_a_phantom_is_listed_once_its_folder_is_sha
     mounted, unlocked, x = trio.run(scene)
     assert x in unlocked.values(), f"the scene: her unlock lists x in P ({unlocked})"
     assert mounted == unlocked, f"P on her seat: {mounted}; at her unlock: {unlocked} (x {x[:8]})"
+
+
+def test_77c_1_a_rebuilt_file_whose_name_her_own_state_gave_another_is_shown_beside_it(shared) -> None:  # noqa: F811
+    """77c (1)'s fix puts a rebuilt file back where it was once every refused node is rebuilt; a name
+    still held then (her other device named g ``h.txt``, her own state: taken) goes through the clash
+    rule: h shown beside g, never nameless nor left out (taken alone, ``_link_loaded`` skipped it)."""
+    from inprocess.test_attack_70a import _signed_by
+
+    async def scene() -> tuple[dict, dict, dict, str, str]:
+        drive, alice = shared.drive, shared.volumes["alice"]
+        d = await drive.mkdir(ROOT, b"D", stat.S_IFDIR | 0o755, ALICE)
+        await _write(drive, d.st_ino, b"h.txt", b"her h\n", ALICE)
+        await _write(drive, d.st_ino, b"g.txt", b"her g\n", ALICE)
+        h, g, dfid = alice.resolve(b"D/h.txt").fid, alice.resolve(b"D/g.txt").fid, alice.resolve(b"D").fid
+        await ask(shared, "share", "D", "READ")  # bob reads D
+        planted(shared, _bobs_deletion(shared, h))  # refused, READ: h rebuilt at her unlock
+        planted(shared, _signed_by(shared, "alice", g, {"links": [[dfid, "h.txt"]], "ctime": LATE}))
+        mounted = _by_name(alice, dfid)
+        (unlocked,), (saved,) = await _unlock_save_unlock(alice, [dfid], [h, g])
+        return mounted, unlocked, saved, h, g
+
+    mounted, unlocked, saved, h, g = trio.run(scene)
+    assert sorted(mounted.values()) == sorted([h, g]), f"the scene: both listed in D mounted ({mounted})"
+    for listing in (unlocked, saved):
+        assert sorted(listing.values()) == sorted([h, g]), f"D at her unlock, then after her saves: {listing}"
+        assert not any(b"recovered" in name for name in listing), listing
