@@ -90,7 +90,7 @@ def test_her_node_rebuilt_over_his_refused_document_is_judged_as_hers(_signed_by
     monkeypatch.setattr(loading.undeleting, "name_of", lambda *args: b"plan.txt")
     monkeypatch.setattr(loading, "_where_it_was", lambda *args: [])
     loading._as_seen(tree, None, ledger, {"_id": FID, "_rev": "4-his"}, node,  # type: ignore[arg-type]
-                     None, [], None, False)
+                     None, [], None, False, [])
     assert node.rev == "4-his"
     assert phantoms._signer_held(tree, node) == HERS  # type: ignore[arg-type]
 

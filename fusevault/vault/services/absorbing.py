@@ -422,13 +422,13 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
         if volume.ledger is not None and node.owner == volume.key.user_id:
             # Hers, or judged no claim (taken at her epoch otherwise): her key there, as seen here.
             volume.ledger.saw_key(node.fid, node.epoch, node.dek)
-    relink(tree, node, links, out, signer)
+    decided = relink(tree, node, links, out, signer)
     if sharing is not None and node.owner != volume.key.user_id:
         # Another's node: its names in folders not held here kept under phantoms, as the load keeps them
         # (loading.py ``_link_loaded``): dropped, his seat judged a write to her file as if it sat only
         # where he sees it, and his next commit of it took her name in her own folder away (attack round
         # 73d (6)).
-        phantoms.placed_as_a_guest(tree, node, links)
+        phantoms.placed_as_a_guest(tree, node, links, decided)
     signed_state(tree, node, signer)  # before its names are judged again
     if real:
         phantoms.names_judged_again(tree, node, out)
@@ -986,9 +986,9 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
                 continue
             real = phantoms.made_real(tree, node, opened[0].owner)  # its owner was a guess
             _update(volume, node, opened[0], out)
-            relink(tree, node, opened[1], out, signer)
+            decided = relink(tree, node, opened[1], out, signer)
             if real:
-                phantoms.placed_as_a_guest(tree, node, opened[1])
+                phantoms.placed_as_a_guest(tree, node, opened[1], decided)
                 phantoms.names_judged_again(tree, node, out)
             out.inodes.append(ino)
             taken.append((node, opened[0].owner))  # a phantom's owner was a guess

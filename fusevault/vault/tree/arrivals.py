@@ -390,7 +390,7 @@ def makes_cycle(tree: Tree, node: Node | None, links: list[tuple[str, bytes]]) -
 
 
 def relink(tree: Tree, node: Node, links: list[tuple[str, bytes]], out: Absorbed,
-           signer: str | None = None) -> None:
+           signer: str | None = None) -> bool:
     """Give ``node`` the names ``links`` (parent fid, name) gives it here, as signed by ``signer``
     (None: its owner).
 
@@ -398,10 +398,13 @@ def relink(tree: Tree, node: Node, links: list[tuple[str, bytes]], out: Absorbed
     such a document; callers that do not judge land here): it keeps the names
     it has.  Nor a name in a folder of another owner than the node's that the
     signer may not give (``Authorship.may_name``): left out, and said; all left out, it keeps the
-    names it has."""
+    names it has.
+
+    Whether it decided the node's names here (False: it kept its place); a name it decided, a made
+    one too, is never undone by the caller (``phantoms.placed_as_a_guest``, attack round 77c (3))."""
     if makes_cycle(tree, node, links):
         log.warning("%s: its new names would put the folder inside itself: it keeps its place", node.fid)
-        return
+        return False
     placed = [(parent, name) for p, name in links
               if (parent := folder(tree, p)) is not None and names.link_ok(tree, node.fid, name)]
     wanted = list(dict.fromkeys(  # a name repeated counts once
@@ -409,7 +412,7 @@ def relink(tree: Tree, node: Node, links: list[tuple[str, bytes]], out: Absorbed
     if not wanted and placed and node.links:
         # Every name it was given here refused: a move refused keeps the node where it was (a writer's
         # move of her file into a folder of his took it out of her tree, attack round 70a (7)).
-        return
+        return False
     # Sets, not the lists: a document of k names looked at k^2/2 on the loop (attack round 73d (5)).
     keep = set(wanted)
     gone = [link for link in node.links if link not in keep]
@@ -445,6 +448,7 @@ def relink(tree: Tree, node: Node, links: list[tuple[str, bytes]], out: Absorbed
     # A phantom its names left holds nothing now: it goes (74b (3)); one it is named in again stays.
     for parent_ino in {parent_ino for parent_ino, _ in gone}:
         tree.drop_phantom_if_empty(parent_ino)
+    return True
 
 
 def clash(tree: Tree, parent: Node, name: bytes, node: Node,

@@ -206,6 +206,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     # document another signed, if one made it.
     _break_cycles(tree, [node for node, *_ in foreign if tree.get(node.ino) is node])
     moved: dict[str, list[str]] = {}
+    kept: list[Node] = []  # the user's own nodes whose refused deletion was put back
     rebuilt: list[Node] = []  # the user's own nodes whose refused document settling rebuilt
     if gate is not None:
         gate.seen, gate.vault_id = ledger, layout.vault_id
@@ -225,19 +226,21 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         taken += lost_names
         if kept:
             _break_cycles(tree)
-            for node in kept:  # one name in the first folder it was seen in: a file it was in twice
-                if (now := parents_of(node, tree.fid_at)) != gate.was_placed(tree, node.fid, node.placed):
-                    moved[node.fid] = now
     if gate is not None and foreign:
         # Before settling: a writer's current revision that is his edit to keep only as a copy gives
         # way to her own leaf beside it (``_hers_beside_copies``), judged there no more.
         taken = _hers_beside_copies(tree, store, key, gate, foreign, others, pending, taken)
     if foreign:
         out = Absorbed()
+        # Every refused node is rebuilt before any is put back where it was: one by one, a node went
+        # back to its name while another, not rebuilt yet, held it under its refused document (a READ
+        # member's swap of two names), and was shown "(recovered ID)" at every unlock (attack round
+        # 77c (1)).  Names still held once all are rebuilt go through the clash rule (``place_taken``).
+        owed: list[tuple[Node, list[tuple[str, bytes]]]] = []
 
         def keep(node: Node) -> bool:
             doc = others.get(node.fid)
-            if doc is None or not _rebuilt_in_place(tree, key, gate, ledger, doc, node):
+            if doc is None or not _rebuilt_in_place(tree, key, gate, ledger, doc, node, owed):
                 return False
             rebuilt.append(node)
             return True
@@ -251,6 +254,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         # (a READ member's state naming her file in her private folder: attack round 76b (5)).
         remade = {node.fid for node in rebuilt}
         taken = [(node, lost) for node, lost in taken if node.fid not in remade]
+        taken += _owed_placed(tree, owed)  # her own names, each where this device last saw it
         for node in rebuilt:
             if tree.get(node.ino) is node and (now := parents_of(node, tree.fid_at)) != gate.was_placed(
                     tree, node.fid, node.placed):
@@ -263,6 +267,10 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
         if taken or rebuilt:
             _break_cycles(tree)  # a name given back, or a node rebuilt where it was, closes no loop either
     place_taken(tree, taken)
+    for node in kept:  # one name in the first folder it was seen in: a file it was in twice
+        if gate is not None and tree.get(node.ino) is node and (now := parents_of(
+                node, tree.fid_at)) != gate.was_placed(tree, node.fid, node.placed):
+            moved.setdefault(node.fid, now)
     if gate is not None:
         rebuilt += _replays_refused(tree, store, key, gate, ledger, {node.fid for node in rebuilt})
     tree.authorship = gate
@@ -546,6 +554,7 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
         node, signed_path, new_key = undeleting.rebuilt(tree, key, gate, doc, was, ledger.epochs.get(fid, 0),
                                                         fid in waiting, ledger.kind_seen(fid),
                                                         ledger.mode_seen(fid))
+        owed: list[tuple[Node, list[tuple[str, bytes]]]] = []
         if top:
             if signed_path is None:
                 continue  # no version of hers to rebuild it from (or a folder): left out, as said
@@ -553,7 +562,10 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
                                    "was is not known here: rebuilt at the top of the vault from your newest "
                                    "version of it")
         tree.add(node, inodes)
-        _as_seen(tree, key, ledger, doc, node, stamp, was, signed_path, new_key)
+        # Its name held (by a node whose document is judged later: a refused rename of another file of
+        # hers onto it): taken, given back once that is settled, else shown beside (77c (1)).
+        _as_seen(tree, key, ledger, doc, node, stamp, was, signed_path, new_key, owed)
+        taken += owed
         for child, link in waiting.pop(fid, ()):
             if tree.get(child.ino) is child and (lost := _link_loaded(tree, child, [link])):
                 taken.append((child, lost))
@@ -562,14 +574,16 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
 
 
 def _rebuilt_in_place(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger, doc: dict,
-                      node: Node) -> bool:
+                      node: Node, owed: list[tuple[Node, list[tuple[str, bytes]]]]) -> bool:
     """The user's own ``node``, loaded from ``doc``, a document another signed that is refused
     (no WRITE where it is: a READ recipient's rename or chmod), rebuilt from her own material
     exactly as a node whose deletion was refused (vault/tree/undeleting.py; issue 22), and put
     back where this device last saw it, under the name it last saw; what is under it stays
     under it.  False (left out, as before): a place this device does not know (none seen, or her
     deletion came from another device: ``Ledger.place_unknown``), a type neither file nor folder,
-    or a file of hers that folders' entries are under (a type not known)."""
+    or a file of hers that folders' entries are under (a type not known).  Where it was is put in
+    ``owed`` (node, its links), placed by the caller once every node refused with it is rebuilt
+    (``_owed_placed``: attack round 77c (1))."""
     fid = node.fid
     if ledger.place_unknown(fid):
         return False  # her deletion came from another device: where it was is not known (round 23a (3))
@@ -595,14 +609,17 @@ def _rebuilt_in_place(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledg
                  "epoch", "wrapped", "replaced_by", "key_proof", "sealed_for"):
         setattr(node, slot, getattr(mine, slot))
     node.children = ({} if node.children is None else node.children) if node.is_dir else None
-    _as_seen(tree, key, ledger, doc, node, stamp, was, signed_path, new_key)
+    _as_seen(tree, key, ledger, doc, node, stamp, was, signed_path, new_key, owed, later=True)
     return True
 
 
 def _as_seen(tree: Tree, key: MasterKey, ledger: Ledger, doc: dict, node: Node, stamp: dict | None,
-             was: list[str], signed_path: str | None, new_key: bool) -> None:
+             was: list[str], signed_path: str | None, new_key: bool,
+             owed: list[tuple[Node, list[tuple[str, bytes]]]], *, later: bool = False) -> None:
     """What a node rebuilt from her own material (``undeleting.rebuilt``, in ``_keep_undeleted``
-    and ``_rebuilt_in_place``) takes from this device, then linked where it last saw it."""
+    and ``_rebuilt_in_place``) takes from this device, then linked where it last saw it: at once,
+    a name found held put in ``owed``; or, ``later``, all of it put in ``owed`` (the caller places
+    it once every node refused with it is rebuilt)."""
     fid = node.fid
     node.placed = stamp  # hers, carried on as a grantee's commit would
     # Her own material over the refused document's revision: her names, never judged by its signer
@@ -619,7 +636,23 @@ def _as_seen(tree: Tree, key: MasterKey, ledger: Ledger, doc: dict, node: Node, 
     if new_key or node.epoch < ledger.epochs.get(fid, 0):
         ledger.rolled.add(fid)
     name = undeleting.name_of(doc, key, was, signed_path, ledger.name_seen(fid))
-    _link_loaded(tree, node, _where_it_was(tree, was, fid, name))
+    links = _where_it_was(tree, was, name)
+    if later:
+        owed.append((node, links))
+    elif lost := _link_loaded(tree, node, links):
+        owed.append((node, lost))
+
+
+def _owed_placed(tree: Tree, owed: list[tuple[Node, list[tuple[str, bytes]]]],
+                 ) -> list[tuple[Node, list[tuple[str, bytes]]]]:
+    """Each rebuilt node of ``owed`` put where this device last saw it, once all are rebuilt (no
+    refused document holds a name one of them wants); the names still held, returned for the clash
+    rule (``place_taken``) once what is judged is settled (attack round 77c (1))."""
+    taken = []
+    for node, links in owed:
+        if tree.get(node.ino) is node and (lost := _link_loaded(tree, node, links)):
+            taken.append((node, lost))
+    return taken
 
 
 def _replays_refused(tree: Tree, store: Store, key: MasterKey, gate: Authorship, ledger: Ledger,
@@ -635,7 +668,8 @@ def _replays_refused(tree: Tree, store: Store, key: MasterKey, gate: Authorship,
     judged here: its numbers are its own (concurrent edits, moves made there: test_trust_stamps.py;
     ``Ledger.own_replay``)."""
     out: list[Node] = []
-    for node in tree.nodes():
+    owed: list[tuple[Node, list[tuple[str, bytes]]]] = []
+    for node in list(tree.nodes()):
         if (node.fid in done or node.owner != key.user_id or not node.dek
                 or not (node.is_dir or (node.is_reg and ledger.seen_live(node.fid)))
                 or not ledger.own_replay(node.fid, node.seq)):
@@ -643,9 +677,12 @@ def _replays_refused(tree: Tree, store: Store, key: MasterKey, gate: Authorship,
         doc = _readable(store, node.fid)[0]  # a row gone unreadable since it loaded: not rebuilt
         # Not rebuilt (the root, a place this device does not know): shown older, and said,
         # by the ledger's check as before.
-        if doc is not None and _rebuilt_in_place(tree, key, gate, ledger, doc, node):
+        if doc is not None and _rebuilt_in_place(tree, key, gate, ledger, doc, node, owed):
             ledger.replays[node.fid] = doc.get("_rev")
             out.append(node)
+    # All put back once all are rebuilt: one by one, a replay of her swap of two names gave the first
+    # "(recovered ID)" (attack round 77c (1)).
+    place_taken(tree, _owed_placed(tree, owed))
     return out
 
 
@@ -732,13 +769,13 @@ def _readable(store: Store, doc_id: str) -> tuple[dict | None, str | None]:
     return doc, None if doc is None else doc.get("_rev")
 
 
-def _where_it_was(tree: Tree, parents: list[str] | None, fid: str, name: bytes) -> list[tuple[str, bytes]]:
-    """A place for a file whose deletion was refused, in the first folder this
-    device last saw it in; another name where that one is taken."""
+def _where_it_was(tree: Tree, parents: list[str] | None, name: bytes) -> list[tuple[str, bytes]]:
+    """A place for a node rebuilt from her own material, in the first folder this device last saw
+    it in.  Its name even where another node holds it now: a name held by a node refused with it is
+    free once all are rebuilt, one still held goes through the clash rule (``place_taken``); made
+    "(recovered ID)" at once, a READ member's swap of two names of hers renamed her file (77c (1))."""
     for parent_fid in parents or ():
         if (parent := tree.find(parent_fid)) is not None and parent.is_dir:
-            if name in parent.children:
-                name = names.ending(name, b" (recovered %s)" % fid[:8].encode())
             return [(parent_fid, name)]
     return []
 

@@ -71,7 +71,7 @@ def made_real(tree: Tree, node: Node, owner: str) -> bool:
     return True
 
 
-def placed_as_a_guest(tree: Tree, node: Node, links: list[tuple[str, bytes]]) -> None:
+def placed_as_a_guest(tree: Tree, node: Node, links: list[tuple[str, bytes]], decided: bool) -> None:
     """A phantom a share made real (``_admit_new_shares``): its names in folders not held here kept
     under phantoms of their own, as a guest's are at its admission (loading.py ``_link_loaded``), so
     the share shows it under the name its owner gave it, not its id.
@@ -79,12 +79,15 @@ def placed_as_a_guest(tree: Tree, node: Node, links: list[tuple[str, bytes]]) ->
     Its names under phantoms are those its current document gives: where ``relink`` kept its place
     (every name it was given in a folder held here refused, a move refused), its older ones stayed and
     each revision naming fresh folder ids added as many phantoms, kept for the mount, each walked at
-    every change of shares (attack round 76b (4)).  A made name goes too: a name its document gives in
-    a phantom held here is placed by ``relink``, which then decides all its names again."""
+    every change of shares (attack round 76b (4)): those, a made name among them, go.  Only there:
+    where ``relink`` ``decided`` its names, every name in a folder held here (a phantom too) is one it
+    placed in this pass, a name it was shown beside under (made, noted) as well; dropped here as not
+    given, her seat listed the file nowhere but shared/<owner>/, its folder once shared missing it until
+    her unlock (attack round 77c (3))."""
     if tree.sharing is None:
         return
     given = {(parent_fid, name) for parent_fid, name in links}
-    for ino, name in list(node.links):
+    for ino, name in list(node.links) if not decided else []:
         if (ino in tree.sharing.phantoms and (parent := tree.get(ino)) is not None
                 and (parent.fid, name) not in given):
             tree.unlink_entry(parent, name, node)
