@@ -188,20 +188,12 @@ def test_77c_1_a_readers_refused_renames_of_two_files_rename_neither_at_her_unlo
     assert (unlocked, saved) == (mounted, mounted), f"D at her unlock: {unlocked}; after her saves: {saved}"
 
 
-def _xfail2(why: str):
-    return pytest.mark.xfail(strict=True, reason=f"77c (2): {why} drops her hard link at her unlock")
-
-
 @pytest.mark.parametrize("second,how", [
     pytest.param(None, "touch", id="control_one_name"),
-    pytest.param("S", "touch", id="touch_hard_link_in_her_private_folder",
-                 marks=_xfail2("a READ member's refused state of her hard-linked file")),
-    pytest.param("D", "touch", id="touch_hard_link_in_the_same_folder",
-                 marks=_xfail2("a READ member's refused state of her hard-linked file")),
-    pytest.param("S", "delete", id="delete_hard_linked",
-                 marks=_xfail2("a READ member's refused deletion of her hard-linked file")),
-    pytest.param("S", "replay", id="server_replays_her_older_state",
-                 marks=_xfail2("the server's replay of her own older state of her hard-linked file")),
+    pytest.param("S", "touch", id="touch_hard_link_in_her_private_folder"),
+    pytest.param("D", "touch", id="touch_hard_link_in_the_same_folder"),
+    pytest.param("S", "delete", id="delete_hard_linked"),
+    pytest.param("S", "replay", id="server_replays_her_older_state"),
 ])
 def test_77c_2_a_refused_state_of_her_hard_linked_file_drops_no_name_at_her_unlock(
         shared, second: str | None, how: str) -> None:  # noqa: F811

@@ -252,6 +252,10 @@ class Ledger:
         # round 14 (3)).  The value is the node's own ``bytes`` object (shared
         # with its link while mounted): each node costs its dict slot only.
         self.names: dict[str, bytes] = {}
+        # Every link of those of her nodes that had more than one (hard links: few) in that state,
+        # as ``[folder fid, name]``: a node rebuilt is put back under each, never under the first
+        # alone (her hard link dropped, or her file moved from a shared folder: attack round 77c (2)).
+        self.links: dict[str, list[tuple[str, bytes]]] = {}
         # The owner's stamps followed while this ledger is open (fid -> the
         # folders it names; never saved): a writer's document that leaves the
         # file there leaves it where she put it, which ends a ``behind``.
@@ -343,6 +347,8 @@ class Ledger:
                             for fid, (perm, uid, gid) in data.get("modes", {}).items()}
             ledger.names = {str(fid): str_to_name(name) for fid, name in data.get("names", {}).items()
                             if isinstance(name, str)}
+            ledger.links = {str(fid): [(sys.intern(str(parent)), str_to_name(name)) for parent, name in links]
+                            for fid, links in data.get("links", {}).items()}
             ledger.branches = {str(fid): [(sys.intern(str(d)), int(n)) for d, n in seqs]
                                for fid, seqs in data.get("branches", {}).items()}
             ledger.closed = {str(fid): [(sys.intern(str(d)), int(n)) for d, n in seqs]
@@ -374,7 +380,8 @@ class Ledger:
                               "owner_trashed": list(self.owner_trashed),
                               "kinds": dict(self.kinds),
                               "modes": dict(self.modes),
-                              "names": dict(self.names), "branches": dict(self.branches),
+                              "names": dict(self.names), "links": dict(self.links),
+                              "branches": dict(self.branches),
                               "closed": dict(self.closed), "covered": dict(self.covered),
                               "granted": dict(self.granted), "claimed": dict(self.claimed),
                               "claims_said": list(self.claims_said), "keys": dict(self.keys),
@@ -388,7 +395,10 @@ class Ledger:
                 return
             fids = {f: [live, seen] for f, (live, seen) in data["fids"].items()}
             names = {f: name_to_str(name) for f, name in data["names"].items()}
-            plain = json.dumps({**data, "fids": fids, "names": names}, separators=(",", ":")).encode()
+            links = {f: [[parent, name_to_str(name)] for parent, name in each]
+                     for f, each in data["links"].items()}
+            plain = json.dumps({**data, "fids": fids, "names": names, "links": links},
+                               separators=(",", ":")).encode()
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             atomic_write(self.path, self.key.seal_device("ledger", self.path.name, plain))
             fsync_dir(self.path.parent)
@@ -652,15 +662,17 @@ class Ledger:
         return any(d != self.device and n > over.get(d, -1) for d, n in entry[1].items())
 
     def committed(self, nodes: list[Node], deleted: list[bool],
-                  places: list[list[str]] | None = None, alone: Container[str] = ()) -> None:
-        """``places``: each node's parents (fids) as committed.  ``alone``: the files whose store
-        document has no other live branch after this commit (no conflict).  A commit of one of them
-        is made over the state this device held, and every state seen before is an ancestor of that
-        or a closed leaf: each is superseded, as by a state taken at arrival (``superseded``), so the
-        last state of a writer (or of her other device) this device took, served again over her
-        commit, is a replay, though still the newest of its device.  Without it the server undid her
-        change made over a WRITE member's state, unsaid, by serving his state again (attack round 76a
-        (2)); her other devices supersede it when they take her commit (``admit``, ``check_loaded``).
+                  places: list[list[str]] | None = None, alone: Container[str] = (),
+                  fid_of: Callable[[int], str | None] | None = None) -> None:
+        """``places``: each node's parents (fids) as committed (``fid_of``: a folder inode's fid).
+        ``alone``: the files whose store document has no other live branch after this commit (no
+        conflict).  A commit of one of them is made over the state this device held, and every
+        state seen before is an ancestor of that or a closed leaf: each is superseded, as by a state
+        taken at arrival (``superseded``), so the last state of a writer (or of her other device)
+        this device took, served again over her commit, is a replay, though still the newest of its
+        device.  Without it the server undid her change made over a WRITE member's state, unsaid, by
+        serving his state again (attack round 76a (2)); her other devices supersede it when they
+        take her commit (``admit``, ``check_loaded``).
         In conflict, nothing: the settling judges the branches."""
         for i, (node, gone) in enumerate(zip(nodes, deleted)):
             moved = places is not None and places[i] != self.behind.get(node.fid)
@@ -680,7 +692,7 @@ class Ledger:
                 else:
                     self.saw_key(node.fid, node.epoch, node.dek)
                     self.saw_mode(node)
-                    self.saw_name(node)
+                    self.saw_name(node, fid_of)
                 if places is not None and not gone and node.fid not in self.behind:
                     self._at(node.fid, places[i])
 
@@ -727,10 +739,11 @@ class Ledger:
     def _one(self, value: tuple[int, int, int]) -> tuple[int, int, int]:
         return self._values.setdefault(value, value)
 
-    def saw_name(self, node: Node) -> None:
+    def saw_name(self, node: Node, fid_of: Callable[[int], str | None] | None) -> None:
         """Remember the name the user's own node is linked under (its first link),
-        as taken in (as ``saw_mode``).  A node with no name (the root, the trash)
-        keeps the one it had."""
+        and every link of a node with more than one (``fid_of``: a folder inode's
+        fid; none given, the links are left as they were), as taken in (as
+        ``saw_mode``).  A node with no name (the root, the trash) keeps the ones it had."""
         if node.owner == self.key.user_id and node.links:
             name = node.links[0][1]
             held = self.names.get(node.fid)
@@ -738,10 +751,24 @@ class Ledger:
                 self.names[node.fid] = name  # the link's own object, even when equal: shared
                 if held != name:
                     self.version += 1
+            if fid_of is None:
+                return
+            every = ([(fid_of(parent) or "", link) for parent, link in node.links]
+                     if len(node.links) > 1 else None)
+            if every != self.links.get(node.fid):
+                if every is None:
+                    del self.links[node.fid]
+                else:
+                    self.links[node.fid] = every
+                self.version += 1
 
     def name_seen(self, fid: str) -> bytes | None:
         """The name the user's own node was last seen under, if known."""
         return self.names.get(fid)
+
+    def links_seen(self, fid: str) -> list[tuple[str, bytes]]:
+        """Every (folder, name) of the user's own node last seen with more than one link; else none."""
+        return self.links.get(fid, [])
 
     def mode_seen(self, fid: str) -> tuple[int, int, int] | None:
         """(permission bits, uid, gid) the user's own node was last seen with, if known."""
@@ -1107,7 +1134,7 @@ class Ledger:
                 elif node.owner == self.key.user_id and node.fid not in self.behind:
                     self._at(node.fid, parents_of(node, fids.get))
                 self.saw_mode(node)
-                self.saw_name(node)
+                self.saw_name(node, fids.get)
             if node.owner == self.key.user_id:
                 self._own(node.fid)
                 self.saw_kind(node)

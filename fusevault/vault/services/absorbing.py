@@ -442,7 +442,7 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     if volume.ledger is not None and node.owner == volume.key.user_id and node.links:
         volume.ledger.arrived(node.fid, parents_of(node, tree.fid_at), signer in (None, node.owner))
         volume.ledger.saw_mode(node)
-        volume.ledger.saw_name(node)
+        volume.ledger.saw_name(node, tree.fid_at)
     out.inodes.append(node.ino)
     if not node.links:
         tree.purge_if_unused(node)

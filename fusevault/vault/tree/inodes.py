@@ -791,7 +791,7 @@ class Inodes:
                 # contents over it (attack round 40a (2)).
                 self.sharing.held.pop(node.fid, None)
         if self.ledger is not None:
-            self.ledger.committed(nodes, [self.is_deleted(n) for n in nodes], parents, alone)
+            self.ledger.committed(nodes, [self.is_deleted(n) for n in nodes], parents, alone, self.fid_at)
 
     def _put(self, docs: list[dict], places: list[tuple], asked: list[str]) -> tuple[list[str], set[str]]:
         """Commit ``docs``; and, of ``asked`` (files whose commit supersedes a state seen of another

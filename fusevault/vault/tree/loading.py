@@ -636,7 +636,7 @@ def _as_seen(tree: Tree, key: MasterKey, ledger: Ledger, doc: dict, node: Node, 
     if new_key or node.epoch < ledger.epochs.get(fid, 0):
         ledger.rolled.add(fid)
     name = undeleting.name_of(doc, key, was, signed_path, ledger.name_seen(fid))
-    links = _where_it_was(tree, was, name)
+    links = _where_it_was(tree, was, name, ledger.links_seen(fid))
     if later:
         owed.append((node, links))
     elif lost := _link_loaded(tree, node, links):
@@ -769,11 +769,19 @@ def _readable(store: Store, doc_id: str) -> tuple[dict | None, str | None]:
     return doc, None if doc is None else doc.get("_rev")
 
 
-def _where_it_was(tree: Tree, parents: list[str] | None, name: bytes) -> list[tuple[str, bytes]]:
-    """A place for a node rebuilt from her own material, in the first folder this device last saw
-    it in.  Its name even where another node holds it now: a name held by a node refused with it is
-    free once all are rebuilt, one still held goes through the clash rule (``place_taken``); made
-    "(recovered ID)" at once, a READ member's swap of two names of hers renamed her file (77c (1))."""
+def _where_it_was(tree: Tree, parents: list[str] | None, name: bytes,
+                  every: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """The places of a node rebuilt from her own material: each link this device last saw it
+    under (``every``: a node with hard links, 77c (2)) in a folder it still places the node in,
+    else ``name`` in the first folder this device last saw it in.  Its names even where another
+    node holds them now: a name held by a node refused with it is free once all are rebuilt, one
+    still held goes through the clash rule (``place_taken``); made "(recovered ID)" at once, a READ
+    member's swap of two names of hers renamed her file (77c (1))."""
+    placed = [(parent_fid, link) for parent_fid, link in every
+              if parent_fid in (parents or ()) and (parent := tree.find(parent_fid)) is not None
+              and parent.is_dir and names.problem(link) is None]
+    if placed:
+        return placed
     for parent_fid in parents or ():
         if (parent := tree.find(parent_fid)) is not None and parent.is_dir:
             return [(parent_fid, name)]
