@@ -64,6 +64,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(LONG_FILES)))  # stable
 
 
+
+# --- a failed test shows the logs of the mounts it started
+#
+# A mount server logs to FUSEVAULT_STATE_DIR/logs (fs/daemon.py), a folder this session removes at its
+# end: a failure seen once in a CI run (a wait that gave up) would otherwise leave nothing to read.
+MOUNT_LOG_TAIL = 12_000  # characters of each log: its last minutes, not a whole session's
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or call.when != "call" or not os.environ.get("FUSEVAULT_STATE_DIR"):
+        return
+    logs = Path(os.environ["FUSEVAULT_STATE_DIR"]) / "logs"
+    try:
+        written = sorted(p for p in logs.iterdir() if p.stat().st_mtime >= call.start)
+    except OSError:
+        return
+    for log in written:
+        text = log.read_text(errors="replace")
+        report.sections.append((f"mount log {log.name} (its end)", text[-MOUNT_LOG_TAIL:]))
+
 # --- xdist workers: each in a mount namespace of its own
 #
 # A command run outside a mount finds mounts machine-wide (fusevault/mounts.py reads
