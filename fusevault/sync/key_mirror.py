@@ -342,6 +342,12 @@ class KeyMirror:
             ids |= {doc["_id"] for doc in self.store.iter_type(sharing.FILE_KEY)}
             self._settle(ids, files)
 
+    def unmirrored(self) -> int:
+        """Key files not mirrored into documents yet, as far as this process knows: re-keys under
+        way (their key files come after their node's commit) and one more if a key file was
+        written since the last look (the next push looks)."""
+        return sharing.keys_owed() + (sharing.key_writes() != self._cue)
+
     def arrived(self, doc_ids: Iterable[str]) -> None:
         """Key documents a peer sent, into their places: called before the
         tree takes the arrival in, so it finds the keys."""

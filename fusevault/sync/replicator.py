@@ -316,7 +316,7 @@ class Replicator(PunchedAsks):
         if self.keys is not None:
             await self.keys.refresh()
         self.status.pending_up = self.pending_up()
-        if not self.status.pending_up:
+        if not self._stored_since():
             return
         self.status.state = "sending"
         # The documents to send are fixed first: any record one of them needs
@@ -364,9 +364,13 @@ class Replicator(PunchedAsks):
         return places_table.since(self.store.db, n, limit)
 
     def pending_up(self) -> int:
-        db = self.store.db
+        """What this replica still owes the peer: documents and records stored since the last
+        push, and key files not mirrored into documents yet (``KeyMirror.unmirrored``)."""
+        return self._stored_since() + (self.keys.unmirrored() if self.keys is not None else 0)
+
+    def _stored_since(self) -> int:
         docs = self.store.count_after(self.checkpoint.get("push", 0))
-        records = places_table.count_since(db, self.checkpoint.get("records", 0))
+        records = places_table.count_since(self.store.db, self.checkpoint.get("records", 0))
         return docs + records
 
     # --- pull

@@ -36,7 +36,15 @@ Reopen = Callable[[Node], bool]
 
 async def rekey(files: Files, node: Node, reopen: Reopen) -> None:
     """Give the node a new DEK (a new epoch) and seal its current
-    contents under it; old versions keep theirs (a revoked share)."""
+    contents under it; old versions keep theirs (a revoked share).  Counted
+    as owed to the peers until its recipients' key files are written: its
+    node is committed first, and a sync status saying nothing pending meanwhile
+    was taken at its word (a device joining then could not open the file)."""
+    with sharing.owing_keys():
+        await _rekey(files, node, reopen)
+
+
+async def _rekey(files: Files, node: Node, reopen: Reopen) -> None:
     tree = files.tree
     tree.owned(node)
     if node.is_reg:

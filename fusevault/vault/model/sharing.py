@@ -33,7 +33,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -57,6 +57,10 @@ KEY_LIMIT = 64 << 10
 # Key files this process wrote or removed: the sync mirror's cue to look at
 # them again (other processes' are found by its slower full rescan).
 _key_writes = 0
+# Re-keys under way in this process: each commits the node's new epoch before the key files
+# sealing it to the recipients are written, so until it ends a peer may hold the node and not
+# its keys: work a push still owes (sync/key_mirror.py ``unmirrored``), never "nothing pending".
+_keys_owed = 0
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,22 @@ def key_writes() -> int:
 def _wrote_key() -> None:
     global _key_writes
     _key_writes += 1
+
+
+def keys_owed() -> int:
+    """How many re-keys this process has under way (their key files may not be written yet)."""
+    return _keys_owed
+
+
+@contextlib.contextmanager
+def owing_keys() -> Iterator[None]:
+    """A re-key under way: from before its commit until its key files are written (or it failed)."""
+    global _keys_owed
+    _keys_owed += 1
+    try:
+        yield
+    finally:
+        _keys_owed -= 1
 
 
 class KeyRecord(NamedTuple):
