@@ -68,8 +68,27 @@ grants (left_kept, now device_file.py).
     says ``withheld`` (or settles) instead of skipping silently when her own commit went over the top.
     Test: ``test_78a_2_her_laptops_edit_under_a_refused_state_is_kept_when_the_batch_brings_a_conflict``.
 
-What held (run): the 77a tests and controls (edit, trash, chmod; her own replay as F).
-Not tried in depth (read only): 77b's ``_held_record`` order, 76a (2)'s ``alone``, left_kept.
+Both (1) and (2) go through ``_hers_over_refused`` (checked with a spy on it and on
+``_beside_refused_current``: one call, True, in each case; not kept).
+
+What held (run): the 77a tests and controls (edit, trash, chmod; her own replay as F); the controls
+kept here: L sent as the leaf it is beside her desktop's edit or trash (rule 4, rule 1), and F alone
+stacked on L with no conflict (39a (5): L fetched and taken under F).
+Read, not run (held as far as read): ``_hers_over_refused`` asks ``held_signers`` for her as the signer
+of the state stood on (a writer's state, or the refused one taken before it was refused, is not
+recommitted as hers there; ``_held_over_refused`` on the older path does not ask, but recommits only
+what her tree already shows); one commit per revision the server stacks (no flood beyond one for one);
+``note_branches`` notes only her signed leaves (an unsigned state naming a huge count of another
+device cannot be made "seen" and then superseded by 76a (2)'s ``alone``); ``Ledger.supersedes`` asks
+the store only while a seen state is not covered; 77b's ``_held_record`` (the kept-aside record of a
+later key first; ``sealed_for.below`` replaces it by the held record of any epoch not lower, so her
+share again taken in on the node (a higher count at the same epoch) is what a later member's state
+keeps aside); ``Guests._judged`` (a kept grant released only by her signed key at the kept epoch or
+later, her record sealing to that grant, or a newer Group body).
+Not tried: (1)/(2) at an unlock (the load's path: ``note_stored``, ``_rebuilt_in_place``) and with a
+WRITE member's edit as L (the same code, by reading: his edit lost); 77b with her share again made on
+another device while the re-key is owed here; left_kept's release through a group that also reaches
+the recipient; the device file (the state folder is the device's own).
 """
 
 from __future__ import annotations
