@@ -68,6 +68,34 @@ grants (left_kept, now device_file.py).
     says ``withheld`` (or settles) instead of skipping silently when her own commit went over the top.
     Test: ``test_78a_2_her_laptops_edit_under_a_refused_state_is_kept_when_the_batch_brings_a_conflict``.
 
+(3) high (her laptop's rename or trash undone on every replica at her next save; the edit case kept
+    only through her version documents).  Attacker: the CouchDB server or any peer, as in (1).
+    Steps: both devices hold S; her laptop renames notes.txt to plan.txt, or moves it to her trash (L,
+    over S).  While this desktop's seat is locked (the shared mount's sync goes on; or any store her
+    tree is not loaded on), the server stores its unsigned F stacked on L (history [F, L, S, ...], no
+    conflict, L's body never sent).  She unlocks.
+    Seen: the load refuses F (said) and rebuilds notes.txt from her own material as this device last
+    saw it (``_rebuilt_in_place`` -> ``_as_seen``: its name where it was, live), standing on F; nothing
+    notes L beneath (``tree.beneath`` stays empty: the sync's next pull asks for nothing).  Her root
+    shows notes.txt again; her next save of it (or a re-key) commits that over F and L: the rename, or
+    the trash, undone on every replica.  Said only: F refused, "rebuilt from what its owner signed".
+    (New words in L survive only because the rebuild takes her newest version document when the
+    server sends it; a withheld version, a chmod, a move: lost the same way.)
+    Expected (the control, F arriving while her tree is unlocked:
+    ``test_78a_3_control_the_same_refused_state_arriving_while_unlocked_keeps_her_laptops_change``):
+    L noted beneath (``keep``), fetched and taken under F (39a (5)): plan.txt, or the file in her trash.
+    Cause: fusevault/vault/tree/loading.py:576-628 (``_rebuilt_in_place``/``_as_seen`` stand on the
+    refused revision and never note the revisions under it the device did not take, as
+    fusevault/vault/tree/arrivals.py:155-166 ``keep`` does on arrival).  Related to, not the same as,
+    56b (3)'s limit (a member's revision over her version, its signature failing, at unlock).
+    Impact: a server stacks one unsigned revision on her other device's change while she is locked and
+    her unlock undoes it, on every replica at her next save; a trash undone, a rename undone.
+    Suggested fix: the load notes ``tree.beneath`` for a refused current (or any refused leaf it stands
+    on) whose history passes revisions past the one this device last took (the ledger's seq/rev seen;
+    at least its parent when unseen), so the first pull fetches them and ``absorb_beneath`` takes the
+    newest admissible one under it; ``withheld`` said when not sent.
+    Test: ``test_78a_3_her_laptops_change_under_a_refused_state_stored_while_locked_is_kept[rename|trash]``.
+
 Both (1) and (2) go through ``_hers_over_refused`` (checked with a spy on it and on
 ``_beside_refused_current``: one call, True, in each case; not kept).
 
@@ -85,8 +113,8 @@ later key first; ``sealed_for.below`` replaces it by the held record of any epoc
 share again taken in on the node (a higher count at the same epoch) is what a later member's state
 keeps aside); ``Guests._judged`` (a kept grant released only by her signed key at the kept epoch or
 later, her record sealing to that grant, or a newer Group body).
-Not tried: (1)/(2) at an unlock (the load's path: ``note_stored``, ``_rebuilt_in_place``) and with a
-WRITE member's edit as L (the same code, by reading: his edit lost); 77b with her share again made on
+Not tried: (1)/(2) at an unlock beside a leaf of her desktop's (the load's path: (3)'s cause first), and
+with a WRITE member's edit as L (the same code, by reading: his edit lost); 77b with her share again made on
 another device while the re-key is owed here; left_kept's release through a group that also reaches
 the recipient; the device file (the state folder is the device's own).
 """
@@ -102,7 +130,10 @@ from trio.testing import wait_all_tasks_blocked
 from fusevault.fs import arrivals
 from fusevault.fs.arrivals import Arrivals
 from fusevault.store import replica
+from fusevault.vault.services.conflicts import note_stored
 from fusevault.vault.services.placing import NoKernel
+from fusevault.vault.tree.arrivals import Absorbed
+from fusevault.vault.volume import Volume
 from inprocess.conftest import ME, ROOT, make, read_all, rewrite
 from inprocess.test_attack_76c import _laptop, _peer
 from inprocess.test_attack_77a import _apart, _forged_over, _shown
@@ -205,17 +236,26 @@ async def test_78a_1_control_her_laptops_edit_sent_as_a_leaf_is_settled_against_
         assert seen.get(b"notes.txt") == b"the laptop's words", seen
 
 
-async def _laptop_edits_after(fs, monkeypatch, tmp_path) -> tuple[str, dict, dict]:
-    """notes.txt as both her devices hold it (S: "as it was"), then edited on her laptop (L, over S),
-    which this desktop has not had yet.  The laptop's branch (not stored here) and S's document."""
+async def _laptop_edits_after(fs, monkeypatch, tmp_path, action: str = "edit") -> tuple[str, dict, dict]:
+    """notes.txt as both her devices hold it (S: "as it was"), then changed on her laptop (L, over S:
+    new words, a rename to plan.txt, or moved to her trash), which this desktop has not had yet.  The
+    laptop's branch (not stored here) and S's document."""
     await make(fs.ops, b"notes.txt", b"as it was")
     fid = fs.volume.resolve(b"notes.txt").fid
     store = fs.store
     base, history = store.get(fid), replica.current_history(store, fid)
     laptop, ops = _laptop(fs, monkeypatch, tmp_path)
-    await rewrite(ops, laptop.resolve(b"notes.txt").ino, b"the laptop's words")
+    if action == "edit":
+        await rewrite(ops, laptop.resolve(b"notes.txt").ino, b"the laptop's words")
+    elif action == "rename":
+        await ops.rename(ROOT, b"notes.txt", ROOT, b"plan.txt", 0, ME)
+        await laptop.flush_pending()
+    else:
+        await ops.unlink(ROOT, b"notes.txt", ME)
+        await laptop.flush_pending()
+    assert store.get(fid)["_rev"] != base["_rev"], "scene: the laptop's change not committed"
     branch = {**store.get(fid), "_revisions": replica.revisions(replica.current_history(store, fid))}
-    with store.transaction():  # this replica never got the laptop's edit
+    with store.transaction():  # this replica never got the laptop's change
         store.write_doc(fid, base["_rev"], history, store.next_seq(), base)
     assert fs.volume.find(fid).rev == base["_rev"], "scene: the desktop stands on S"
     return fid, branch, base
@@ -257,3 +297,76 @@ async def test_78a_2_control_her_laptops_edit_under_a_refused_state_is_fetched_a
         fs, monkeypatch, tmp_path):
     """39a (5) as it holds: F alone (no conflict, nothing settles), L fetched and taken under it."""
     await _under_a_refused_state(fs, monkeypatch, tmp_path, second=False)
+
+
+async def _words(volume: Volume, fid: str) -> bytes:
+    fh = await volume.open(volume.find(fid).ino)
+    try:
+        return await volume.read(fh, 0, 1 << 16)
+    finally:
+        await volume.release(fh)
+
+
+@pytest.mark.parametrize("action", ["rename", "trash"])
+@pytest.mark.xfail(strict=True, reason="78a (3): a refused revision in the store at her unlock, stacked "
+                   "on her laptop's rename or trash: rebuilt as this device last saw it, nothing fetched "
+                   "beneath, her laptop's change undone")
+async def test_78a_3_her_laptops_change_under_a_refused_state_stored_while_locked_is_kept(
+        fs, monkeypatch, tmp_path, action):
+    fid, branch, _ = await _laptop_edits_after(fs, monkeypatch, tmp_path, action)
+    store, alice = fs.store, fs.volume
+    laptops = replica.history_from(branch)  # [L, S, ...]
+    forged_rev = f"{int(laptops[0].split('-')[0]) + 1}-" + "f" * 32
+    forged = {**_forged_over(store, alice, fid), "_rev": forged_rev,
+              "_revisions": replica.revisions([forged_rev, *laptops])}
+    server = {(fid, branch["_rev"]): {k: v for k, v in branch.items() if k != "_revisions"}}
+    await alice.save_all()  # she locks (her ledger saved)
+    locked = Arrivals(store, lambda: [])  # the shared mount's sync goes on, no tree of hers unlocked
+    async with trio.open_nursery() as nursery:
+        locked.nursery = nursery
+        _peer(fs, locked)._store([forged], [], [], 1)
+        nursery.cancel_scope.cancel()
+    assert replica.current_history(store, fid)[:2] == [forged_rev, branch["_rev"]], "scene: F over L stored"
+    again = Volume.load(alice.layout, store, alice.key, alice.tree.get(1).fid)  # her unlock
+    try:
+        note_stored(again)
+        agent = SimpleNamespace(session=SimpleNamespace(volume=again), missed=None, kernel=NoKernel(),
+                                user_id=again.key.user_id)
+        mount = Arrivals(store, lambda: [agent])
+        async with trio.open_nursery() as nursery:  # the sync's next pull: what the tree wants, served
+            mount.nursery = nursery
+            mount.loaded(agent, Absorbed())
+            await wait_all_tasks_blocked()
+            for _ in range(5):
+                if not (wanted := mount.beneath_wanted()):
+                    break
+                mount.take_beneath([server[key] for key in wanted if key in server])
+                await wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+        await again.flush_pending()
+        root = sorted(again.tree.root.children)
+        said = [a["text"] for a in again.tree.trust.alarms.as_list() if a["subject"] == fid]
+        withheld = [text for text in said if "refused" not in text]
+        stored = store.get(fid)
+        expected = [b"plan.txt"] if action == "rename" else []
+        assert root == expected or withheld, (
+            f"her laptop's {action} under the server's refused state is undone: her root shows {root}, said "
+            f"{said}; stored {replica.current_history(store, fid)[:3]} delete {stored.get('delete')}")
+    finally:
+        await again.close()
+
+
+@pytest.mark.parametrize("action", ["rename", "trash"])
+async def test_78a_3_control_the_same_refused_state_arriving_while_unlocked_keeps_her_laptops_change(
+        fs, monkeypatch, tmp_path, action):
+    """F stacked on her laptop's rename or trash arriving while her tree is unlocked: refused, L noted
+    beneath (``keep``), fetched and taken under it (39a (5)): her laptop's change kept."""
+    fid, branch, _ = await _laptop_edits_after(fs, monkeypatch, tmp_path, action)
+    laptops = replica.history_from(branch)
+    forged_rev = f"{int(laptops[0].split('-')[0]) + 1}-" + "f" * 32
+    forged = {**_forged_over(fs.store, fs.volume, fid), "_rev": forged_rev,
+              "_revisions": replica.revisions([forged_rev, *laptops])}
+    server = {(fid, branch["_rev"]): {k: v for k, v in branch.items() if k != "_revisions"}}
+    await _settled_fetching(fs, [forged], server)
+    expected = [b"plan.txt"] if action == "rename" else []
+    assert sorted(fs.volume.tree.root.children) == expected
