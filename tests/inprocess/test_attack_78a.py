@@ -17,7 +17,7 @@ grants (left_kept, now device_file.py).
     refused one only when the tree's revision lies in its history, and S is not in F's.  The settling's
     ``_hers_over_refused`` (77a's fix) commits S over F (history [S', F, L, base]) and closes S's leaf as
     the same state: her laptop's words are in no state, no copy, nothing said but F's refusal; her
-    laptop, taking S' (a descendant of its L), fast-forwards: the laptop's words gone on every replica.
+    laptop, taking S' (over its L), fast-forwards (by reading): its words gone on every replica.
     Before 77a's fix ``_beside_refused_current`` adopted S whole over F: the same end.
     Expected (the control, L sent as the leaf it is, no F:
     ``test_78a_1_control_her_laptops_edit_sent_as_a_leaf_is_settled_against_her_desktops[edit|trash]``):
@@ -54,7 +54,7 @@ grants (left_kept, now device_file.py).
     Seen: the settling finds F refused with her state standing on it (``_hers_over_refused``) and
     commits S over F (history [S', F, L, S]); the fetched L then finds the node past F
     (``absorb_beneath``: "taken past since", skipped, nothing said).  notes.txt shows "as it was"; the
-    laptop, taking S' (a descendant of its L), loses its words too.  Only F's refusal is said.
+    laptop, taking S' (a descendant of its L), loses them too (by reading).  Only F's refusal said.
     Expected (the control, F alone: no conflict, nothing settles, L fetched and taken under F:
     ``test_78a_2_control_her_laptops_edit_under_a_refused_state_is_fetched_and_taken``): L taken.
     Cause: fusevault/vault/services/conflicts.py:292/396-412 (``_hers_over_refused``, and
@@ -77,10 +77,11 @@ grants (left_kept, now device_file.py).
     Seen: the load refuses F (said) and rebuilds notes.txt from her own material as this device last
     saw it (``_rebuilt_in_place`` -> ``_as_seen``: its name where it was, live), standing on F; nothing
     notes L beneath (``tree.beneath`` stays empty: the sync's next pull asks for nothing).  Her root
-    shows notes.txt again; her next save of it (or a re-key) commits that over F and L: the rename, or
-    the trash, undone on every replica.  Said only: F refused, "rebuilt from what its owner signed".
+    shows notes.txt again; her next save of it commits that over F and L (run with a write in the edit
+    case: [S', F, L, ...]): the rename, or the trash, undone on every replica.  Said only: F refused,
+    "rebuilt from what its owner signed".
     (New words in L survive only because the rebuild takes her newest version document when the
-    server sends it; a withheld version, a chmod, a move: lost the same way.)
+    server sends it; a withheld version, a chmod, a move: lost the same way, by reading.)
     Expected (the control, F arriving while her tree is unlocked:
     ``test_78a_3_control_the_same_refused_state_arriving_while_unlocked_keeps_her_laptops_change``):
     L noted beneath (``keep``), fetched and taken under F (39a (5)): plan.txt, or the file in her trash.
