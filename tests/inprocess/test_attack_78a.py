@@ -109,7 +109,9 @@ Both (1) and (2) go through ``_hers_over_refused`` (checked with a spy on it and
 
 What held (run): the 77a tests and controls (edit, trash, chmod; her own replay as F); the controls
 kept here: L sent as the leaf it is beside her desktop's edit or trash (rule 4, rule 1), and F alone
-stacked on L with no conflict (39a (5): L fetched and taken under F).
+stacked on L with no conflict (39a (5): L fetched and taken under F).  Run once, not kept: F stacked
+on S (the state both devices held) beside her laptop's L over S, sent in one batch: S committed over F,
+then L settled against it: the laptop's words shown, nothing lost (the 77a fix's path held there).
 Read, not run (held as far as read): ``_hers_over_refused`` asks ``held_signers`` for her as the signer
 of the state stood on (a writer's state, or the refused one taken before it was refused, is not
 recommitted as hers there; ``_held_over_refused`` on the older path does not ask, but recommits only
