@@ -24,27 +24,30 @@ In-process: the ``shared`` fixture (alice's and bob's seats of one shared mount)
     ``test_78b_1_a_guest_leaving_leaves_no_empty_phantoms_behind``.
 
 (2) medium (her folders and every file under them hidden at her unlock, a loop of two folders left in
-    memory; her other device shows them).  Attackers: bob, READ on her folder D (any member who reads
-    a folder of hers), given an honest move of hers made on another device.  Steps: D/Y/R/f.txt hers,
-    D shared READ with bob; her device locks; her other device moves R up into D, then Y into R
-    (D/R/Y, D/R/f.txt: her signed states); bob signs a state of R changing only its mtime, its
-    ``placed`` stamp left out (refused: READ).  Seen at her unlock: D lists nothing (R, Y, f.txt in
-    no listing; the load says "folder Y was named inside itself (in R)"; Y's links name R and R's
-    name Y).  Without bob's state: D/R, D/R/Y, D/R/f.txt.  Expected: nothing of hers hidden, no loop
-    (R where her other device put it, or where this device last saw it only where that makes no
-    loop).  Cause: vault/tree/loading.py ``_rebuilt_in_place`` -> ``_as_seen`` -> ``_where_it_was``
-    (loading.py:772) puts the refused R back in the folder this device last saw it in (Y) with no
-    look at whether Y is under R now (her other device's move, taken); ``_owed_placed`` links it
-    (e494806; before it, ``_as_seen`` did at once: the same hole, checked with loading.py of e494806^),
-    and ``_break_cycles(tree)`` (loading.py:268) then
-    cuts a name of the loop R -> Y -> R, which no walk from the root reaches: both stay hidden; if it
-    cut Y's, ``_revive_for_orphans`` (loading.py:815) links Y into R again (a loop in the tree, not
-    cut: ``_break_cycles`` does not run after it).  Suggested fix: a rebuilt folder whose last-seen
-    folder is under it now is put back nowhere there: placed as its taken document (her other
-    device's) or its stamp places it, else at the top with a ``rebuilt`` note (as ``unreadable`` is);
-    ``_break_cycles`` after ``_revive_for_orphans``; in general a cut of a loop not reached from the
-    root should prefer a name a rebuilt (refused) node was given back over a name of a taken document.
-    Test: ``test_78b_2_a_readers_refused_touch_of_her_moved_folder_hides_nothing_at_her_unlock``.
+    memory; her other device shows them). Attackers: bob, READ on her folder D (any member who reads a
+    folder of hers); or a CouchDB server or peer alone; given an honest move of hers made on another
+    device while this one was locked. Steps: D/Y/R/f.txt hers, D shared READ with bob; her device locks;
+    her other device moves R up into D, then Y into R (D/R/Y, D/R/f.txt: her signed states); bob signs a
+    state of R changing only its mtime, its ``placed`` stamp left out (refused: READ)
+    [bobs_refused_touch_of_r]; or the server serves her own older state of R (in Y, before two renames of
+    hers there) over her other device's move [server_replays_her_older_state_of_r: judged a replay, "not
+    taken in", rebuilt by ``_replays_refused``, which runs no ``_break_cycles`` after it]. Seen at her
+    unlock: D lists nothing (R, Y, f.txt in no listing; the load says "folder Y was named inside itself
+    (in R)"; Y's links name R and R's name Y). Without bob's state: D/R, D/R/Y, D/R/f.txt. Expected:
+    nothing of hers hidden, no loop (R where her other device put it, or where this device last saw it
+    only where that makes no loop). Cause: vault/tree/loading.py ``_rebuilt_in_place`` -> ``_as_seen`` ->
+    ``_where_it_was`` (loading.py:772) puts the refused R back in the folder this device last saw it in
+    (Y) with no look at whether Y is under R now (her other device's move, taken); ``_owed_placed`` links
+    it (e494806; before it, ``_as_seen`` did at once: the same hole, checked with loading.py of e494806^),
+    and ``_break_cycles(tree)`` (loading.py:268) then cuts a name of the loop R -> Y -> R, which no walk
+    from the root reaches: both stay hidden; if it cut Y's, ``_revive_for_orphans`` (loading.py:815) links
+    Y into R again (a loop in the tree, not cut: ``_break_cycles`` does not run after it). Suggested fix:
+    a rebuilt folder whose last-seen folder is under it now is put back nowhere there: placed as its taken
+    document (her other device's) or its stamp places it, else at the top with a ``rebuilt`` note (as
+    ``unreadable`` is); ``_break_cycles`` after ``_revive_for_orphans``; in general a cut of a loop not
+    reached from the root should prefer a name a rebuilt (refused) node was given back over a name of a
+    taken document. Test:
+    ``test_78b_2_a_readers_refused_touch_of_her_moved_folder_hides_nothing_at_her_unlock``.
 """
 
 from __future__ import annotations
@@ -115,14 +118,18 @@ def _paths(volume: Volume) -> list[bytes]:
     return sorted(out)
 
 
-@pytest.mark.parametrize("touched", [
-    pytest.param(False, id="control_her_other_devices_moves_alone"),
-    pytest.param(True, id="bobs_refused_touch_of_r", marks=pytest.mark.xfail(
+@pytest.mark.parametrize("how", [
+    pytest.param("control_her_other_devices_moves_alone", id="control_her_other_devices_moves_alone"),
+    pytest.param("bobs_refused_touch_of_r", id="bobs_refused_touch_of_r", marks=pytest.mark.xfail(
         strict=True, reason="78b (2): a READ member's refused touch of her folder R, which her other device "
+        "moved above the folder it was in, hides R, Y and all under them at her unlock (a loop)")),
+    pytest.param("server_replays_her_older_state_of_r", id="server_replays_her_older_state_of_r",
+                 marks=pytest.mark.xfail(
+        strict=True, reason="78b (2): the server's replay of her older state of R, which her other device "
         "moved above the folder it was in, hides R, Y and all under them at her unlock (a loop)")),
 ])
 def test_78b_2_a_readers_refused_touch_of_her_moved_folder_hides_nothing_at_her_unlock(
-        shared, touched: bool) -> None:  # noqa: F811
+        shared, how: str) -> None:  # noqa: F811
     async def scene() -> list[bytes]:
         drive, alice = shared.drive, shared.volumes["alice"]
         d = await drive.mkdir(ROOT, b"D", stat.S_IFDIR | 0o755, ALICE)
@@ -131,12 +138,17 @@ def test_78b_2_a_readers_refused_touch_of_her_moved_folder_hides_nothing_at_her_
         await _write(drive, r.st_ino, b"f.txt", b"her f\n", ALICE)
         dfid, yfid, rfid = (alice.resolve(path).fid for path in (b"D", b"D/Y", b"D/Y/R"))
         await ask(shared, "share", "D", "READ")  # bob reads D
+        older = shared.store.get(rfid)  # her state of R in Y; then two renames of hers, back to R
+        await drive.rename(y.st_ino, b"R", y.st_ino, b"R2", 0, ALICE)
+        await drive.rename(y.st_ino, b"R2", y.st_ino, b"R", 0, ALICE)
         await alice.save_all()  # her lock: her ledger saved (D/Y/R last seen here)
         # her other device, apart: R moved up into D, then Y moved into R (her signed states)
         _put(shared, _signed_by(shared, "alice", rfid, {"links": [[dfid, "R"]], "ctime": LATE}))
         _put(shared, _signed_by(shared, "alice", yfid, {"links": [[rfid, "Y"]], "ctime": LATE + 1}))
-        if touched:  # bob's state of R: its mtime changed, her stamp left out (refused: READ)
-            _put(shared, bobs_node_doc(shared, rfid, {"mtime": 7, "placed": None}))
+        if how == "bobs_refused_touch_of_r":  # bob's state of R: its mtime changed, her stamp left out
+            _put(shared, bobs_node_doc(shared, rfid, {"mtime": 7, "placed": None}))  # refused: READ
+        elif how == "server_replays_her_older_state_of_r":  # the server alone: her older state of R
+            _put(shared, older)
         again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
         try:
             return _paths(again)
