@@ -48,6 +48,15 @@ In-process: the ``shared`` fixture (alice's and bob's seats of one shared mount)
     reached from the root should prefer a name a rebuilt (refused) node was given back over a name of a
     taken document. Test:
     ``test_78b_2_a_readers_refused_touch_of_her_moved_folder_hides_nothing_at_her_unlock``.
+
+(2b) high where (2) is medium (the loop committed under her signature: every device of hers, and every
+    member's, loads R and Y naming each other).  Attacker: the server alone, as (2)
+    [server_replays_her_older_state_of_r].  Her unlock's ``rotation.resume`` ->
+    ``_put_back_over_replays`` (rotation.py:745) commits the rebuilt R, named in Y, over the replay (as
+    it must commit a replay's rebuild), while Y's current state (her other device's) names R: the store
+    then holds her signed states R in Y and Y in R.  Seen: R's new revision, signed by her, names Y; Y's
+    names R.  Expected: her commits name no loop.  Same cause and fix as (2).  Test:
+    ``test_78b_2b_her_unlock_commits_no_loop_of_her_folders_over_a_replay``.
 """
 
 from __future__ import annotations
@@ -58,6 +67,8 @@ import pytest
 import trio
 from attack_scenes import ALICE, ask, bobs_node_doc
 
+from fusevault.vault.model.nodes import open_node_attrs
+from fusevault.vault.services import rotation
 from fusevault.vault.services.absorbing import absorb_arrivals, admit_new
 from fusevault.vault.volume import Volume
 from inprocess.conftest import BOB_UID, ROOT, shared  # noqa: F401  (fixture)
@@ -158,3 +169,36 @@ def test_78b_2_a_readers_refused_touch_of_her_moved_folder_hides_nothing_at_her_
     seen = trio.run(scene)
     assert b"D/R/f.txt" in seen or b"D/Y/R/f.txt" in seen, f"her unlock: {seen}"
     assert sorted(path.rsplit(b"/", 1)[-1] for path in seen) == [b"D", b"R", b"Y", b"f.txt"], seen
+
+
+@pytest.mark.xfail(strict=True, reason="78b (2b): her unlock commits the replayed R rebuilt in Y, which her "
+                   "other device put under R: her signed states name a loop (hidden on every device)")
+def test_78b_2b_her_unlock_commits_no_loop_of_her_folders_over_a_replay(shared) -> None:  # noqa: F811
+    async def scene() -> tuple[dict[str, list[str]], str, str]:
+        drive, alice = shared.drive, shared.volumes["alice"]
+        d = await drive.mkdir(ROOT, b"D", stat.S_IFDIR | 0o755, ALICE)
+        y = await drive.mkdir(d.st_ino, b"Y", stat.S_IFDIR | 0o755, ALICE)
+        r = await drive.mkdir(y.st_ino, b"R", stat.S_IFDIR | 0o755, ALICE)
+        await _write(drive, r.st_ino, b"f.txt", b"her f\n", ALICE)
+        dfid, yfid, rfid = (alice.resolve(path).fid for path in (b"D", b"D/Y", b"D/Y/R"))
+        older = shared.store.get(rfid)  # her state of R in Y; then two renames of hers, back to R
+        await drive.rename(y.st_ino, b"R", y.st_ino, b"R2", 0, ALICE)
+        await drive.rename(y.st_ino, b"R2", y.st_ino, b"R", 0, ALICE)
+        await alice.save_all()  # her lock
+        _put(shared, _signed_by(shared, "alice", rfid, {"links": [[dfid, "R"]], "ctime": LATE}))
+        _put(shared, _signed_by(shared, "alice", yfid, {"links": [[rfid, "Y"]], "ctime": LATE + 1}))
+        _put(shared, older)  # the server serves her older state of R again
+        replayed = shared.store.get(rfid)["_rev"]
+        again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
+        try:
+            await rotation.resume(again)  # as her unlock runs it: a replay's rebuild committed
+        finally:
+            await again.close()
+        assert shared.store.get(rfid)["_rev"] != replayed, "the scene: her unlock committed R over the replay"
+        parents = {fid: [p for p, _ in open_node_attrs(shared.store.get(fid), alice.find(fid).dek)["links"]]
+                   for fid in (rfid, yfid)}
+        return parents, rfid, yfid
+
+    parents, rfid, yfid = trio.run(scene)
+    assert not (yfid in parents[rfid] and rfid in parents[yfid]), (
+        f"her stored states: R ({rfid[:8]}) in {parents[rfid]}, Y ({yfid[:8]}) in {parents[yfid]}")
