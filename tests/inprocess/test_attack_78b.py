@@ -57,6 +57,21 @@ In-process: the ``shared`` fixture (alice's and bob's seats of one shared mount)
     then holds her signed states R in Y and Y in R.  Seen: R's new revision, signed by her, names Y; Y's
     names R.  Expected: her commits name no loop.  Same cause and fix as (2).  Test:
     ``test_78b_2b_her_unlock_commits_no_loop_of_her_folders_over_a_replay``.
+
+(3) low-medium (two folders of hers and every file under them hidden at her unlock, until a state of one
+    of them arrives; for good on that device while the server withholds those states). Attacker: none
+    needed (her two devices apart, a third device unlocking); or a CouchDB server or peer that withholds
+    the states that undo them (40b (8): each device commits its own folder over the other's move when the
+    other's arrives). Steps: D/A/fa.txt and D/B/fb.txt hers; her device locks; her laptop moves A into B,
+    her desktop, apart, B into A (both her signed states, stored). Seen at her unlock: D lists nothing
+    ("folder A was named inside itself (in B)"). Expected: both folders and their files shown (one put
+    back where this device last saw it, as the live mount's ``crossing`` rule keeps one device's own
+    folder where it was). Cause: vault/tree/loading.py ``_break_cycles`` (loading.py:199) cuts a name of a
+    loop no walk from the root reaches: the two stay unreachable; ``_revive_for_orphans`` (loading.py:815)
+    links the cut one into the other again (a loop in memory). Suggested fix: as (2): a folder whose name
+    a loop's cut took put back where this device last saw it (``was_at``) if that is reachable, else at
+    the top, said; no revive into the loop. Test:
+    ``test_78b_3_her_crossing_moves_made_apart_hide_nothing_at_her_unlock``.
 """
 
 from __future__ import annotations
@@ -202,3 +217,33 @@ def test_78b_2b_her_unlock_commits_no_loop_of_her_folders_over_a_replay(shared) 
     parents, rfid, yfid = trio.run(scene)
     assert not (yfid in parents[rfid] and rfid in parents[yfid]), (
         f"her stored states: R ({rfid[:8]}) in {parents[rfid]}, Y ({yfid[:8]}) in {parents[yfid]}")
+
+
+@pytest.mark.parametrize("crossing", [
+    pytest.param(False, id="control_one_move"),
+    pytest.param(True, id="crossing_moves", marks=pytest.mark.xfail(
+        strict=True, reason="78b (3): her two devices' crossing folder moves, both stored, hide both folders "
+        "and all under them at her unlock")),
+])
+def test_78b_3_her_crossing_moves_made_apart_hide_nothing_at_her_unlock(shared, crossing: bool) -> None:  # noqa: F811
+    async def scene() -> list[bytes]:
+        drive, alice = shared.drive, shared.volumes["alice"]
+        d = await drive.mkdir(ROOT, b"D", stat.S_IFDIR | 0o755, ALICE)
+        a = await drive.mkdir(d.st_ino, b"A", stat.S_IFDIR | 0o755, ALICE)
+        b = await drive.mkdir(d.st_ino, b"B", stat.S_IFDIR | 0o755, ALICE)
+        await _write(drive, a.st_ino, b"fa.txt", b"a\n", ALICE)
+        await _write(drive, b.st_ino, b"fb.txt", b"b\n", ALICE)
+        afid, bfid = alice.resolve(b"D/A").fid, alice.resolve(b"D/B").fid
+        await alice.save_all()  # her lock
+        _put(shared, _signed_by(shared, "alice", afid, {"links": [[bfid, "A"]], "ctime": LATE}))  # her laptop
+        if crossing:  # her desktop, apart
+            _put(shared, _signed_by(shared, "alice", bfid, {"links": [[afid, "B"]], "ctime": LATE + 1}))
+        again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
+        try:
+            return _paths(again)
+        finally:
+            await again.close()
+
+    seen = trio.run(scene)
+    assert sorted(path.rsplit(b"/", 1)[-1] for path in seen) == [b"A", b"B", b"D", b"fa.txt", b"fb.txt"], (
+        f"her unlock: {seen}")
