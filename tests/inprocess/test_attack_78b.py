@@ -29,20 +29,21 @@ In-process: the ``shared`` fixture (alice's and bob's seats of one shared mount)
     device while this one was locked. Steps: D/Y/R/f.txt hers, D shared READ with bob; her device locks;
     her other device moves R up into D, then Y into R (D/R/Y, D/R/f.txt: her signed states); bob signs a
     state of R changing only its mtime, its ``placed`` stamp left out (refused: READ)
-    [bobs_refused_touch_of_r]; or the server serves her own older state of R (in Y, before two renames of
-    hers there) over her other device's move [server_replays_her_older_state_of_r: judged a replay, "not
-    taken in", rebuilt by ``_replays_refused``, which runs no ``_break_cycles`` after it]. Seen at her
-    unlock: D lists nothing (R, Y, f.txt in no listing; the load says "folder Y was named inside itself
-    (in R)"; Y's links name R and R's name Y). Without bob's state: D/R, D/R/Y, D/R/f.txt. Expected:
-    nothing of hers hidden, no loop (R where her other device put it, or where this device last saw it
-    only where that makes no loop). Cause: vault/tree/loading.py ``_rebuilt_in_place`` -> ``_as_seen`` ->
-    ``_where_it_was`` (loading.py:772) puts the refused R back in the folder this device last saw it in
-    (Y) with no look at whether Y is under R now (her other device's move, taken); ``_owed_placed`` links
-    it (e494806; before it, ``_as_seen`` did at once: the same hole, checked with loading.py of e494806^),
-    and ``_break_cycles(tree)`` (loading.py:268) then cuts a name of the loop R -> Y -> R, which no walk
-    from the root reaches: both stay hidden; if it cut Y's, ``_revive_for_orphans`` (loading.py:815) links
-    Y into R again (a loop in the tree, not cut: ``_break_cycles`` does not run after it). Suggested fix:
-    a rebuilt folder whose last-seen folder is under it now is put back nowhere there: placed as its taken
+    [bobs_refused_touch_of_r], or a deletion of R (``_keep_undeleted``) [bobs_refused_deletion_of_r]; or
+    the server serves her own older state of R (in Y, before two renames of hers there) over her other
+    device's move [server_replays_her_older_state_of_r: judged a replay, "not taken in", rebuilt by
+    ``_replays_refused``, which runs no ``_break_cycles`` after it]. Seen at her unlock: D lists nothing
+    (R, Y, f.txt in no listing; the load says "folder Y was named inside itself (in R)"; Y's links name R
+    and R's name Y). Without bob's state: D/R, D/R/Y, D/R/f.txt. Expected: nothing of hers hidden, no loop
+    (R where her other device put it, or where this device last saw it only where that makes no loop).
+    Cause: vault/tree/loading.py ``_rebuilt_in_place`` -> ``_as_seen`` -> ``_where_it_was``
+    (loading.py:772) puts the refused R back in the folder this device last saw it in (Y) with no look at
+    whether Y is under R now (her other device's move, taken); ``_owed_placed`` links it (e494806; before
+    it, ``_as_seen`` did at once: the same hole, checked with loading.py of e494806^), and
+    ``_break_cycles(tree)`` (loading.py:268) then cuts a name of the loop R -> Y -> R, which no walk from
+    the root reaches: both stay hidden; if it cut Y's, ``_revive_for_orphans`` (loading.py:815) links Y
+    into R again (a loop in the tree, not cut: ``_break_cycles`` does not run after it). Suggested fix: a
+    rebuilt folder whose last-seen folder is under it now is put back nowhere there: placed as its taken
     document (her other device's) or its stamp places it, else at the top with a ``rebuilt`` note (as
     ``unreadable`` is); ``_break_cycles`` after ``_revive_for_orphans``; in general a cut of a loop not
     reached from the root should prefer a name a rebuilt (refused) node was given back over a name of a
@@ -89,6 +90,7 @@ from fusevault.vault.volume import Volume
 from inprocess.conftest import BOB_UID, ROOT, shared  # noqa: F401  (fixture)
 from inprocess.test_attack_70a import _signed_by
 from inprocess.test_attack_73d import _bob_shares
+from inprocess.test_attack_77c import _bobs_deletion
 from inprocess.test_names_beside_bounds_74b import _hand, _his_files
 from inprocess.test_two_users import _write
 
@@ -149,6 +151,9 @@ def _paths(volume: Volume) -> list[bytes]:
     pytest.param("bobs_refused_touch_of_r", id="bobs_refused_touch_of_r", marks=pytest.mark.xfail(
         strict=True, reason="78b (2): a READ member's refused touch of her folder R, which her other device "
         "moved above the folder it was in, hides R, Y and all under them at her unlock (a loop)")),
+    pytest.param("bobs_refused_deletion_of_r", id="bobs_refused_deletion_of_r", marks=pytest.mark.xfail(
+        strict=True, reason="78b (2): a READ member's refused deletion of her folder R, which her other "
+        "device moved above the folder it was in, hides R, Y and all under them at her unlock (a loop)")),
     pytest.param("server_replays_her_older_state_of_r", id="server_replays_her_older_state_of_r",
                  marks=pytest.mark.xfail(
         strict=True, reason="78b (2): the server's replay of her older state of R, which her other device "
@@ -173,6 +178,8 @@ def test_78b_2_a_readers_refused_touch_of_her_moved_folder_hides_nothing_at_her_
         _put(shared, _signed_by(shared, "alice", yfid, {"links": [[rfid, "Y"]], "ctime": LATE + 1}))
         if how == "bobs_refused_touch_of_r":  # bob's state of R: its mtime changed, her stamp left out
             _put(shared, bobs_node_doc(shared, rfid, {"mtime": 7, "placed": None}))  # refused: READ
+        elif how == "bobs_refused_deletion_of_r":  # his deletion of R (refused: READ), put back
+            _put(shared, _bobs_deletion(shared, rfid))
         elif how == "server_replays_her_older_state_of_r":  # the server alone: her older state of R
             _put(shared, older)
         again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
