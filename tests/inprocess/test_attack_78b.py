@@ -63,16 +63,17 @@ In-process: the ``shared`` fixture (alice's and bob's seats of one shared mount)
     of them arrives; for good on that device while the server withholds those states). Attacker: none
     needed (her two devices apart, a third device unlocking); or a CouchDB server or peer that withholds
     the states that undo them (40b (8): each device commits its own folder over the other's move when the
-    other's arrives). Steps: D/A/fa.txt and D/B/fb.txt hers; her device locks; her laptop moves A into B,
-    her desktop, apart, B into A (both her signed states, stored). Seen at her unlock: D lists nothing
-    ("folder A was named inside itself (in B)"). Expected: both folders and their files shown (one put
-    back where this device last saw it, as the live mount's ``crossing`` rule keeps one device's own
-    folder where it was). Cause: vault/tree/loading.py ``_break_cycles`` (loading.py:199) cuts a name of a
-    loop no walk from the root reaches: the two stay unreachable; ``_revive_for_orphans`` (loading.py:815)
-    links the cut one into the other again (a loop in memory). Suggested fix: as (2): a folder whose name
-    a loop's cut took put back where this device last saw it (``was_at``) if that is reachable, else at
-    the top, said; no revive into the loop. Test:
-    ``test_78b_3_her_crossing_moves_made_apart_hide_nothing_at_her_unlock``.
+    other's arrives), or one that serves her laptop's move of B into A but withholds its earlier move of A
+    out of B (where this device last saw A) [server_withholds_her_move_of_a_out_of_b]. Steps: D/A/fa.txt
+    and D/B/fb.txt hers; her device locks; her laptop moves A into B, her desktop, apart, B into A (both
+    her signed states, stored). Seen at her unlock: D lists nothing ("folder A was named inside itself (in
+    B)"). Expected: both folders and their files shown (one put back where this device last saw it, as the
+    live mount's ``crossing`` rule keeps one device's own folder where it was). Cause:
+    vault/tree/loading.py ``_break_cycles`` (loading.py:199) cuts a name of a loop no walk from the root
+    reaches: the two stay unreachable; ``_revive_for_orphans`` (loading.py:815) links the cut one into the
+    other again (a loop in memory). Suggested fix: as (2): a folder whose name a loop's cut took put back
+    where this device last saw it (``was_at``) if that is reachable, else at the top, said; no revive into
+    the loop. Test: ``test_78b_3_her_crossing_moves_made_apart_hide_nothing_at_her_unlock``.
 """
 
 from __future__ import annotations
@@ -233,8 +234,8 @@ def test_78b_2b_her_unlock_commits_no_loop_of_her_folders_over_a_replay(shared) 
         "and all under them at her unlock")),
     pytest.param("server_withholds_her_move_of_a_out_of_b", id="server_withholds_her_move_of_a_out_of_b",
                  marks=pytest.mark.xfail(
-        strict=True, reason="78b (3): the server serving her later move of B into A, not her move of A out of "
-        "B before it, hides both folders and all under them at her unlock")),
+        strict=True, reason="78b (3): the server serving her later move of B into A, not her move of A "
+        "out of B before it, hides both folders and all under them at her unlock")),
 ])
 def test_78b_3_her_crossing_moves_made_apart_hide_nothing_at_her_unlock(shared, how: str) -> None:  # noqa: F811
     async def scene() -> list[bytes]:
@@ -253,7 +254,8 @@ def test_78b_3_her_crossing_moves_made_apart_hide_nothing_at_her_unlock(shared, 
             _put(shared, _signed_by(shared, "alice", bfid, {"links": [[afid, "B"]], "ctime": LATE + 1}))
         else:
             await alice.save_all()  # her lock
-            _put(shared, _signed_by(shared, "alice", afid, {"links": [[bfid, "A"]], "ctime": LATE}))  # her laptop
+            # her laptop moved A into B
+            _put(shared, _signed_by(shared, "alice", afid, {"links": [[bfid, "A"]], "ctime": LATE}))
         if how == "crossing_moves":  # her desktop, apart
             _put(shared, _signed_by(shared, "alice", bfid, {"links": [[afid, "B"]], "ctime": LATE + 1}))
         again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
