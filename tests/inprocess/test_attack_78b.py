@@ -74,6 +74,26 @@ In-process: the ``shared`` fixture (alice's and bob's seats of one shared mount)
     other again (a loop in memory). Suggested fix: as (2): a folder whose name a loop's cut took put back
     where this device last saw it (``was_at``) if that is reachable, else at the top, said; no revive into
     the loop. Test: ``test_78b_3_her_crossing_moves_made_apart_hide_nothing_at_her_unlock``.
+
+Tried and held (in-process; controls kept where a regression would show): 77c (1)'s clash rule for a
+name still held once the refused nodes are rebuilt gives what the live mount gives, whichever of the
+two ranks first: bob's refused deletion or rename of h beside her other device's state naming g h.txt
+(ctime earlier and later than h's), D listed the same mounted, at her unlock and after her saves (not
+kept: test_77c_1's last test covers the shape); a three-way rotation (two refused, one hers) reasoned
+through ``link_clashing``'s symmetric rank: same as live.  test_attack_77c.py and test_attack_76b.py
+under PYTHONHASHSEED 1 to 5: the same results (25 passed, 4 xfailed each); this file under 7 and 11
+too.  ``_owed_placed`` skips a node left by the settling and a folder gone (no exception); the walks
+over a loop left in memory (``path_of``, ``is_ancestor``) are bounded (46b (1)): ``rotation.resume``
+over (2)'s tree ran to its end.  4652bac's ``decided``: ``relink`` returns False only where it kept
+its place (a cycle, every held name refused), where dropping the names under phantoms not given is
+76b (4)'s rule; where it decided, its own ``gone`` already dropped them.
+Not reported (documented): a READ member's refused touch of her file whose last-seen folder her other
+device removed (the file moved elsewhere first) leaves it out at her unlock (SECURITY.md, issue 22:
+"its folders not held ... is still left out"); her single replayed state shown beside before
+``_replays_refused`` (the 76b limit in the open list); 77c (2).
+Not tried: real mounts (a settle-rebuilt node is not committed at unlock in-process: (2)'s bob case
+stays on this device until her next save of R), groups, a CouchDB store serving ``_all_docs`` in
+another order between unlocks (each loop of (2), (3) hides both folders whichever is cut).
 """
 
 from __future__ import annotations
