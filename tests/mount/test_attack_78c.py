@@ -1,0 +1,166 @@
+"""Attack round 78c, an outsider: whoever can write the vault folder (store.sqlite, vault.json, users/,
+groups/), between her mounts, through the real ``fusevault`` command and real mounts.
+
+Hole (1), low (a command crashes: ``fusevault check``, the fsck meant for a tampered vault, ends in
+  "internal error" and ``export --vault`` prints a Python traceback): one ``places`` row of store.sqlite.
+  Attacker: a writer of the vault folder (no key).
+  Steps: alice writes big.bin (100,000 bytes) and unmounts; the attacker sets the row of big.bin's
+    block 0 in ``places`` to ``arrived = 1`` with ``length`` a text ('abc'), a huge number (2**40) or a
+    negative one (-5); she runs ``fusevault check VAULT`` (or ``--repair``), or ``export --vault``.
+  Seen: check: "fusevault: internal error (TypeError: unsupported operand type(s) for +: 'int' and
+    'str'); please report it with .../crash-....log" (MemoryError for 2**40, OSError EINVAL for -5), exit
+    70, nothing of what is damaged reported, ``--repair`` the same; ``export --vault VAULT big.bin DIR``
+    with 2**40: "request export failed" and a 45-line traceback on her terminal (MemoryError in
+    ``os.pread``).  (The mount itself holds: big.bin reads EIO, the other files read, the log says it.)
+  Expected: check reports big.bin damaged (its record's place is not one fusevault writes) and goes
+    on; export says the file could not be read (EIO, one line).
+  Cause: store/places.py ``Places.arrived_of`` returns each arrived row's ``offset``/``length`` as
+    stored, unchecked (``copies_of`` checks its rows since 50a (4), ``checked_runs`` the punched ones);
+    vault/files/content.py ``Content.where`` hands them to ``os.pread`` (content.py ``_stored_block``,
+    ``_manifest_root``, the run read at 567); services/check.py ``_version_contents`` adds them
+    (``used.append((offset, offset + length))``) outside its ``except``, and the pread's MemoryError /
+    TypeError / OSError escape ``_version_contents``'s and the export's catches.
+  Impact: the command she runs to find out what was tampered with fails with an internal error and
+    says nothing of the damage; a traceback on her terminal; any file's reads EIO for good (that much
+    is detection).
+  Fix (suggested): ``arrived_of`` checks each row as ``_checked_copy`` does (int, 0 <= offset, length
+    <= _HIGHEST, length at most a record's most: a block's size plus its seal, or a manifest node's
+    bound) and leaves a bad one out (said once), so the read finds no place and is refused (EIO) as a
+    damaged record; check then says "damaged".
+  Tests: ``test_78c_1_a_planted_places_row_does_not_crash_check[abc|2**40|-5]``,
+    ``test_78c_1_a_planted_places_row_does_not_crash_export`` (strict xfails); control
+    ``test_78c_1_control_the_mount_serves_beside_a_planted_places_row`` (passes).
+
+Hole (2), medium (a live file removed unnoticed; her gc then frees its contents): a tombstone flag.
+  Attacker: a writer of the vault folder (no key).
+  Steps: alice writes keep.txt, then victim.txt, unmounts; the attacker runs
+    ``UPDATE docs SET deleted = 1 WHERE id = <victim's fid>`` (no signature needed: the column is clear);
+    she mounts.
+  Seen: victim.txt is gone from her mount, ``fusevault status`` lists no alarm, nothing is logged,
+    ``fusevault check`` says "0 damaged file(s)" and counts victim's bytes as unreferenced ("`fusevault
+    gc` frees what old versions held"): not in the trash, not in ``history``.  The same file's row
+    removed outright (``DELETE FROM docs``) is said (``vanished``:
+    tests/mount/test_trust_rollback.py::test_a_deleted_node_row_is_reported_as_vanished), and the same
+    bare deletion sent by a sync server is refused and said (replicator ``_deletion_taken``, round 18).
+  Expected: as for the row removed: a ``vanished`` (or rollback) alarm naming the file this device saw
+    live and not in the trash; better, the tombstone refused as the server's is (the node kept).
+  Cause: vault/model/ledger.py ``_missing``: a file the ledger saw live whose row is a tombstone
+    (``_tombstone``) is taken as "gc removed it from the trash, here or on a peer" and recorded not live,
+    unsaid, whether or not this device ever saw it trashed; a peer's such deletion never gets stored
+    (the replicator refuses it), so locally only the vault folder's writer makes one.
+  Impact: any file (or folder, and so all under it) of hers vanishes at her next mount with no word,
+    which SECURITY.md ("Rollback": "A node row removed from the store ... reported as vanished") says is
+    caught; the store then holds nothing naming its versions, and gc frees their records.
+  Fix (suggested): in ``_missing``, a tombstone over a file the ledger last saw live and not trashed
+    (``owner_trashed`` / the trash state it recorded) is said (``vanished``, "deleted in the store
+    without passing the trash") exactly as a removed row is; its gc purge honest path passes the trash
+    first, so ``test_deleting_and_emptying_the_trash_raise_no_alarm`` keeps passing.
+  Test: ``test_78c_2_a_live_files_row_flagged_deleted_is_said`` (strict xfail).
+
+Tried and held (controls run by hand, not kept unless named): ``vault.lock`` and ``store.sqlite`` as
+symlinks (refused, one line); a ``docs`` row's body ``[]`` or its ``type`` changed (left out, "refused
+document", check says so); ``docs.rev`` an integer, ``revs`` not JSON (served as before); a ``places``
+row's ``idx`` a text (EIO); ``local_docs`` device body with ``../`` and a newline (ignored); KDF
+parameters are range-checked (``kdf.KdfParams.from_doc``: up to 64 passes of 4 GiB, the format's bound).
+Clear text seen in the folder (documented): user name, uid, creation times, padded sizes (the last
+block's length in ``places``), file ids and version counts.
+Not tried (time): vault.json fields beyond ``padding``/``store``; meta.inf/vfmeta/shared key files
+swapped between two times while mounted; the WAL swapped while mounted; groups/ records.
+
+Run (-n 0, this file, one test at a time, 2026-12-07 ~17:50 UTC): the xfails fail at their own
+assertions with --runxfail, the control passes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import adversary
+import pytest
+from conftest import fusevault, mount_status, mounted
+
+
+def _big_file(vault: Path, tmp_path: Path) -> str:
+    """big.bin (100,000 bytes, 7 blocks) and small.txt written through a real mount; big.bin's fid."""
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        (mnt / "small.txt").write_bytes(b"small and intact")
+        (mnt / "big.bin").write_bytes(bytes(range(256)) * 390 + b"tail")
+    db = sqlite3.connect(vault / "store.sqlite")
+    try:
+        (fid,) = {f for (f,) in db.execute("SELECT fid FROM places GROUP BY fid HAVING COUNT(*) > 3")}
+    finally:
+        db.close()
+    return fid
+
+
+def _plant_place(vault: Path, fid: str, length: object) -> None:
+    """The attacker's one row: big.bin's block 0 said to have arrived from a peer, at ``length``."""
+    db = sqlite3.connect(vault / "store.sqlite")
+    try:
+        changed = db.execute("UPDATE places SET arrived = 1, length = ? WHERE fid = ? AND idx = 0",
+                             (length, fid)).rowcount
+        db.commit()
+    finally:
+        db.close()
+    assert changed == 1
+
+
+@pytest.mark.xfail(strict=True, reason="78c (1): a planted places row: `check` internal error")
+@pytest.mark.parametrize("length", ["abc", 2**40, -5], ids=["abc", "2**40", "-5"])
+def test_78c_1_a_planted_places_row_does_not_crash_check(vault: Path, tmp_path: Path, length: object) -> None:
+    fid = _big_file(vault, tmp_path)
+    _plant_place(vault, fid, length)
+    result = fusevault("check", vault)
+    said = result.stdout + result.stderr
+    assert "internal error" not in said and "Traceback" not in said, said[-400:]
+    assert result.returncode != 70 and "damaged" in said, said[-400:]
+
+
+@pytest.mark.xfail(strict=True, reason="78c (1): a planted places row: `export` traceback")
+def test_78c_1_a_planted_places_row_does_not_crash_export(vault: Path, tmp_path: Path) -> None:
+    fid = _big_file(vault, tmp_path)
+    _plant_place(vault, fid, 2**40)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = fusevault("export", "--vault", vault, "big.bin", out)
+    said = result.stdout + result.stderr
+    assert result.returncode != 0, "the scene: big.bin cannot be read"
+    assert "Traceback" not in said and "internal error" not in said, said[:600]
+    assert len(said.strip().splitlines()) <= 2, said[:600]
+
+
+def test_78c_1_control_the_mount_serves_beside_a_planted_places_row(vault: Path, tmp_path: Path) -> None:
+    fid = _big_file(vault, tmp_path)
+    _plant_place(vault, fid, "abc")
+    with mounted(vault, tmp_path / "mnt") as mnt:
+        assert (mnt / "small.txt").read_bytes() == b"small and intact"
+        with pytest.raises(OSError) as err:
+            (mnt / "big.bin").read_bytes()
+        assert err.value.errno == 5  # EIO: detected, never other bytes
+        (mnt / "new.txt").write_bytes(b"still writes")
+        assert (mnt / "new.txt").read_bytes() == b"still writes"
+
+
+@pytest.mark.xfail(strict=True, reason="78c (2): a live file's row flagged deleted vanishes unsaid")
+def test_78c_2_a_live_files_row_flagged_deleted_is_said(vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "keep.txt").write_bytes(b"kept")
+    before = {d["_id"] for d in adversary.docs(vault, "node")}
+    with mounted(vault, mnt):
+        (mnt / "victim.txt").write_bytes(b"to be made to vanish")
+    (fid,) = [d["_id"] for d in adversary.docs(vault, "node") if d["_id"] not in before]
+    db = sqlite3.connect(vault / "store.sqlite")
+    try:  # the attacker: one clear column, no key, no signature
+        db.execute("UPDATE docs SET deleted = 1 WHERE id = ?", (fid,))
+        db.commit()
+    finally:
+        db.close()
+    with mounted(vault, mnt):
+        assert (mnt / "keep.txt").read_bytes() == b"kept"
+        assert not (mnt / "victim.txt").exists(), "the scene: the file is gone from her mount"
+        found = [(a["kind"], a["subject"]) for a in mount_status(mnt)["alarms"]]
+        assert any(subject == fid for _, subject in found), (
+            f"victim.txt ({fid}), live and not in the trash when this device last saw it, vanished "
+            f"with no alarm; alarms: {found}")
