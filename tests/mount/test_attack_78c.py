@@ -31,15 +31,17 @@ Hole (1), low (a command crashes: ``fusevault check``, the fsck meant for a tamp
     ``test_78c_1_a_planted_places_row_does_not_crash_export`` (strict xfails); control
     ``test_78c_1_control_the_mount_serves_beside_a_planted_places_row`` (passes).
 
-Hole (2), medium (a live file removed unnoticed; her gc then frees its contents): a tombstone flag.
+Hole (2), medium (a live file, or a folder with all it holds, removed unnoticed): a tombstone flag.
   Attacker: a writer of the vault folder (no key).
   Steps: alice writes keep.txt, then victim.txt, unmounts; the attacker runs
     ``UPDATE docs SET deleted = 1 WHERE id = <victim's fid>`` (no signature needed: the column is clear);
     she mounts.
   Seen: victim.txt is gone from her mount, ``fusevault status`` lists no alarm, nothing is logged,
     ``fusevault check`` says "0 damaged file(s)" and counts victim's bytes as unreferenced ("`fusevault
-    gc` frees what old versions held"): not in the trash, not in ``history``.  The same file's row
-    removed outright (``DELETE FROM docs``) is said (``vanished``:
+    gc` frees what old versions held"): not in the trash.  A folder's row so flagged: the folder and
+    everything under it (whose own rows are intact) vanish, unsaid too (the root's row so flagged is
+    said: "the root folder's document is missing").  (A ``gc`` run right after freed nothing yet.)
+    The same file's row removed outright (``DELETE FROM docs``) is said (``vanished``:
     tests/mount/test_trust_rollback.py::test_a_deleted_node_row_is_reported_as_vanished), and the same
     bare deletion sent by a sync server is refused and said (replicator ``_deletion_taken``, round 18).
   Expected: as for the row removed: a ``vanished`` (or rollback) alarm naming the file this device saw
@@ -50,12 +52,13 @@ Hole (2), medium (a live file removed unnoticed; her gc then frees its contents)
     (the replicator refuses it), so locally only the vault folder's writer makes one.
   Impact: any file (or folder, and so all under it) of hers vanishes at her next mount with no word,
     which SECURITY.md ("Rollback": "A node row removed from the store ... reported as vanished") says is
-    caught; the store then holds nothing naming its versions, and gc frees their records.
+    caught; check calls its records unreferenced, space for gc to free.
   Fix (suggested): in ``_missing``, a tombstone over a file the ledger last saw live and not trashed
     (``owner_trashed`` / the trash state it recorded) is said (``vanished``, "deleted in the store
     without passing the trash") exactly as a removed row is; its gc purge honest path passes the trash
     first, so ``test_deleting_and_emptying_the_trash_raise_no_alarm`` keeps passing.
-  Test: ``test_78c_2_a_live_files_row_flagged_deleted_is_said`` (strict xfail).
+  Tests: ``test_78c_2_a_live_files_row_flagged_deleted_is_said``,
+    ``test_78c_2_a_live_folders_row_flagged_deleted_is_said`` (strict xfails).
 
 Tried and held (controls run by hand, not kept unless named): ``vault.lock`` and ``store.sqlite`` as
 symlinks (refused, one line); a ``docs`` row's body ``[]`` or its ``type`` changed (left out, "refused
@@ -151,12 +154,7 @@ def test_78c_2_a_live_files_row_flagged_deleted_is_said(vault: Path, tmp_path: P
     with mounted(vault, mnt):
         (mnt / "victim.txt").write_bytes(b"to be made to vanish")
     (fid,) = [d["_id"] for d in adversary.docs(vault, "node") if d["_id"] not in before]
-    db = sqlite3.connect(vault / "store.sqlite")
-    try:  # the attacker: one clear column, no key, no signature
-        db.execute("UPDATE docs SET deleted = 1 WHERE id = ?", (fid,))
-        db.commit()
-    finally:
-        db.close()
+    _flag_deleted(vault, fid)
     with mounted(vault, mnt):
         assert (mnt / "keep.txt").read_bytes() == b"kept"
         assert not (mnt / "victim.txt").exists(), "the scene: the file is gone from her mount"
@@ -164,3 +162,31 @@ def test_78c_2_a_live_files_row_flagged_deleted_is_said(vault: Path, tmp_path: P
         assert any(subject == fid for _, subject in found), (
             f"victim.txt ({fid}), live and not in the trash when this device last saw it, vanished "
             f"with no alarm; alarms: {found}")
+
+
+def _flag_deleted(vault: Path, fid: str) -> None:
+    db = sqlite3.connect(vault / "store.sqlite")
+    try:  # the attacker: one clear column, no key, no signature
+        assert db.execute("UPDATE docs SET deleted = 1 WHERE id = ?", (fid,)).rowcount == 1
+        db.commit()
+    finally:
+        db.close()
+
+
+@pytest.mark.xfail(strict=True, reason="78c (2): a live folder's row flagged deleted vanishes unsaid")
+def test_78c_2_a_live_folders_row_flagged_deleted_is_said(vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "keep.txt").write_bytes(b"kept")
+    before = {d["_id"] for d in adversary.docs(vault, "node")}
+    with mounted(vault, mnt):
+        (mnt / "taxes").mkdir()
+    (folder,) = [d["_id"] for d in adversary.docs(vault, "node") if d["_id"] not in before]
+    with mounted(vault, mnt):
+        (mnt / "taxes" / "2026.txt").write_bytes(b"what she owes")
+    _flag_deleted(vault, folder)
+    with mounted(vault, mnt):
+        assert (mnt / "keep.txt").read_bytes() == b"kept"
+        assert not (mnt / "taxes").exists(), "the scene: the folder and what it holds are gone"
+        found = [(a["kind"], a["subject"]) for a in mount_status(mnt)["alarms"]]
+        assert found, f"taxes/ ({folder}) and 2026.txt, live when this device last saw them, vanished unsaid"
