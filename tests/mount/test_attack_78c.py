@@ -60,6 +60,27 @@ Hole (2), medium (a live file, or a folder with all it holds, removed unnoticed)
   Tests: ``test_78c_2_a_live_files_row_flagged_deleted_is_said``,
     ``test_78c_2_a_live_folders_row_flagged_deleted_is_said`` (strict xfails).
 
+Hole (3), medium (a live file removed unnoticed, its signed body untouched): the clear ``type`` column.
+  Attacker: a writer of the vault folder (no key).
+  Steps: as (2), but ``UPDATE docs SET type = NULL`` (or ``'FilesMetaData'``) ``WHERE id = <victim>``;
+    the row's body (sealed, signed, live) is left as it was.
+  Seen: victim.txt not shown, no alarm, nothing logged; check: "0 damaged file(s)", its records
+    unreferenced.  (Column ``'Share'``: "refused a malformed Share document" is said, the file still
+    not shown; ``'UserDetails'``: check says "1 refused document", the mount nothing.)
+  Expected: the file shown (its body is hers, live, and verifies), or said missing as (2).
+  Cause: store/local.py ``iter_type`` picks the tree's node rows by the clear ``type`` column
+    (``WHERE type = ?``), while ``get`` (which the ledger's ``_missing`` uses) reads the body by id: the
+    ledger finds a live body of hers that the tree never loaded and takes it, in ledger.py ``_missing``'s
+    last branch, for "in the trash, or a share that no longer reaches this user" (``_trashed_by_owner``,
+    recorded not live), unsaid.
+  Impact: as (2): any file or folder of hers hidden with no word by one clear column; one UPDATE of
+    every node row but the root hides her whole tree, unsaid.
+  Fix (suggested): ``_missing`` says (``vanished``/``malformed``) a live, not trashed body of hers that
+    the tree did not load; or the store derives ``type`` from the body when it reads (``iter_type``
+    filtering on ``json_extract(body, '$.type')``, the column an index hint only).
+  Test: ``test_78c_3_a_live_files_row_with_another_type_column_is_said[null|FilesMetaData]`` (strict
+    xfails).
+
 Tried and held (controls run by hand, not kept unless named): ``vault.lock`` and ``store.sqlite`` as
 symlinks (refused, one line); a ``docs`` row's body ``[]`` or its ``type`` changed (left out, "refused
 document", check says so); ``docs.rev`` an integer, ``revs`` not JSON (served as before); a ``places``
@@ -190,3 +211,28 @@ def test_78c_2_a_live_folders_row_flagged_deleted_is_said(vault: Path, tmp_path:
         assert not (mnt / "taxes").exists(), "the scene: the folder and what it holds are gone"
         found = [(a["kind"], a["subject"]) for a in mount_status(mnt)["alarms"]]
         assert found, f"taxes/ ({folder}) and 2026.txt, live when this device last saw them, vanished unsaid"
+
+
+@pytest.mark.xfail(strict=True, reason="78c (3): a live file's row, type column changed, vanishes unsaid")
+@pytest.mark.parametrize("kind", [None, "FilesMetaData"], ids=["null", "FilesMetaData"])
+def test_78c_3_a_live_files_row_with_another_type_column_is_said(vault: Path, tmp_path: Path,
+                                                                  kind: str | None) -> None:
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "keep.txt").write_bytes(b"kept")
+    before = {d["_id"] for d in adversary.docs(vault, "node")}
+    with mounted(vault, mnt):
+        (mnt / "victim.txt").write_bytes(b"to be made to vanish")
+    (fid,) = [d["_id"] for d in adversary.docs(vault, "node") if d["_id"] not in before]
+    db = sqlite3.connect(vault / "store.sqlite")
+    try:  # the attacker: the clear ``type`` column only; the signed, sealed body is untouched
+        assert db.execute("UPDATE docs SET type = ? WHERE id = ?", (kind, fid)).rowcount == 1
+        db.commit()
+    finally:
+        db.close()
+    with mounted(vault, mnt):
+        assert (mnt / "keep.txt").read_bytes() == b"kept"
+        shown = (mnt / "victim.txt").exists()
+        found = [(a["kind"], a["subject"]) for a in mount_status(mnt)["alarms"]]
+        assert shown or any(subject == fid for _, subject in found), (
+            f"victim.txt ({fid}), its body intact and live, is not shown, unsaid; alarms: {found}")
