@@ -73,13 +73,23 @@ Hole (3), medium (a live file removed unnoticed, its signed body untouched): the
     ledger finds a live body of hers that the tree never loaded and takes it, in ledger.py ``_missing``'s
     last branch, for "in the trash, or a share that no longer reaches this user" (``_trashed_by_owner``,
     recorded not live), unsaid.
-  Impact: as (2): any file or folder of hers hidden with no word by one clear column; one UPDATE of
-    every node row but the root hides her whole tree, unsaid.
+  Impact: as (2): any file or folder of hers hidden with no word by one clear column (one UPDATE of
+    every node row but the root would hide her whole tree: not run).  The same column on her newest
+    version's ``FilesMetaData`` row: the mount reads the file as before (the node names its head, read
+    by id) and says nothing, but ``history`` lists only the older version and ``check`` says "the
+    document of its current version is missing ... `fusevault check --repair` points them at their last
+    intact version"; run, ``--repair`` "restored version <older> ... as its newest version": her own
+    signed commit rolls the file back to the older contents on every device, and the newest leaves her
+    history (run by hand: tax-2026.txt read "hello-secret" again after the repair).  The same end
+    comes from deleting the row, but then the mount says EIO and an alarm first; here the file is
+    intact and only ``check`` calls it damaged.
   Fix (suggested): ``_missing`` says (``vanished``/``malformed``) a live, not trashed body of hers that
     the tree did not load; or the store derives ``type`` from the body when it reads (``iter_type``
     filtering on ``json_extract(body, '$.type')``, the column an index hint only).
-  Test: ``test_78c_3_a_live_files_row_with_another_type_column_is_said[null|FilesMetaData]`` (strict
-    xfails).
+  Fix, for versions: ``by_file`` (``lineage``, check, history) selects by the body's ``type``, not the
+    column; check calls a version missing only when ``get`` of its id finds nothing.
+  Tests: ``test_78c_3_a_live_files_row_with_another_type_column_is_said[null|FilesMetaData]``,
+    ``test_78c_3_a_version_row_with_another_type_column_is_not_called_missing`` (strict xfails).
 
 Tried and held (controls run by hand, not kept unless named): ``vault.lock`` and ``store.sqlite`` as
 symlinks (refused, one line); a ``docs`` row's body ``[]`` or its ``type`` changed (left out, "refused
@@ -236,3 +246,38 @@ def test_78c_3_a_live_files_row_with_another_type_column_is_said(vault: Path, tm
         found = [(a["kind"], a["subject"]) for a in mount_status(mnt)["alarms"]]
         assert shown or any(subject == fid for _, subject in found), (
             f"victim.txt ({fid}), its body intact and live, is not shown, unsaid; alarms: {found}")
+
+
+@pytest.mark.xfail(strict=True, reason="78c (3): a version row's type column: check calls it missing")
+def test_78c_3_a_version_row_with_another_type_column_is_not_called_missing(vault: Path,
+                                                                             tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "plan.txt").write_bytes(b"first")
+    with mounted(vault, mnt):
+        (mnt / "plan.txt").write_bytes(b"second, the newest")
+    versions = adversary.docs(vault, "FilesMetaData")
+    assert len({v["fid"] for v in versions}) == 1 and len(versions) == 2, "the scene: plan.txt's two versions"
+    head = max(versions, key=lambda v: _seq(vault, v["_id"]))  # the one written last
+    db = sqlite3.connect(vault / "store.sqlite")
+    try:  # the attacker: the head version row's clear ``type`` column; its signed body untouched
+        assert db.execute("UPDATE docs SET type = NULL WHERE id = ?", (head["_id"],)).rowcount == 1
+        db.commit()
+    finally:
+        db.close()
+    with mounted(vault, mnt):
+        assert (mnt / "plan.txt").read_bytes() == b"second, the newest", "the scene: the mount reads it"
+    result = fusevault("check", vault)
+    said = result.stdout + result.stderr
+    assert "0 damaged file(s)" in said, (
+        "her intact newest version, its body in the store, is called missing (and `check --repair` would "
+        f"restore the older one as the newest): {said[-500:]}")
+
+
+def _seq(vault: Path, doc_id: str) -> int:
+    db = sqlite3.connect(vault / "store.sqlite")
+    try:
+        (seq,) = db.execute("SELECT seq FROM docs WHERE id = ?", (doc_id,)).fetchone()
+    finally:
+        db.close()
+    return int(seq)
