@@ -91,17 +91,26 @@ Hole (3), medium (a live file removed unnoticed, its signed body untouched): the
   Tests: ``test_78c_3_a_live_files_row_with_another_type_column_is_said[null|FilesMetaData]``,
     ``test_78c_3_a_version_row_with_another_type_column_is_not_called_missing`` (strict xfails).
 
-Tried and held (controls run by hand, not kept unless named): ``vault.lock`` and ``store.sqlite`` as
-symlinks (refused, one line); a ``docs`` row's body ``[]`` or its ``type`` changed (left out, "refused
-document", check says so); ``docs.rev`` an integer, ``revs`` not JSON (served as before); a ``places``
-row's ``idx`` a text (EIO); ``local_docs`` device body with ``../`` and a newline (ignored); KDF
-parameters are range-checked (``kdf.KdfParams.from_doc``: up to 64 passes of 4 GiB, the format's bound).
+Tried and held (run by hand through the real command, not kept): ``docs`` body ``[]`` (left out,
+check: "1 refused document"); ``docs.rev`` an integer, ``revs`` not JSON (served as before); a
+``places`` row's ``idx`` a text (EIO); ``local_docs`` device body with ``../`` and a newline (unused
+by the tree); vault.json ``created_at`` 10**400 or text, ``format`` true (taken as 1, rewritten),
+``store`` with an extra key (refused: the device's marker pin), ``padding`` a list (one line); her
+UserDetails with another ``kdf`` (the device's remembered key fields apply; said: rollback of her keys,
+unsigned settings), a name with escapes and a huge uid (``user list`` shows it quoted); a fresh state
+directory with ``memory_kib`` 8.5 ("the key material ... is damaged"); a stray ``zz.vf``, a 100,000-deep
+``.vfmeta``, a ``.vf`` made a 1 TiB sparse file (all served; check counts the hole as unreferenced);
+the head version row flagged deleted (EIO and an alarm: said).  Read, not run: ``vault.lock`` and
+``store.sqlite`` as links or pipes (opening.py ``_lock_file``, local.py ``_no_link``).  Noted, not a
+hole: an arrived ``places`` row naming another place makes her gc (services/gc.py ``used_ranges`` reads
+``Content.where``) punch the real record of a version it keeps when it drops an older one: data lost,
+but no more than the writer could do by punching the ``.vf`` himself (not run).
 Clear text seen in the folder (documented): user name, uid, creation times, padded sizes (the last
 block's length in ``places``), file ids and version counts.
-Not tried (time): vault.json fields beyond ``padding``/``store``; meta.inf/vfmeta/shared key files
-swapped between two times while mounted; the WAL swapped while mounted; groups/ records.
+Not tried (time): the shared mount (root) with its store watcher; rows changed while she is mounted;
+``leaves`` rows (conflict branches); meta.inf / key files of two times mixed; groups/.
 
-Run (-n 0, this file, one test at a time, 2026-12-07 ~17:50 UTC): the xfails fail at their own
+Run (-n 0, this file, one test at a time, 2026-12-07 ~17:45 UTC): the xfails fail at their own
 assertions with --runxfail, the control passes.
 """
 
