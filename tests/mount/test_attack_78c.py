@@ -91,6 +91,29 @@ Hole (3), medium (a live file removed unnoticed, its signed body untouched): the
   Tests: ``test_78c_3_a_live_files_row_with_another_type_column_is_said[null|FilesMetaData]``,
     ``test_78c_3_a_version_row_with_another_type_column_is_not_called_missing`` (strict xfails).
 
+Hole (4), medium (her sync stops pushing for good; only "internal error" is said): the same kind of
+  ``places`` row as (1), on the push side.
+  Attacker: a writer of the vault folder (no key), her sync server honest.
+  Steps: alice's vault syncs with a CouchDB-protocol server (pouchdb-server); a.txt is pushed; between
+    mounts the attacker inserts one ``places`` row of a.txt's version (idx 7, ``arrived`` 0, offset 0,
+    length 2**40); she mounts and writes b.txt.
+  Seen: ``sync status``: the peer's error "internal error: see the mount's log", 6 documents waiting;
+    the server holds 2 node documents (root, a.txt): b.txt never reaches it.  Every later push starts
+    with the records since the checkpoint (replicator.py ``_push_records``, before any document), meets
+    the same row and fails the same way, so nothing she writes is pushed again, on this or any later
+    mount, until the row goes.
+  Expected: the row left out (a record that is not one is not sent), or at worst said as such; the
+    documents pushed.
+  Cause: sync/content_docs.py ``read_records``: ``os.pread(fd, row.length, row.offset)`` with the row's
+    clear ``length``/``offset`` (store/places.py ``since``: unchecked), catching only CorruptData around
+    the open; MemoryError (2**40), TypeError (a text), OSError EINVAL (negative) escape the push.
+  Impact: her other devices, her backup and members never see her changes again; she sees only an
+    internal error in ``sync status``; a writer of a USB disk or a synced folder stops her sync to a
+    server he does not control.
+  Fix (suggested): ``since``/``read_records`` check each row as ``_checked_copy`` does (and a length at
+    most a record's bound); a bad row is skipped, said once, and the checkpoint moves past it.
+  Test: ``test_78c_4_a_planted_places_row_does_not_stop_her_push`` (strict xfail).
+
 Tried and held (run by hand through the real command, not kept): ``docs`` body ``[]`` (left out,
 check: "1 refused document"); ``docs.rev`` an integer, ``revs`` not JSON (served as before); a
 ``places`` row's ``idx`` a text (EIO); ``local_docs`` device body with ``../`` and a newline (unused
@@ -121,7 +144,7 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import fusevault, mount_status, mounted
+from conftest import first_device, fusevault, mount_status, mounted, settled, sync_answer, wait_for
 
 
 def _big_file(vault: Path, tmp_path: Path) -> str:
@@ -290,3 +313,35 @@ def _seq(vault: Path, doc_id: str) -> int:
     finally:
         db.close()
     return int(seq)
+
+
+def _peer(mnt: Path) -> dict:
+    (peer,) = sync_answer(mnt)["peers"]
+    return peer
+
+
+@pytest.mark.xfail(strict=True, reason="78c (4): one planted places row stops her sync's push for good")
+def test_78c_4_a_planted_places_row_does_not_stop_her_push(couchdb_url: str, tmp_path: Path) -> None:
+    vault = first_device(couchdb_url, tmp_path)
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "a.txt").write_bytes(b"pushed before")
+        wait_for(lambda: settled(mnt), "the first push")
+    db = sqlite3.connect(vault / "store.sqlite")
+    try:  # the attacker: one more row of a.txt's version, at a length no record has
+        fid, vid, owner = db.execute("SELECT fid, vid, owner FROM places WHERE idx = 0").fetchone()
+        db.execute("INSERT INTO places (fid, vid, idx, owner, offset, length) VALUES (?, ?, 7, ?, 0, ?)",
+                   (fid, vid, owner, 2**40))
+        db.commit()
+    finally:
+        db.close()
+    server = adversary.Server(couchdb_url)
+    with mounted(vault, mnt):
+        (mnt / "b.txt").write_bytes(b"her next file")
+        # Either way this ends: the push is done (nothing pending, no error), or it failed (an error).
+        wait_for(lambda: _peer(mnt)["error"] is not None or settled(mnt), "the push's end")
+        peer = _peer(mnt)
+        nodes_there = len(server.all("node"))
+        assert peer["error"] is None and peer["pending_up"] == 0, (
+            f"her push stopped at the planted row: error {peer['error']!r}, {peer['pending_up']} "
+            f"document(s) waiting; node documents on the server: {nodes_there}")
