@@ -26,7 +26,7 @@ Hole (1), low (a command crashes: ``fusevault check``, the fsck meant for a tamp
     gc --as-of 2099-01-01 MOUNT`` answers "fusevault: internal error: see the mount's log" (gc.py
     ``used_ranges``: ``offset + length``), and so would the mount's own gc runs, at that file each time
     (``collect``'s loop over her files, gc.py 213, has no catch per file: each run ends there, and the
-    files after it are never collected: read, not run).
+    files after it, and the trash (purged after that loop), are never collected: read, not run).
   Fix (suggested): ``arrived_of`` checks each row as ``_checked_copy`` does (int, 0 <= offset, length
     <= _HIGHEST, length at most a record's most: a block's size plus its seal, or a manifest node's
     bound) and leaves a bad one out (said once), so the read finds no place and is refused (EIO) as a
