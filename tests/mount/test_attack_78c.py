@@ -128,7 +128,11 @@ UserDetails with another ``kdf`` (the device's remembered key fields apply; said
 unsigned settings), a name with escapes and a huge uid (``user list`` shows it quoted); a fresh state
 directory with ``memory_kib`` 8.5 ("the key material ... is damaged"); a stray ``zz.vf``, a 100,000-deep
 ``.vfmeta``, a ``.vf`` made a 1 TiB sparse file (all served; check counts the hole as unreferenced);
-the head version row flagged deleted (EIO and an alarm: said).  Read, not run: ``vault.lock`` and
+the head version row flagged deleted (EIO and an alarm: said); ``leaves`` rows of her file with
+``revs`` not JSON, a list body or an integer rev (the mount serves, her push goes on: run through
+pouchdb-server, not kept); ``check --repair`` of a file whose node body was made unreadable after she
+moved it out of a folder she shared with bob since (check names the old path, the repair puts it back
+where this device last saw it and seals nothing to bob).  Read, not run: ``vault.lock`` and
 ``store.sqlite`` as links or pipes (opening.py ``_lock_file``, local.py ``_no_link``).  Noted, not a
 hole: an arrived ``places`` row naming another place makes her gc (services/gc.py ``used_ranges`` reads
 ``Content.where``) punch the real record of a version it keeps when it drops an older one: data lost,
@@ -136,7 +140,7 @@ but no more than the writer could do by punching the ``.vf`` himself (not run).
 Clear text seen in the folder (documented): user name, uid, creation times, padded sizes (the last
 block's length in ``places``), file ids and version counts.
 Not tried (time): the shared mount (root) with its store watcher; rows changed while she is mounted;
-``leaves`` rows (conflict branches); meta.inf / key files of two times mixed; groups/.
+conflict branches beyond malformed rows; meta.inf / key files of two times mixed; groups/.
 
 Run (-n 0, this file, 2026-12-07 ~17:47 UTC): 1 passed, 11 xfailed (~35 s); with --runxfail the 11 fail
 at their own assertions, the control passes.
