@@ -9,14 +9,21 @@ rename (``atomic_write``).  A record missing is ``None``; one that does not read
 JSON object raises ``Damaged``, which its module says and never lets stop the mount; a record written
 over a damaged one sets that one aside first (``.damaged``), for whoever looks into it, never read again.
 
-rekeys_owed.py and left_kept.py keep theirs through here; the older records of this folder (ledger.py,
-freshness.py, trust.py's pins, trash_seen.py, confirmed.py, ...) do the same by hand, each with a name or
-format check of its own: moving them here is the next step of this module.
+Read as a file of this user's only: never through a link, never a FIFO or device (opened without
+blocking), never another user's file, never larger than ``limit`` (a record fusevault writes is far
+smaller): whoever else can write her state folder, or a link planted there, gets ``Damaged``, not a
+hang, a read of another file, or all memory.
+
+rekeys_owed.py, left_kept.py, group_copies.py and trash_seen.py keep theirs through here; the older
+records of this folder (ledger.py, freshness.py, trust.py's pins, confirmed.py, verified.py) do the same
+by hand, each with a name or format check of its own: moving them here is the next step of this module.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +40,13 @@ class Damaged(Exception):
     object: the message says which (never a byte of it)."""
 
 
-def read_json(path: Path, key: MasterKey, kind: str) -> dict[str, Any] | None:
+LIMIT = 64 * 2**20  # far above any record of a user's: a larger file is none fusevault wrote
+
+
+def read_json(path: Path, key: MasterKey, kind: str, limit: int = LIMIT) -> dict[str, Any] | None:
     """The record of ``kind`` at ``path``, opened (None: none kept).  Raises ``Damaged``."""
     try:
-        sealed = path.read_bytes()
+        sealed = read_own(path, limit)
     except FileNotFoundError:
         return None
     except OSError as err:
@@ -59,3 +69,27 @@ def write(path: Path, key: MasterKey, kind: str, plain: bytes, *, set_aside: boo
     if set_aside and path.exists():
         os.replace(path, path.with_name(path.name + ".damaged"))
     atomic_write(path, key.seal_device(kind, path.name, plain))
+
+
+def read_own(path: Path, limit: int = LIMIT) -> bytes:
+    """The bytes of ``path`` if it is a regular file of this user's, not through a link, at most
+    ``limit`` long.  Raises FileNotFoundError (none), ``Damaged`` (not such a file) or OSError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise Damaged("it is a link, not a file fusevault wrote") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            raise Damaged("it is not a file of this user's")
+        if st.st_size > limit:
+            raise Damaged("it is larger than any record fusevault writes")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise Damaged("it is larger than any record fusevault writes")
+        return data
+    finally:
+        os.close(fd)

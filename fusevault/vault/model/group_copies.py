@@ -8,21 +8,18 @@ changes build on the newest of it and the store's (vault/services/accounts.py ``
 
 The copy lives outside the vault (beside the record of grants seen: ``<its name>.groups``),
 sealed with the device-state sub-key of her master key, bound to its file name; written before
-the record of grants seen (``Freshness.save``), by temp + fsync + rename.  A copy that does not
-open (damaged, truncated, another local user's file, one not hers) is never used nor overwritten:
-member changes refuse with one line until she removes it (``damaged``).
+the record of grants seen (``Freshness.save``), by temp + fsync + rename (vault/model/device_file.py).
+A copy that does not open (damaged, truncated, a link, another local user's file, one not hers) is
+never used nor overwritten: member changes refuse with one line until she removes it (``damaged``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fusevault.encoding import loads_untrusted
-from fusevault.errors import VaultError
-from fusevault.vault.format.atomic import atomic_write, fsync_dir
+from fusevault.vault.model import device_file
 
 if TYPE_CHECKING:
     from fusevault.crypto.keys import MasterKey
@@ -47,21 +44,18 @@ class GroupCopies:
     def open(cls, key: MasterKey, path: Path) -> GroupCopies:
         copies = cls(key, path)
         try:
-            sealed = _read_own(path)
-        except FileNotFoundError:
-            return copies
-        except (OSError, ValueError) as err:
+            data = device_file.read_json(path, key, KIND, MAX_SIZE)
+        except device_file.Damaged as err:
             copies.damaged = str(err)
             return copies
-        try:
-            data = loads_untrusted(key.unseal_device(KIND, path.name, sealed))
-            bodies = data["bodies"] if isinstance(data, dict) and data.get("format") == FORMAT else None
-            if not isinstance(bodies, dict) or not all(isinstance(i, str) and isinstance(b, dict)
-                                                       and b.get("_id") == i for i, b in bodies.items()):
-                raise ValueError("malformed")
+        if data is None:
+            return copies
+        bodies = data.get("bodies") if data.get("format") == FORMAT else None
+        if not isinstance(bodies, dict) or not all(isinstance(i, str) and isinstance(b, dict)
+                                                   and b.get("_id") == i for i, b in bodies.items()):
+            copies.damaged = "it holds no copies of groups"
+        else:
             copies.bodies = bodies
-        except (VaultError, KeyError, ValueError, TypeError):
-            copies.damaged = "it does not open with her key (damaged, truncated or replaced)"
         return copies
 
     def keep(self, doc: dict) -> None:
@@ -76,22 +70,6 @@ class GroupCopies:
         if not self._dirty or self.damaged is not None:
             return
         plain = json.dumps({"format": FORMAT, "bodies": self.bodies}, separators=(",", ":")).encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(self.path, self.key.seal_device(KIND, self.path.name, plain))
-        fsync_dir(self.path.parent)
+        device_file.write(self.path, self.key, KIND, plain)
         self._dirty = False
 
-
-def _read_own(path: Path) -> bytes:
-    """The file's bytes, if it is a regular file of this user's, not through a link."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    try:
-        st = os.fstat(fd)
-        if not (st.st_mode & 0o170000 == 0o100000) or st.st_uid != os.geteuid():
-            raise ValueError("it is not a file of this user's")
-        if st.st_size > MAX_SIZE:
-            raise ValueError("it is larger than any copy fusevault writes")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read(MAX_SIZE + 1)
-    finally:
-        os.close(fd)

@@ -37,9 +37,8 @@ from pathlib import Path
 from fusevault import paths
 from fusevault.crypto.keys import MasterKey
 from fusevault.crypto.signing import signer_of
-from fusevault.encoding import loads_untrusted
 from fusevault.errors import VaultError
-from fusevault.vault.format.atomic import atomic_write, fsync_dir
+from fusevault.vault.model import device_file
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +71,13 @@ class TrashSeen:
         path, name = state_path(vault_root, key.user_id)
         seen = cls(key, path, name)
         try:
-            sealed = path.read_bytes()
-        except FileNotFoundError:
-            return seen
-        except OSError as err:
-            log.warning("could not read when deletions were first seen (%s): counted from now", err)
-            return seen
-        try:
-            data = loads_untrusted(key.unseal_device(KIND, name, sealed))
+            data = device_file.read_json(path, key, KIND)
+            if data is None:
+                return seen
             if data.get("format") != FORMAT:
-                raise ValueError("unknown format")
+                raise device_file.Damaged("its format is unknown")
             seen.seen = {str(i): (str(m), int(t)) for i, (m, t) in data["seen"].items()}
-        except (VaultError, KeyError, ValueError, TypeError, AttributeError):
+        except (device_file.Damaged, KeyError, ValueError, TypeError, AttributeError):
             # Safe: a deletion first seen now stays in the trash longest.
             log.warning("this device's record of deletions seen (%s) was damaged or not this user's: "
                         "every deletion counts from now", path)
@@ -117,10 +111,8 @@ class TrashSeen:
             plain = json.dumps({"format": FORMAT, "seen": {i: list(v) for i, v in self.seen.items()}},
                                separators=(",", ":")).encode()
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                atomic_write(self.path, self.key.seal_device(KIND, self.name, plain))
-                fsync_dir(self.path.parent)
-            except OSError as err:  # next time they count from then: later, never sooner
+                device_file.write(self.path, self.key, KIND, plain)
+            except (OSError, VaultError) as err:  # next time they count from then: later, never sooner
                 self._dirty = True
                 log.error("could not save when deletions were first seen (%s): %s", self.path, err)
 
