@@ -208,7 +208,7 @@ def test_69c_5_a_refused_delete_recovered_beside_a_255_byte_name_stays_a_name() 
     name = ("\u20ac" * 85).encode()
     parent = SimpleNamespace(is_dir=True, children={name: 2})
     tree = SimpleNamespace(find=lambda fid: parent)
-    [(_, placed)] = _where_it_was(tree, ["p" * 32], name)  # type: ignore[arg-type]
+    [(_, placed)] = _where_it_was(tree, ["p" * 32], name, [])  # type: ignore[arg-type]
     assert names.valid(placed) and placed == name
 
 

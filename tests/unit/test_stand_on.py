@@ -86,7 +86,8 @@ def test_her_node_rebuilt_over_his_refused_document_is_judged_as_hers(_signed_by
     ``_keep_undeleted``: ``_as_seen``) stands on his revision: her names are hers."""
     tree = _tree(_Store("4-his"))
     node = _hers("4-his")  # as undeleting.rebuilt leaves it: her state, his revision
-    ledger = SimpleNamespace(fids={}, epochs={}, rolled=set(), name_seen=lambda fid: None)
+    ledger = SimpleNamespace(fids={}, epochs={}, rolled=set(), name_seen=lambda fid: None,
+                             links_seen=lambda fid: [])
     monkeypatch.setattr(loading.undeleting, "name_of", lambda *args: b"plan.txt")
     monkeypatch.setattr(loading, "_where_it_was", lambda *args: [])
     loading._as_seen(tree, None, ledger, {"_id": FID, "_rev": "4-his"}, node,  # type: ignore[arg-type]
