@@ -296,13 +296,12 @@ def _checked_copy(sha: object, offset: object, length: object) -> bytes | None:
         return None
 
 
-# What a row may place (attack round 78c (1), (4)): a record is at least an empty block's (its head, nonce
-# and tag) and a block's at most the largest block size and its seal (vault/format/manifest.py
-# ``MIN_RECORD``, ``FULL_RECORD``: the store does not import the vault, tests/unit/store/test_places.py
-# holds them equal).  A manifest or a node of its tree has no smaller bound than what one read of Linux
-# returns (a record longer could never be read back whole): past it a length is no record's.
-_RECORD_LEAST = 4 + 1 + 12 + 16
-_BLOCK_MOST = _RECORD_LEAST + (64 << 10)
+# What a row may place (attack round 78c (1), (4)): a block's record is at most the largest block size
+# and its seal (vault/format/manifest.py ``FULL_RECORD``: the store does not import the vault,
+# tests/unit/test_store_places.py holds them equal).  A manifest or a node of its tree has no smaller
+# bound than what one read of Linux returns (a record longer could never be read back whole): past it a
+# length is no record's.  (A length too short reads as a damaged record: no bound needed below.)
+_BLOCK_MOST = 4 + 1 + 12 + 16 + (64 << 10)
 _RECORD_MOST = 0x7FFFF000
 
 
@@ -313,7 +312,7 @@ def checked_place(idx: object, offset: object, length: object) -> bool:
     if not (type(idx) is int and type(offset) is int and type(length) is int):
         return False
     most = _BLOCK_MOST if idx >= 0 else _RECORD_MOST
-    return _LOWEST <= idx <= _HIGHEST and 0 <= offset <= _HIGHEST and _RECORD_LEAST <= length <= most
+    return _LOWEST <= idx <= _HIGHEST and 0 <= offset <= _HIGHEST and 0 <= length <= most
 
 
 def checked_row(row: PlaceRow) -> bool:

@@ -282,7 +282,6 @@ def test_78c_2_a_live_folders_row_flagged_deleted_is_said(vault: Path, tmp_path:
         assert found, f"taxes/ ({folder}) and 2026.txt, live when this device last saw them, vanished unsaid"
 
 
-@pytest.mark.xfail(strict=True, reason="78c (3): a live file's row, type column changed, vanishes unsaid")
 @pytest.mark.parametrize("kind", [None, "FilesMetaData"], ids=["null", "FilesMetaData"])
 def test_78c_3_a_live_files_row_with_another_type_column_is_said(vault: Path, tmp_path: Path,
                                                                   kind: str | None) -> None:
@@ -307,7 +306,6 @@ def test_78c_3_a_live_files_row_with_another_type_column_is_said(vault: Path, tm
             f"victim.txt ({fid}), its body intact and live, is not shown, unsaid; alarms: {found}")
 
 
-@pytest.mark.xfail(strict=True, reason="78c (3): a version row's type column: check calls it missing")
 def test_78c_3_a_version_row_with_another_type_column_is_not_called_missing(vault: Path,
                                                                              tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
