@@ -153,7 +153,7 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import first_device, fusevault, mount_status, mounted, settled, sync_answer, wait_for
+from conftest import first_device, fusevault, mount_status, mounted, new_device, settled, sync_answer, wait_for
 
 
 def _big_file(vault: Path, tmp_path: Path) -> str:
@@ -235,7 +235,6 @@ def test_78c_1_control_the_mount_serves_beside_a_planted_places_row(vault: Path,
         assert (mnt / "new.txt").read_bytes() == b"still writes"
 
 
-@pytest.mark.xfail(strict=True, reason="78c (2): a live file's row flagged deleted vanishes unsaid")
 def test_78c_2_a_live_files_row_flagged_deleted_is_said(vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
@@ -263,7 +262,6 @@ def _flag_deleted(vault: Path, fid: str) -> None:
         db.close()
 
 
-@pytest.mark.xfail(strict=True, reason="78c (2): a live folder's row flagged deleted vanishes unsaid")
 def test_78c_2_a_live_folders_row_flagged_deleted_is_said(vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
@@ -280,6 +278,42 @@ def test_78c_2_a_live_folders_row_flagged_deleted_is_said(vault: Path, tmp_path:
         assert not (mnt / "taxes").exists(), "the scene: the folder and what it holds are gone"
         found = [(a["kind"], a["subject"]) for a in mount_status(mnt)["alarms"]]
         assert found, f"taxes/ ({folder}) and 2026.txt, live when this device last saw them, vanished unsaid"
+
+
+def test_78c_2_control_her_purge_on_her_other_device_raises_no_alarm(couchdb_url: str, tmp_path: Path) -> None:
+    """The honest tombstone: old.txt trashed and purged (gc) on her laptop while her desktop is mounted
+    and takes both; the desktop's next mount says nothing of it (only a tombstone over a file its ledger
+    saw live is said)."""
+    laptop, a, b = first_device(couchdb_url, tmp_path), tmp_path / "a", tmp_path / "b"
+    with mounted(laptop, a):
+        (a / "keep.txt").write_bytes(b"kept")
+    before = {d["_id"] for d in adversary.docs(laptop, "node")}
+    with mounted(laptop, a):
+        (a / "old.txt").write_bytes(b"to be purged")
+        wait_for(lambda: settled(a), "the first push")
+    (fid,) = [d["_id"] for d in adversary.docs(laptop, "node") if d["_id"] not in before]
+    desktop = new_device(couchdb_url, tmp_path, "desktop")
+    with mounted(desktop, b):
+        wait_for(lambda: (b / "old.txt").exists() and settled(b), "old.txt on the desktop")
+        with mounted(laptop, a):
+            (a / "old.txt").unlink()
+            wait_for(lambda: settled(a) and not (b / "old.txt").exists(), "the trash reaches the desktop")
+            assert fusevault("gc", "--as-of", "2099-01-01", a).returncode == 0
+            wait_for(lambda: settled(a), "the purge pushed")
+        wait_for(lambda: _deleted(desktop, fid), "the purge taken on the desktop")
+    with mounted(desktop, b):
+        assert (b / "keep.txt").read_bytes() == b"kept"
+        found = [(x["kind"], x["subject"]) for x in mount_status(b)["alarms"]]
+        assert not any(subject == fid for _, subject in found), found
+
+
+def _deleted(vault: Path, doc_id: str) -> bool:
+    db = sqlite3.connect(vault / "store.sqlite")
+    try:
+        row = db.execute("SELECT deleted FROM docs WHERE id = ?", (doc_id,)).fetchone()
+    finally:
+        db.close()
+    return row is not None and row[0] == 1
 
 
 @pytest.mark.parametrize("kind", [None, "FilesMetaData"], ids=["null", "FilesMetaData"])
