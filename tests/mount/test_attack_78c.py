@@ -144,6 +144,8 @@ conflict branches beyond malformed rows; meta.inf / key files of two times mixed
 
 Run (-n 0, this file, 2026-12-07 ~17:47 UTC): 1 passed, 11 xfailed (~35 s); with --runxfail the 11 fail
 at their own assertions, the control passes.
+Fixed (round 78c's fixer, docs/SECURITY.md "Round 78c (1)-(4)"): the xfails flipped; a control added for
+(2) (``test_78c_2_control_her_purge_on_her_other_device_raises_no_alarm``).
 """
 
 from __future__ import annotations
@@ -153,7 +155,16 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import first_device, fusevault, mount_status, mounted, new_device, settled, sync_answer, wait_for
+from conftest import (
+    first_device,
+    fusevault,
+    mount_status,
+    mounted,
+    new_device,
+    settled,
+    sync_answer,
+    wait_for,
+)
 
 
 def _big_file(vault: Path, tmp_path: Path) -> str:
@@ -280,7 +291,8 @@ def test_78c_2_a_live_folders_row_flagged_deleted_is_said(vault: Path, tmp_path:
         assert found, f"taxes/ ({folder}) and 2026.txt, live when this device last saw them, vanished unsaid"
 
 
-def test_78c_2_control_her_purge_on_her_other_device_raises_no_alarm(couchdb_url: str, tmp_path: Path) -> None:
+def test_78c_2_control_her_purge_on_her_other_device_raises_no_alarm(couchdb_url: str,
+                                                                    tmp_path: Path) -> None:
     """The honest tombstone: old.txt trashed and purged (gc) on her laptop while her desktop is mounted
     and takes both; the desktop's next mount says nothing of it (only a tombstone over a file its ledger
     saw live is said)."""

@@ -15,7 +15,8 @@ from fusevault.store.local import LocalStore
 FID = "f" * 32
 
 
-@pytest.mark.parametrize("column", [None, "FilesMetaData", "Share", 7], ids=["null", "version", "share", "int"])
+@pytest.mark.parametrize("column", [None, "FilesMetaData", "Share", 7],
+                         ids=["null", "version", "share", "int"])
 def test_a_changed_type_column_hides_no_document(tmp_path: Path, column: object) -> None:
     path = tmp_path / "store.sqlite"
     store = LocalStore(path)
