@@ -178,7 +178,7 @@ class CouchPlaces(Places):
     def any_arrived(self) -> bool:
         return False
 
-    def arrived_of(self, fid: str) -> dict[tuple[str, int], tuple[int, int]]:
+    def arrived_of(self, fid: str) -> dict[tuple[str, int], tuple[int, int] | None]:
         return {}
 
     def copies_of(self, fid: str) -> dict[tuple[str, int], dict[bytes, tuple[int, int]]]:

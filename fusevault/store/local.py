@@ -47,6 +47,9 @@ CREATE TABLE IF NOT EXISTS docs (
 );
 CREATE INDEX IF NOT EXISTS docs_type ON docs(type) WHERE deleted = 0;
 CREATE INDEX IF NOT EXISTS docs_fid ON docs(json_extract(body, '$.fid')) WHERE deleted = 0;
+-- A document's kind as its body says (``iter_type``, ``by_file``): the clear ``type`` column is kept
+-- for older code only, never read (a writer of the vault folder may change it: attack round 78c (3)).
+CREATE INDEX IF NOT EXISTS docs_kind ON docs(json_extract(body, '$.type')) WHERE deleted = 0;
 -- Revisions of other branches, after peers edited a document concurrently
 -- (store/replica.py): kept so that every replica holds the same revisions.
 CREATE TABLE IF NOT EXISTS leaves (
@@ -75,6 +78,9 @@ REVS_LIMIT = 100  # revisions of history kept per document, as CouchDB's _revs_l
 # it is left out of the counter and of the changes, so it can neither give every later document one
 # clashing seq nor stall a reader of the changes.
 SEQ_LIMIT = 1 << 62
+# A row's kind, as its body says (the index ``docs_kind`` holds it): the expression must be written
+# exactly as the index's for SQLite to use it.
+_KIND = "json_extract(body, '$.type')"
 WHOLE_SEQ = f"typeof(seq) = 'integer' AND seq BETWEEN 1 AND {SEQ_LIMIT}"
 # The rows of the changes after a seq (the ``?``, at least 0): a whole seq and an id that is text (a BLOB
 # id is none of fusevault's either).  Its lower bound first: SQLite scans the seq index from it (with
@@ -294,25 +300,33 @@ class LocalStore:
         # Streamed in batches: a vault of 100,000 files is never all in memory twice.  Every user's
         # documents of the kind: never inside a store call on the loop (short_calls.py).
         short_calls.scan(f"every {doc_type} document")
+        # By the body's kind (its index ``docs_kind``), never the clear ``type`` column: one changed
+        # column hid a live file of hers, unsaid, while ``get`` found its body (attack round 78c (3)).
         cursor = self._reader.execute(
-            "SELECT id, rev, body FROM docs WHERE type = ? AND deleted = 0", (doc_type,))
+            f"SELECT id, rev, body FROM docs WHERE {_KIND} = ? AND deleted = 0", (doc_type,))
         while rows := cursor.fetchmany(2000):
             yield from self._readable(doc_type, rows)
 
     def by_file(self, doc_type: str, fid: str) -> list[dict]:
         rows = self._reader.execute(
-            "SELECT id, rev, body FROM docs WHERE json_extract(body, '$.fid') = ? AND deleted = 0 "
-            "AND type = ?", (fid, doc_type)).fetchall()
+            f"SELECT id, rev, body FROM docs WHERE json_extract(body, '$.fid') = ? AND deleted = 0 "
+            f"AND {_KIND} = ?", (fid, doc_type)).fetchall()
         return list(self._readable(doc_type, rows))
 
     def _readable(self, doc_type: str, rows: Iterable[tuple[str, str, str]]) -> Iterator[dict]:
         for doc_id, rev, body in rows:
             try:
-                yield self._doc(doc_id, rev, body)
+                doc = self._doc(doc_id, rev, body)
             except CorruptData as err:
                 # One forged body (nested too deep, not JSON, not an object) must not hide all
                 # the others: it is left out, as a document that fails its checks is (get still refuses it).
                 log.warning("%s document %s is left out: %s", doc_type, doc_id, err)
+                continue
+            if doc.get("type") == doc_type:  # SQLite's JSON reads a key twice as its first; Python its last
+                yield doc
+            else:
+                log.warning("%s document %s is left out: its body says %.40r twice", doc_type, doc_id,
+                            doc.get("type"))
 
     def changes(self, since: int | str = 0, limit: int = -1) -> tuple[list[dict], int]:
         """The rows written after ``since``, whole seqs and text ids only (AFTER).  A ``since`` that is no

@@ -296,6 +296,50 @@ def _checked_copy(sha: object, offset: object, length: object) -> bytes | None:
         return None
 
 
+# What a row may place (attack round 78c (1), (4)): a block's record is at most the largest block size
+# and its seal (vault/format/manifest.py ``FULL_RECORD``: the store does not import the vault,
+# tests/unit/test_store_places.py holds them equal).  A manifest or a node of its tree has no smaller
+# bound than what one read of Linux returns (a record longer could never be read back whole): past it a
+# length is no record's.  (A length too short reads as a damaged record: no bound needed below.)
+_BLOCK_MOST = 4 + 1 + 12 + 16 + (64 << 10)
+_RECORD_MOST = 0x7FFFF000
+
+
+def checked_place(idx: object, offset: object, length: object) -> bool:
+    """Whether a stored row's ``idx``, ``offset`` and ``length`` are a place fusevault writes: integers,
+    the offset in a ``.vf``'s bounds, the length a record's.  A row in the vault folder is data to check:
+    its length goes to a read, which must not be a text, negative or a terabyte (attack round 78c (1))."""
+    if not (type(idx) is int and type(offset) is int and type(length) is int):
+        return False
+    most = _BLOCK_MOST if idx >= 0 else _RECORD_MOST
+    return _LOWEST <= idx <= _HIGHEST and 0 <= offset <= _HIGHEST and 0 <= length <= most
+
+
+def checked_row(row: PlaceRow) -> bool:
+    """Whether ``row`` is one fusevault writes: text ids, a place ``checked_place`` takes."""
+    return (isinstance(row.fid, str) and isinstance(row.vid, str) and isinstance(row.owner, str)
+            and checked_place(row.idx, row.offset, row.length))
+
+
+# Bad ``places`` rows said (``_said_bad``), at most this many named: each said once, not at every look.
+_BAD_PLACES_SAID = 1024
+_BAD_PLACES: set[tuple[str, str, str]] = set()
+
+
+def _said_bad(fid: object, vid: object, idx: object) -> None:
+    key = (repr(fid)[:80], repr(vid)[:80], repr(idx)[:40])  # the row's own values may be large blobs
+    with _LOCK:
+        if key in _BAD_PLACES or len(_BAD_PLACES) > _BAD_PLACES_SAID:
+            return
+        _BAD_PLACES.add(key)
+        full = len(_BAD_PLACES) > _BAD_PLACES_SAID
+    if full:
+        log.warning("more bad places rows: left out, not said again")
+    else:
+        log.warning("a places row of store.sqlite that fusevault never writes, left out (the record it "
+                    "names reads as damaged): file %s, version %s, record %s", *key)
+
+
 def in_runs(runs: list[tuple[int, int]], idx: int) -> bool:
     """Whether ``idx`` lies in one of ``runs`` (sorted, apart)."""
     at = bisect.bisect_right(runs, (idx, math.inf)) - 1
@@ -333,9 +377,22 @@ def unhashed(db: sqlite3.Connection, after: int, limit: int) -> list[tuple[int, 
 
 
 def since(db: sqlite3.Connection, n: int, limit: int) -> list[tuple[int, PlaceRow]]:
-    """Rows after ``n`` in the order they were written, each with its ``n``: what peers are sent."""
-    rows = db.execute(f"SELECT n, {_COLUMNS} FROM places WHERE n > ? ORDER BY n LIMIT ?", (n, limit))
-    return [(row[0], PlaceRow(*row[1:])) for row in rows.fetchall()]
+    """Rows after ``n`` in the order they were written, each with its ``n``: what peers are sent.
+    A row fusevault never writes (``checked_row``) is said once and left out, never sent: one planted
+    row stopped every later push (attack round 78c (4)); past a batch of them the next rows are read."""
+    while True:
+        rows = db.execute(f"SELECT n, {_COLUMNS} FROM places WHERE n > ? ORDER BY n LIMIT ?",
+                          (n, limit)).fetchall()
+        out = []
+        for row in rows:
+            place = PlaceRow(*row[1:])
+            if checked_row(place):
+                out.append((row[0], place))
+            else:
+                _said_bad(place.fid, place.vid, place.idx)
+        if out or len(rows) < limit:
+            return out
+        n = rows[-1][0]
 
 
 def count_since(db: sqlite3.Connection, n: int) -> int:
@@ -572,11 +629,20 @@ class Places:
         have): one dict look-up, for every read of a file."""
         return self._placed_at.get(fid, self._placed_floor) > seen
 
-    def arrived_of(self, fid: str) -> dict[tuple[str, int], tuple[int, int]]:
-        """(vid, idx) -> (offset, length) here of the records of ``fid`` that came from peers."""
+    def arrived_of(self, fid: str) -> dict[tuple[str, int], tuple[int, int] | None]:
+        """(vid, idx) -> (offset, length) here of the records of ``fid`` that came from peers; None for
+        a row fusevault never writes (``checked_place``: said once): that record has no place here, its
+        read is refused as damaged (attack round 78c (1): its length went to a read unchecked)."""
         rows = self._db().execute(
             "SELECT vid, idx, offset, length FROM places WHERE fid = ? AND arrived = 1", (fid,))
-        return {(vid, idx): (offset, length) for vid, idx, offset, length in rows}
+        out: dict[tuple[str, int], tuple[int, int] | None] = {}
+        for vid, idx, offset, length in rows:
+            if checked_place(idx, offset, length):
+                out[(vid, idx)] = (offset, length)
+            else:
+                _said_bad(fid, vid, idx)
+                out[(vid, idx)] = None
+        return out
 
     def copies_of(self, fid: str) -> dict[tuple[str, int], dict[bytes, tuple[int, int]]]:
         """(vid, idx) -> SHA-256 -> (offset, length) of each copy of ``fid``'s records placed again
@@ -618,10 +684,18 @@ class Places:
         return placed(self._db(), records)
 
     def of_version(self, fid: str, vid: str) -> list[PlaceRow]:
-        """Every record version ``vid`` of ``fid`` wrote, in index order."""
+        """Every record version ``vid`` of ``fid`` wrote, in index order.  A row fusevault never writes
+        (``checked_row``) is said once and left out: its record is not here (attack round 78c (1))."""
         rows = self._db().execute(f"SELECT {_COLUMNS} FROM places WHERE fid = ? AND vid = ? ORDER BY idx",
                                   (fid, vid))
-        return [PlaceRow(*row) for row in rows]
+        out = []
+        for row in rows:
+            place = PlaceRow(*row)
+            if checked_row(place):
+                out.append(place)
+            else:
+                _said_bad(fid, vid, place.idx)
+        return out
 
     def punched_of(self, fid: str) -> dict[str, tuple[str, list[tuple[int, int]]]]:
         """vid -> (owner, runs of indices) of ``fid``'s records gc punched out here and no peer sent

@@ -19,7 +19,7 @@ from itertools import groupby
 
 from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData, PeerUnavailable
-from fusevault.store.places import PlaceRow
+from fusevault.store.places import PlaceRow, checked_place
 from fusevault.vault.files.placements import append_arrived, vf_for_reading
 from fusevault.vault.format.layout import Layout
 from fusevault.vault.format.manifest import (
@@ -87,6 +87,8 @@ def read_records(layout: Layout, rows: list[PlaceRow] | list[tuple]) -> list[dic
             continue
         try:
             for row in group:
+                if not checked_place(row.idx, row.offset, row.length):
+                    continue  # a row fusevault never writes: no record to send (attack round 78c (4))
                 data = os.pread(fd, row.length, row.offset)
                 if not _whole(data, row.length):
                     continue  # a hole the garbage collector punched

@@ -144,6 +144,8 @@ conflict branches beyond malformed rows; meta.inf / key files of two times mixed
 
 Run (-n 0, this file, 2026-12-07 ~17:47 UTC): 1 passed, 11 xfailed (~35 s); with --runxfail the 11 fail
 at their own assertions, the control passes.
+Fixed (round 78c's fixer, docs/SECURITY.md "Round 78c (1)-(4)"): the xfails flipped; a control added for
+(2) (``test_78c_2_control_her_purge_on_her_other_device_raises_no_alarm``).
 """
 
 from __future__ import annotations
@@ -153,7 +155,16 @@ from pathlib import Path
 
 import adversary
 import pytest
-from conftest import first_device, fusevault, mount_status, mounted, settled, sync_answer, wait_for
+from conftest import (
+    first_device,
+    fusevault,
+    mount_status,
+    mounted,
+    new_device,
+    settled,
+    sync_answer,
+    wait_for,
+)
 
 
 def _big_file(vault: Path, tmp_path: Path) -> str:
@@ -181,7 +192,6 @@ def _plant_place(vault: Path, fid: str, length: object) -> None:
     assert changed == 1
 
 
-@pytest.mark.xfail(strict=True, reason="78c (1): a planted places row: `check` internal error")
 @pytest.mark.parametrize("length", ["abc", 2**40, -5], ids=["abc", "2**40", "-5"])
 def test_78c_1_a_planted_places_row_does_not_crash_check(vault: Path, tmp_path: Path, length: object) -> None:
     fid = _big_file(vault, tmp_path)
@@ -189,10 +199,9 @@ def test_78c_1_a_planted_places_row_does_not_crash_check(vault: Path, tmp_path: 
     result = fusevault("check", vault)
     said = result.stdout + result.stderr
     assert "internal error" not in said and "Traceback" not in said, said[-400:]
-    assert result.returncode != 70 and "damaged" in said, said[-400:]
+    assert result.returncode == 26 and "1 damaged file(s)" in said and "big.bin" in said, said[-400:]
 
 
-@pytest.mark.xfail(strict=True, reason="78c (1): a planted places row: `export` traceback")
 def test_78c_1_a_planted_places_row_does_not_crash_export(vault: Path, tmp_path: Path) -> None:
     fid = _big_file(vault, tmp_path)
     _plant_place(vault, fid, 2**40)
@@ -205,7 +214,6 @@ def test_78c_1_a_planted_places_row_does_not_crash_export(vault: Path, tmp_path:
     assert len(said.strip().splitlines()) <= 2, said[:600]
 
 
-@pytest.mark.xfail(strict=True, reason="78c (1): a planted places row: `gc` internal error")
 def test_78c_1_a_planted_places_row_does_not_crash_gc(vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
@@ -238,7 +246,6 @@ def test_78c_1_control_the_mount_serves_beside_a_planted_places_row(vault: Path,
         assert (mnt / "new.txt").read_bytes() == b"still writes"
 
 
-@pytest.mark.xfail(strict=True, reason="78c (2): a live file's row flagged deleted vanishes unsaid")
 def test_78c_2_a_live_files_row_flagged_deleted_is_said(vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
@@ -266,7 +273,6 @@ def _flag_deleted(vault: Path, fid: str) -> None:
         db.close()
 
 
-@pytest.mark.xfail(strict=True, reason="78c (2): a live folder's row flagged deleted vanishes unsaid")
 def test_78c_2_a_live_folders_row_flagged_deleted_is_said(vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
@@ -285,7 +291,43 @@ def test_78c_2_a_live_folders_row_flagged_deleted_is_said(vault: Path, tmp_path:
         assert found, f"taxes/ ({folder}) and 2026.txt, live when this device last saw them, vanished unsaid"
 
 
-@pytest.mark.xfail(strict=True, reason="78c (3): a live file's row, type column changed, vanishes unsaid")
+def test_78c_2_control_her_purge_on_her_other_device_raises_no_alarm(couchdb_url: str,
+                                                                    tmp_path: Path) -> None:
+    """The honest tombstone: old.txt trashed and purged (gc) on her laptop while her desktop is mounted
+    and takes both; the desktop's next mount says nothing of it (only a tombstone over a file its ledger
+    saw live is said)."""
+    laptop, a, b = first_device(couchdb_url, tmp_path), tmp_path / "a", tmp_path / "b"
+    with mounted(laptop, a):
+        (a / "keep.txt").write_bytes(b"kept")
+    before = {d["_id"] for d in adversary.docs(laptop, "node")}
+    with mounted(laptop, a):
+        (a / "old.txt").write_bytes(b"to be purged")
+        wait_for(lambda: settled(a), "the first push")
+    (fid,) = [d["_id"] for d in adversary.docs(laptop, "node") if d["_id"] not in before]
+    desktop = new_device(couchdb_url, tmp_path, "desktop")
+    with mounted(desktop, b):
+        wait_for(lambda: (b / "old.txt").exists() and settled(b), "old.txt on the desktop")
+        with mounted(laptop, a):
+            (a / "old.txt").unlink()
+            wait_for(lambda: settled(a) and not (b / "old.txt").exists(), "the trash reaches the desktop")
+            assert fusevault("gc", "--as-of", "2099-01-01", a).returncode == 0
+            wait_for(lambda: settled(a), "the purge pushed")
+        wait_for(lambda: _deleted(desktop, fid), "the purge taken on the desktop")
+    with mounted(desktop, b):
+        assert (b / "keep.txt").read_bytes() == b"kept"
+        found = [(x["kind"], x["subject"]) for x in mount_status(b)["alarms"]]
+        assert not any(subject == fid for _, subject in found), found
+
+
+def _deleted(vault: Path, doc_id: str) -> bool:
+    db = sqlite3.connect(vault / "store.sqlite")
+    try:
+        row = db.execute("SELECT deleted FROM docs WHERE id = ?", (doc_id,)).fetchone()
+    finally:
+        db.close()
+    return row is not None and row[0] == 1
+
+
 @pytest.mark.parametrize("kind", [None, "FilesMetaData"], ids=["null", "FilesMetaData"])
 def test_78c_3_a_live_files_row_with_another_type_column_is_said(vault: Path, tmp_path: Path,
                                                                   kind: str | None) -> None:
@@ -310,7 +352,6 @@ def test_78c_3_a_live_files_row_with_another_type_column_is_said(vault: Path, tm
             f"victim.txt ({fid}), its body intact and live, is not shown, unsaid; alarms: {found}")
 
 
-@pytest.mark.xfail(strict=True, reason="78c (3): a version row's type column: check calls it missing")
 def test_78c_3_a_version_row_with_another_type_column_is_not_called_missing(vault: Path,
                                                                              tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
@@ -350,7 +391,6 @@ def _peer(mnt: Path) -> dict:
     return peer
 
 
-@pytest.mark.xfail(strict=True, reason="78c (4): one planted places row stops her sync's push for good")
 def test_78c_4_a_planted_places_row_does_not_stop_her_push(couchdb_url: str, tmp_path: Path) -> None:
     vault = first_device(couchdb_url, tmp_path)
     mnt = tmp_path / "mnt"

@@ -127,7 +127,7 @@ class Content(Sealing):
         self.stored = manifest_loc is not None
         # Records that came from peers sit elsewhere in this replica's .vf
         # than their manifest says (vault/files/placements.py): looked up per version.
-        self._moved: dict[tuple[str, int], tuple[int, int]] = {}
+        self._moved: dict[tuple[str, int], tuple[int, int] | None] = {}  # None: a bad row
         # Copies of a record placed again after gc punched it, by hash (store/places.py ``copies``):
         # versions naming other bytes for it each read the copy they name (attack round 46a (3)).
         self._copies: dict[tuple[str, int], dict[bytes, tuple[int, int]]] = {}
@@ -261,8 +261,15 @@ class Content(Sealing):
             self._looked_up = {v for v, _ in self._moved} | {vid}
         if sha is not None and (copy := self._copies.get((vid, index), {}).get(sha)) is not None:
             return copy
-        moved = self._moved.get((vid, index))
-        return (offset, length) if moved is None else moved
+        if (vid, index) not in self._moved:
+            return offset, length
+        moved = self._moved[(vid, index)]
+        if moved is None:  # a row fusevault never writes (store/places.py ``checked_place``): damage, EIO
+            placements.alarm(places, f"{self.fid}/{vid}/{index}", f"file {self.fid}: the place kept here of "
+                             f"record {index} of version {vid} is not one fusevault writes (store.sqlite's "
+                             "places table changed?): refused (EIO)")
+            raise CorruptData(f"file {self.fid}: the place of record {index} of version {vid} is damaged")
+        return moved
 
     def _expected(self, vid: str, dek: bytes | None) -> dict[int, bytes] | None:
         """What the records of version ``vid`` must hash to (once per version)."""

@@ -1169,7 +1169,8 @@ class Ledger:
                                  "revision); the older state is shown")
             for fid in vanished:
                 self.alarms.warn("vanished", fid, f"file {fid} vanished from the store without a deletion "
-                                 "(its row was removed); this device had seen it")
+                                 "(its row was removed or marked deleted) while this device saw it live and "
+                                 "not in the trash")
         for fid in vanished:
             # Said once: a file gone cannot be brought back by waiting.  Kept
             # (not live), as every file ever seen: an older store that brings
@@ -1183,9 +1184,15 @@ class Ledger:
             self.alarms.warn("malformed", fid, f"file {fid} is left out: {err}")
             return
         if doc is None:
-            if _tombstone(store, fid):
-                self.record(fid, None, False)  # gc removed it from the trash, here or on a peer
+            if getattr(store, "db", None) is None:
+                # A CouchDB store cannot tell a deletion from a removed row here: not reported.
+                self.record(fid, None, False)
             else:
+                # Removed, or a tombstone: gc purges only what was in the trash, and this device saw
+                # the file live (a trash seen here, and a peer's purge taken while mounted, recorded it
+                # not live: ``committed``, ``admit``).  A tombstone is one clear column of the vault
+                # folder's writer's (``deleted``, no signature): said as a removed row is, never taken
+                # for a purge (attack round 78c (2)).
                 vanished.append(fid)
             return
         if self.owner_refused(fid, doc.get("owner")):
@@ -1238,14 +1245,6 @@ def _not_anothers(doc: dict, user_id: str) -> bool:
 def parents_of(node: Node, fid_of: Callable[[int], str | None]) -> list[str]:
     """The fids of the folders the node is linked in (``fid_of``: an inode's fid)."""
     return sorted({fid_of(parent) or "" for parent, _ in node.links})
-
-
-def _tombstone(store: Store, fid: str) -> bool:
-    db = getattr(store, "db", None)
-    if db is None:
-        return True  # a CouchDB store cannot tell a deletion from a removed row here: not reported
-    row = db.execute("SELECT deleted FROM docs WHERE id = ?", (fid,)).fetchone()
-    return row is not None and bool(row[0])
 
 
 def path_shown(volume: Held, node: Node) -> str:

@@ -331,14 +331,20 @@ class Checker:
         for (level, pos), ((node_offset, node_length, writer), *_) in (manifest.tree or {}).items():
             if writer == vid:  # a node of its manifest tree it wrote (vault/format/manifest_tree.py)
                 index = tree.node_index(level, pos)
-                node_offset, node_length = reader.where(node_offset, node_length, vid, index)
+                try:
+                    node_offset, node_length = reader.where(node_offset, node_length, vid, index)
+                except CorruptData as err:  # its place here is damaged (attack round 78c (1))
+                    return f"its manifest tree's node {index} is damaged ({_why(err)})"
                 record = os.pread(reader.fd, node_length, node_offset)
                 written.append((index, hashlib.sha256(record).digest()))
         for index, offset, length, vidx, last in manifest.blocks.blocks():
             if vidx >= len(vids):
                 return "its manifest names a version it does not list"
-            offset, length = reader.where(offset, length, vids[vidx], index,
-                                          sha=reader.block_sha(vids[vidx], index))  # its copy (46a (3))
+            try:
+                offset, length = reader.where(offset, length, vids[vidx], index,
+                                              sha=reader.block_sha(vids[vidx], index))  # its copy (46a (3))
+            except CorruptData as err:  # its place here is damaged (attack round 78c (1))
+                return f"block {index} is damaged ({_why(err)})"
             used.append((offset, offset + length))
             entry = (index, offset, length, vids[vidx], last, dek)
             if entry not in cache:
