@@ -14,9 +14,9 @@ blocking), never another user's file, never larger than ``limit`` (a record fuse
 smaller): whoever else can write her state folder, or a link planted there, gets ``Damaged``, not a
 hang, a read of another file, or all memory.
 
-rekeys_owed.py, left_kept.py, group_copies.py and trash_seen.py keep theirs through here; the older
-records of this folder (ledger.py, freshness.py, trust.py's pins, confirmed.py, verified.py) do the same
-by hand, each with a name or format check of its own: moving them here is the next step of this module.
+rekeys_owed.py, left_kept.py, group_copies.py, trash_seen.py and verified.py keep theirs through here;
+the older records of this folder (ledger.py, freshness.py, trust.py's pins, confirmed.py) do the same by
+hand, each with a name or format check of its own: moving them here is the next step of this module.
 """
 
 from __future__ import annotations
@@ -45,6 +45,20 @@ LIMIT = 64 * 2**20  # far above any record of a user's: a larger file is none fu
 
 def read_json(path: Path, key: MasterKey, kind: str, limit: int = LIMIT) -> dict[str, Any] | None:
     """The record of ``kind`` at ``path``, opened (None: none kept).  Raises ``Damaged``."""
+    plain = read_sealed(path, key, kind, limit)
+    if plain is None:
+        return None
+    try:
+        record = loads_untrusted(plain)
+    except ValueError as err:
+        raise Damaged(f"it is no JSON ({err})") from err
+    if not isinstance(record, dict):
+        raise Damaged("it is no record")
+    return record
+
+
+def read_sealed(path: Path, key: MasterKey, kind: str, limit: int = LIMIT) -> bytes | None:
+    """The plain bytes of the record of ``kind`` at ``path`` (None: none kept).  Raises ``Damaged``."""
     try:
         sealed = read_own(path, limit)
     except FileNotFoundError:
@@ -52,14 +66,9 @@ def read_json(path: Path, key: MasterKey, kind: str, limit: int = LIMIT) -> dict
     except OSError as err:
         raise Damaged(f"it does not read ({err.strerror or err})") from err
     try:
-        record = loads_untrusted(key.unseal_device(kind, path.name, sealed))
+        return key.unseal_device(kind, path.name, sealed)
     except VaultError as err:
         raise Damaged("it does not open with her key (damaged, truncated or replaced)") from err
-    except ValueError as err:
-        raise Damaged(f"it is no JSON ({err})") from err
-    if not isinstance(record, dict):
-        raise Damaged("it is no record")
-    return record
 
 
 def write(path: Path, key: MasterKey, kind: str, plain: bytes, *, set_aside: bool = False) -> None:

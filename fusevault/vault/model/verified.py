@@ -30,7 +30,7 @@ from pathlib import Path
 from fusevault import paths
 from fusevault.crypto.keys import MasterKey
 from fusevault.errors import VaultError
-from fusevault.vault.format.atomic import atomic_write
+from fusevault.vault.model import device_file
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +65,14 @@ class Verified:
     def open(cls, key: MasterKey, vault_root: Path | str) -> Verified:
         path, name = cache_path(vault_root, key.user_id)
         try:
-            sealed = path.read_bytes()
-        except FileNotFoundError:
-            return cls(key, path, name)
-        except OSError as err:
-            log.warning("could not read the signatures checked before (%s): all are checked again", err)
-            return cls(key, path, name)
-        try:
-            plain = key.unseal_device(KIND, name, sealed)
+            plain = device_file.read_sealed(path, key, KIND)
+            if plain is None:
+                return cls(key, path, name)
             if not plain.startswith(MAGIC) or (len(plain) - len(MAGIC)) % DIGEST:
-                raise ValueError("unknown format")
-        except (VaultError, ValueError):
-            log.warning("the signatures checked before on this device (%s) were damaged or not this "
-                         "user's: ignored, all are checked again", path)
+                raise device_file.Damaged("its format is unknown")
+        except device_file.Damaged as err:
+            log.warning("the signatures checked before on this device (%s) were not read (%s): all are "
+                        "checked again", path, err)
             return cls(key, path, name)
         body = memoryview(plain)[len(MAGIC):]
         return cls(key, path, name, frozenset(bytes(body[i:i + DIGEST]) for i in range(0, len(body), DIGEST)))
@@ -119,9 +114,8 @@ class Verified:
                 return
             plain = MAGIC + b"".join(sorted(used))
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                atomic_write(self.path, self.key.seal_device(KIND, self.name, plain))
-            except OSError as err:  # only speed is lost: the next mount checks them again
+                device_file.write(self.path, self.key, KIND, plain)
+            except (OSError, VaultError) as err:  # only speed is lost: the next mount checks them again
                 log.warning("could not save the signatures checked (%s): the next mount checks them again",
                             err)
                 return
