@@ -302,11 +302,11 @@ def test_78b_abuse_a_long_loop_and_many_crossings_of_her_folders_put_back_in_lin
         looks = [0]
         put_back = unlooping.put_back
 
-        def counted(tree, cut, was_at) -> None:  # noqa: ANN001
+        def counted(tree, cut, was_at) -> list:  # noqa: ANN001
             def seen(each: str) -> list[str] | None:
                 looks[0] += 1
                 return was_at(each)
-            put_back(tree, cut, seen)
+            return put_back(tree, cut, seen)
 
         monkeypatch.setattr(unlooping, "put_back", counted)
         again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
