@@ -276,9 +276,10 @@ def test_78b_3_her_crossing_moves_made_apart_hide_nothing_at_her_unlock(shared, 
 
 def test_78b_abuse_a_long_loop_and_many_crossings_of_her_folders_put_back_in_linear_steps(
         shared, monkeypatch) -> None:  # noqa: F811
-    """Her other device's states closing a loop of n folders (the top of a chain moved into its bottom)
-    and m crossings (3): every folder and the file at the bottom shown at her unlock, each put back in
-    a walk of the chain this device last saw them in, once (``unlooping.put_back``'s look-ups counted)."""
+    """(2b) down a chain of n folders (her other device moved its bottom folder R up into D, the top into
+    R; the server replays R's older state, in the folder above it: a loop of n folders once R is
+    rebuilt there) and m crossings (3): every folder and the file in R shown at her unlock, R put back
+    in one walk up the chain this device last saw it in (``unlooping.put_back``'s look-ups counted)."""
     n, m = 120, 40
 
     async def scene() -> tuple[list[bytes], int]:
@@ -288,13 +289,19 @@ def test_78b_abuse_a_long_loop_and_many_crossings_of_her_folders_put_back_in_lin
         for i in range(n):
             chain.append((await drive.mkdir(chain[-1], b"c%d" % i, stat.S_IFDIR | 0o755, ALICE)).st_ino)
         await _write(drive, chain[-1], b"deep.txt", b"deep\n", ALICE)
+        r = alice.resolve(b"/".join([b"D", *(b"c%d" % i for i in range(n))])).fid
+        older = shared.store.get(r)  # her state of R in the folder above it; then two renames of hers
+        last = b"c%d" % (n - 1)
+        await drive.rename(chain[-2], last, chain[-2], b"tmp", 0, ALICE)
+        await drive.rename(chain[-2], b"tmp", chain[-2], last, 0, ALICE)
         for i in range(m):
             await drive.mkdir(d.st_ino, b"a%d" % i, stat.S_IFDIR | 0o755, ALICE)
             await drive.mkdir(d.st_ino, b"b%d" % i, stat.S_IFDIR | 0o755, ALICE)
         await alice.save_all()  # her lock
-        top = alice.resolve(b"D/c0").fid
-        bottom = alice.resolve(b"/".join([b"D", *(b"c%d" % i for i in range(n))])).fid
-        _put(shared, _signed_by(shared, "alice", top, {"links": [[bottom, "c0"]], "ctime": LATE}))
+        dfid, top = alice.resolve(b"D").fid, alice.resolve(b"D/c0").fid
+        _put(shared, _signed_by(shared, "alice", r, {"links": [[dfid, last.decode()]], "ctime": LATE}))
+        _put(shared, _signed_by(shared, "alice", top, {"links": [[r, "c0"]], "ctime": LATE + 1}))
+        _put(shared, older)  # the server serves her older state of R again
         for i in range(m):  # her laptop: a into b; her desktop, apart: b into a
             a, b = alice.resolve(b"D/a%d" % i).fid, alice.resolve(b"D/b%d" % i).fid
             _put(shared, _signed_by(shared, "alice", a, {"links": [[b, f"a{i}"]], "ctime": LATE}))
