@@ -107,6 +107,7 @@ from attack_scenes import ALICE, ask, bobs_node_doc
 from fusevault.vault.model.nodes import open_node_attrs
 from fusevault.vault.services import rotation
 from fusevault.vault.services.absorbing import absorb_arrivals, admit_new
+from fusevault.vault.tree import unlooping
 from fusevault.vault.volume import Volume
 from inprocess.conftest import BOB_UID, ROOT, shared  # noqa: F401  (fixture)
 from inprocess.test_attack_70a import _signed_by
@@ -118,8 +119,6 @@ from inprocess.test_two_users import _write
 LATE = 1 << 62  # her other device's moves, later than anything here
 
 
-@pytest.mark.xfail(strict=True, reason="78b (1): each guest that leaves her seat leaves its K empty phantoms "
-                   "behind for the rest of her mount (3e53fe6): no bound")
 def test_78b_1_a_guest_leaving_leaves_no_empty_phantoms_behind(shared) -> None:  # noqa: F811
     k, rounds = 20, 3
 
@@ -169,16 +168,9 @@ def _paths(volume: Volume) -> list[bytes]:
 
 @pytest.mark.parametrize("how", [
     pytest.param("control_her_other_devices_moves_alone", id="control_her_other_devices_moves_alone"),
-    pytest.param("bobs_refused_touch_of_r", id="bobs_refused_touch_of_r", marks=pytest.mark.xfail(
-        strict=True, reason="78b (2): a READ member's refused touch of her folder R, which her other device "
-        "moved above the folder it was in, hides R, Y and all under them at her unlock (a loop)")),
-    pytest.param("bobs_refused_deletion_of_r", id="bobs_refused_deletion_of_r", marks=pytest.mark.xfail(
-        strict=True, reason="78b (2): a READ member's refused deletion of her folder R, which her other "
-        "device moved above the folder it was in, hides R, Y and all under them at her unlock (a loop)")),
-    pytest.param("server_replays_her_older_state_of_r", id="server_replays_her_older_state_of_r",
-                 marks=pytest.mark.xfail(
-        strict=True, reason="78b (2): the server's replay of her older state of R, which her other device "
-        "moved above the folder it was in, hides R, Y and all under them at her unlock (a loop)")),
+    pytest.param("bobs_refused_touch_of_r", id="bobs_refused_touch_of_r"),
+    pytest.param("bobs_refused_deletion_of_r", id="bobs_refused_deletion_of_r"),
+    pytest.param("server_replays_her_older_state_of_r", id="server_replays_her_older_state_of_r"),
 ])
 def test_78b_2_a_readers_refused_touch_of_her_moved_folder_hides_nothing_at_her_unlock(
         shared, how: str) -> None:  # noqa: F811
@@ -214,8 +206,6 @@ def test_78b_2_a_readers_refused_touch_of_her_moved_folder_hides_nothing_at_her_
     assert sorted(path.rsplit(b"/", 1)[-1] for path in seen) == [b"D", b"R", b"Y", b"f.txt"], seen
 
 
-@pytest.mark.xfail(strict=True, reason="78b (2b): her unlock commits the replayed R rebuilt in Y, which her "
-                   "other device put under R: her signed states name a loop (hidden on every device)")
 def test_78b_2b_her_unlock_commits_no_loop_of_her_folders_over_a_replay(shared) -> None:  # noqa: F811
     async def scene() -> tuple[dict[str, list[str]], str, str]:
         drive, alice = shared.drive, shared.volumes["alice"]
@@ -249,13 +239,8 @@ def test_78b_2b_her_unlock_commits_no_loop_of_her_folders_over_a_replay(shared) 
 
 @pytest.mark.parametrize("how", [
     pytest.param("control_one_move", id="control_one_move"),
-    pytest.param("crossing_moves", id="crossing_moves", marks=pytest.mark.xfail(
-        strict=True, reason="78b (3): her two devices' crossing folder moves, both stored, hide both folders "
-        "and all under them at her unlock")),
-    pytest.param("server_withholds_her_move_of_a_out_of_b", id="server_withholds_her_move_of_a_out_of_b",
-                 marks=pytest.mark.xfail(
-        strict=True, reason="78b (3): the server serving her later move of B into A, not her move of A "
-        "out of B before it, hides both folders and all under them at her unlock")),
+    pytest.param("crossing_moves", id="crossing_moves"),
+    pytest.param("server_withholds_her_move_of_a_out_of_b", id="server_withholds_her_move_of_a_out_of_b"),
 ])
 def test_78b_3_her_crossing_moves_made_apart_hide_nothing_at_her_unlock(shared, how: str) -> None:  # noqa: F811
     async def scene() -> list[bytes]:
@@ -287,3 +272,60 @@ def test_78b_3_her_crossing_moves_made_apart_hide_nothing_at_her_unlock(shared, 
     seen = trio.run(scene)
     assert sorted(path.rsplit(b"/", 1)[-1] for path in seen) == [b"A", b"B", b"D", b"fa.txt", b"fb.txt"], (
         f"her unlock: {seen}")
+
+
+def test_78b_abuse_a_long_loop_and_many_crossings_of_her_folders_put_back_in_linear_steps(
+        shared, monkeypatch) -> None:  # noqa: F811
+    """(2b) down a chain of n folders (her other device moved its bottom folder R up into D, the top into
+    R; the server replays R's older state, in the folder above it: a loop of n folders once R is
+    rebuilt there) and m crossings (3): every folder and the file in R shown at her unlock, R put back
+    in one walk up the chain this device last saw it in (``unlooping.put_back``'s look-ups counted)."""
+    n, m = 120, 40
+
+    async def scene() -> tuple[list[bytes], int]:
+        drive, alice = shared.drive, shared.volumes["alice"]
+        d = await drive.mkdir(ROOT, b"D", stat.S_IFDIR | 0o755, ALICE)
+        chain = [d.st_ino]
+        for i in range(n):
+            chain.append((await drive.mkdir(chain[-1], b"c%d" % i, stat.S_IFDIR | 0o755, ALICE)).st_ino)
+        await _write(drive, chain[-1], b"deep.txt", b"deep\n", ALICE)
+        r = alice.resolve(b"/".join([b"D", *(b"c%d" % i for i in range(n))])).fid
+        older = shared.store.get(r)  # her state of R in the folder above it; then two renames of hers
+        last = b"c%d" % (n - 1)
+        await drive.rename(chain[-2], last, chain[-2], b"tmp", 0, ALICE)
+        await drive.rename(chain[-2], b"tmp", chain[-2], last, 0, ALICE)
+        for i in range(m):
+            await drive.mkdir(d.st_ino, b"a%d" % i, stat.S_IFDIR | 0o755, ALICE)
+            await drive.mkdir(d.st_ino, b"b%d" % i, stat.S_IFDIR | 0o755, ALICE)
+        await alice.save_all()  # her lock
+        dfid, top = alice.resolve(b"D").fid, alice.resolve(b"D/c0").fid
+        _put(shared, _signed_by(shared, "alice", r, {"links": [[dfid, last.decode()]], "ctime": LATE}))
+        _put(shared, _signed_by(shared, "alice", top, {"links": [[r, "c0"]], "ctime": LATE + 1}))
+        _put(shared, older)  # the server serves her older state of R again
+        for i in range(m):  # her laptop: a into b; her desktop, apart: b into a
+            a, b = alice.resolve(b"D/a%d" % i).fid, alice.resolve(b"D/b%d" % i).fid
+            _put(shared, _signed_by(shared, "alice", a, {"links": [[b, f"a{i}"]], "ctime": LATE}))
+            _put(shared, _signed_by(shared, "alice", b, {"links": [[a, f"b{i}"]], "ctime": LATE + 1}))
+        looks = [0]
+        put_back = unlooping.put_back
+
+        def counted(tree, cut, was_at) -> list:  # noqa: ANN001
+            def seen(each: str) -> list[str] | None:
+                looks[0] += 1
+                return was_at(each)
+            return put_back(tree, cut, seen)
+
+        monkeypatch.setattr(unlooping, "put_back", counted)
+        again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
+        try:
+            return _paths(again), looks[0]
+        finally:
+            await again.close()
+
+    seen, looks = trio.run(scene)
+    names = sorted(path.rsplit(b"/", 1)[-1] for path in seen)
+    wanted = sorted([b"D", b"deep.txt", *(b"c%d" % i for i in range(n)), *(b"a%d" % i for i in range(m)),
+                     *(b"b%d" % i for i in range(m))])
+    missing = sorted(set(wanted) - set(names))[:5]
+    assert names == wanted, f"{len(names)} shown of {len(wanted)}: missing {missing}"
+    assert 0 < looks <= 2 * (n + 2 * m), f"{looks} look-ups of where {n + 2 * m} folders were last seen"

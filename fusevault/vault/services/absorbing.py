@@ -953,7 +953,8 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
     guests = []
     taken: list[tuple[Node, str]] = []  # held nodes given their key again, and their document's owner
     foreign: list = []
-    for fid, paths in key_files(volume.layout, volume.key.user_id, sharing.groups).items():
+    keyed = key_files(volume.layout, volume.key.user_id, sharing.groups)
+    for fid, paths in keyed.items():
         ino = tree.ino_of(fid)
         if ino is not None and not _keyless(volume, ino):
             continue
@@ -985,6 +986,8 @@ def _admit_new_shares(volume: Volume, out: Absorbed) -> None:
                 log.warning("%s: its document changes the file's type: it keeps what it had", fid)
                 continue
             real = phantoms.made_real(tree, node, opened[0].owner)  # its owner was a guess
+            if not real:  # its names in folders not held (a share root's real parent) left with it
+                phantoms.parents_again(tree, opened[1], keyed)
             _update(volume, node, opened[0], out)
             decided = relink(tree, node, opened[1], out, signer)
             if real:

@@ -586,15 +586,15 @@ def leave(tree: Tree, node: Node, out: Absorbed) -> None:
             sharing.leaving.add(node.ino)
             out.save.append(node)
         return
-    # A phantom its names leave stays (until her lock): dropped here, a share root's real parent went
-    # while a file of the share still held unsaved writes, and the share given again while mounted
-    # never showed that file again (tests/mount/test_shared_mount.py, the revoke with unsaved writes).
-    # A guest's phantoms are bounded by what his documents named while he was here (74b (3): relink
-    # and ``placed_as_a_guest`` drop the ones a new revision no longer names).
+    # A phantom its names leave, empty, goes (74b (3)): kept, each share given and taken back left the
+    # phantoms a revision of his named behind for the rest of the mount (attack round 78b (1)).  A node
+    # still held here when its share is given again (open, its folder looked up) gets the phantoms of
+    # its folders not held again there (absorbing.py ``_admit_new_shares``: ``phantoms.parents_again``).
     for parent_ino, name in list(node.links):
         if (parent := tree.get(parent_ino)) is not None:
             tree.unlink_entry(parent, name, node)
             out.entries.append((parent_ino, name))
+            tree.drop_phantom_if_empty(parent_ino)  # a phantom it alone was named in (74b (3))
         else:
             node.links.remove((parent_ino, name))
     for virtual in sharing.virtual if sharing else ():

@@ -34,7 +34,7 @@ from fusevault.vault.model.migrate import sign_own
 from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, open_node_doc
 from fusevault.vault.model.trust import USER, Trust
 from fusevault.vault.model.verified import Verified
-from fusevault.vault.tree import phantoms, revival, undeleting
+from fusevault.vault.tree import phantoms, revival, undeleting, unlooping
 from fusevault.vault.tree.arrivals import Absorbed, clash, leave, signed_state, stand_on
 from fusevault.vault.tree.authorship import Authorship, Foreign, said_signer
 from fusevault.vault.tree.guests import (
@@ -204,7 +204,8 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
                          {node.fid: signer for node, _, signer, _ in foreign}, taken)
     # Before settling (what leaves takes what is under it); a loop is cut at a name from a
     # document another signed, if one made it.
-    _break_cycles(tree, [node for node, *_ in foreign if tree.get(node.ino) is node])
+    cut: list[tuple[Node, Node, bytes]] = []  # (folder, folder, name) a loop's cut left out: put back below
+    _break_cycles(tree, [node for node, *_ in foreign if tree.get(node.ino) is node], cut)
     moved: dict[str, list[str]] = {}
     kept: list[Node] = []  # the user's own nodes whose refused deletion was put back
     rebuilt: list[Node] = []  # the user's own nodes whose refused document settling rebuilt
@@ -225,11 +226,11 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
                                            unreadable)
         taken += lost_names
         if kept:
-            _break_cycles(tree)
+            _break_cycles(tree, (), cut)
     if gate is not None and foreign:
         # Before settling: a writer's current revision that is his edit to keep only as a copy gives
         # way to her own leaf beside it (``_hers_beside_copies``), judged there no more.
-        taken = _hers_beside_copies(tree, store, key, gate, foreign, others, pending, taken)
+        taken = _hers_beside_copies(tree, store, key, gate, foreign, others, pending, taken, cut)
     if foreign:
         out = Absorbed()
         # Every refused node is rebuilt before any is put back where it was: one by one, a node went
@@ -265,14 +266,27 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
             if tree.get(node.ino) is node:
                 _link_loaded(tree, node, lost)
         if taken or rebuilt:
-            _break_cycles(tree)  # a name given back, or a node rebuilt where it was, closes no loop either
+            # A name given back, or a node rebuilt where it was, closes no loop either: one it closes is cut
+            # at the rebuilt node's name (walked from first), the one it was given back.
+            _break_cycles(tree, rebuilt, cut)
     place_taken(tree, taken)
     for node in kept:  # one name in the first folder it was seen in: a file it was in twice
         if gate is not None and tree.get(node.ino) is node and (now := parents_of(
                 node, tree.fid_at)) != gate.was_placed(tree, node.fid, node.placed):
             moved.setdefault(node.fid, now)
-    if gate is not None:
-        rebuilt += _replays_refused(tree, store, key, gate, ledger, {node.fid for node in rebuilt})
+    replays = _replays_refused(tree, store, key, gate, ledger, {node.fid for node in rebuilt}) if gate else []
+    rebuilt += replays
+    if cut or replays:
+        # A replay rebuilt where this device last saw it closes a loop too (under a folder her other
+        # device moved under it since): each loop cut again once all is judged and rebuilt, at the name
+        # of a rebuilt or undeleted node first (its commit, ``rotation.resume``, never names the loop),
+        # what the cuts left in no folder put back where it is shown (attack round 78b (2), (2b), (3)).
+        unlooping.relinked(tree, cut)
+        first = [*rebuilt, *kept, *(node for node, *_ in foreign if tree.get(node.ino) is node)]
+        _break_cycles(tree, first, cut)
+        for node in unlooping.put_back(tree, cut, ledger.was_at):
+            if node.fid in moved:  # shown there now, not where her stamp puts it
+                moved[node.fid] = parents_of(node, tree.fid_at)
     tree.authorship = gate
     ours = {node.fid for node in rebuilt}
     if gate is not None:
@@ -286,8 +300,10 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
     for node, _, signer, _ in foreign:  # whose names these are, should a refused revision come over them
         if node.fid not in ours and tree.get(node.ino) is node:
             signed_state(tree, node, signer)
-    if gate is not None:
-        _revive_for_orphans(tree, pending, {node.fid for node, *_ in foreign})
+    if gate is not None and _revive_for_orphans(tree, pending, {node.fid for node, *_ in foreign}):
+        late: list[tuple[Node, Node, bytes]] = []
+        _break_cycles(tree, (), late)  # what it linked closes no loop either (78b (2))
+        unlooping.put_back(tree, late, tree.ledger.was_at)
     if trust is not None and trust.verified is not None:
         log.debug("signatures at load: %d checked, %d checked before", trust.verified.verified,
                  trust.verified.cached)
@@ -356,7 +372,7 @@ def _claimed_keys_signed(tree: Tree, ledger: Ledger, pending: list[tuple[Node, l
 def _hers_beside_copies(tree: Tree, store: Store, key: MasterKey, gate: Authorship, foreign: list[Foreign],
                         others: dict[str, dict], pending: list[tuple[Node, list[tuple[str, bytes]]]],
                         taken: list[tuple[Node, list[tuple[str, bytes]]]],
-                        ) -> list[tuple[Node, list[tuple[str, bytes]]]]:
+                        cut: list[tuple[Node, Node, bytes]]) -> list[tuple[Node, list[tuple[str, bytes]]]]:
     """Her files whose current revision is a writer's edit to keep only as a conflict copy beside her
     own leaf (CouchDB's rule made his current: more saves; authorship.py ``loaded_copy``): loaded as
     her leaf holds them, where she put them, under her key, and taken out of ``foreign`` (and
@@ -385,7 +401,7 @@ def _hers_beside_copies(tree: Tree, store: Store, key: MasterKey, gate: Authorsh
         if lost:
             taken.append((node, lost))
         if node.is_dir:
-            _break_cycles(tree)  # her folder's own names close no loop either
+            _break_cycles(tree, (), cut)  # her folder's own names close no loop either
     return taken
 
 
@@ -821,22 +837,27 @@ def _refuse(trust: Trust | None, fid: str, err: CorruptData) -> None:
 
 
 def _revive_for_orphans(tree: Tree, pending: list[tuple[Node, list[tuple[str, bytes]]]],
-                        others: set[str]) -> None:
+                        others: set[str]) -> bool:
     """Her own live nodes loaded in no folder, whose folder her own removal took away: removed on one
     device while this one put them in it, and taken in without them (a sync that stored the removal
     while nothing was mounted, a ``kill -9`` between storing and taking in).  Their folders come back
     where this device last saw them (vault/tree/revival.py, as on arrival), committed before the mount
     serves, over the removal (``Ledger.replays``: her newer state put back over a revision, at
-    ``rotation.resume``).  A document another signed is judged on arrival only."""
+    ``rotation.resume``).  A document another signed is judged on arrival only.  Whether it linked a
+    folder (its own document may name it under itself: the caller cuts that loop, 78b (2)); a folder a
+    loop's cut put back has its name already, never linked back into the loop here."""
     out = Absorbed()
+    folders = False
     for node, links in pending:
         if node.links or node.fid in others or tree.get(node.ino) is not node or not links:
             continue
         revival.revive(tree, links, tree.key.user_id, tree.key.user_id, out)
         if any(tree.holds(parent) for parent, _ in links):
             _link_loaded(tree, node, links)
+            folders = folders or (node.is_dir and bool(node.links))
     for folder, rev in out.recommit:
         tree.ledger.replays[folder.fid] = rev
+    return folders or bool(out.recommit)
 
 
 def _link_loaded(tree: Tree, node: Node, links: list[tuple[str, bytes]], *,
@@ -934,7 +955,8 @@ def names_across(tree: Tree, gate: Authorship | None, nodes: list[Node], signers
     return out
 
 
-def _break_cycles(tree: Tree, first: Iterable[Node] = ()) -> None:
+def _break_cycles(tree: Tree, first: Iterable[Node] = (), cut: list[tuple[Node, Node, bytes]] | None = None,
+                  ) -> None:
     """A folder is never inside itself, whoever's documents say so (a grantee's,
     two devices' concurrent moves): walking the names down from the root
     (then from every folder not reached), a name leading back to a folder on
@@ -944,7 +966,10 @@ def _break_cycles(tree: Tree, first: Iterable[Node] = ()) -> None:
     folder in it, and the name left out is the one into that folder: its own document's.  So
     the walks start from ``first``, the nodes whose document another signed (judged after
     this): a loop a writer's move closes loses his name, never one of the owner's, and his
-    document, refused, gives the folder back where it was (attack round 28c (2))."""
+    document, refused, gives the folder back where it was (attack round 28c (2)).
+
+    ``cut``: each folder whose name is left out, the folder and the name, added; in no folder then
+    (its loop reached from no folder), the load puts it back (unlooping.py: attack round 78b (2), (3))."""
     state: dict[int, bool] = {}  # inode -> still on the way down (False: done)
     alarms = tree.trust.alarms if tree.trust is not None else None
     for start in [tree.root, *first, *tree.nodes()]:
@@ -964,6 +989,8 @@ def _break_cycles(tree: Tree, first: Iterable[Node] = ()) -> None:
                 continue
             if state.get(ino):
                 tree.unlink_entry(parent, name, child)
+                if cut is not None:
+                    cut.append((child, parent, name))
                 said = f"folder {child.fid} was named inside itself (in {parent.fid}): that name is left out"
                 if alarms is not None:
                     alarms.warn("cycle", child.fid, said)

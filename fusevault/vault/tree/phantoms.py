@@ -20,6 +20,7 @@ file from her trash) is never a phantom's: the phantom gives way (inodes.py ``ph
 from __future__ import annotations
 
 import stat
+from collections.abc import Container
 from typing import TYPE_CHECKING
 
 from fusevault.encoding import name_to_str
@@ -98,6 +99,23 @@ def placed_as_a_guest(tree: Tree, node: Node, links: list[tuple[str, bytes]], de
         parent = tree.add(phantom(0, parent_fid), {})
         tree.sharing.phantoms.add(parent.ino)
         tree.link_entry(parent, name, node)
+
+
+def parents_again(tree: Tree, links: list[tuple[str, bytes]], coming: Container[str]) -> None:
+    """A guest still held here (open, or its unsaved writes kept it: ``sharing.leaving``) whose share
+    is given again: each folder its ``links`` name that is not held and comes with no key of this
+    share (``coming``: a share root's real parent) is a phantom again, as at its admission
+    (loading.py ``_link_loaded``), so ``relink`` shows it there under its name.  The phantom its
+    names were in went when it left (arrivals.py ``leave``): kept for a node that might come back,
+    a member's revision naming his file in fresh folder ids, shared and unshared, left as many
+    phantoms behind each round for the rest of the mount (attack round 78b (1))."""
+    if tree.sharing is None:
+        return
+    for parent_fid, name in links:
+        if tree.holds(parent_fid) or parent_fid in coming or names.problem(name) is not None:
+            continue
+        parent = tree.add(phantom(0, parent_fid), {})
+        tree.sharing.phantoms.add(parent.ino)
 
 
 def names_judged_again(tree: Tree, folder: Node, out: Absorbed) -> None:
