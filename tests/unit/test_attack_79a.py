@@ -16,6 +16,19 @@
     row); or select ``WHERE typeof(length) = 'integer' AND typeof(offset) = 'integer' ...`` and say
     the rest by ``n`` alone.  Test: ``test_79a_3_a_places_row_not_utf8_is_left_out[since|of_version]``
     (strict xfails); control ``test_79a_3_control_a_text_length_is_left_out`` (e24e4b7's own case).
+
+(1b) the store side of tests/inprocess/test_attack_79a.py (1) (9c2064f, store/local.py ``iter_type``,
+    ``by_file``, ``_readable``): a body with a key written twice, or spelt with an escape, reads one way
+    to SQLite's ``json_extract`` (first key; escaped labels unmatched in SQLite 3.40) and another to
+    Python (last key; escapes decoded), so ``get`` hands out a live document that ``iter_type`` and
+    ``by_file`` never select, and ``by_file`` hands out a version whose ``fid`` is another file's:
+    a version of file X with ``{"fid": Y, ..., "fid": X}`` is missing from X's history (78c (3)'s
+    "called missing": ``check --repair`` would restore X's older version as its newest) and listed in
+    Y's (``_readable`` checks only ``type``).  Test:
+    ``test_79a_1b_get_and_the_kind_selections_agree[dup_type_node|escaped_type_node|dup_type_version|dup_fid_version]``
+    (strict xfails).  Fix (suggested): refuse, in ``_doc``, a body with a duplicated key
+    (``object_pairs_hook``) and one whose ``type``/``fid`` differ from SQLite's reading; ``_readable``
+    checks ``fid`` as it checks ``type``.
 """
 
 from __future__ import annotations
@@ -24,6 +37,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
+from fusevault.store.local import LocalStore
 
 from fusevault.store import places
 from fusevault.store.places import PlaceRow
@@ -61,3 +76,40 @@ def test_79a_3_a_places_row_not_utf8_is_left_out(tmp_path: Path, read) -> None:
 @pytest.mark.parametrize("read", READS.values(), ids=READS.keys())
 def test_79a_3_control_a_text_length_is_left_out(tmp_path: Path, read) -> None:
     assert read(_store(tmp_path, "'abc'")) == [-1, 0, 2]
+
+
+X, Y = "0" * 31 + "1", "0" * 31 + "2"
+ODD = {
+    "dup_type_node": ("node", X, lambda b: '{"type": "FilesMetaData", ' + b[1:]),
+    "escaped_type_node": ("node", X, lambda b: b.replace('"type"', '"typ\\u0065"', 1)),
+    "dup_type_version": ("FilesMetaData", "v" * 32, lambda b: '{"type": "node", ' + b[1:]),
+    "dup_fid_version": ("FilesMetaData", "v" * 32, lambda b: '{"fid": "%s", ' % Y + b[1:]),
+}
+
+
+@pytest.mark.xfail(strict=True, reason="79a (1b): a body SQLite and Python read apart is handed out by get, "
+                                       "never selected by its kind or file (or by another file's)")
+@pytest.mark.parametrize("kind, doc_id, odd", ODD.values(), ids=ODD.keys())
+def test_79a_1b_get_and_the_kind_selections_agree(tmp_path: Path, kind: str, doc_id: str, odd) -> None:
+    path = tmp_path / "store.sqlite"
+    store = LocalStore(path)
+    store.put_many([{"_id": X, "type": "node", "fid": X, "enc": "x"},
+                    {"_id": "v" * 32, "type": "FilesMetaData", "fid": X, "enc": "y"},
+                    {"_id": Y, "type": "node", "fid": Y, "enc": "z"}])
+    store.close()
+    db = sqlite3.connect(path)  # the attacker: one body rewritten, its fields (and a signature) the same
+    (body,) = db.execute("SELECT body FROM docs WHERE id = ?", (doc_id,)).fetchone()
+    assert db.execute("UPDATE docs SET body = ? WHERE id = ?", (odd(body), doc_id)).rowcount == 1
+    db.commit()
+    db.close()
+    store = LocalStore(path)
+    try:
+        got = store.get(doc_id)
+        if got is not None:  # handed out: then found where its kind and file are asked for
+            assert (got["type"], got["fid"]) == (kind, X), "the scene: Python reads the original fields"
+            selected = ([d["_id"] for d in store.iter_type(kind)] if kind == "node"
+                        else [d["_id"] for d in store.by_file(kind, X)])
+            assert doc_id in selected, f"{doc_id[:4]} handed out by get, not selected as {kind} of {X[-4:]}"
+        assert all(d["fid"] == Y for d in store.by_file("FilesMetaData", Y)), "another file's version in Y's"
+    finally:
+        store.close()
