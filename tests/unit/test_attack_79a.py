@@ -38,9 +38,8 @@ from pathlib import Path
 
 import pytest
 
-from fusevault.store.local import LocalStore
-
 from fusevault.store import places
+from fusevault.store.local import LocalStore
 from fusevault.store.places import PlaceRow
 
 FID, VID, OWNER = "f" * 32, "1" * 32, "a" * 32
@@ -83,7 +82,7 @@ ODD = {
     "dup_type_node": ("node", X, lambda b: '{"type": "FilesMetaData", ' + b[1:]),
     "escaped_type_node": ("node", X, lambda b: b.replace('"type"', '"typ\\u0065"', 1)),
     "dup_type_version": ("FilesMetaData", "v" * 32, lambda b: '{"type": "node", ' + b[1:]),
-    "dup_fid_version": ("FilesMetaData", "v" * 32, lambda b: '{"fid": "%s", ' % Y + b[1:]),
+    "dup_fid_version": ("FilesMetaData", "v" * 32, lambda b: f'{{"fid": "{Y}", ' + b[1:]),
 }
 
 
