@@ -43,18 +43,30 @@ Tried and held: a changed clear ``type`` column (78c (3)'s fix) [control above];
 surrogate escape or a 500-digit integer (SQLite and Python agree on ``type``); a body with a raw
 control character or a no-break space (both refuse it: left out).  A peer cannot bring (1) or (2):
 store/replica.py writes every body as ``json.dumps`` of the parsed document (no duplicate, ASCII).
-Not tried: 92d9dc4's put-back (vault/tree/unlooping.py) and f061322's ``parents_again`` (no time).
+92d9dc4's put-back, with a WRITE member (D hers, shared WRITE with bob; his folder A and her R/f.txt in
+D): bob signs her R into his A and his A into R (a loop of his states alone) [bobs_loop], or her other
+device moves R into A while bob, apart, moves A into R [crossing_with_bob]: her unlock shows R and f.txt
+(his states refused as placing outside his share, rebuilt): control
+``test_79a_control_a_loop_with_a_writers_folder_hides_nothing_of_hers``.
+Not tried: f061322's ``parents_again``; a loop of folders of another owner she holds as a guest.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
 import trio
+from attack_scenes import ALICE, BOB, ask
 
-from inprocess.conftest import _composed, make
+from fusevault.vault.services.absorbing import admit_new
+from fusevault.vault.volume import Volume
+from inprocess.conftest import ROOT, _composed, make, shared  # noqa: F401  (fixture)
+from inprocess.test_attack_70a import _signed_by
+from inprocess.test_attack_78b import LATE, _paths, _put
+from inprocess.test_two_users import _write
 
 
 def _two_files(vault: Path) -> str:
@@ -125,3 +137,32 @@ def test_79a_2_a_body_that_is_not_utf8_does_not_stop_her_unlock(vault_copy: Path
     except sqlite3.OperationalError as err:
         raise AssertionError(f"her unlock fails on one planted body: {err!r:.120}") from None
     assert kept
+
+
+@pytest.mark.parametrize("how", ["bobs_loop", "crossing_with_bob"])
+def test_79a_control_a_loop_with_a_writers_folder_hides_nothing_of_hers(shared, how: str) -> None:  # noqa: F811
+    async def scene() -> list[bytes]:
+        drive, alice, bob = shared.drive, shared.volumes["alice"], shared.volumes["bob"]
+        d = await drive.mkdir(ROOT, b"D", stat.S_IFDIR | 0o755, ALICE)
+        r = await drive.mkdir(d.st_ino, b"R", stat.S_IFDIR | 0o755, ALICE)
+        await _write(drive, r.st_ino, b"f.txt", b"her f\n", ALICE)
+        await ask(shared, "share", "D", "WRITE")
+        admit_new(bob)
+        ino = ROOT
+        for part in b"shared/alice/D".split(b"/"):
+            ino = (await drive.lookup(ino, part, BOB)).st_ino
+        await drive.mkdir(ino, b"A", stat.S_IFDIR | 0o755, BOB)
+        await bob.save_all()
+        rfid, afid = alice.resolve(b"D/R").fid, alice.resolve(b"D/A").fid
+        await alice.save_all()  # her lock
+        who = "bob" if how == "bobs_loop" else "alice"  # R into A: bob's state of her R, or her laptop's
+        _put(shared, _signed_by(shared, who, rfid, {"links": [[afid, "R"]], "ctime": LATE}))
+        _put(shared, _signed_by(shared, "bob", afid, {"links": [[rfid, "A"]], "ctime": LATE + 1}))
+        again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
+        try:
+            return _paths(again)
+        finally:
+            await again.close()
+
+    seen = trio.run(scene)
+    assert b"D/R/f.txt" in seen or b"D/A/R/f.txt" in seen, seen
