@@ -162,7 +162,16 @@ def _finite(text: str) -> float:
     return number
 
 
-_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A name given twice reads as its last here and as its first to SQLite's json_extract (the store's
+    # index of kinds and files): one document that two readers see as two (attack round 79a (1)).
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise RefusedJson("JSON gives a name twice in one object")
+    return obj
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique)
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 _NOT_BRACKET_OR_QUOTE = bytes(c for c in range(256) if c not in _STEP and c != ord('"'))
 
@@ -228,7 +237,9 @@ def loads_untrusted(data: bytes | str, limit: int = JSON_LIMIT, *, spread: Sprea
     deep would break recursive code later: a canonical form, a copy), or
     holding NaN or Infinity, also as a number too big for a float, 1e400 (json.dumps
     writes them, but none of our documents holds one, and they compare unequal to
-    themselves); and, with a ``spread``, for more values than it lets ``data`` hold (Spread)."""
+    themselves), or giving a name twice in one object (no writer of ours does; readers
+    disagree on which one counts); and, with a ``spread``, for more values than it lets
+    ``data`` hold (Spread)."""
     if len(data) > limit:
         raise RefusedJson(f"JSON of {len(data)} bytes is over the limit of {limit}")
     if spread is not None and (crowded := _crowded(data, spread)):

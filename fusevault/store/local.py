@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from fusevault.encoding import loads_untrusted
+from fusevault.encoding import RefusedJson, loads_untrusted
 from fusevault.errors import Conflict, CorruptData, NoSpace, StoreUnavailable, VaultReadOnly
 from fusevault.store import places as places_table
 from fusevault.store import short_calls
@@ -81,6 +81,7 @@ SEQ_LIMIT = 1 << 62
 # A row's kind, as its body says (the index ``docs_kind`` holds it): the expression must be written
 # exactly as the index's for SQLite to use it.
 _KIND = "json_extract(body, '$.type')"
+_FID = "json_extract(body, '$.fid')"  # as the index ``docs_fid`` holds it
 WHOLE_SEQ = f"typeof(seq) = 'integer' AND seq BETWEEN 1 AND {SEQ_LIMIT}"
 # The rows of the changes after a seq (the ``?``, at least 0): a whole seq and an id that is text (a BLOB
 # id is none of fusevault's either).  Its lower bound first: SQLite scans the seq index from it (with
@@ -151,6 +152,7 @@ class LocalStore:
         _no_link(self.path)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.text_factory = places_table.lenient_text
             # Before any table: a new store frees pages step by step (compact).
             # Only then: on an existing store even setting it writes (and a
             # full disk must not keep a vault from mounting).
@@ -188,6 +190,7 @@ class LocalStore:
         _no_link(self.path)  # as at open: never a link someone put in its place since
         try:
             db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+            db.text_factory = places_table.lenient_text
             db.execute("BEGIN")
         except sqlite3.Error as err:
             raise _translate(err) from None
@@ -211,9 +214,17 @@ class LocalStore:
 
     def get(self, doc_id: str) -> dict | None:
         row = self._reader.execute(
-            "SELECT rev, body FROM docs WHERE id = ? AND deleted = 0", (doc_id,)
+            f"SELECT rev, body, {_KIND}, {_FID} FROM docs WHERE id = ? AND deleted = 0", (doc_id,)
         ).fetchone()
-        return None if row is None else self._doc(doc_id, row[0], row[1])
+        if row is None:
+            return None
+        doc = self._doc(doc_id, row[0], row[1])
+        if (doc.get("type"), doc.get("fid")) != (row[2], row[3]):
+            # Its kind or file as SQLite reads it (what ``iter_type`` and ``by_file`` select by) is not
+            # Python's: a key written with an escape (``"typ\u0065"``), one document two readers see as
+            # two; refused here as it is never selected there (attack round 79a (1)).
+            raise Unreadable(f"document {doc_id} reads as two kinds or files", row[0])
+        return doc
 
     def deleted(self, doc_id: str) -> bool:
         """Whether the row of ``doc_id`` is a deletion (rows never leave ``docs``: a tombstone stays)."""
@@ -227,6 +238,8 @@ class LocalStore:
             raise Unreadable(f"document {doc_id!r} is not text", rev)
         try:
             doc = loads_untrusted(body)
+        except RefusedJson as err:  # says why: a name given twice, too deep, NaN (never a byte of it)
+            raise Unreadable(f"document {doc_id} is refused: {err}", rev) from None
         except ValueError:
             raise Unreadable(f"document {doc_id} is not valid JSON", rev) from None
         if not isinstance(doc, dict):  # `[]`, `7`: JSON, but no document (a store writer's)
@@ -309,11 +322,12 @@ class LocalStore:
 
     def by_file(self, doc_type: str, fid: str) -> list[dict]:
         rows = self._reader.execute(
-            f"SELECT id, rev, body FROM docs WHERE json_extract(body, '$.fid') = ? AND deleted = 0 "
+            f"SELECT id, rev, body FROM docs WHERE {_FID} = ? AND deleted = 0 "
             f"AND {_KIND} = ?", (fid, doc_type)).fetchall()
-        return list(self._readable(doc_type, rows))
+        return list(self._readable(doc_type, rows, fid))
 
-    def _readable(self, doc_type: str, rows: Iterable[tuple[str, str, str]]) -> Iterator[dict]:
+    def _readable(self, doc_type: str, rows: Iterable[tuple[str, str, str]],
+                  fid: str | None = None) -> Iterator[dict]:
         for doc_id, rev, body in rows:
             try:
                 doc = self._doc(doc_id, rev, body)
@@ -322,11 +336,10 @@ class LocalStore:
                 # the others: it is left out, as a document that fails its checks is (get still refuses it).
                 log.warning("%s document %s is left out: %s", doc_type, doc_id, err)
                 continue
-            if doc.get("type") == doc_type:  # SQLite's JSON reads a key twice as its first; Python its last
+            if doc.get("type") == doc_type and (fid is None or doc.get("fid") == fid):
                 yield doc
-            else:
-                log.warning("%s document %s is left out: its body says %.40r twice", doc_type, doc_id,
-                            doc.get("type"))
+            else:  # SQLite read its kind or file otherwise (what it selected by): as ``get`` refuses it
+                log.warning("%s document %s is left out: it reads as two kinds or files", doc_type, doc_id)
 
     def changes(self, since: int | str = 0, limit: int = -1) -> tuple[list[dict], int]:
         """The rows written after ``since``, whole seqs and text ids only (AFTER).  A ``since`` that is no

@@ -78,6 +78,14 @@ _BAD_COPIES_SAID = 1024
 log = logging.getLogger(__name__)
 
 
+def lenient_text(data: bytes) -> str:
+    """A TEXT value as the store's connections read it: bytes that are no UTF-8 (a writer of the vault
+    folder's, ``CAST(X'ff' AS TEXT)``) read with U+FFFD in their place, never an OperationalError out of a
+    fetch that takes the whole query (every unlock, the push) down with one row (attack round 79a (2),
+    (3)); what reads so then fails its own checks (JSON, a signature, a row's types)."""
+    return data.decode("utf-8", "replace")
+
+
 class PlaceRow(NamedTuple):
     """One record's place here.  ``idx``: a block's index, -1 the manifest, below
     it the manifest tree's nodes (vault/format/manifest_tree.py)."""
@@ -588,6 +596,7 @@ class Places:
         if db is None:
             db = self._local.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
                                                   check_same_thread=False)
+            db.text_factory = lenient_text
         return db
 
     @property

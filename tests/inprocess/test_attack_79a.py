@@ -104,8 +104,6 @@ ODD = {"dup_type": lambda body: '{"type": "FilesMetaData", ' + body[1:],
        "escaped_key": lambda body: body.replace('"type": "node"', '"typ\\u0065": "node"', 1)}
 
 
-@pytest.mark.xfail(strict=True, reason="79a (1): a body whose type SQLite and Python read apart hides "
-                                       "her live file, unsaid")
 @pytest.mark.parametrize("odd", ODD.values(), ids=ODD.keys())
 def test_79a_1_her_file_with_an_oddly_written_type_key_is_shown_or_said(vault_copy: Path, odd) -> None:
     fid = _two_files(vault_copy)
@@ -121,7 +119,6 @@ def test_79a_1_control_a_changed_type_column_is_shown(vault_copy: Path) -> None:
     assert shown
 
 
-@pytest.mark.xfail(strict=True, reason="79a (2): one docs body not UTF-8 stops every unlock")
 def test_79a_2_a_body_that_is_not_utf8_does_not_stop_her_unlock(vault_copy: Path) -> None:
     fid = _two_files(vault_copy)
 

@@ -12,12 +12,15 @@ tests/unit/test_attack_79a.py) on her newest version, 78c (3)'s case with the cl
     signature (the newest version's document is not in the file's history either: ``by_file``).
     Expected: as 78c (3)'s control (the column changed): the version found.  Cause:
     store/local.py ``by_file`` selects ``json_extract(body, '$.type')``, SQLite's reading of the first
-    key (9c2064f).  Fix: see the unit file (refuse duplicated keys in ``_doc``).  Test:
-    ``test_79a_1c_a_version_body_with_two_type_keys_is_not_called_missing`` (strict xfail).
+    key (9c2064f).  Fixed: a name given twice is refused wherever JSON is read (encoding.py ``_unique``):
+    the tampered version document reads EIO at the mount (said), and ``check`` says it does not read,
+    never "missing" (check.py ``_head_unlisted``).  Test:
+    ``test_79a_1c_a_version_body_with_two_type_keys_is_refused_and_said_not_called_missing``.
 """
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from pathlib import Path
 
@@ -35,9 +38,8 @@ def _seq(vault: Path, doc_id: str) -> int:
     return int(seq)
 
 
-@pytest.mark.xfail(strict=True, reason="79a (1c): a version body with two type keys is called missing "
-                                       "by check")
-def test_79a_1c_a_version_body_with_two_type_keys_is_not_called_missing(vault: Path, tmp_path: Path) -> None:
+def test_79a_1c_a_version_body_with_two_type_keys_is_refused_and_said_not_called_missing(
+        vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
         (mnt / "plan.txt").write_bytes(b"first")
@@ -54,7 +56,11 @@ def test_79a_1c_a_version_body_with_two_type_keys_is_not_called_missing(vault: P
     finally:
         db.close()
     with mounted(vault, mnt):
-        assert (mnt / "plan.txt").read_bytes() == b"second, the newest", "the scene: the mount reads it"
+        with pytest.raises(OSError) as refused:  # a version document that reads two ways: EIO, said
+            (mnt / "plan.txt").read_bytes()
+        assert refused.value.errno == errno.EIO
     result = fusevault("check", vault)
     said = result.stdout + result.stderr
-    assert "0 damaged file(s)" in said, f"her intact newest version is called missing: {said[-400:]}"
+    assert "1 damaged file(s)" in said and "missing" not in said, (
+        f"her newest version's document, tampered, is called missing: {said[-400:]}")
+    assert "current version does not read" in said and "a name twice" in said, said[-400:]

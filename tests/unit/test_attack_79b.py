@@ -91,10 +91,8 @@ def _trash_seen(vault: Path, n: int) -> int:
 
 @pytest.mark.parametrize("which,n", [
     pytest.param("verified", 1000, id="verified_small"),
-    pytest.param("verified", DIGESTS, id="verified", marks=pytest.mark.xfail(
-        strict=True, reason="79b (1): a signature cache past 64 MiB, which save writes, is refused at open")),
-    pytest.param("trash_seen", DELETIONS, id="trash_seen", marks=pytest.mark.xfail(
-        strict=True, reason="79b (1): a record of deletions seen past 64 MiB, which save writes, refused")),
+    pytest.param("verified", DIGESTS, id="verified"),
+    pytest.param("trash_seen", DELETIONS, id="trash_seen"),
 ])
 def test_79b_1_a_record_its_module_saved_whole_reads_back(tmp_path: Path, which: str, n: int) -> None:
     vault = tmp_path / "vault"

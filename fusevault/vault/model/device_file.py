@@ -27,7 +27,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fusevault.encoding import loads_untrusted
+from fusevault.encoding import JSON_LIMIT, loads_untrusted
 from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write
 
@@ -40,7 +40,10 @@ class Damaged(Exception):
     object: the message says which (never a byte of it)."""
 
 
-LIMIT = 64 * 2**20  # far above any record of a user's: a larger file is none fusevault wrote
+# The largest record a module here may keep and read back (its own bound is smaller: verified.py's 4
+# million digests, 128 MB): what ``loads_untrusted`` parses at most, and the seal's nonce and tag.  A
+# larger file is none fusevault wrote (attack round 79b (1): 64 MiB refused an honest cache or trash).
+LIMIT = JSON_LIMIT + 64
 
 
 def read_json(path: Path, key: MasterKey, kind: str, limit: int = LIMIT) -> dict[str, Any] | None:

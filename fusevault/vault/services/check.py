@@ -201,9 +201,19 @@ class Checker:
             state.problems.append(f"its current version is damaged: {problem}")
         elif head is None:
             state.head_intact = False
-            state.problems.append("the document of its current version is missing")
+            state.problems.append(self._head_unlisted(state.head))
         elif head.problem:
             state.head_intact = False  # readable, but its version document does not open
+
+    def _head_unlisted(self, vid: str) -> str:
+        """Why the current version is not among the file's: none at its id, or one that does not read
+        (a name given twice, not JSON: a writer of the vault folder's), said as it is (attack round 79a)."""
+        try:
+            found = self.store.get(vid)
+        except CorruptData as err:
+            return f"the document of its current version does not read ({err})"
+        return ("the document of its current version is missing" if found is None
+                else "the document of its current version is not its file's")
 
     def _folder_path(self, state: FileState) -> str:
         """A lost folder's path: where the newest version of a file under it was, less
