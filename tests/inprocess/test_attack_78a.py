@@ -206,8 +206,6 @@ async def _desktop_trashes(fs, monkeypatch, tmp_path) -> tuple[str, dict]:
 
 
 @pytest.mark.parametrize("desktop", ["edit", "trash"])
-@pytest.mark.xfail(strict=True, reason="78a (1): a refused current stacked on her laptop's concurrent "
-                   "edit: her desktop's state committed over it, the laptop's words lost unsaid")
 async def test_78a_1_her_laptops_edit_under_a_refused_current_beside_her_desktops_change_is_kept(
         fs, monkeypatch, tmp_path, desktop):
     if desktop == "edit":
@@ -302,8 +300,6 @@ async def _under_a_refused_state(fs, monkeypatch, tmp_path, second: bool) -> Non
         f"stored history {replica.current_history(store, fid)[:5]}")
 
 
-@pytest.mark.xfail(strict=True, reason="78a (2): a refused state stacked on her laptop's edit, with any "
-                   "leaf beside: the settling commits over it before the edit under it is fetched")
 async def test_78a_2_her_laptops_edit_under_a_refused_state_is_kept_when_the_batch_brings_a_conflict(
         fs, monkeypatch, tmp_path):
     await _under_a_refused_state(fs, monkeypatch, tmp_path, second=True)
@@ -324,9 +320,6 @@ async def _words(volume: Volume, fid: str) -> bytes:
 
 
 @pytest.mark.parametrize("action", ["rename", "trash"])
-@pytest.mark.xfail(strict=True, reason="78a (3): a refused revision in the store at her unlock, stacked "
-                   "on her laptop's rename or trash: rebuilt as this device last saw it, nothing fetched "
-                   "beneath, her laptop's change undone")
 async def test_78a_3_her_laptops_change_under_a_refused_state_stored_while_locked_is_kept(
         fs, monkeypatch, tmp_path, action):
     fid, branch, _ = await _laptop_edits_after(fs, monkeypatch, tmp_path, action)
@@ -434,8 +427,6 @@ def _a_members_chmod_under_a_refused_state(three: Path, locked: bool) -> tuple[i
     return _in_scene(three, scene)
 
 
-@pytest.mark.xfail(strict=True, reason="78a (3): a refused revision stored while she is locked, stacked on "
-                   "a WRITE member's chmod: her unlock rebuilds her own state, nothing fetched beneath")
 def test_78a_3_a_write_members_change_under_a_refused_state_stored_while_she_is_locked_is_kept(
         three: Path) -> None:  # noqa: F811
     mode, said = _a_members_chmod_under_a_refused_state(three, locked=True)

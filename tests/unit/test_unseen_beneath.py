@@ -18,7 +18,7 @@ def _doc(start: object, ids: object) -> dict:
 
 
 def _kept(doc: dict, held: str) -> tuple[str, dict]:
-    tree = SimpleNamespace(beneath={}, held_signers={})
+    tree = SimpleNamespace(beneath={}, beneath_beside=set(), held_signers={}, store=None)
     node = SimpleNamespace(fid="f", rev=held, owner="o")
     keep(tree, node, doc)  # type: ignore[arg-type]
     return node.rev, tree.beneath
