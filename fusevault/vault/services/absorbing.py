@@ -169,14 +169,14 @@ def absorb_beneath(volume: Volume, fetched: dict[tuple[str, str], dict]) -> Abso
             # conflicts.py ``_settle_one``, handed again by the caller); taken over it, her desktop's
             # edit was lost instead (attack round 78a (1)).
             tree.came_beneath[fid] = sent[0]
-            _newest_withheld(volume, fid, unseen, sent)
+            _newest_withheld(volume, fid, unseen, fetched, sent[0])
             continue
         for doc in sent:
             took = Absorbed()
             _take(volume, doc, took)
             out.add(took)
             if node.ino in took.inodes:
-                _newest_withheld(volume, fid, unseen, [doc])
+                _newest_withheld(volume, fid, unseen, fetched, doc)
                 break
         else:
             _withheld(volume, fid)
@@ -193,10 +193,13 @@ def _withheld(volume: Volume, fid: str) -> None:
         "here: the file shows what this device last took in, and a write to it goes over both")
 
 
-def _newest_withheld(volume: Volume, fid: str, unseen: list[str], taken: list[dict]) -> None:
-    """An older revision under a refused one taken (or settled) while the newest was not sent: what
-    lay between is lost to this device, said (``withheld``), never taken for all there was."""
-    if taken and taken[0].get("_rev") != unseen[0]:
+def _newest_withheld(volume: Volume, fid: str, unseen: list[str], fetched: dict[tuple[str, str], dict],
+                     taken: dict) -> None:
+    """An older revision under a refused one taken (or settled) while a newer one was not sent (one
+    sent and refused is said as such): what lay between is lost to this device, said (``withheld``),
+    never taken for all there was."""
+    newer = unseen[:unseen.index(taken["_rev"])] if taken.get("_rev") in unseen else []
+    if any((fid, rev) not in fetched for rev in newer):
         _withheld(volume, fid)
 
 

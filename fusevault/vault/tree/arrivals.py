@@ -179,13 +179,13 @@ def keep(tree: Tree, node: Node | None, doc: dict) -> None:
 def note_beneath(tree: Tree, node: Node, rev: str, history: list[str]) -> None:
     """At unlock: ``node``, rebuilt from her own material over the refused revision ``rev`` of the
     store (``history``: its own, newest first), stands on it, and what lies beneath it was never
-    looked at here: its parent is noted in ``tree.beneath`` (not the branch this device last held,
-    which no record names), for the sync to fetch and take in under it as ``keep`` has it done while
-    mounted.  Unnoted, the unlock showed the file as this device last saw it and her next save went
-    over the refused revision and her laptop's rename or trash under it, or a WRITE member's chmod,
-    undoing them on every replica (attack round 78a (3))."""
+    looked at here: the revisions under it, at most ``BENEATH_LIMIT`` (no record names the one this
+    device last took), are noted in ``tree.beneath`` for the sync to fetch, the newest admissible
+    taken in under it, as ``keep`` has it done while mounted.  Unnoted, the unlock showed the file as
+    this device last saw it and her next save went over the refused revision and her laptop's rename
+    or trash under it, or a WRITE member's chmod, undoing them on every replica (attack round 78a (3))."""
     if len(history) > 1 and history[0] == rev:
-        tree.beneath[node.fid] = (rev, history[1:2])
+        tree.beneath[node.fid] = (rev, history[1:BENEATH_LIMIT + 1])
         tree.beneath_beside.discard(node.fid)
 
 
