@@ -104,6 +104,15 @@ grants (left_kept, now device_file.py).
     controls ``..._arriving_while_unlocked_keeps_her_laptops_change``,
     ``test_78a_3_control_a_write_members_change_under_a_refused_state_arriving_is_kept``.
 
+Fixed (all three, the strict xfails now passing tests): ``keep`` notes the revisions under a refused
+one stacked on a branch never held, down to the one the held branch shares (``_unseen_under``), and the
+load notes those under a refused current it rebuilds over (``note_beneath``); the settling leaves a
+conflict open while its id waits in ``tree.beneath`` (``_settle_one``), the fetch hands it again
+(fs/arrivals.py ``take_beneath``), and an edit fetched beside the held branch is settled against hers
+by the rules (``tree.came_beneath``), not taken over it; a save over revisions still awaited is said
+(``withheld``, inodes.py ``_over_beneath``).  Abuse:
+``test_78a_abuse_a_server_that_never_answers_the_fetch_keeps_her_from_saving_nothing``.
+
 Both (1) and (2) go through ``_hers_over_refused`` (checked with a spy on it and on
 ``_beside_refused_current``: one call, True, in each case; not kept).
 
@@ -238,7 +247,7 @@ async def test_78a_1_her_laptops_edit_under_a_refused_current_beside_her_desktop
 async def test_78a_1_control_her_laptops_edit_sent_as_a_leaf_is_settled_against_her_desktops(
         fs, monkeypatch, tmp_path, desktop):
     """The same two changes, her laptop's sent as the leaf it is (no state stacked on it): rule 4, both
-    words kept; rule 1, her edit kept live (the ends the xfail above expects)."""
+    words kept; rule 1, her edit kept live (the ends the test above expects)."""
     if desktop == "edit":
         fid, branch = await _apart(fs, monkeypatch, tmp_path, "edit")
     else:
@@ -439,3 +448,49 @@ def test_78a_3_control_a_write_members_change_under_a_refused_state_arriving_is_
     """The same F arriving at her loaded seat: L noted beneath, fetched, taken (39a (5))."""
     mode, said = _a_members_chmod_under_a_refused_state(three, locked=False)
     assert mode == 0o600, f"bob's chmod not taken: {mode:o}, {said}"
+
+
+async def test_78a_abuse_a_server_that_never_answers_the_fetch_keeps_her_from_saving_nothing(
+        fs, monkeypatch, tmp_path):
+    """(1)'s scene, and the server never answers the fetch of her laptop's L (the replicator's
+    ``bulk_get`` hangs, or fails at every pull): the settling leaves the conflict open meanwhile, and
+    her own save of the file still goes (over F: L not here to keep), said once (``withheld``) and
+    asked for no more (no loop of asks); the next arrival settles what was left, nothing said again."""
+    fid, branch = await _apart(fs, monkeypatch, tmp_path, "edit")
+    store, volume = fs.store, fs.volume
+    laptops = replica.history_from(branch)
+    forged_rev = f"{int(laptops[0].split('-')[0]) + 1}-" + "f" * 32
+    forged = {**_forged_over(store, volume, fid), "_rev": forged_rev,
+              "_revisions": replica.revisions([forged_rev, *laptops])}
+    agent = SimpleNamespace(session=SimpleNamespace(volume=volume), missed=None, kernel=NoKernel(),
+                            user_id=volume.key.user_id)
+    mount = Arrivals(store, lambda: [agent])
+
+    async def rest() -> None:
+        await wait_all_tasks_blocked()
+        with trio.fail_after(30):  # the settling's end (a task of the mount's nursery), not a race
+            while any(state.running for state in mount._conflicts.values()):
+                await trio.sleep(0.01)
+        await wait_all_tasks_blocked()
+
+    async with trio.open_nursery() as nursery:
+        mount.nursery = nursery
+        mount._conflicts.setdefault(volume, arrivals._Conflicts()).looked = True
+        _peer(fs, mount)._store([forged], [], [], 1)
+        await rest()
+        assert mount.beneath_wanted() == [(fid, branch["_rev"])], "her laptop's edit not asked for"
+        assert store.get(fid)["_rev"] == forged_rev and replica.other_leaves(store, fid), (
+            "the settling went over the refused state before what lies under it came")
+        # The fetch never answered: she saves the file all the same.
+        await rewrite(fs.ops, volume.resolve(b"notes.txt").ino, b"her words after")
+        assert forged_rev in replica.current_history(store, fid)[1:], "her save did not go"
+        assert mount.beneath_wanted() == [], "asked for again after her save went over it"
+        mount._hand(agent, volume, [])  # the next arrival (any batch) hands what was left open
+        await rest()
+        mount._hand(agent, volume, [])
+        await rest()
+        nursery.cancel_scope.cancel()
+    said = [a for a in volume.tree.trust.alarms.as_list() if a["subject"] == fid and a["kind"] == "withheld"]
+    assert [a["count"] for a in said] == [1], f"the lost edit not said, or said again: {said}"
+    assert await read_all(fs.ops, volume.resolve(b"notes.txt").ino) == b"her words after"
+    assert not replica.other_leaves(store, fid), "the conflict left open for good"
