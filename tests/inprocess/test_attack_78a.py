@@ -150,9 +150,11 @@ from attack_scenes import bobs_node_doc
 from mount.test_trust_attack_39a import three  # noqa: F401  (fixture)
 from trio.testing import wait_all_tasks_blocked
 
+from fusevault.errors import CorruptData
 from fusevault.fs import arrivals
 from fusevault.fs.arrivals import Arrivals
 from fusevault.store import replica
+from fusevault.vault.services import conflicts
 from fusevault.vault.services.absorbing import absorb_arrivals
 from fusevault.vault.services.conflicts import note_stored
 from fusevault.vault.services.placing import NoKernel
@@ -493,4 +495,34 @@ async def test_78a_abuse_a_server_that_never_answers_the_fetch_keeps_her_from_sa
     said = [a for a in volume.tree.trust.alarms.as_list() if a["subject"] == fid and a["kind"] == "withheld"]
     assert [a["count"] for a in said] == [1], f"the lost edit not said, or said again: {said}"
     assert await read_all(fs.ops, volume.resolve(b"notes.txt").ino) == b"her words after"
+    assert not replica.other_leaves(store, fid), "the conflict left open for good"
+
+
+async def test_78a_abuse_an_edit_fetched_beside_hers_that_cannot_be_settled_is_dropped_once_said(
+        fs, monkeypatch, tmp_path):
+    """(1)'s scene, the edit fetched from under F failing to settle (any error a peer's body reaches in
+    the rules): dropped and said (``withheld``), never tried again at every arrival, which kept the
+    conflict open for good; the next arrival settles what is left (her desktop's edit kept)."""
+    fid, branch = await _apart(fs, monkeypatch, tmp_path, "edit")
+    store, volume = fs.store, fs.volume
+    laptops = replica.history_from(branch)
+    forged_rev = f"{int(laptops[0].split('-')[0]) + 1}-" + "f" * 32
+    forged = {**_forged_over(store, volume, fid), "_rev": forged_rev,
+              "_revisions": replica.revisions([forged_rev, *laptops])}
+    server = {(fid, branch["_rev"]): {k: v for k, v in branch.items() if k != "_revisions"}}
+    opened = conflicts._open
+
+    def failing(doc, history, held):
+        if doc["_rev"] == branch["_rev"]:
+            raise CorruptData("a body the rules cannot read")
+        return opened(doc, history, held)
+
+    monkeypatch.setattr(conflicts, "_open", failing)
+    await _settled_fetching(fs, [forged], server)
+    assert fid not in volume.tree.came_beneath, "kept to fail again at every arrival"
+    said = [a for a in volume.tree.trust.alarms.as_list() if a["subject"] == fid and a["kind"] == "withheld"]
+    assert [a["count"] for a in said] == [1], f"dropped unsaid, or said again: {said}"
+    await conflicts.settle(volume, store, [fid])  # the next arrival's settling
+    seen = {name: await read_all(fs.ops, volume.resolve(name).ino) for name in _shown(volume)}
+    assert seen == {b"notes.txt": b"the desktop's words"}, seen
     assert not replica.other_leaves(store, fid), "the conflict left open for good"

@@ -257,9 +257,21 @@ async def settle(volume: Volume, store: LocalStore, doc_ids: list[str]) -> Absor
     for doc_id in doc_ids:
         try:
             await _settle_one(volume, store, doc_id, out)
+        except Conflict as err:  # changed here meanwhile: settled again after a later arrival
+            log.warning("could not settle the concurrent edits of %s: %s", doc_id, err)
         except VaultError as err:
             log.warning("could not settle the concurrent edits of %s: %s", doc_id, err)
+            _came_dropped(volume, doc_id)
     return out
+
+
+def _came_dropped(volume: Volume, doc_id: str) -> None:
+    """An edit fetched from under a refused revision (``tree.came_beneath``) whose settling failed: not
+    tried again at every arrival, keeping the conflict open for good; said (``withheld``)."""
+    said = names.alarms_of(volume)
+    if volume.tree.came_beneath.pop(doc_id, None) is not None and said is not None:
+        said.warn("withheld", doc_id, f"a change of file {doc_id} that lay under a refused one could not "
+                  "be settled against this device's: the file shows what this device holds")
 
 
 async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absorbed) -> None:
