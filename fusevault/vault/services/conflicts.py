@@ -257,11 +257,8 @@ async def settle(volume: Volume, store: LocalStore, doc_ids: list[str]) -> Absor
     for doc_id in doc_ids:
         try:
             await _settle_one(volume, store, doc_id, out)
-        except Conflict as err:  # changed here meanwhile: settled again after a later arrival
-            log.warning("could not settle the concurrent edits of %s: %s", doc_id, err)
         except VaultError as err:
             log.warning("could not settle the concurrent edits of %s: %s", doc_id, err)
-            _came_dropped(volume, doc_id)
     return out
 
 
@@ -275,6 +272,16 @@ def _came_dropped(volume: Volume, doc_id: str) -> None:
 
 
 async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absorbed) -> None:
+    try:
+        await _settle_conflict(volume, store, doc_id, out)
+    except Conflict:
+        raise  # changed here meanwhile: settled again after a later arrival, with what it fetched
+    except VaultError:
+        _came_dropped(volume, doc_id)
+        raise
+
+
+async def _settle_conflict(volume: Volume, store: LocalStore, doc_id: str, out: Absorbed) -> None:
     if doc_id in volume.tree.beneath:
         # Revisions under a refused one that this tree never took in are being fetched (arrivals.py
         # ``keep``): left open (``left_open``) until they are taken in or said withheld
