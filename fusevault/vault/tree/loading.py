@@ -578,7 +578,7 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
 
 def _noted_beneath(tree: Tree, node: Node, doc: dict) -> None:
     """``node``, rebuilt from her own material, stands on ``doc``, the store's refused current revision:
-    the revision under it noted for the sync to fetch (arrivals.py ``note_beneath``; attack round 78a
+    the revisions under it noted for the sync to fetch (arrivals.py ``note_beneath``; attack round 78a
     (3)).  A store that keeps no history here (a server's): nothing noted."""
     local = replica.local_of(tree.store)
     if local is not None and node.rev == doc.get("_rev"):
