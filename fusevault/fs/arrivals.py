@@ -197,8 +197,11 @@ class Arrivals:
             except Exception:  # a bug a document reached: never the end of the sync
                 log.exception("taking in the changes under refused ones failed for one user")
                 volume.tree.beneath.clear()
-                continue
+                changed = Absorbed()
             self.follow_up(agent, volume, changed)
+            # A conflict the settling left open while they were fetched is settled now (conflicts.py
+            # ``_settle_one``; attack round 78a (1), (2)).
+            self._hand(agent, volume, [])
 
     def records_wanted(self, peer: str) -> list[tuple[tuple[str, str], str, int, str, bytes | None]]:
         """Records gc punched out here that a version a tree holds back (or shows as it is) inherits

@@ -395,6 +395,16 @@ def current_history(store: LocalStore, doc_id: str) -> list[str]:
     return history_of(*row) if row else []
 
 
+def branch_history(store: LocalStore, doc_id: str, rev: str) -> list[str] | None:
+    """The history of ``doc_id``'s branch whose newest revision is ``rev`` (the current one or another
+    leaf, closed or live), newest first; None when no branch of it ends there here.  Two indexed
+    look-ups."""
+    db = store.db
+    row = db.execute("SELECT rev, revs FROM docs WHERE id = ? AND rev = ?", (doc_id, rev)).fetchone()
+    row = row or db.execute("SELECT rev, revs FROM leaves WHERE id = ? AND rev = ?", (doc_id, rev)).fetchone()
+    return history_of(*row) if row else None
+
+
 def close_leaf(store: LocalStore, doc_id: str, rev: str) -> str:
     """End another branch as CouchDB does: a deleted revision on top of it."""
     with store.transaction() as db:

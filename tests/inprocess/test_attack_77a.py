@@ -236,18 +236,26 @@ async def test_77a_control_1_a_replay_of_hers_stacked_on_her_edit_is_settled_aga
 async def test_77a_control_1_a_refused_current_stacked_on_her_laptops_leaf_keeps_her_desktops_edit(
         fs, monkeypatch, tmp_path):
     """The server's state stacked on her laptop's leaf instead (history [F, L, ...]), her desktop's edit S
-    the other leaf: her tree stands on F holding S, which is committed over F, and S's own leaf, then
-    beside that commit of the same state, is closed: her desktop's words kept, no replay said of her own
-    leaf (the fix's path: S settled against itself), the conflict closed."""
+    the other leaf: her tree stands on F holding S.  Changed with round 78a's fix: this control asserted
+    that S was committed over F at once, so over L, unfetched and unsaid (78a (1)).  Now L is asked for
+    first (``keep`` notes what lies under F down to the branch held) and the settling waits for it; the
+    server answering with nothing, that is said (``withheld``), once, and only then is S committed over
+    F and S's own leaf, beside that commit of the same state, closed: her desktop's words kept, no replay
+    said of her own leaf, the conflict closed.  (L sent: tests/inprocess/test_attack_78a.py.)"""
+    from inprocess.test_attack_78a import _settled_fetching  # it imports this module
+
     fid, branch = await _apart(fs, monkeypatch, tmp_path, "edit")
     store = fs.store
     laptops = replica.history_from(branch)
     forged_rev = f"{int(laptops[0].split('-')[0]) + 5}-" + "f" * 32  # current over her desktop's S
     forged = {**_forged_over(store, fs.volume, fid), "_rev": forged_rev,
               "_revisions": replica.revisions([forged_rev, *laptops])}
-    seen = await _settled(fs, [forged])
+    seen = await _settled_fetching(fs, [forged], {})  # the fetch of L answered with nothing
     assert forged_rev in replica.current_history(store, fid)[1:], "scene: her settling committed over it"
-    said = [a["text"] for a in fs.volume.tree.trust.alarms.as_list() if a["subject"] == fid]
+    said = [a for a in fs.volume.tree.trust.alarms.as_list() if a["subject"] == fid]
     assert seen == {b"notes.txt": b"the desktop's words"}, seen
-    assert said and not [text for text in said if "refused" not in text], f"not the refusal alone: {said}"
+    texts = [a["text"] for a in said]
+    assert sorted(a["kind"] for a in said if not a["text"].startswith("refused a change")) == ["withheld"], (
+        f"not the refusal and the withheld edit alone: {texts}")
+    assert all(a["count"] == 1 for a in said if a["kind"] == "withheld"), f"said more than once: {said}"
     assert not replica.other_leaves(store, fid), "the conflict left open"

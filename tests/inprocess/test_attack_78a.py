@@ -104,6 +104,15 @@ grants (left_kept, now device_file.py).
     controls ``..._arriving_while_unlocked_keeps_her_laptops_change``,
     ``test_78a_3_control_a_write_members_change_under_a_refused_state_arriving_is_kept``.
 
+Fixed (all three, the strict xfails now passing tests): ``keep`` notes the revisions under a refused
+one stacked on a branch never held, down to the one the held branch shares (``_unseen_under``), and the
+load notes those under a refused current it rebuilds over (``note_beneath``); the settling leaves a
+conflict open while its id waits in ``tree.beneath`` (``_settle_one``), the fetch hands it again
+(fs/arrivals.py ``take_beneath``), and an edit fetched beside the held branch is settled against hers
+by the rules (``tree.came_beneath``), not taken over it; a save over revisions still awaited is said
+(``withheld``, inodes.py ``_over_beneath``).  Abuse:
+``test_78a_abuse_a_server_that_never_answers_the_fetch_keeps_her_from_saving_nothing``.
+
 Both (1) and (2) go through ``_hers_over_refused`` (checked with a spy on it and on
 ``_beside_refused_current``: one call, True, in each case; not kept).
 
@@ -141,9 +150,11 @@ from attack_scenes import bobs_node_doc
 from mount.test_trust_attack_39a import three  # noqa: F401  (fixture)
 from trio.testing import wait_all_tasks_blocked
 
+from fusevault.errors import CorruptData
 from fusevault.fs import arrivals
 from fusevault.fs.arrivals import Arrivals
 from fusevault.store import replica
+from fusevault.vault.services import conflicts
 from fusevault.vault.services.absorbing import absorb_arrivals
 from fusevault.vault.services.conflicts import note_stored
 from fusevault.vault.services.placing import NoKernel
@@ -206,8 +217,6 @@ async def _desktop_trashes(fs, monkeypatch, tmp_path) -> tuple[str, dict]:
 
 
 @pytest.mark.parametrize("desktop", ["edit", "trash"])
-@pytest.mark.xfail(strict=True, reason="78a (1): a refused current stacked on her laptop's concurrent "
-                   "edit: her desktop's state committed over it, the laptop's words lost unsaid")
 async def test_78a_1_her_laptops_edit_under_a_refused_current_beside_her_desktops_change_is_kept(
         fs, monkeypatch, tmp_path, desktop):
     if desktop == "edit":
@@ -240,7 +249,7 @@ async def test_78a_1_her_laptops_edit_under_a_refused_current_beside_her_desktop
 async def test_78a_1_control_her_laptops_edit_sent_as_a_leaf_is_settled_against_her_desktops(
         fs, monkeypatch, tmp_path, desktop):
     """The same two changes, her laptop's sent as the leaf it is (no state stacked on it): rule 4, both
-    words kept; rule 1, her edit kept live (the ends the xfail above expects)."""
+    words kept; rule 1, her edit kept live (the ends the test above expects)."""
     if desktop == "edit":
         fid, branch = await _apart(fs, monkeypatch, tmp_path, "edit")
     else:
@@ -302,8 +311,6 @@ async def _under_a_refused_state(fs, monkeypatch, tmp_path, second: bool) -> Non
         f"stored history {replica.current_history(store, fid)[:5]}")
 
 
-@pytest.mark.xfail(strict=True, reason="78a (2): a refused state stacked on her laptop's edit, with any "
-                   "leaf beside: the settling commits over it before the edit under it is fetched")
 async def test_78a_2_her_laptops_edit_under_a_refused_state_is_kept_when_the_batch_brings_a_conflict(
         fs, monkeypatch, tmp_path):
     await _under_a_refused_state(fs, monkeypatch, tmp_path, second=True)
@@ -324,9 +331,6 @@ async def _words(volume: Volume, fid: str) -> bytes:
 
 
 @pytest.mark.parametrize("action", ["rename", "trash"])
-@pytest.mark.xfail(strict=True, reason="78a (3): a refused revision in the store at her unlock, stacked "
-                   "on her laptop's rename or trash: rebuilt as this device last saw it, nothing fetched "
-                   "beneath, her laptop's change undone")
 async def test_78a_3_her_laptops_change_under_a_refused_state_stored_while_locked_is_kept(
         fs, monkeypatch, tmp_path, action):
     fid, branch, _ = await _laptop_edits_after(fs, monkeypatch, tmp_path, action)
@@ -434,8 +438,6 @@ def _a_members_chmod_under_a_refused_state(three: Path, locked: bool) -> tuple[i
     return _in_scene(three, scene)
 
 
-@pytest.mark.xfail(strict=True, reason="78a (3): a refused revision stored while she is locked, stacked on "
-                   "a WRITE member's chmod: her unlock rebuilds her own state, nothing fetched beneath")
 def test_78a_3_a_write_members_change_under_a_refused_state_stored_while_she_is_locked_is_kept(
         three: Path) -> None:  # noqa: F811
     mode, said = _a_members_chmod_under_a_refused_state(three, locked=True)
@@ -448,3 +450,79 @@ def test_78a_3_control_a_write_members_change_under_a_refused_state_arriving_is_
     """The same F arriving at her loaded seat: L noted beneath, fetched, taken (39a (5))."""
     mode, said = _a_members_chmod_under_a_refused_state(three, locked=False)
     assert mode == 0o600, f"bob's chmod not taken: {mode:o}, {said}"
+
+
+async def test_78a_abuse_a_server_that_never_answers_the_fetch_keeps_her_from_saving_nothing(
+        fs, monkeypatch, tmp_path):
+    """(1)'s scene, and the server never answers the fetch of her laptop's L (the replicator's
+    ``bulk_get`` hangs, or fails at every pull): the settling leaves the conflict open meanwhile, and
+    her own save of the file still goes (over F: L not here to keep), said once (``withheld``) and
+    asked for no more (no loop of asks); the next arrival settles what was left, nothing said again."""
+    fid, branch = await _apart(fs, monkeypatch, tmp_path, "edit")
+    store, volume = fs.store, fs.volume
+    laptops = replica.history_from(branch)
+    forged_rev = f"{int(laptops[0].split('-')[0]) + 1}-" + "f" * 32
+    forged = {**_forged_over(store, volume, fid), "_rev": forged_rev,
+              "_revisions": replica.revisions([forged_rev, *laptops])}
+    agent = SimpleNamespace(session=SimpleNamespace(volume=volume), missed=None, kernel=NoKernel(),
+                            user_id=volume.key.user_id)
+    mount = Arrivals(store, lambda: [agent])
+
+    async def rest() -> None:
+        await wait_all_tasks_blocked()
+        with trio.fail_after(30):  # the settling's end (a task of the mount's nursery), not a race
+            while any(state.running for state in mount._conflicts.values()):
+                await trio.sleep(0.01)
+        await wait_all_tasks_blocked()
+
+    async with trio.open_nursery() as nursery:
+        mount.nursery = nursery
+        mount._conflicts.setdefault(volume, arrivals._Conflicts()).looked = True
+        _peer(fs, mount)._store([forged], [], [], 1)
+        await rest()
+        assert mount.beneath_wanted() == [(fid, branch["_rev"])], "her laptop's edit not asked for"
+        assert store.get(fid)["_rev"] == forged_rev and replica.other_leaves(store, fid), (
+            "the settling went over the refused state before what lies under it came")
+        # The fetch never answered: she saves the file all the same.
+        await rewrite(fs.ops, volume.resolve(b"notes.txt").ino, b"her words after")
+        assert forged_rev in replica.current_history(store, fid)[1:], "her save did not go"
+        assert mount.beneath_wanted() == [], "asked for again after her save went over it"
+        mount._hand(agent, volume, [])  # the next arrival (any batch) hands what was left open
+        await rest()
+        mount._hand(agent, volume, [])
+        await rest()
+        nursery.cancel_scope.cancel()
+    said = [a for a in volume.tree.trust.alarms.as_list() if a["subject"] == fid and a["kind"] == "withheld"]
+    assert [a["count"] for a in said] == [1], f"the lost edit not said, or said again: {said}"
+    assert await read_all(fs.ops, volume.resolve(b"notes.txt").ino) == b"her words after"
+    assert not replica.other_leaves(store, fid), "the conflict left open for good"
+
+
+async def test_78a_abuse_an_edit_fetched_beside_hers_that_cannot_be_settled_is_dropped_once_said(
+        fs, monkeypatch, tmp_path):
+    """(1)'s scene, the edit fetched from under F failing to settle (any error a peer's body reaches in
+    the rules): dropped and said (``withheld``), never tried again at every arrival, which kept the
+    conflict open for good; the next arrival settles what is left (her desktop's edit kept)."""
+    fid, branch = await _apart(fs, monkeypatch, tmp_path, "edit")
+    store, volume = fs.store, fs.volume
+    laptops = replica.history_from(branch)
+    forged_rev = f"{int(laptops[0].split('-')[0]) + 1}-" + "f" * 32
+    forged = {**_forged_over(store, volume, fid), "_rev": forged_rev,
+              "_revisions": replica.revisions([forged_rev, *laptops])}
+    server = {(fid, branch["_rev"]): {k: v for k, v in branch.items() if k != "_revisions"}}
+    opened = conflicts._open
+
+    def failing(doc, history, held):
+        if doc["_rev"] == branch["_rev"]:
+            raise CorruptData("a body the rules cannot read")
+        return opened(doc, history, held)
+
+    monkeypatch.setattr(conflicts, "_open", failing)
+    await _settled_fetching(fs, [forged], server)
+    assert fid not in volume.tree.came_beneath, "kept to fail again at every arrival"
+    said = [a for a in volume.tree.trust.alarms.as_list() if a["subject"] == fid and a["kind"] == "withheld"]
+    assert [a["count"] for a in said] == [1], f"dropped unsaid, or said again: {said}"
+    await conflicts.settle(volume, store, [fid])  # the next arrival's settling
+    seen = {name: await read_all(fs.ops, volume.resolve(name).ino) for name in _shown(volume)}
+    assert seen == {b"notes.txt": b"the desktop's words"}, seen
+    assert not replica.other_leaves(store, fid), "the conflict left open for good"

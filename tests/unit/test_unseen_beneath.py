@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from fusevault.vault.tree.arrivals import BENEATH_LIMIT, keep
+from fusevault.vault.tree.arrivals import BENEATH_LIMIT, _unseen_under, keep
 
 
 def _doc(start: object, ids: object) -> dict:
@@ -18,7 +18,7 @@ def _doc(start: object, ids: object) -> dict:
 
 
 def _kept(doc: dict, held: str) -> tuple[str, dict]:
-    tree = SimpleNamespace(beneath={}, held_signers={})
+    tree = SimpleNamespace(beneath={}, beneath_beside=set(), held_signers={}, store=None)
     node = SimpleNamespace(fid="f", rev=held, owner="o")
     keep(tree, node, doc)  # type: ignore[arg-type]
     return node.rev, tree.beneath
@@ -51,3 +51,14 @@ def test_only_so_many_revisions_under_a_refused_one_are_asked_for() -> None:
     ids = ["top"] + [f"r{i}" for i in range(BENEATH_LIMIT)] + ["a"]
     _, beneath = _kept(_doc(len(ids), ids), "1-a")
     assert len(beneath["f"][1]) == BENEATH_LIMIT
+
+
+def test_stacked_on_a_branch_never_held_those_down_to_the_one_shared_are_noted() -> None:
+    """78a (1): the refused revision passes not hers but her other device's branch beside it: the
+    revisions down to the one the branch held here shares (the store's history of it), as beside."""
+    doc = _doc(4, ["top", "l2", "l1", "base"])
+    assert _unseen_under(doc, "2-s", {"2-s", "1-base"}) == (["3-l2", "2-l1"], True)
+    assert _unseen_under(doc, "2-s", None) == ([], False)  # the held branch not known: as before
+    deep = ["top"] + [f"r{i}" for i in range(BENEATH_LIMIT + 5)]
+    unseen, beside = _unseen_under(_doc(len(deep), deep), "2-s", {"2-s"})
+    assert beside and len(unseen) == BENEATH_LIMIT  # nothing shared within reach: the newest, bounded

@@ -156,25 +156,51 @@ def absorb_beneath(volume: Volume, fetched: dict[tuple[str, str], dict]) -> Abso
     tree = volume.tree
     for fid, (top, unseen) in list(tree.beneath.items()):
         tree.beneath.pop(fid, None)
+        beside = fid in tree.beneath_beside
+        tree.beneath_beside.discard(fid)
         node = tree.find(fid)
         if node is None or node.rev != top:
-            continue  # taken past since (a newer revision admitted, her own commit over it)
-        for rev in unseen:
-            if (doc := fetched.get((fid, rev))) is None:
-                continue
+            continue  # taken past since (a newer revision admitted; her own commit over it said that)
+        sent = [doc for rev in unseen if (doc := fetched.get((fid, rev))) is not None]
+        if beside and sent and (local := replica.local_of(volume.store)) is not None and replica.in_conflict(
+                local, fid):
+            # Stacked on her other device's edit made beside the state held here (her desktop's, a
+            # leaf of the conflict): settled against hers by the rules, both kept (vault/services/
+            # conflicts.py ``_settle_one``, handed again by the caller); taken over it, her desktop's
+            # edit was lost instead (attack round 78a (1)).
+            tree.came_beneath[fid] = sent[0]
+            _newest_withheld(volume, fid, unseen, fetched, sent[0])
+            continue
+        for doc in sent:
             took = Absorbed()
             _take(volume, doc, took)
             out.add(took)
             if node.ino in took.inodes:
+                _newest_withheld(volume, fid, unseen, fetched, doc)
                 break
         else:
-            alarms.for_user(volume.key.user_id).warn(
-                "withheld", fid, f"a change of file {fid} lies under a refused one and was not sent "
-                "here: the file shows what this device last took in, and a write to it goes over both")
+            _withheld(volume, fid)
         tree.beneath.pop(fid, None)  # a refused one met on the way noted its own
+        tree.beneath_beside.discard(fid)
         if tree.find(fid) is node:
             stand_on(tree, node, top)  # the refused revision stays the store's current one: her next commit's
     return out
+
+
+def _withheld(volume: Volume, fid: str) -> None:
+    alarms.for_user(volume.key.user_id).warn(
+        "withheld", fid, f"a change of file {fid} lies under a refused one and was not sent "
+        "here: the file shows what this device last took in, and a write to it goes over both")
+
+
+def _newest_withheld(volume: Volume, fid: str, unseen: list[str], fetched: dict[tuple[str, str], dict],
+                     taken: dict) -> None:
+    """An older revision under a refused one taken (or settled) while a newer one was not sent (one
+    sent and refused is said as such): what lay between is lost to this device, said (``withheld``),
+    never taken for all there was."""
+    newer = unseen[:unseen.index(taken["_rev"])] if taken.get("_rev") in unseen else []
+    if any((fid, rev) not in fetched for rev in newer):
+        _withheld(volume, fid)
 
 
 def _stored(volume: Volume, fid: str) -> dict | None:

@@ -262,13 +262,46 @@ async def settle(volume: Volume, store: LocalStore, doc_ids: list[str]) -> Absor
     return out
 
 
+def _came_dropped(volume: Volume, doc_id: str) -> None:
+    """An edit fetched from under a refused revision (``tree.came_beneath``) whose settling failed: not
+    tried again at every arrival, keeping the conflict open for good; said (``withheld``)."""
+    said = names.alarms_of(volume)
+    if volume.tree.came_beneath.pop(doc_id, None) is not None and said is not None:
+        said.warn("withheld", doc_id, f"a change of file {doc_id} that lay under a refused one could not "
+                  "be settled against this device's: the file shows what this device holds")
+
+
 async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absorbed) -> None:
+    try:
+        await _settle_conflict(volume, store, doc_id, out)
+    except Conflict:
+        raise  # changed here meanwhile: settled again after a later arrival, with what it fetched
+    except VaultError:
+        _came_dropped(volume, doc_id)
+        raise
+
+
+async def _settle_conflict(volume: Volume, store: LocalStore, doc_id: str, out: Absorbed) -> None:
+    if doc_id in volume.tree.beneath:
+        # Revisions under a refused one that this tree never took in are being fetched (arrivals.py
+        # ``keep``): left open (``left_open``) until they are taken in or said withheld
+        # (absorbing.py ``absorb_beneath``, which hands it again).  Settled first, her state was
+        # committed over the refused revision, so over her other device's edit under it, lost on
+        # every replica unsaid (attack round 78a (1), (2)).
+        return
     # The metadata changes waiting for a group commit first: the current
     # revision read below must hold them, or adopting the other branch would
     # take the node in memory back over them (lost, with no conflict).
     await volume.commit_pending()
     judged: dict[str, str] = {}  # the current revision's verdict, once per revision (said once)
-    for other in _in_order(volume, store, doc_id):
+    # Her other device's edit fetched from under a refused revision stacked on it, beside the state
+    # held here (absorbing.py ``absorb_beneath``): settled first, as a leaf of the conflict (it is in
+    # no branch of the store: closing it closes nothing), once her state stands over the refused one
+    # (``_hers_over_refused``).  Committed over unsettled, it was lost (attack round 78a (1)).
+    came = volume.tree.came_beneath.get(doc_id)
+    for other in [*([came] if came is not None else []), *_in_order(volume, store, doc_id)]:
+        if other is not came:
+            volume.tree.came_beneath.pop(doc_id, None)  # settled
         current = store.get(doc_id)
         if current is None:
             return
@@ -344,6 +377,7 @@ async def _settle_one(volume: Volume, store: LocalStore, doc_id: str, out: Absor
         if keeper is theirs or named.links != keeper.links or (meta and meta.differs(keeper.node)):
             await _adopt(volume, current, keeper, named, out, (mine, theirs), meta)
         _close(volume, store, theirs)
+    volume.tree.came_beneath.pop(doc_id, None)
     if volume.ledger is not None and not replica.other_leaves(store, doc_id):
         volume.ledger.settled_branches(doc_id)
     _writers_alone(volume, store, doc_id)

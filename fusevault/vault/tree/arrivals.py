@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from fusevault.crypto.signing import signature_of
 from fusevault.errors import CorruptData
-from fusevault.store.replica import history_from, in_conflict, local_of
+from fusevault.store.replica import branch_history, history_from, in_conflict, local_of
 from fusevault.store.unreadable import Unreadable
 from fusevault.vault.model import alarms, names, sealed_for
 from fusevault.vault.model.ledger import writer_seq
@@ -158,12 +158,35 @@ def keep(tree: Tree, node: Node | None, doc: dict) -> None:
     tree never took in (a peer's history that passes them: the server stacked it
     on a writer's edit made while this device was away) would so erase them:
     they are noted in ``tree.beneath``, for the sync to fetch and take in under
-    it (vault/services/absorbing.py ``absorb_beneath``; attack round 39a (5))."""
+    it (vault/services/absorbing.py ``absorb_beneath``; attack round 39a (5)).
+    Stacked on a branch this tree never held (her other device's edit made beside
+    this one's), those down to the one it shares with the branch held here, its
+    parent at least: asked for only where the tree's revision lay in its history,
+    her next commit (the settling's) went over her laptop's edit unfetched and
+    unsaid (attack round 78a (1))."""
     if node is None:
         return
-    if unseen := _unseen_under(doc, node.rev):
+    unseen, beside = _unseen_under(doc, node.rev, _held_branch(tree, node))
+    if unseen:
         tree.beneath[node.fid] = (doc["_rev"], unseen)
+        if beside:
+            tree.beneath_beside.add(node.fid)
+        else:
+            tree.beneath_beside.discard(node.fid)
     stand_on(tree, node, doc["_rev"])
+
+
+def note_beneath(tree: Tree, node: Node, rev: str, history: list[str]) -> None:
+    """At unlock: ``node``, rebuilt from her own material over the refused revision ``rev`` of the
+    store (``history``: its own, newest first), stands on it, and what lies beneath it was never
+    looked at here: the revisions under it, at most ``BENEATH_LIMIT`` (no record names the one this
+    device last took), are noted in ``tree.beneath`` for the sync to fetch, the newest admissible
+    taken in under it, as ``keep`` has it done while mounted.  Unnoted, the unlock showed the file as
+    this device last saw it and her next save went over the refused revision and her laptop's rename
+    or trash under it, or a WRITE member's chmod, undoing them on every replica (attack round 78a (3))."""
+    if len(history) > 1 and history[0] == rev:
+        tree.beneath[node.fid] = (rev, history[1:BENEATH_LIMIT + 1])
+        tree.beneath_beside.discard(node.fid)
 
 
 def signed_state(tree: Tree, node: Node, signer: str | None) -> None:
@@ -175,18 +198,36 @@ def signed_state(tree: Tree, node: Node, signer: str | None) -> None:
         tree.held_signers[node.fid] = (node.rev, signer)
 
 
-def _unseen_under(doc: dict, held: str | None) -> list[str]:
+def _held_branch(tree: Tree, node: Node) -> set[str] | None:
+    """The revisions of the store's branch ending at ``node``'s (what this tree took in, with its
+    history); None where the store keeps no branches here (a server's) or holds none ending there."""
+    local = local_of(tree.store) if node.rev else None
+    if local is None or node.rev is None:
+        return None
+    history = branch_history(local, node.fid, node.rev)
+    return None if history is None else set(history)
+
+
+def _unseen_under(doc: dict, held: str | None, took: set[str] | None = None) -> tuple[list[str], bool]:
     """The revisions between ``doc`` and ``held`` (this tree's) in ``doc``'s history as its
-    peer sent it, newest first; none when it has no history or does not pass ``held``."""
+    peer sent it, newest first; none when it has no history or passes ``held`` deeper than
+    ``BENEATH_LIMIT``.  Not passing ``held`` (stacked on another branch: True with them), those
+    down to the first one of ``took`` (the branch ending at ``held``, with its history), at most
+    ``BENEATH_LIMIT``: none when ``took`` is not known."""
     if not held or not isinstance(doc.get("_revisions"), dict):
-        return []
+        return [], False
     try:
         history = history_from(doc)
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
-        return []  # malformed history: nothing fetched on its word
-    if held not in history[2:BENEATH_LIMIT + 2]:
-        return []
-    return history[1:history.index(held)]
+        return [], False  # malformed history: nothing fetched on its word
+    if held in history:
+        at = history.index(held)
+        return (history[1:at] if at <= BENEATH_LIMIT + 1 else []), False
+    if took is None:
+        return [], False
+    under = history[1:BENEATH_LIMIT + 1]
+    shared = next((at for at, rev in enumerate(under) if rev in took), len(under))
+    return under[:shared], True
 
 
 def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tuple[Node, list]) -> bool:

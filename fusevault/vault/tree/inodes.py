@@ -174,6 +174,11 @@ class Inodes:
         # refused one would erase once her next commit goes over it.  The sync fetches them and
         # they are taken in under it (vault/tree/arrivals.py ``keep``; absorbing.py ``absorb_beneath``).
         self.beneath: dict[str, tuple[str, list[str]]] = {}
+        # Of those, the ones stacked on a branch this tree never held (her other device's edit made
+        # beside the one held here: ``keep``), and the newest of their revisions fetched: settled
+        # against hers by the rules (vault/services/conflicts.py), never taken over it (round 78a (1)).
+        self.beneath_beside: set[str] = set()
+        self.came_beneath: dict[str, dict] = {}
         # (fid, vid) of a peer's version held back (or shown as it is) -> {(vid, idx): (owner, SHA-256
         # its manifest names or None)} of the records it inherits that gc punched out here (punched_wants.py
         # ``inherits_punched``): the sync fetches them again, checked against the hash.
@@ -766,6 +771,7 @@ class Inodes:
         docs += [node_doc(n, self.key, self.fid_of, deleted=self.is_deleted(n)) for n in nodes]
         # The files whose commit supersedes a state seen here, if alone in the store (``_put``).
         asked = [n.fid for n in nodes if self.ledger is not None and self.ledger.supersedes(n.fid)]
+        over = {n.fid: n.rev for n in nodes if n.fid in self.beneath}  # ``_over_beneath``
         try:
             revs, alone = await self.store_call(self._put, docs, places, asked)
         except BaseException:
@@ -774,6 +780,8 @@ class Inodes:
                 self._by_fid.pop(node.fid, None)
             raise
         for node, rev in zip(nodes, revs[len(docs) - len(nodes):]):
+            if node.fid in self.beneath:
+                self._over_beneath(node, over.get(node.fid))
             node.rev = rev
             self.lazy.discard(node.ino)
             self.unsaved.discard(node.ino)
@@ -792,6 +800,20 @@ class Inodes:
                 self.sharing.held.pop(node.fid, None)
         if self.ledger is not None:
             self.ledger.committed(nodes, [self.is_deleted(n) for n in nodes], parents, alone, self.fid_at)
+
+    def _over_beneath(self, node: Node, over: str | None) -> None:
+        """``node`` just committed over ``over``: if that is the refused revision whose revisions
+        beneath (``beneath``) were asked for and have not come (a peer slow to answer, or never), her
+        save went over them: said (``withheld``), once, and no longer waited for.  Her save is never
+        held back for them, and never goes over them unsaid (attack round 78a)."""
+        top, _ = self.beneath[node.fid]
+        if over != top:
+            return
+        self.beneath.pop(node.fid, None)
+        self.beneath_beside.discard(node.fid)
+        alarms.for_user(self.key.user_id).warn(
+            "withheld", node.fid, f"a change of file {node.fid} lies under a refused one and had not been "
+            "sent here when this device saved the file over both: it is in the file's history only")
 
     def _put(self, docs: list[dict], places: list[tuple], asked: list[str]) -> tuple[list[str], set[str]]:
         """Commit ``docs``; and, of ``asked`` (files whose commit supersedes a state seen of another
@@ -946,6 +968,8 @@ class Inodes:
         self.held_signers.clear()
         self.beside.clear()
         self.beneath.clear()
+        self.beneath_beside.clear()
+        self.came_beneath.clear()
         self.records_wanted.clear()
         self.records_asked.clear()
         self.records_disputed.clear()

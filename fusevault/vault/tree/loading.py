@@ -35,7 +35,7 @@ from fusevault.vault.model.nodes import NODE, ROOT_INODE, Node, node_from_doc, o
 from fusevault.vault.model.trust import USER, Trust
 from fusevault.vault.model.verified import Verified
 from fusevault.vault.tree import phantoms, revival, undeleting, unlooping
-from fusevault.vault.tree.arrivals import Absorbed, clash, leave, signed_state, stand_on
+from fusevault.vault.tree.arrivals import Absorbed, clash, leave, note_beneath, signed_state, stand_on
 from fusevault.vault.tree.authorship import Authorship, Foreign, said_signer
 from fusevault.vault.tree.guests import (
     GROUPS_DIR,
@@ -243,6 +243,7 @@ def _load(layout: Layout, store: Store, key: MasterKey, root_fid: str, inodes: d
             doc = others.get(node.fid)
             if doc is None or not _rebuilt_in_place(tree, key, gate, ledger, doc, node, owed):
                 return False
+            _noted_beneath(tree, node, doc)
             rebuilt.append(node)
             return True
 
@@ -581,12 +582,23 @@ def _keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger
         # Its name held (by a node whose document is judged later: a refused rename of another file of
         # hers onto it): taken, given back once that is settled, else shown beside (77c (1)).
         _as_seen(tree, key, ledger, doc, node, stamp, was, signed_path, new_key, owed)
+        if fid not in replayed:  # her own older deletion: nothing of another device's beneath it
+            _noted_beneath(tree, node, doc)
         taken += owed
         for child, link in waiting.pop(fid, ()):
             if tree.get(child.ino) is child and (lost := _link_loaded(tree, child, [link])):
                 taken.append((child, lost))
         placed.append(node)
     return placed, taken
+
+
+def _noted_beneath(tree: Tree, node: Node, doc: dict) -> None:
+    """``node``, rebuilt from her own material, stands on ``doc``, the store's refused current revision:
+    the revisions under it noted for the sync to fetch (arrivals.py ``note_beneath``; attack round 78a
+    (3)).  A store that keeps no history here (a server's): nothing noted."""
+    local = replica.local_of(tree.store)
+    if local is not None and node.rev == doc.get("_rev"):
+        note_beneath(tree, node, node.rev, replica.current_history(local, node.fid))
 
 
 def _rebuilt_in_place(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger, doc: dict,
