@@ -121,6 +121,13 @@ def _whole(seq: object) -> int:
     return seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= SEQ_LIMIT else 0
 
 
+def _agree(said: object, sql: object) -> bool:
+    """Whether a body's kind or file as Python reads it (``said``) is SQLite's (``sql``, what the
+    selections go by).  A value that is no text (a list, a number: a malformed document, judged where it
+    is read) is none that selects it as any kind or file: only text and a missing key are compared."""
+    return said == sql or not isinstance(said, str | None)
+
+
 def _no_link(path: Path) -> None:
     """The store file is a regular file or none (SQLite makes it), never a link: SQLite follows one for
     the database (its -wal and -shm it opens O_NOFOLLOW itself), so ``store.sqlite -> /etc/nologin``,
@@ -219,7 +226,7 @@ class LocalStore:
         if row is None:
             return None
         doc = self._doc(doc_id, row[0], row[1])
-        if (doc.get("type"), doc.get("fid")) != (row[2], row[3]):
+        if not (_agree(doc.get("type"), row[2]) and _agree(doc.get("fid"), row[3])):
             # Its kind or file as SQLite reads it (what ``iter_type`` and ``by_file`` select by) is not
             # Python's: a key written with an escape (``"typ\u0065"``), one document two readers see as
             # two; refused here as it is never selected there (attack round 79a (1)).
