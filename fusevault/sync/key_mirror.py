@@ -422,7 +422,8 @@ class KeyMirror:
             if updates:
                 self.store.put_many(updates)
         except Conflict:
-            return  # changed by a peer meanwhile: settled again at the next look
+            self._cue = None  # changed by a peer meanwhile: settled again at the next look (the next push)
+            return
         if base != before:
             replica.put_local(self.store, _BASE, base)
 
@@ -461,14 +462,15 @@ class KeyMirror:
                     # user): its bare deletion is still refused, and said (attack round 43b (6)).
                     self._refusing_removal(doc_id, in_file)
                 return  # a forged key file, no document: never mirrored
-            sharing.write_key(path, in_doc.epoch, in_doc.key, signed=in_doc.signed_fields())
+            sharing.write_key(path, in_doc.epoch, in_doc.key, signed=in_doc.signed_fields(),
+                              mirrored=True)
         elif _document_wins(in_doc, in_file, base.get(doc_id)):
             if in_doc is None:
                 assert in_file is not None  # their fingerprints differ
                 if not self._removal_taken(doc_id, in_file):
                     self._refusing_removal(doc_id, in_file)
                     return  # the key file stays, and what both last had: judged again
-                sharing.remove_key(path, keep_folder=True)
+                sharing.remove_key(path, keep_folder=True, mirrored=True)
             elif in_file is not None and in_doc.epoch < in_file.epoch:
                 # Never written over a later epoch (epochs only grow: a revoked share, a member gone).
                 self._replay_refused(doc_id, in_doc, in_file)
@@ -485,7 +487,8 @@ class KeyMirror:
                 updates.append(_document(doc_id, doc, in_file))
                 in_doc = in_file
             else:
-                sharing.write_key(path, in_doc.epoch, in_doc.key, signed=in_doc.signed_fields())
+                sharing.write_key(path, in_doc.epoch, in_doc.key, signed=in_doc.signed_fields(),
+                              mirrored=True)
         else:
             updates.append(_document(doc_id, doc, in_file))
             in_doc = in_file

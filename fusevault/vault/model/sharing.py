@@ -238,9 +238,11 @@ def _key_folder(folder: Path, make: bool = False) -> int:
 
 
 def write_key(path: Path, epoch: int, sealed: bytes, replace: bool = True,
-              signed: dict | None = None) -> bool:
+              signed: dict | None = None, *, mirrored: bool = False) -> bool:
     """Write a ``.vfkey``; ``replace=False``: only if there is none (else False);
-    ``signed``: the owner's signature and what it names (vault/model/grants.py)."""
+    ``signed``: the owner's signature and what it names (vault/model/grants.py);
+    ``mirrored``: written from its document by the sync's mirror, which records the
+    two as agreeing: no cue to look at it again (``key_writes``)."""
     data = json.dumps({"epoch": epoch, "key": b64e(sealed), **(signed or {})}).encode()
     folder = _key_folder(path.parent, make=True)
     try:
@@ -257,7 +259,8 @@ def write_key(path: Path, epoch: int, sealed: bytes, replace: bool = True,
                 os.unlink(temp, dir_fd=folder)
     finally:
         os.close(folder)
-    _wrote_key()
+    if not mirrored:
+        _wrote_key()
     return True
 
 
@@ -364,7 +367,7 @@ def key_group(path: Path) -> str | None:
     return None
 
 
-def remove_key(path: Path, keep_folder: bool = False) -> None:
+def remove_key(path: Path, keep_folder: bool = False, *, mirrored: bool = False) -> None:
     """Remove a ``.vfkey``.  A group file's folder goes with its last key, unless ``keep_folder``: a
     member's removal (``drop_group_keys``, and its deletion mirrored from a peer) leaves it, the trace
     that the group held keys of the file, which its owner's re-key follows to a file moved out of the
@@ -384,7 +387,8 @@ def remove_key(path: Path, keep_folder: bool = False) -> None:
         os.close(folder)
     if path.parent.name == "keys" and not keep_folder:
         drop_key_folder(path.parent)
-    _wrote_key()
+    if not mirrored:  # as ``write_key``'s
+        _wrote_key()
 
 
 def discard_key(path: Path, keep_folder: bool = False) -> None:
