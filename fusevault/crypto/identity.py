@@ -46,10 +46,14 @@ class Identity:
     # sealed keys say so is a stripped forgery, never one from before signatures
     # to sign (vault/model/migrate.py).
     signs: bool = False
+    # Sealed too: made at an unlock for a user from before pairs (vault format 1, early), who could hold
+    # no grant (a share or a group seals keys to public keys): the signing of her documents from before
+    # signatures signs her files and none of her grants or settings (vault/model/migrate.py).
+    minted: bool = False
 
     @classmethod
-    def new(cls, user_id: str, signs: bool = True) -> Identity:
-        return cls(user_id, X25519PrivateKey.generate(), Ed25519PrivateKey.generate(), signs)
+    def new(cls, user_id: str, signs: bool = True, minted: bool = False) -> Identity:
+        return cls(user_id, X25519PrivateKey.generate(), Ed25519PrivateKey.generate(), signs, minted)
 
     def public_fields(self) -> dict:
         return {"public_box": b64e(self.box.public_key().public_bytes(*_RAW)),
@@ -63,7 +67,8 @@ def seal_identity(key: MasterKey, identity: Identity) -> dict:
     """The fields of a user document that hold this identity."""
     plain = json.dumps({"box": b64e(identity.box.private_bytes(*_RAW_PRIVATE)),
                         "sign": b64e(identity.sign.private_bytes(*_RAW_PRIVATE)),
-                        **({"signs": True} if identity.signs else {})}).encode()
+                        **({"signs": True} if identity.signs else {}),
+                        **({"minted": True} if identity.minted else {})}).encode()
     sealed = key.seal_private("identity", identity.user_id, plain)
     return {**identity.public_fields(), "en_private_keys": b64e(sealed)}
 
@@ -75,7 +80,7 @@ def open_identity(key: MasterKey, user_doc: dict) -> Identity:
         plain = loads_untrusted(key.unseal_private("identity", user_id, sealed))
         identity = Identity(user_id, X25519PrivateKey.from_private_bytes(b64d(plain["box"])),
                             Ed25519PrivateKey.from_private_bytes(b64d(plain["sign"])),
-                            plain.get("signs") is True)
+                            plain.get("signs") is True, plain.get("minted") is True)
     except (KeyError, ValueError, TypeError):
         raise CorruptData(f"the key pairs of user {user_doc.get('username')!r} are malformed") from None
     if identity.public_fields() != {k: user_doc.get(k) for k in ("public_box", "public_sign")}:

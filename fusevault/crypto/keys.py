@@ -21,6 +21,11 @@ from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData, WrongPassphrase
 
 VALIDATION_TEXT = b"fusevault validation string v1"
+# The text a user with key pairs seals (every user made since attack round 80b (5), and each at her next
+# passphrase change): her document stripped of its pairs by whoever writes the store is then no user
+# from before pairs to give new ones (vault/model/users.py ``ensure_identity``), for only her master
+# key seals it, and her passphrase opens nothing without it.  A v1 text says nothing either way.
+VALIDATION_PAIRS = b"fusevault validation string v2: this user has key pairs"
 
 
 def subkey(master: bytes, purpose: str) -> bytes:
@@ -31,13 +36,15 @@ class MasterKey:
     """An unlocked user's master key and the sub-keys derived from it."""
 
     __slots__ = ("user_id", "_wrap", "_private", "_names", "_device", "_rekey", "_digests", "_proofs",
-                 "identity")
+                 "identity", "pairs_sealed")
 
     def __init__(self, user_id: str, master: bytes) -> None:
         self.user_id = user_id
         # The user's key pairs (crypto.identity.Identity), opened with this
         # key at unlock: what opens the file keys others sealed to them.
         self.identity = None
+        # Whether the validation string her wrapping holds says she has key pairs (VALIDATION_PAIRS).
+        self.pairs_sealed = False
         self._wrap = subkey(master, "fusevault dek-wrap v1")
         self._private = subkey(master, "fusevault private-doc v1")
         self._names = subkey(master, "fusevault doc-name v1")
@@ -119,17 +126,18 @@ class MasterKey:
 
 
 def new_wrapped_master(user_id: str, passphrase: bytes, params: KdfParams) -> tuple[dict, bytes]:
-    """Create a random master key; return its stored fields and the key itself."""
+    """Create a random master key (for a user made with key pairs); return its stored fields and the key."""
     master = aead.new_key()
-    return wrap_master(user_id, master, passphrase, params), master
+    return wrap_master(user_id, master, passphrase, params, pairs=True), master
 
 
-def wrap_master(user_id: str, master: bytes, passphrase: bytes, params: KdfParams) -> dict:
+def wrap_master(user_id: str, master: bytes, passphrase: bytes, params: KdfParams, *, pairs: bool) -> dict:
+    """The clear fields that open ``master`` with ``passphrase``; ``pairs``: the user has key pairs."""
     salt = os.urandom(SALT_SIZE)
     kek = derive_kek(passphrase, salt, params)
     sealed = aead.seal(kek, master, aead.ad("master-kek", user_id))
-    validation = aead.seal(subkey(master, "fusevault validation v1"), VALIDATION_TEXT,
-                           aead.ad("validation", user_id))
+    validation = aead.seal(subkey(master, "fusevault validation v1"),
+                           VALIDATION_PAIRS if pairs else VALIDATION_TEXT, aead.ad("validation", user_id))
     return {
         "salt": b64e(salt),
         "kdf": params.to_doc(),
@@ -152,21 +160,35 @@ def unwrap_master(user_id: str, fields: dict, passphrase: bytes) -> bytes:
         master = aead.unseal(kek, sealed, aead.ad("master-kek", user_id))
     except CorruptData:
         raise WrongPassphrase("wrong passphrase") from None
-    text = aead.unseal(subkey(master, "fusevault validation v1"), validation, aead.ad("validation", user_id))
-    if not hmac.compare_digest(text, VALIDATION_TEXT):
+    if _validation(user_id, validation, master) is None:
         raise CorruptData("the validation string does not match")
     return master
+
+
+def _validation(user_id: str, sealed: bytes, master: bytes) -> bytes | None:
+    """The validation text ``master`` opens (either kind), or None."""
+    try:
+        text = aead.unseal(subkey(master, "fusevault validation v1"), sealed, aead.ad("validation", user_id))
+    except CorruptData:
+        return None
+    return text if any(hmac.compare_digest(text, t) for t in (VALIDATION_TEXT, VALIDATION_PAIRS)) else None
 
 
 def check_master(doc: dict, master: bytes) -> bool:
     """Whether ``master`` opens the document's validation string (the recovery key checks with it)."""
     try:
-        validation = b64d(doc["en_validation_string"])
-        text = aead.unseal(subkey(master, "fusevault validation v1"), validation,
-                           aead.ad("validation", doc["_id"]))
-    except (KeyError, ValueError, TypeError, CorruptData):
+        return _validation(doc["_id"], b64d(doc["en_validation_string"]), master) is not None
+    except (KeyError, ValueError, TypeError):
         return False
-    return hmac.compare_digest(text, VALIDATION_TEXT)
+
+
+def pairs_sealed(doc: dict, master: bytes) -> bool:
+    """Whether the document's validation string, opened with ``master``, says its user has key pairs."""
+    try:
+        text = _validation(doc["_id"], b64d(doc["en_validation_string"]), master)
+    except (KeyError, ValueError, TypeError):
+        return False
+    return text is not None and hmac.compare_digest(text, VALIDATION_PAIRS)
 
 
 def checksum(fields: dict) -> str:

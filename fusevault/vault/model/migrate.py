@@ -21,6 +21,13 @@ vault held it then).  After it, the sealed flag makes every later planting
 (or a stripped signature) a refused forgery.  The one way back is a whole
 format-2 copy of the user's document kept from before the upgrade and put
 back, on a device with no mark: docs/SECURITY.md "Out of reach" says so.
+
+A user from before key pairs (format 1, early) gets them at her first unlock (vault/model/users.py
+``ensure_identity``), marked ``minted``: her documents then are her files alone, and only those are
+signed; a share, group, peers or retention document unsigned in her name is left unsigned and said.
+Her document stripped of its pairs and of every signature by the vault folder's writer, so as to pass
+for such a user, is refused outright where her wrapping says she has pairs (crypto/keys.py
+``VALIDATION_PAIRS``), and otherwise gets none of what he planted signed (attack round 80b (5)).
 """
 
 from __future__ import annotations
@@ -37,6 +44,20 @@ log = logging.getLogger(__name__)
 
 # Kinds whose documents name their owner in ``owner`` (Retention names them in ``user``).
 OWNED = ("node", "FilesMetaData", "Share", "Group", "Rotation", "Peers")
+
+
+# What a user from before key pairs could hold (her pairs ``minted`` at her first unlock since): her files.
+# A share or group seals keys to public keys, and her settings and peers are what a writer of the vault
+# folder wants changed: one of those unsigned in her name then was planted by whoever stripped her
+# document of its pairs and every signature (attack round 80b (5)), never signed here.
+FILES = ("node", "FilesMetaData")
+
+
+def _say_not_signed(trust: Trust, kind: str, count: int) -> None:
+    trust.alarms.warn("forged", f"unsigned {kind} {trust.user_id}",
+                      f"{count} unsigned {kind} document(s) in this user's name were not signed: a vault from "
+                      "before key pairs held none (planted by whoever writes the vault folder?); give those "
+                      "shares, groups or settings again if they were hers")
 
 
 def _own(doc: dict, user_id: str) -> bool:
@@ -82,8 +103,12 @@ def sign_own(store: Store, trust: Trust, root=None) -> int:
     identity = dataclasses.replace(trust.identity, signs=True)
     docs = [{**me, **seal_identity(trust.key, identity)}]
     for kind in (*OWNED, "Retention"):
-        docs += [d for d in store.iter_type(kind)
-                 if _own(d, trust.user_id) and not d.get("_deleted") and signer_of(d) is None]
+        unsigned = [d for d in store.iter_type(kind)
+                    if _own(d, trust.user_id) and not d.get("_deleted") and signer_of(d) is None]
+        if unsigned and identity.minted and kind not in FILES:
+            _say_not_signed(trust, kind, len(unsigned))
+            continue
+        docs += unsigned
     # The user document last: until it is signed, a crash leaves a vault the next unlock finishes.
     signed = [trust.sign(d) for d in docs[1:]] + [trust.sign(docs[0])]
     store.put_many(signed)

@@ -16,6 +16,7 @@ from fusevault.crypto.keys import (
     check_master,
     checksum,
     new_wrapped_master,
+    pairs_sealed,
     unwrap_master,
     wrap_master,
 )
@@ -113,10 +114,13 @@ def ensure_identity(store: Store, doc: dict, key: MasterKey, root: Path | str) -
     (public keys, a signature, a node of hers she signed, or this device saw her keys or her
     signature) was stripped by whoever writes the store.  Given new pairs, they signed every unsigned
     document in her name there, a planted Share included, and her devices took them for hers
-    (attack round 40c (1)): refused, one line, nothing made."""
+    (attack round 40c (1)): refused, one line, nothing made.  Stripped of every such sign as well, on a
+    device that never saw her: her wrapping's validation string, which only her master key seals, says
+    she has pairs (every user made or given a passphrase since attack round 80b (5)).  Pairs made here
+    are marked ``minted``: vault/model/migrate.py then signs none of her grants or settings."""
     if "en_private_keys" in doc:
         return doc
-    if _had_pairs(store, doc, root):
+    if key.pairs_sealed or _had_pairs(store, doc, root):
         if (restored := _kept_pairs(store, doc, key, root)) is not None:
             return restored
         for_user(doc["_id"]).warn("forged-user", doc["_id"], "this user's key pairs are missing from their "
@@ -124,7 +128,7 @@ def ensure_identity(store: Store, doc: dict, key: MasterKey, root: Path | str) -
         raise Forged(f"the key pairs of user {doc.get('username')!r} are missing from the store (removed by "
                      "whoever writes it?): restore the vault folder from a backup or sync it from another "
                      "device of theirs")
-    identity = Identity.new(doc["_id"], signs=False)  # signed (and marked) by vault/model/migrate.py
+    identity = Identity.new(doc["_id"], signs=False, minted=True)  # signed, marked by vault/model/migrate.py
     doc = {**doc, **seal_identity(key, identity)}
     doc["_rev"] = store.put_many([doc])[0]
     key.identity = identity
@@ -214,7 +218,9 @@ def owned_docs(store: Store, user_id: str) -> list[dict]:
 def unlock(doc: dict, passphrase: bytes) -> MasterKey:
     if doc.get("checksum") != checksum(doc):
         raise CorruptData(f"the key material of user {doc.get('username')!r} is damaged")
-    key = MasterKey(doc["_id"], unwrap_master(doc["_id"], doc, passphrase))
+    master = unwrap_master(doc["_id"], doc, passphrase)
+    key = MasterKey(doc["_id"], master)
+    key.pairs_sealed = pairs_sealed(doc, master)
     if "en_private_keys" in doc:
         key.identity = open_identity(key, doc)
     return key
@@ -283,11 +289,18 @@ def change_passphrase(store: Store, root: Path | str, doc: dict, old: bytes, new
     """``old`` replaced by ``new``; ``master``: what ``check_passphrase(old)`` gave (not opened twice)."""
     served, base = _base(root, doc)
     master = master if master is not None else _master(base, old)
-    fields = wrap_master(doc["_id"], master, new, default_params())
+    fields = wrap_master(doc["_id"], master, new, default_params(), pairs=_has_pairs(base, master))
     # The recovery wrapping (if any) is of the same master key: it stays valid.  The wrapping replaced
     # is retired: a body still carrying it never wins again, whatever its number (key_memory.newest).
     _save(store, root, served, {**base, **fields, "checksum": checksum(fields)}, master,
           retiring=key_memory.wrapping_digest(base))
+
+
+def _has_pairs(base: dict, master: bytes) -> bool:
+    """Whether a new wrapping of her master key says she has key pairs (crypto/keys.py VALIDATION_PAIRS):
+    her body holds them, or its wrapping already said so.  A key change of a user from before pairs (run
+    before her first mount) seals the older text; her first unlock gives her pairs."""
+    return "en_private_keys" in base or pairs_sealed(base, master)
 
 
 def _base(root: Path | str, doc: dict) -> tuple[dict, dict]:
@@ -391,6 +404,6 @@ def reset_passphrase(store: Store, root: Path | str, doc: dict, secret: bytes, n
     """A forgotten passphrase: a new one, the master key opened with the recovery key."""
     served, base = _base(root, doc)
     master = recover(base, secret)
-    fields = wrap_master(doc["_id"], master, new, default_params())
+    fields = wrap_master(doc["_id"], master, new, default_params(), pairs=_has_pairs(base, master))
     _save(store, root, served, {**base, **fields, "checksum": checksum(fields)}, master,
           retiring=key_memory.wrapping_digest(base))
