@@ -111,7 +111,7 @@ def test_80b_4c_an_index_entry_left_at_another_kind_does_not_let_repair_roll_bac
     assert now == b"second, the newest", f"her newest edit rolled back: {said}"
 
 
-@pytest.mark.xfail(strict=True, reason="80b (5): every signature trace stripped: a new device mints her pairs "
+@pytest.mark.xfail(strict=True, reason="80b (5): all signature traces stripped: a new device mints her pairs "
                    "and signs a planted Share: her keys sealed to bob")
 def test_80b_5_every_signature_trace_stripped_gets_no_planted_share_signed_on_a_new_device(
         vault: Path, tmp_path: Path) -> None:
