@@ -31,7 +31,8 @@ fixture with the personal in-process mount (``_composed``), and the two-user ``s
 (2) low-medium (her grant to bob never reaches any peer while her sync status says nothing is pending;
     only a log line).  Steps: before alice shares D with bob, the folder's writer plants a row at each id
     the key documents of that share will have (``vfkey-u-<bob>-<alice>-<fid>``: every part is a clear id
-    in the store), whose body does not read (a name given twice, refused since 30747e8; or not JSON).
+    in the store), whose body does not read (a name given twice, refused since 30747e8; or not JSON), at
+    a seq no push reads or counts (-1: outside ``WHOLE_SEQ``; ``get`` reads any seq).
     Alice shares D: the key files are written; the mirror's ``refresh`` reads each document through
     ``_current`` -> ``store.get``, which raises ``Unreadable``; ``_settle`` catches it (``CorruptData``),
     logs "left out" and records the look as done (``_cue``), so ``KeyMirror.unmirrored()`` is 0 and no
@@ -158,10 +159,12 @@ def test_80b_2_a_key_document_that_does_not_read_is_answered_by_her_key_file(sha
         await ask(shared, "share", "D", "READ")
         files = key_mirror.scan(alice.layout)  # the ids the attacker predicts from the store's clear ids
         assert files and all(shared.store.get(i) is None for i in files), "the scene: not mirrored yet"
-        for n, doc_id in enumerate(files):  # the folder's writer's rows (planted before the share, or now)
+        pushed = shared.store.next_seq() - 1  # as if all were pushed: what the sync status counts after
+        # The folder's writer's rows (planted before the share, or now), at seqs no push reads or counts.
+        for n, doc_id in enumerate(files):
             shared.store.db.execute(
                 "INSERT INTO docs (id, rev, seq, deleted, type, body) VALUES (?, '1-a', ?, 0, 'FileKey', ?)",
-                (doc_id, 10**9 + n, '{"type": "FileKey", "type": "FileKey"}'))
+                (doc_id, -1 - n, '{"type": "FileKey", "type": "FileKey"}'))
         mirror = KeyMirror(shared.store, alice.layout)
         await mirror.refresh()
         docs = []
@@ -171,7 +174,7 @@ def test_80b_2_a_key_document_that_does_not_read_is_answered_by_her_key_file(sha
             except Exception as err:  # Unreadable
                 docs.append(repr(err)[:60])
         said = [a for a in for_user(alice.key.user_id).as_list() if a["subject"] in files]
-        return files, mirror.unmirrored(), docs, said
+        return files, mirror.unmirrored() + shared.store.count_after(pushed), docs, said
 
     files, owed, docs, said = trio.run(scene)
     mirrored = all(isinstance(doc, dict) and key_mirror._key_of(doc) == files[doc["_id"]] for doc in docs)
