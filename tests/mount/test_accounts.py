@@ -16,6 +16,8 @@ from conftest import PASSPHRASE, docs_of, fusevault, mounted
 from fusevault.agent.expiry import Expiry
 from fusevault.crypto import aead
 from fusevault.crypto.identity import Identity, open_file_key, open_identity, public_box, seal_file_key
+from fusevault.crypto.kdf import KdfParams
+from fusevault.crypto.keys import checksum, unwrap_master, wrap_master
 from fusevault.errors import CorruptData
 from fusevault.store.local import LocalStore
 from fusevault.vault.model import users
@@ -284,7 +286,12 @@ def test_a_user_from_before_key_pairs_gets_them_at_the_next_mount(vault: Path, t
     # A vault from before key pairs (and so before signatures): no key pair, nothing signed.
     store = LocalStore(vault / "store.sqlite")
     alice = users.find_user(store, "alice")
-    old = {k: v for k, v in alice.items() if k not in ("public_box", "public_sign", "en_private_keys", "sig")}
+    # Her wrapping as it was then: its validation string the older text, which says nothing of pairs.
+    master = unwrap_master(alice["_id"], alice, PASSPHRASE.encode())
+    fields = wrap_master(alice["_id"], master, PASSPHRASE.encode(), KdfParams.from_doc(alice["kdf"]),
+                         pairs=False)
+    stripped = ("public_box", "public_sign", "en_private_keys", "sig")
+    old = {**{k: v for k, v in alice.items() if k not in stripped}, **fields, "checksum": checksum(fields)}
     root = {k: v for k, v in store.get(alice["root"]).items() if k != "sig"}
     store.put_many([old, root])
     store.close()

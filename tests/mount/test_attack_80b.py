@@ -52,7 +52,7 @@ from pathlib import Path
 import adversary
 import pytest
 from attack_scenes import recipients_dek
-from conftest import fusevault, mounted
+from conftest import PASSPHRASE, fusevault, mounted
 
 from mount.test_attack_79a import _seq
 from mount.test_sharing import _fid
@@ -111,8 +111,6 @@ def test_80b_4c_an_index_entry_left_at_another_kind_does_not_let_repair_roll_bac
     assert now == b"second, the newest", f"her newest edit rolled back: {said}"
 
 
-@pytest.mark.xfail(strict=True, reason="80b (5): all signature traces stripped: a new device mints her pairs "
-                   "and signs a planted Share: her keys sealed to bob")
 def test_80b_5_every_signature_trace_stripped_gets_no_planted_share_signed_on_a_new_device(
         vault: Path, tmp_path: Path) -> None:
     mnt, proj = _alices_proj(vault, tmp_path)
@@ -140,3 +138,41 @@ def test_80b_5_every_signature_trace_stripped_gets_no_planted_share_signed_on_a_
         f"mount exit {said.returncode}; the planted share now {share}; bob's keys of hers {keys}; "
         f"bob opens her plan.txt's DEK: {dek is not None}; her public key {alice.get('public_sign')} -> "
         f"{_user(vault, 'alice').get('public_sign')}")
+
+
+def _from_before_pairs(vault: Path) -> None:
+    """alice made as a user from before key pairs was (format 1, early): no pairs, nothing signed, her
+    wrapping's validation string the older text (only her passphrase makes one: the test has it)."""
+    from fusevault.crypto.kdf import KdfParams
+    from fusevault.crypto.keys import checksum, unwrap_master, wrap_master
+
+    alice = _user(vault, "alice")
+    master = unwrap_master(alice["_id"], alice, PASSPHRASE.encode())
+    fields = wrap_master(alice["_id"], master, PASSPHRASE.encode(), KdfParams.from_doc(alice["kdf"]),
+                         pairs=False)
+    adversary.put(vault, {**{k: v for k, v in alice.items() if k not in TRACES}, **fields,
+                          "checksum": checksum(fields)})
+    for kind in OWNED:
+        for doc in adversary.docs(vault, kind):
+            if doc.get("owner") == alice["_id"] and "sig" in doc:
+                adversary.put(vault, {k: v for k, v in doc.items() if k != "sig"})
+
+
+def test_80b_5_a_user_from_before_pairs_gets_hers_and_no_planted_share_signed(
+        vault: Path, tmp_path: Path) -> None:
+    """The fix's other half: a genuine user from before key pairs still gets hers at a mount, and her
+    files signed; a Share in her name (which such a user could not have given) is left unsigned, said,
+    and seals no key to bob."""
+    mnt, proj = _alices_proj(vault, tmp_path)
+    _from_before_pairs(vault)
+    adversary.put(vault, _planted_share(vault, proj))
+    device = {"FUSEVAULT_STATE_DIR": str(tmp_path / "new-device-state")}
+    with mounted(vault, mnt, env=device) as m:
+        assert (m / "proj" / "plan.txt").read_text() == "alice's plan\n"
+        said = fusevault("status", m, "--json", passphrase=None, env=device)
+        assert "unsigned Share document(s) in this user's name were not signed" in said.stdout, said.stdout
+    with mounted(vault, mnt, env=device) as m:  # her next mount there: her files signed, the share not
+        assert (m / "proj" / "plan.txt").read_text() == "alice's plan\n"
+    assert "sig" in _user(vault, "alice") and "en_private_keys" in _user(vault, "alice")
+    assert "sig" not in adversary.get(vault, _planted_share(vault, proj)["_id"])
+    assert _bobs_keys_of_alices(vault) == []

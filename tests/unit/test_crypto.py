@@ -6,7 +6,15 @@ import pytest
 
 from fusevault.crypto import aead
 from fusevault.crypto.kdf import WEAK_FOR_TESTS, KdfParams, derive_kek
-from fusevault.crypto.keys import MasterKey, checksum, new_wrapped_master, unwrap_master, wrap_master
+from fusevault.crypto.keys import (
+    MasterKey,
+    check_master,
+    checksum,
+    new_wrapped_master,
+    pairs_sealed,
+    unwrap_master,
+    wrap_master,
+)
 from fusevault.errors import CorruptData, WrongPassphrase
 
 
@@ -65,9 +73,27 @@ def test_master_key_wrap_unwrap_and_rewrap() -> None:
         unwrap_master("user1", fields, b"pass two")
     with pytest.raises(WrongPassphrase):  # bound to the user id
         unwrap_master("user2", fields, b"pass one")
-    rewrapped = wrap_master("user1", master, b"pass two", WEAK_FOR_TESTS)
+    rewrapped = wrap_master("user1", master, b"pass two", WEAK_FOR_TESTS, pairs=True)
     assert unwrap_master("user1", rewrapped, b"pass two") == master
     assert rewrapped["salt"] != fields["salt"] and checksum(rewrapped) != checksum(fields)
+
+
+def test_the_wrapping_says_whether_its_user_has_key_pairs() -> None:
+    """Attack round 80b (5): a user made now says so in what only her master key seals; one from before
+    pairs (the older text) still opens, and says nothing; another master key or user proves nothing."""
+    fields, master = new_wrapped_master("user1", b"pass", WEAK_FOR_TESTS)
+    made = {"_id": "user1", **fields}
+    assert pairs_sealed(made, master) and check_master(made, master)
+    older = wrap_master("user1", master, b"pass", WEAK_FOR_TESTS, pairs=False)
+    assert unwrap_master("user1", older, b"pass") == master
+    before = {"_id": "user1", **older}
+    assert check_master(before, master) and not pairs_sealed(before, master)
+    assert not pairs_sealed({"_id": "user2", **fields}, master)
+    assert not pairs_sealed({"_id": "user1", **fields}, aead.new_key())
+    assert not pairs_sealed({"_id": "user1"}, master)
+    # An older copy's text put in (a rollback: docs/SECURITY.md) says nothing either way.
+    swapped = {**fields, "en_validation_string": older["en_validation_string"]}
+    assert not pairs_sealed({"_id": "user1", **swapped}, master)
 
 
 def test_dek_wrapping_is_bound_to_user_and_file() -> None:

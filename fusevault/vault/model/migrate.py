@@ -55,9 +55,9 @@ FILES = ("node", "FilesMetaData")
 
 def _say_not_signed(trust: Trust, kind: str, count: int) -> None:
     trust.alarms.warn("forged", f"unsigned {kind} {trust.user_id}",
-                      f"{count} unsigned {kind} document(s) in this user's name were not signed: a vault from "
-                      "before key pairs held none (planted by whoever writes the vault folder?); give those "
-                      "shares, groups or settings again if they were hers")
+                      f"{count} unsigned {kind} document(s) in this user's name were not signed: a vault "
+                      "from before key pairs held none (planted by whoever writes the vault folder?); give "
+                      "those shares, groups or settings again if they were hers")
 
 
 def _own(doc: dict, user_id: str) -> bool:
