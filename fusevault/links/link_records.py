@@ -15,14 +15,14 @@ from pathlib import Path
 
 from fusevault import paths
 from fusevault.crypto.keys import MasterKey
-from fusevault.encoding import b64d, loads_untrusted
+from fusevault.encoding import JSON_LIMIT, b64d, loads_untrusted
 from fusevault.errors import CorruptData, VaultError
 from fusevault.links.capability import OwnerKeys
 from fusevault.store import Store
 from fusevault.store.sealed import sealed_bodies, sealed_doc
 from fusevault.store.unreadable import Unreadable
 from fusevault.vault.format.atomic import atomic_write
-from fusevault.vault.model import alarms, names
+from fusevault.vault.model import alarms, device_file, names
 
 log = logging.getLogger(__name__)
 
@@ -115,16 +115,21 @@ def _record_of(fields: dict, doc_id: str) -> LinkRecord | None:
 # until it revokes them; ``revoke`` falls back on them, and one missing from the store is said.
 
 
+# The copy's bound: one sealed record per link she made and has not revoked (their number is not
+# bounded): what loads_untrusted parses at most.
+KEPT_LIMIT = JSON_LIMIT
+
+
 def _kept_file(root: Path | str, user_id: str) -> Path:
     return paths.confirmed_file(root, user_id, ".links")
 
 
 def _kept_docs(root: Path | str, user_id: str) -> dict[str, dict]:
     try:
-        kept = loads_untrusted(_kept_file(root, user_id).read_bytes())
+        kept = loads_untrusted(device_file.read_own(_kept_file(root, user_id), KEPT_LIMIT))
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as err:
+    except (OSError, device_file.Damaged, ValueError) as err:  # a link, a FIFO, ...: damaged
         log.error("this device's copy of the link records is unreadable (%s): not used", err)
         return {}
     return {k: v for k, v in kept.items() if isinstance(v, dict)} if isinstance(kept, dict) else {}

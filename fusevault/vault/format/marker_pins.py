@@ -14,7 +14,8 @@ user decides.  ``init`` keeps what it made.  A folder that holds another vault o
 deleted and another put at its path) is accepted again by removing the file the message names.
 
 Kept in ``paths.state_dir()/markers/<hash of the vault folder's real path>`` as clear JSON: it is
-read before any key exists, and the state directory is the user's own (0700, paths.py).
+read before any key exists, and the state directory is the user's own (0700, paths.py).  Read only as
+a file of this user's (own_file.py ``read_own``): a link, a FIFO or one too large is a damaged record.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ import os
 from pathlib import Path
 
 from fusevault import paths
-from fusevault.encoding import shown, shown_brief
+from fusevault.encoding import loads_untrusted, shown, shown_brief
 from fusevault.errors import CorruptData
 from fusevault.vault.format.atomic import atomic_write
+from fusevault.vault.format.own_file import Damaged, read_own
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +59,15 @@ def keep(root: Path | str, vault_id: str, store: dict) -> None:
 
 def _read(path: Path) -> dict | None:
     try:
-        with open(path, "rb") as record:
-            data = record.read(LIMIT + 1)
+        data = read_own(path, LIMIT)
     except FileNotFoundError:
         return None
     except OSError as err:
         raise CorruptData(f"cannot read {path}: {err.strerror}") from None
+    except Damaged:  # a link, a FIFO, another user's file, one too large: never followed nor read
+        data = None
     try:
-        seen = json.loads(data) if len(data) <= LIMIT else None
+        seen = loads_untrusted(data, LIMIT) if data is not None else None
     except ValueError:
         seen = None
     if not isinstance(seen, dict) or not isinstance(seen.get("vault_id"), str) \

@@ -60,10 +60,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fusevault import paths
 from fusevault.crypto.keys import MasterKey
 from fusevault.crypto.signing import canonical, signer_of, verify_doc
-from fusevault.encoding import loads_untrusted
-from fusevault.errors import Forged, InvalidInput, VaultError
-from fusevault.vault.format.atomic import atomic_write
-from fusevault.vault.model import device, lineage
+from fusevault.errors import Forged, InvalidInput
+from fusevault.vault.model import device, device_file, lineage
 from fusevault.vault.model.alarms import Alarms, for_user
 from fusevault.vault.model.settings import FOLDERS, STAMP, Settings, change
 
@@ -126,15 +124,12 @@ def read(root: Path | str, key: MasterKey, alarms: Alarms | None = None) -> Sett
     """What this device last confirmed, or None (never, or the file is not ours)."""
     path, name = _file(root, key.user_id)
     try:
-        sealed = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        sealed = b""
-    try:
-        values = loads_untrusted(key.unseal_device(KIND, name, sealed))
+        # One that does not read (a link, a FIFO, another user's file, one too large) is damaged.
+        values = device_file.read_json(path, key, KIND, name=name)
+        if values is None:
+            return None
         return Settings(**{f.name: values[f.name] for f in fields(Settings) if f.name in values})
-    except (VaultError, ValueError, TypeError):
+    except (device_file.Damaged, ValueError, TypeError):
         (alarms if alarms is not None else for_user(key.user_id)).warn(
             "confirmed-settings", str(path), "the settings confirmed on this device were damaged or "
             "replaced: the safe defaults apply until `fusevault config confirm`")
@@ -149,9 +144,7 @@ def write(root: Path | str, key: MasterKey, settings: Settings) -> None:
 
 def _write(root: Path | str, key: MasterKey, settings: Settings) -> None:
     path, name = _file(root, key.user_id)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    sealed = key.seal_device(KIND, name, json.dumps(settings.as_dict(), sort_keys=True).encode())
-    atomic_write(path, sealed)
+    device_file.write(path, key, KIND, json.dumps(settings.as_dict(), sort_keys=True).encode(), name=name)
 
 
 def _ttl(settings: Settings) -> float:
@@ -264,7 +257,8 @@ def _seen(root: Path | str, key: MasterKey) -> dict:
     """This device's record of her settings bodies seen (under ``_writing``)."""
     path, name = _seen_file(root, key)
     try:
-        kept = loads_untrusted(key.unseal_device(SEEN, name, path.read_bytes()))
+        # Sealed bound to the settings' file name, not its own (as it always was); none kept: {}.
+        kept = device_file.read_json(path, key, SEEN, name=name) or {}
         seen, newest = kept["bodies"], kept["newest"]
         if not isinstance(newest, int) or not isinstance(seen, list) or not all(
                 isinstance(d, str) for d in seen):
@@ -272,7 +266,7 @@ def _seen(root: Path | str, key: MasterKey) -> dict:
         tips = [(lineage.parsed(v), int(m)) for v, m in kept.get("tips", [])]
         return {"bodies": seen, "newest": newest, "tips": tips, "device": str(kept.get("device") or ""),
                 "bound": str(kept.get("bound") or "")}
-    except (OSError, VaultError, ValueError, TypeError, KeyError):
+    except (device_file.Damaged, ValueError, TypeError, KeyError):
         # none yet, or damaged or not ours: started afresh (it was only a memory of bodies)
         return {"bodies": [], "newest": -1, "tips": [], "device": "", "bound": ""}
 
@@ -281,8 +275,7 @@ def _keep_seen(root: Path | str, key: MasterKey, record: dict) -> None:
     path, name = _seen_file(root, key)
     plain = {**record, "tips": [[v, m] for v, m in record["tips"]]}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(path, key.seal_device(SEEN, name, json.dumps(plain).encode()))
+        device_file.write(path, key, SEEN, json.dumps(plain).encode(), name=name)
     except OSError as err:
         log.error("could not record the user documents seen on this device: %s", err)
 
@@ -296,7 +289,7 @@ def _remember_safer(root: Path | str, key: MasterKey, mine: Settings | None, bas
     safer = {name: value for name, value in applied.items() if value != getattr(base, name)}
     if not safer:
         return
-    if mine is None and _file(root, key.user_id)[0].exists():
+    if mine is None and os.path.lexists(_file(root, key.user_id)[0]):  # a link too, even to nothing
         return  # damaged or not ours (read() raised the alarm): left for `config confirm` to replace
     with _writing:
         now = read(root, key)  # what another thread may have confirmed meanwhile

@@ -9,35 +9,33 @@ rename (``atomic_write``).  A record missing is ``None``; one that does not read
 JSON object raises ``Damaged``, which its module says and never lets stop the mount; a record written
 over a damaged one sets that one aside first (``.damaged``), for whoever looks into it, never read again.
 
-Read as a file of this user's only: never through a link, never a FIFO or device (opened without
-blocking), never another user's file, never larger than ``limit`` (a record fusevault writes is far
-smaller): whoever else can write her state folder, or a link planted there, gets ``Damaged``, not a
-hang, a read of another file, or all memory.
+Read as a file of this user's only (vault/format/own_file.py ``read_own``, re-exported here): never
+through a link, never a FIFO or device (opened without blocking), never another user's file, never larger
+than ``limit`` (a record fusevault writes is far smaller): whoever else can write her state folder, or a
+link planted there, gets ``Damaged``, not a hang, a read of another file, or all memory.
 
-rekeys_owed.py, left_kept.py, group_copies.py, trash_seen.py and verified.py keep theirs through here;
-the older records of this folder (ledger.py, freshness.py, trust.py's pins, confirmed.py) do the same by
-hand, each with a name or format check of its own: moving them here is the next step of this module.
+ledger.py, freshness.py, trust.py's pins, confirmed.py (and its record of bodies seen), renamed.py's
+adoption of a record under its old name, rekeys_owed.py, left_kept.py, group_copies.py, trash_seen.py and
+verified.py keep theirs through here, each with a name or format check of its own; the clear records
+(key_memory.py, peers.py, rotations_done.py, vault/format/marker_pins.py, links/link_records.py's copy)
+are read with ``read_own`` under a bound of their own.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fusevault.encoding import JSON_LIMIT, loads_untrusted
 from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write
+from fusevault.vault.format.own_file import Damaged, read_own
 
 if TYPE_CHECKING:
     from fusevault.crypto.keys import MasterKey
 
-
-class Damaged(Exception):
-    """A record that does not read, does not open with her key as its kind and name, or is no JSON
-    object: the message says which (never a byte of it)."""
+__all__ = ["LIMIT", "Damaged", "read_json", "read_own", "read_sealed", "write"]
 
 
 # The largest record a module here may keep and read back (its own bound is smaller: verified.py's 4
@@ -46,9 +44,10 @@ class Damaged(Exception):
 LIMIT = JSON_LIMIT + 64
 
 
-def read_json(path: Path, key: MasterKey, kind: str, limit: int = LIMIT) -> dict[str, Any] | None:
+def read_json(path: Path, key: MasterKey, kind: str, limit: int = LIMIT, *,
+              name: str | None = None) -> dict[str, Any] | None:
     """The record of ``kind`` at ``path``, opened (None: none kept).  Raises ``Damaged``."""
-    plain = read_sealed(path, key, kind, limit)
+    plain = read_sealed(path, key, kind, limit, name=name)
     if plain is None:
         return None
     try:
@@ -60,8 +59,10 @@ def read_json(path: Path, key: MasterKey, kind: str, limit: int = LIMIT) -> dict
     return record
 
 
-def read_sealed(path: Path, key: MasterKey, kind: str, limit: int = LIMIT) -> bytes | None:
-    """The plain bytes of the record of ``kind`` at ``path`` (None: none kept).  Raises ``Damaged``."""
+def read_sealed(path: Path, key: MasterKey, kind: str, limit: int = LIMIT, *,
+                name: str | None = None) -> bytes | None:
+    """The plain bytes of the record of ``kind`` at ``path`` (None: none kept), sealed bound to ``name``
+    (its file's name unless a module binds another: confirmed.py's bodies seen).  Raises ``Damaged``."""
     try:
         sealed = read_own(path, limit)
     except FileNotFoundError:
@@ -69,39 +70,17 @@ def read_sealed(path: Path, key: MasterKey, kind: str, limit: int = LIMIT) -> by
     except OSError as err:
         raise Damaged(f"it does not read ({err.strerror or err})") from err
     try:
-        return key.unseal_device(kind, path.name, sealed)
+        return key.unseal_device(kind, name or path.name, sealed)
     except VaultError as err:
         raise Damaged("it does not open with her key (damaged, truncated or replaced)") from err
 
 
-def write(path: Path, key: MasterKey, kind: str, plain: bytes, *, set_aside: bool = False) -> None:
-    """Keep ``plain`` as the record of ``kind`` at ``path``, sealed; ``set_aside``: the one there did not
-    open (moved to ``.damaged`` first).  Raises OSError."""
+def write(path: Path, key: MasterKey, kind: str, plain: bytes, *, set_aside: bool = False,
+          name: str | None = None) -> None:
+    """Keep ``plain`` as the record of ``kind`` at ``path``, sealed (bound to ``name``, as ``read_sealed``);
+    ``set_aside``: the one there did not open (moved to ``.damaged`` first).  Raises OSError."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if set_aside and path.exists():
         os.replace(path, path.with_name(path.name + ".damaged"))
-    atomic_write(path, key.seal_device(kind, path.name, plain))
+    atomic_write(path, key.seal_device(kind, name or path.name, plain))
 
-
-def read_own(path: Path, limit: int = LIMIT) -> bytes:
-    """The bytes of ``path`` if it is a regular file of this user's, not through a link, at most
-    ``limit`` long.  Raises FileNotFoundError (none), ``Damaged`` (not such a file) or OSError."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise Damaged("it is a link, not a file fusevault wrote") from None
-        raise
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
-            raise Damaged("it is not a file of this user's")
-        if st.st_size > limit:
-            raise Damaged("it is larger than any record fusevault writes")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(limit + 1)
-        if len(data) > limit:
-            raise Damaged("it is larger than any record fusevault writes")
-        return data
-    finally:
-        os.close(fd)

@@ -59,10 +59,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fusevault import paths
-from fusevault.encoding import SAFE_INTEGER, loads_untrusted
-from fusevault.errors import VaultError
-from fusevault.vault.format.atomic import atomic_write, fsync_dir
-from fusevault.vault.model import device, lineage, renamed
+from fusevault.encoding import SAFE_INTEGER
+from fusevault.vault.format.atomic import fsync_dir
+from fusevault.vault.model import device, device_file, lineage, renamed
 from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.group_copies import KIND as GROUP_COPIES
 from fusevault.vault.model.group_copies import GroupCopies
@@ -89,6 +88,7 @@ MAX_AHEAD_US = 366 * 86400 * 10**6
 
 
 FOLDER = "grants"  # in the state folder
+KIND = "grants"  # what its seal is bound to (with its file name)
 
 
 def state_path(vault_root: Path, user_id: str) -> Path:
@@ -105,7 +105,7 @@ def copies_path(record: Path) -> Path:
 def _adopt(key: MasterKey, old: Path | None, new: Path) -> None:
     """An upgraded device's record (and its groups' copies), kept under its vault_id's name, moved so it
     keeps what it saw.  Moved, it signs under a new device id (vault/model/device.py: its path is new)."""
-    renamed.adopt(key, "grants", old, new)
+    renamed.adopt(key, KIND, old, new)
     renamed.adopt(key, GROUP_COPIES, None if old is None else copies_path(old), copies_path(new))
 
 
@@ -178,11 +178,10 @@ class Freshness:
     def _read(self) -> None:
         """The record kept on this device, if any (one that does not open: started afresh, an alarm)."""
         try:
-            sealed = self.path.read_bytes()
-        except FileNotFoundError:
-            return
-        try:
-            data = loads_untrusted(self.key.unseal_device("grants", self.path.name, sealed))
+            # A link, a FIFO, another user's file or one too large is damaged (device_file.read_own).
+            data = device_file.read_json(self.path, self.key, KIND)
+            if data is None:
+                return
             if data.get("format") != FORMAT:
                 raise ValueError("unknown format")
             self.seen = {i: (str(k), int(n), bool(d)) for i, (k, n, d) in data["seen"].items()}
@@ -193,7 +192,7 @@ class Freshness:
             self.buried = {str(i): lineage.parsed(v) for i, v in data.get("buried", {}).items()}
             self.device = str(data.get("device") or self.device)
             self.bound = str(data.get("bound") or self.bound)  # none: from before, kept where it is
-        except (VaultError, KeyError, ValueError, TypeError, AttributeError):
+        except (device_file.Damaged, KeyError, ValueError, TypeError, AttributeError):
             self.alarms.warn("grants-state", str(self.path), f"this device's record of grants seen "
                              f"{self.path} was damaged or replaced: replayed grants before now cannot be "
                              "told; started afresh")
@@ -274,8 +273,7 @@ class Freshness:
                     "tips": {i: [[v, m] for v, m in tips] for i, tips in self.tips.items()}}
             plain = json.dumps(data, separators=(",", ":")).encode()
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                atomic_write(self.path, self.key.seal_device("grants", self.path.name, plain))
+                device_file.write(self.path, self.key, KIND, plain)
                 fsync_dir(self.path.parent)
             except OSError as err:
                 self._dirty = True

@@ -30,7 +30,7 @@ from fusevault import paths
 from fusevault.encoding import SAFE_INTEGER, loads_untrusted
 from fusevault.errors import Forged, VaultError
 from fusevault.vault.format.atomic import atomic_write
-from fusevault.vault.model import lineage
+from fusevault.vault.model import device_file, lineage
 from fusevault.vault.model.setting_names import KEYS, STAMP
 
 SEQ = "keys_seq"
@@ -42,6 +42,9 @@ KEY_FIELDS = (*WRAPPING, RECOVERY, SEQ)
 REVOKED_FIELD = "revoked_recovery"  # the digests of the recovery wrappings she revoked (signed)
 RETIRED_FIELD = "retired_wrappings"  # the digests of the passphrase wrappings `passwd` replaced (signed)
 KEEP = 64  # digests remembered (key bodies seen, revocations)
+# The record's bound: her key fields, 3 x KEEP digests and her whole signed body (a few KiB; the store
+# bounds no body, hence the room).  A larger file is none this device wrote: not read.
+LIMIT = 16 << 20
 log = logging.getLogger(__name__)
 
 
@@ -60,10 +63,10 @@ def _place(root: Path | str, user_id: str) -> Path:
 def remembered(root: Path | str, user_id: str) -> dict | None:
     """The newest key fields this device saw for ``user_id``, or None (none, or not readable)."""
     try:
-        kept = loads_untrusted(_place(root, user_id).read_bytes())
+        kept = loads_untrusted(device_file.read_own(_place(root, user_id), LIMIT))
     except FileNotFoundError:
         return None
-    except (OSError, VaultError, ValueError) as err:
+    except (OSError, device_file.Damaged, VaultError, ValueError) as err:  # a link, a FIFO, ...: damaged
         log.error("this device's record of the newest keys of %s is unreadable (%s): not used", user_id, err)
         return None
     if not (isinstance(kept, dict) and kept.get("_id") == user_id and isinstance(kept.get("public_sign"), str)

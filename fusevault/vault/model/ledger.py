@@ -46,11 +46,11 @@ import trio
 
 from fusevault import paths
 from fusevault.crypto.signing import signer_of
-from fusevault.encoding import loads_untrusted, name_to_str, str_to_name
+from fusevault.encoding import name_to_str, str_to_name
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import replica
-from fusevault.vault.format.atomic import atomic_write, fsync_dir
-from fusevault.vault.model import renamed
+from fusevault.vault.format.atomic import fsync_dir
+from fusevault.vault.model import device_file, renamed
 from fusevault.vault.model.alarms import Alarms, for_user
 from fusevault.vault.model.nodes import MAX_OVER, clear_epoch, device_ok, open_node_doc, wrapping_ok
 from fusevault.vault.model.placement import shaped
@@ -98,6 +98,7 @@ class Held(Protocol):
 
 
 FOLDER = "ledger"  # in the state folder
+KIND = "ledger"  # what its seal is bound to (with its file name)
 
 
 def _wrapping_shaped(wrapping: object) -> bool:
@@ -318,14 +319,13 @@ class Ledger:
         ledger = cls(key, ledger_path(vault_root, key.user_id), alarms)
         # An upgraded device's ledger, kept under its vault_id's name, is moved, so it keeps what it saw.
         old = renamed.legacy_path(FOLDER, vault_root, vault_id, key.user_id)
-        renamed.adopt(key, "ledger", old, ledger.path)
+        renamed.adopt(key, KIND, old, ledger.path)
         try:
-            sealed = ledger.path.read_bytes()
-        except FileNotFoundError:
-            ledger.version = 1  # first sight: written at once, so the device id is kept
-            return ledger
-        try:
-            data = loads_untrusted(key.unseal_device("ledger", ledger.path.name, sealed))
+            # A link, a FIFO, another user's file or one too large is damaged (device_file.read_own).
+            data = device_file.read_json(ledger.path, key, KIND)
+            if data is None:
+                ledger.version = 1  # first sight: written at once, so the device id is kept
+                return ledger
             if data.get("format") != FORMAT:
                 raise ValueError("unknown ledger format")
             ledger.device = sys.intern(str(data["device"]))
@@ -363,7 +363,7 @@ class Ledger:
                            for fid, (epoch, digest) in data.get("keys", {}).items()}
             ledger.wrappings = {str(fid): kept for fid, entry in data.get("wrappings", {}).items()
                                 if (kept := _wrapping_entry(entry)) is not None}
-        except (VaultError, KeyError, ValueError, TypeError, AttributeError):
+        except (device_file.Damaged, KeyError, ValueError, TypeError, AttributeError):
             ledger.alarms.warn("ledger", str(ledger.path), f"this device's rollback ledger {ledger.path} "
                                "was damaged or replaced: rollbacks before now cannot be told; started afresh")
             ledger = cls(key, ledger.path, ledger.alarms)
@@ -399,8 +399,7 @@ class Ledger:
                      for f, each in data["links"].items()}
             plain = json.dumps({**data, "fids": fids, "names": names, "links": links},
                                separators=(",", ":")).encode()
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            atomic_write(self.path, self.key.seal_device("ledger", self.path.name, plain))
+            device_file.write(self.path, self.key, KIND, plain)
             fsync_dir(self.path.parent)
             self._saved = version
 

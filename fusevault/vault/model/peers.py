@@ -36,6 +36,7 @@ from fusevault.errors import AlreadyExists, InvalidInput, NotFound
 from fusevault.store import Store, tombstone
 from fusevault.urls import http_url, without_credentials
 from fusevault.vault.format.atomic import atomic_write
+from fusevault.vault.model import device_file
 from fusevault.vault.model.nodes import new_id
 
 PEER = "Peers"
@@ -141,6 +142,9 @@ def remove_peer(store: Store, root: Path | str, name: str) -> int:
 
 # --- which Peers documents this device confirmed
 
+# The record's bound: a digest is 67 bytes of JSON, so some 15,000 peers confirmed; a larger file is
+# none this device wrote.
+CONFIRMED_LIMIT = 1 << 20
 _BOUND = ("_id", "name", "scheme", "host", "port", "db", "credentials", "path_to_dump_chunks")
 
 
@@ -157,8 +161,8 @@ def _confirmed_file(root: Path | str) -> Path:
 
 def _confirmed(root: Path | str) -> set[str]:
     try:
-        found = loads_untrusted(_confirmed_file(root).read_bytes())
-    except (OSError, ValueError):
+        found = loads_untrusted(device_file.read_own(_confirmed_file(root), CONFIRMED_LIMIT))
+    except (OSError, device_file.Damaged, ValueError):  # a link, a FIFO, ...: none confirmed
         return set()
     return {d for d in found if isinstance(d, str)} if isinstance(found, list) else set()
 

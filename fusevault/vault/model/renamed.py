@@ -22,6 +22,7 @@ from fusevault import paths
 from fusevault.errors import CorruptData
 from fusevault.vault.format.atomic import atomic_write, fsync_dir
 from fusevault.vault.format.layout import is_id
+from fusevault.vault.model import device_file
 
 if TYPE_CHECKING:
     from fusevault.crypto.keys import MasterKey
@@ -42,20 +43,23 @@ def adopt(key: MasterKey, kind: str, old: Path | None, new: Path) -> None:
     """Move the record at ``old`` to ``new`` if only ``old`` exists.  The name is sealed with the record
     (``seal_device``), so it is opened under the old name and sealed again under the new one, written
     whole (temp + fsync + rename) before the old one goes; a crash between leaves both, and the new one
-    wins.  One that does not open is moved as it is: opening it then raises the alarm it always did."""
+    wins.  One that does not open, or is no file of this user's (a link, a FIFO, one too large:
+    ``device_file.read_own``, never followed nor read), is moved as it is: opening it then raises the
+    alarm it always did."""
     if old is None or os.path.lexists(new):
         return
     try:
-        sealed = old.read_bytes()
+        sealed = device_file.read_own(old, device_file.LIMIT)
+        plain: bytes | None = key.unseal_device(kind, old.name, sealed)
     except FileNotFoundError:
         return  # nothing kept under the old name (or another process moved it first)
     except OSError as err:
         log.error("could not read %s to move it to %s: %s", old, new, err)
         return
+    except (device_file.Damaged, CorruptData):
+        plain = None
     new.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        plain = key.unseal_device(kind, old.name, sealed)
-    except CorruptData:
+    if plain is None:
         os.replace(old, new)
         return
     atomic_write(new, key.seal_device(kind, new.name, plain))

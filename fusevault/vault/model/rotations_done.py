@@ -33,11 +33,13 @@ from pathlib import Path
 
 from fusevault import paths
 from fusevault.crypto.signing import canonical, signer_of
-from fusevault.encoding import loads_untrusted
+from fusevault.encoding import JSON_LIMIT, loads_untrusted
 from fusevault.errors import VaultError
 from fusevault.vault.format.atomic import atomic_write
+from fusevault.vault.model import device_file
 
 KEEP = 512  # requests remembered (the oldest forgotten first)
+DONE_LIMIT = 1 << 20  # the record's bound: KEEP digests are some 35 KB of JSON; a larger file is none of ours
 log = logging.getLogger(__name__)
 
 
@@ -57,10 +59,10 @@ def _place(root: Path | str, user_id: str) -> Path:
 
 def _done(root: Path | str, user_id: str) -> list[str]:
     try:
-        kept = loads_untrusted(_place(root, user_id).read_bytes())
+        kept = loads_untrusted(device_file.read_own(_place(root, user_id), DONE_LIMIT))
     except FileNotFoundError:
         return []
-    except (OSError, VaultError, ValueError) as err:
+    except (OSError, device_file.Damaged, VaultError, ValueError) as err:  # a link, a FIFO, ...: damaged
         log.error("this device's record of the key rotations it did is unreadable (%s): not used", err)
         return []
     return [d for d in kept if isinstance(d, str)] if isinstance(kept, list) else []
@@ -92,6 +94,9 @@ def remember(root: Path | str, user_id: str, doc: dict) -> None:
 # files shared with the group are re-keyed as if the request were there (rotation.py ``resume``).
 
 SEALED_KEEP = 4096  # shares remembered (the oldest forgotten first: then taken as they are, no re-key)
+# The record's bound: SEALED_KEEP shares, each with its group's members (no number of members is bounded):
+# what loads_untrusted parses at most.
+SEALED_LIMIT = JSON_LIMIT
 
 
 def _sealed_place(root: Path | str, user_id: str) -> Path:
@@ -100,7 +105,7 @@ def _sealed_place(root: Path | str, user_id: str) -> Path:
 
 def sealed_members(root: Path | str, user_id: str) -> dict[str, set[str]]:
     """Share id -> the group members this device sealed that share's keys to (none known: absent)."""
-    kept = _record(_sealed_place(root, user_id), "the group members it sealed keys to")
+    kept = _record(_sealed_place(root, user_id), "the group members it sealed keys to", SEALED_LIMIT)
     return {sid: {m for m in members if isinstance(m, str)} for sid, members in kept.items()
             if isinstance(sid, str) and isinstance(members, list)}
 
@@ -131,6 +136,7 @@ def remember_members(root: Path | str, user_id: str, sealed: dict[str, set[str]]
 # re-key them again: 49b (2)).  Lost, it costs one more re-key per place.
 UNBOUND_EVERY = 24 * 3600.0  # seconds between two re-keys for a key naming no group at one place
 UNBOUND_KEEP = 1024  # places remembered; past them, no further place counts until the day is over
+UNBOUND_LIMIT = 4 << 20  # the record's bound: UNBOUND_KEEP places and times, some 200 KB of JSON
 
 
 class UnboundRekeys(dict[str, float]):
@@ -161,7 +167,7 @@ def _when(value: object, now: float) -> float | None:
 def unbound_rekeys(root: Path | str, user_id: str, now: float) -> UnboundRekeys:
     """This device's re-keys for keys naming no group, those less than ``UNBOUND_EVERY`` before ``now``
     (older ones pruned; at most ``UNBOUND_KEEP``), and whether the record is full (``full_since``)."""
-    kept = _record(_unbound_place(root, user_id), "its re-keys for keys naming no group")
+    kept = _record(_unbound_place(root, user_id), "its re-keys for keys naming no group", UNBOUND_LIMIT)
     places = kept.get("places")
     if not isinstance(places, dict):  # the record before 49b (2): the places alone
         places, kept = kept, {}
@@ -188,14 +194,14 @@ def remember_unbound(root: Path | str, user_id: str, recent: UnboundRekeys) -> N
         log.error("could not record this device's re-keys for keys naming no group: %s", err)
 
 
-def _record(path: Path, what: str) -> dict:
-    """One of this device's records (a JSON object), or {} when there is none or it does not read
-    (logged: a lost record costs at most one more re-key)."""
+def _record(path: Path, what: str, limit: int) -> dict:
+    """One of this device's records (a JSON object, at most ``limit`` bytes), or {} when there is none
+    or it does not read (logged: a lost record costs at most one more re-key)."""
     try:
-        kept = loads_untrusted(path.read_bytes())
+        kept = loads_untrusted(device_file.read_own(path, limit))
     except FileNotFoundError:
         return {}
-    except (OSError, VaultError, ValueError) as err:
+    except (OSError, device_file.Damaged, VaultError, ValueError) as err:  # a link, a FIFO, ...: damaged
         log.error("this device's record of %s is unreadable (%s): not used", what, err)
         return {}
     return kept if isinstance(kept, dict) else {}

@@ -83,7 +83,7 @@ from fusevault.crypto.signing import Verified, checked_before, sign_doc, signer_
 from fusevault.encoding import b64d, b64e, loads_untrusted
 from fusevault.errors import CorruptData, Forged, VaultError
 from fusevault.store import Store
-from fusevault.vault.format.atomic import atomic_write
+from fusevault.vault.model import device_file
 from fusevault.vault.model.alarms import Alarms, for_user
 from fusevault.vault.model.freshness import Freshness, stamp
 
@@ -218,15 +218,12 @@ class Trust:
             return None, {}
         path, name = found
         try:
-            sealed = path.read_bytes()
-        except FileNotFoundError:
-            return None, {}
-        except OSError:
-            sealed = b""
-        try:
-            plain = self.key.unseal_device(PINS, name, sealed)
+            # One that does not read (a link, a FIFO, another user's file, one too large) is damaged.
+            plain = device_file.read_sealed(path, self.key, PINS, name=name)
+            if plain is None:
+                return None, {}
             return _pins_of(plain), _group_pins_of(plain)
-        except (VaultError, KeyError, ValueError, TypeError):
+        except (device_file.Damaged, VaultError, KeyError, ValueError, TypeError):
             self.alarms.warn("pins", str(path), "the pins kept on this device were damaged or replaced: "
                              "the store's are used")
             return {}, {}
@@ -236,8 +233,7 @@ class Trust:
         if found is None:
             return
         path, name = found
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(path, self.key.seal_device(PINS, name, plain))
+        device_file.write(path, self.key, PINS, plain, name=name)
 
     def save(self) -> None:
         """Write the pins if new ones were made (call off the trio loop)."""
