@@ -47,7 +47,7 @@ from fusevault.vault.model import names
 from fusevault.vault.model.alarms import for_user
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.settings import Settings
-from fusevault.vault.services.conflicts import RANDOM_HEX, copy_name, copy_names
+from fusevault.vault.services.conflict_copies import RANDOM_HEX, copy_name, copy_names
 from fusevault.vault.services.placing import (
     Judge,
     KernelCache,

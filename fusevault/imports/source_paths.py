@@ -35,7 +35,7 @@ from fusevault.encoding import name_start, shown
 from fusevault.host_access import HostAccess
 from fusevault.vault.model import settings as user_settings
 from fusevault.vault.model.settings import Settings
-from fusevault.vault.services.conflicts import copy_name
+from fusevault.vault.services.conflict_copies import copy_name
 
 log = logging.getLogger(__name__)
 

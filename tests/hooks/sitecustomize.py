@@ -4,7 +4,7 @@ A test puts this folder on ``PYTHONPATH`` and names a gate folder in
 ``PYTHON_FVTEST_CONFLICT_GATE`` (the mount server is started with the
 ``PYTHON*`` variables and the command's path: fs/daemon.py ``_start_env``),
 so Python imports this module first in every process of that mount.  There,
-``vault/services/conflicts.py`` stops each conflict copy it makes after the
+``vault/services/conflict_copies.py`` stops each conflict copy it makes after the
 copy is created and before its bytes are written: it touches ``GATE/paused``
 and waits (polling, on the trio loop: the mount answers meanwhile) until the
 test creates ``GATE/go``.  Once the settling that made a copy has returned
@@ -22,10 +22,10 @@ def _install(gate: Path) -> None:
     import trio
 
     from fusevault.fs import arrivals
-    from fusevault.vault.services import conflicts
+    from fusevault.vault.services import conflict_copies
 
     made = []
-    copy_into = conflicts.copy_into
+    copy_into = conflict_copies.copy_into
     settle_conflicts = arrivals.Arrivals._settle_conflicts
 
     async def paused_copy_into(*args, **kwargs):
@@ -42,7 +42,7 @@ def _install(gate: Path) -> None:
             if made:
                 (gate / "settled").touch()
 
-    conflicts.copy_into = paused_copy_into  # type: ignore[assignment]
+    conflict_copies.copy_into = paused_copy_into  # type: ignore[assignment]
     arrivals.Arrivals._settle_conflicts = marked_settle_conflicts  # type: ignore[method-assign]
 
 

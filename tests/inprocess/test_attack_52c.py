@@ -5,7 +5,7 @@ Hole (1), medium (51a (2)'s stall back, by a WRITE member, unsaid in her state, 
   xattr cap is judged where a member's state is taken in as the file's state (``may_take``), not where
   the conflict settling merges a member's metadata into her kept state.
   Attack: bob (WRITE on alice's team/) signs a state of team/plan.txt at her current head and key but
-    one epoch lower (his to seal: a lower epoch is "the ordinary case" and not said, conflicts.py
+    one epoch lower (his to seal: a lower epoch is "the ordinary case" and not said, conflict_rules.py
     ``_claims_key``), holding 120 KB of xattrs (any size: 8 MB as in 51a (2)) with a fresh ``changed``
     stamp for ``xattrs``, as a branch beside her current revision (his own replica makes the branch:
     a child of a revision he holds; no server needed).
@@ -16,7 +16,7 @@ Hole (1), medium (51a (2)'s stall back, by a WRITE member, unsaid in her state, 
     A log line says "refused a change ... past a file's cap: the file keeps what it had" (the store
     watcher's look at the arrival): it does not keep it.
   Cause: rule 2 (same head) keeps hers for her key beside his (``_newer_key``; ``_her_key_beside_his``:
-    not one key, as the epochs differ), and ``_apart`` then merges "his names and metadata by their
+    not one key, as the epochs differ), and ``apart`` then merges "his names and metadata by their
     stamps" (metadata_merge.py ``merged``: ``changed_last(keeper, other, "xattrs")``); ``_adopt`` applies
     that ``Metadata`` to her node after ``absorb_node`` of HER doc (no ``may_take`` of his) and commits
     it.  ``past_the_xattr_cap`` is never asked on this path.
@@ -25,7 +25,7 @@ Hole (1), medium (51a (2)'s stall back, by a WRITE member, unsaid in her state, 
     at 8 MB, 51a's numbers); her own setxattr on the file is ENOSPC.  Worse than before 51a (2)'s fix in
     one way: the bloat is now in a state signed by her, which her other devices take whole (her own
     signed state is never refused, ``past_the_xattr_cap``) and which no later judgement tells from hers.
-  Fix (suggested): judge the merged xattrs: in ``_apart`` (or ``merged``) take a member's ``xattrs``
+  Fix (suggested): judge the merged xattrs: in ``apart`` (or ``merged``) take a member's ``xattrs``
     field only if it is within the cap or holds no more than the kept state's (``holds_no_more``), and
     say it otherwise; or call ``past_the_xattr_cap`` on ``other`` in ``_her_key_beside_his`` and merge
     nothing of his then.

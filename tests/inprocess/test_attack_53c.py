@@ -35,7 +35,7 @@ Held (read; the brief's areas (2) to (4)):
   - the xattr cap (5a40e1a, a45c10f, f84fc28): every path that takes a member's state into her node
     goes through ``may_take`` (arrival; the conflict keeper via ``_adopt``'s ``absorb_node``) or
     ``_xattrs_within_the_cap`` (rule 2's merge beside her re-key); a conflict copy, a restore and an
-    import carry no xattrs (``_conflict_copy`` makes a new node; nothing in imports/ reads host
+    import carry no xattrs (``conflict_copy`` makes a new node; nothing in imports/ reads host
     xattrs); a setxattr through the mount is ``_check_room``'s; a shared mount's seats take each
     other's commits ``here`` (made by the mount, checked at the set);
   - ``check_texts``: every node document is opened through ``open_node_attrs`` (the only unseal of

@@ -1,4 +1,4 @@
-"""Attack round 54a, in-process: the key proof (her_keys.proven, conflicts._proven_hers), 53a's and 53c
+"""Attack round 54a, in-process: the key proof (her_keys.proven, conflict_rules._proven_hers), 53a's and 53c
 (2)'s fixes, and a revoked member's key kept after her unshare (vault/services/stale_keys.py).
 
 54a (1), medium: a key of her other device's re-key, sealed to a member her unshare removed, becomes this

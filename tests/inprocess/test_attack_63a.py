@@ -87,7 +87,7 @@ from fusevault.errors import Exists
 from fusevault.imports.importer import NEW, Importer
 from fusevault.vault.model import alarms, rekeys_owed
 from fusevault.vault.model.settings import Settings
-from fusevault.vault.services.conflicts import copy_name
+from fusevault.vault.services.conflict_copies import copy_name
 from fusevault.vault.services.placing import NoKernel, file_digest, judged, make_dirs, write_file
 from fusevault.vault.volume import Caller, Volume
 from inprocess.conftest import _compose, on_volume

@@ -77,7 +77,7 @@ from fusevault.errors import InvalidInput
 from fusevault.imports.import_records import PATH_MAX
 from fusevault.imports.importer import Importer, longest_copy_name
 from fusevault.vault.model.settings import Settings
-from fusevault.vault.services.conflicts import copy_name
+from fusevault.vault.services.conflict_copies import copy_name
 from fusevault.vault.services.placing import NoKernel, make_dirs, write_file
 from fusevault.vault.volume import Volume
 from inprocess.conftest import on_volume

@@ -23,7 +23,7 @@ Seen: each take raises NameTooLong ("file name too long"): the beside name is 26
   drops it (not run here).
 Expected: the copy beside under a name within 255 bytes (the extension cut too, as ``names.beside``
   does past ``MAX_BYTES // 2``), the record held, the source "unchanged" after.
-Cause: fusevault/vault/services/conflicts.py ``copy_name`` (line ~112: the tail holds ``dot + ext``
+Cause: fusevault/vault/services/conflict_copies.py ``copy_name`` (line ~112: the tail holds ``dot + ext``
   whole); imports/importer.py ``_copy_names`` / ``longest_copy_name`` / ``_past_path_max`` (no
   NAME_MAX check), placing.py ``write_file`` (the name is checked only at ``_place``, after the copy).
 Impact: a source never imported while her file (or a folder) is at its place, said once; her vault

@@ -17,7 +17,7 @@ from fusevault.imports.importer import Importer
 from fusevault.vault.model import names
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.settings import Settings
-from fusevault.vault.services import conflicts
+from fusevault.vault.services import conflict_copies, conflict_rules
 from fusevault.vault.services.opening import unlock_vault
 from fusevault.vault.services.placing import NoKernel, write_file
 from fusevault.vault.tree.arrivals import Absorbed
@@ -117,7 +117,7 @@ def _shown(volume: Volume, folder: Node) -> set[bytes]:
 
 def _copy_into(vault: Path, removed: bool) -> tuple[bytes, set[bytes]]:
     """A losing edit whose links name the folder P (his edit of P/a.txt: rule 4) copied by the real
-    ``_conflict_copy`` after she removed P (``removed``) while the kernel still holds P (a shell's
+    ``conflict_copy`` after she removed P (``removed``) while the kernel still holds P (a shell's
     current folder: its lookup not forgotten): the copy's name and the names her tree shows."""
     unlocked = unlock_vault(vault, None, PASSPHRASE.encode())
 
@@ -132,10 +132,10 @@ def _copy_into(vault: Path, removed: bool) -> tuple[bytes, set[bytes]]:
             if removed:
                 await volume.rmdir(root.ino, b"P")
             doc = unlocked.store.get(edit.fid)
-            loser = conflicts.Leaf(doc={"_id": edit.fid, "_rev": doc["_rev"]}, node=edit,
+            loser = conflict_rules.Leaf(doc={"_id": edit.fid, "_rev": doc["_rev"]}, node=edit,
                                    links=[(folder.fid, b"a.txt")], history=[])
             out = Absorbed()
-            await conflicts._conflict_copy(volume, unlocked.store, loser, out)
+            await conflict_copies.conflict_copy(volume, unlocked.store, loser, out)
             [(_, copy)] = out.entries
             return copy, _shown(volume, volume.resolve(b""))
         finally:
@@ -150,7 +150,7 @@ def test_69c_3_a_conflict_copy_is_not_made_in_a_folder_she_removed(vault: Path) 
     device); her other device or a WRITE member whose edit of P/a.txt loses (rule 4).
     Steps: she moves a.txt out of P and removes P (rmdir) while the kernel holds P (a shell's current
     folder, a file manager's view: no FORGET yet); his concurrent edit arrives and loses.
-    Seen: ``_conflict_copy`` (conflicts.py:766-770) takes ``volume.find(P)``: a removed folder with no
+    Seen: ``conflict_copy`` (conflicts.py:766-770) takes ``volume.find(P)``: a removed folder with no
     name is kept in the tree while the kernel holds it (inodes.py:514 ``purge_if_unused``), its
     ``children`` a dict, so it passes 67a (1)'s check; the copy is made in it, reachable from no name
     of hers, the loser closed as copied; at the next unlock the copy's link revives P (loading.py

@@ -42,10 +42,10 @@ loses (rule 4: his mtime the older).
 Steps: his branch's node document names as its parent the fid of a view folder her tree holds
 (``virtual:shared:bob``, ``virtual:shared``, ``virtual:groups:...``: any string is a link's parent,
 nodes.py ``check_shapes``); the conflict is settled on her device.
-Seen: ``_conflict_copy`` (conflicts.py:766-773) finds the view folder (it has links and children, so
+Seen: ``conflict_copy`` (conflicts.py:766-773) finds the view folder (it has links and children, so
 neither 67a (1)'s nor 69c (3)'s check sends the copy to the root) and ``volume.create`` raises
 PermissionDenied ("you may only read it") out of the copy: ``settle`` logs "could not settle" and
-leaves the conflict open, again at each arrival (run through ``_conflict_copy``, as 69c's tests do).
+leaves the conflict open, again at each arrival (run through ``conflict_copy``, as 69c's tests do).
 Expected: a parent she may not make a file in (a view, or any folder she may not write) taken as gone,
 like a removed one: the copy at her root.
 Cause: conflicts.py:768 judges only that the parent is a folder with a name, not that she may write
@@ -115,7 +115,7 @@ from conftest import PASSPHRASE, fusevault
 from fusevault.crypto import aead
 from fusevault.vault.model import groups
 from fusevault.vault.model.nodes import Node
-from fusevault.vault.services import conflicts, placing
+from fusevault.vault.services import conflict_copies, conflict_rules, conflicts, placing
 from fusevault.vault.services.opening import unlock_vault
 from fusevault.vault.services.placing import NoKernel, write_file
 from fusevault.vault.tree.arrivals import Absorbed
@@ -241,7 +241,7 @@ def test_control_70c_1_in_a_folder_she_shares_begun_once_the_name_is_held(shared
 
 def _copy_named_in(shared, view: bool, perm: str = "WRITE"):  # noqa: F811
     """bob's P/y.txt, P shared ``perm`` with alice; a losing branch of y.txt naming as its parent the view
-    folder ``shared/bob`` (``view``) or P, copied by the real ``_conflict_copy`` on alice's seat: where
+    folder ``shared/bob`` (``view``) or P, copied by the real ``conflict_copy`` on alice's seat: where
     the copy went (or what was raised), and the names of her root and of P."""
     async def scene():
         drive = shared.drive
@@ -252,10 +252,10 @@ def _copy_named_in(shared, view: bool, perm: str = "WRITE"):  # noqa: F811
         await _walk(drive, b"shared/bob/P/y.txt", ALICE)
         p, y = alice.resolve(b"shared/bob/P"), alice.resolve(b"shared/bob/P/y.txt")
         parent = alice.resolve(b"shared/bob").fid if view else p.fid
-        leaf = conflicts.Leaf(doc=alice.store.get(y.fid), node=y, links=[(parent, b"y.txt")], history=[])
+        leaf = conflict_rules.Leaf(doc=alice.store.get(y.fid), node=y, links=[(parent, b"y.txt")], history=[])
         out = Absorbed()
         try:
-            await conflicts._conflict_copy(alice, alice.store, leaf, out)
+            await conflict_copies.conflict_copy(alice, alice.store, leaf, out)
         except Exception as err:  # noqa: BLE001 - out of the settling: "could not settle"
             return type(err).__name__, sorted(alice.resolve(b"").children), sorted(p.children)
         [(_, copy)] = out.entries
@@ -448,7 +448,7 @@ def test_70c_4_a_write_members_device_never_settles_her_file_her_device_makes_on
         shared, monkeypatch, member_first: bool, alone: bool) -> None:  # noqa: F811
     """(4) honest use (issue 22: no alarm): the owner's edit loses to a WRITE member's (rule 4).  His
     device, settling first, makes no copy (``_settle_one``: only the file's owner's devices settle it:
-    the "forged" alarm and second copy seen in round 70c needed ``_conflict_copy`` run on his seat by
+    the "forged" alarm and second copy seen in round 70c needed ``conflict_copy`` run on his seat by
     hand); hers then makes the one copy, signed by her, and says nothing."""
     copies, left, forged, data, open_after = _settled_on_both_seats(shared, monkeypatch, member_first, alone)
     print(copies, left, forged, data)

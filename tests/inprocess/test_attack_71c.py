@@ -86,7 +86,7 @@ would; a doc of a sharing type at a Share's id is fetched again (``by_id``).
 (c) 70c: ``_create_temp``'s claim is released on every path that does not return (``continue``
 inside the ``try`` runs its ``finally``; create errors, cancellation), and ``write_file`` discards it
 in a ``finally`` entered with no await after the return: no claim leaks, and a claimed name only
-sends another write to a random one.  ``conflicts._home``: a folder of another owner she may write
+sends another write to a random one.  ``conflict_copies._home``: a folder of another owner she may write
 still takes a copy of her file (as before 70c), sealed by her only (``may_seal``: his grants never
 seal her node), so nothing of hers reaches his grantees.  ``names.made``: a made name is looked for
 in ``taken`` before use; names a member plants to match hers (``NAME (ID n)``) cost one Share each

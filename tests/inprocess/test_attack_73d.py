@@ -103,7 +103,7 @@ In-process: the ``shared`` fixture (alice and bob seats of one shared mount) or 
     Test: ``test_73d_7_her_file_stays_in_her_folder_made_real_after_a_refused_document_of_it``.
 
 Tried and held: a Share bob signs on her own folder (grantee alice) is not shown in shared/bob
-(scratch run; ``Guests.read`` ignores a share on another's node).  Read, not run: ``conflicts._home``
+(scratch run; ``Guests.read`` ignores a share on another's node).  Read, not run: ``conflict_copies._home``
 takes a folder of another owner she writes as a copy's home (a writer's forged branch naming it: its
 content is his already); ``revive`` only for her own documents; ``_place_shares`` / ``names.made``
 bounded (70c (3)).

@@ -11,7 +11,7 @@ one cause: her conflict settling never judges the revision CouchDB's rule made c
     next revision SIGNED BY HER, and every seat at unlock (hers, his; any member's) show mode 0777, uid
     2202 and ``user.evil``.  Expected: nothing of his (he holds READ).  Cause: conflicts.py
     ``_settle_one`` (line 233) judges only the other leaf (``leaf_verdict(other)``), never ``current``;
-    ``_newer_key`` (479) keeps her state for its key beside "a member's state"; ``_apart`` (546) then
+    ``_newer_key`` (479) keeps her state for its key beside "a member's state"; ``apart`` (546) then
     merges his mode, owner ids and xattrs by their stamps (``_her_key_beside_his``, 669), and ``_adopt``
     judges only the names it takes from him (``leaf_ok``, 935), not ``meta`` (961), committed as hers.
     Test:
@@ -31,7 +31,7 @@ one cause: her conflict settling never judges the revision CouchDB's rule made c
     genuine revision on every replica it syncs with, his refused state left the only one; every other
     recipient's unlock leaves the file out (ENOENT) until her next commit of it (SECURITY.md says so of a
     revision stacked on hers, "the store holds only the refused revision": here it held hers).  Cause:
-    as (1), ``_decide``'s keeper then ``_close(volume, store, theirs)``.  With no key at all: the
+    as (1), ``decide``'s keeper then ``_close(volume, store, theirs)``.  With no key at all: the
     server's unsigned state of her folder made once, put as a second first revision (no history in
     common: rule 5, "made twice", keeps the current one) has her settling close her folder's only
     revision (her unlock rebuilds it, said; a member's or new device's takes the server's).
@@ -39,7 +39,7 @@ one cause: her conflict settling never judges the revision CouchDB's rule made c
     ``test_75b_2_an_unsigned_root_sibling_of_her_folder_does_not_have_her_settling_close_her_leaf``.
 Suggested fix (all three): in ``_settle_one``, judge ``current`` as ``other`` is (``leaf_verdict``, or
 ``admit`` + ``may_take``); a refused current beside her leaf is closed (her leaf made current again,
-as a refused ``other`` is closed), never settled against; and merge a member's metadata (``_apart``'s
+as a refused ``other`` is closed), never settled against; and merge a member's metadata (``apart``'s
 ``_her_key_beside_his``) only from a leaf ``leaf_ok`` admits.
 
 Controls kept (each fails if a device took the READ recipient's signed change):

@@ -45,7 +45,7 @@ What held (read, and where said run):
   sibling naming another owner or type is refused by ``_current_verdict`` (said) on her device and
   left alone on his (75b's tests).
 - ``_current_verdict``: a replay of her own older state as the current revision is KEPT by the verdict
-  (signed by her) and then met by ``_replayed(mine, ...)`` in the rules' path; a writer's copy is met
+  (signed by her) and then met by ``replayed(mine, ...)`` in the rules' path; a writer's copy is met
   first by ``current_copy``.
 - ``_beside_refused_current`` with a refused or replayed other leaf: closed, her held state committed
   over the refused current (``_held_over_refused``, one commit per refused revision the server makes:

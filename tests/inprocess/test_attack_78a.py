@@ -510,14 +510,14 @@ async def test_78a_abuse_an_edit_fetched_beside_hers_that_cannot_be_settled_is_d
     forged = {**_forged_over(store, volume, fid), "_rev": forged_rev,
               "_revisions": replica.revisions([forged_rev, *laptops])}
     server = {(fid, branch["_rev"]): {k: v for k, v in branch.items() if k != "_revisions"}}
-    opened = conflicts._open
+    opened = conflicts.open_leaf  # the settling (conflicts.py) looks it up there
 
     def failing(doc, history, held):
         if doc["_rev"] == branch["_rev"]:
             raise CorruptData("a body the rules cannot read")
         return opened(doc, history, held)
 
-    monkeypatch.setattr(conflicts, "_open", failing)
+    monkeypatch.setattr(conflicts, "open_leaf", failing)
     await _settled_fetching(fs, [forged], server)
     assert fid not in volume.tree.came_beneath, "kept to fail again at every arrival"
     said = [a for a in volume.tree.trust.alarms.as_list() if a["subject"] == fid and a["kind"] == "withheld"]

@@ -1,4 +1,4 @@
-"""Round 43c (8), honest use, settled as a conflict (services/conflicts.py ``_newer_key``), in-process: a
+"""Round 43c (8), honest use, settled as a conflict (services/conflict_rules.py ``_newer_key``), in-process: a
 WRITE member's state made over her other device's re-key, which this device has not heard of yet, beside
 a state of hers made apart, is of her key when her proof proves it (``MasterKey.key_proof``: her re-key
 writes it, his commit carries it over), not his claim.

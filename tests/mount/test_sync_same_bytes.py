@@ -1,5 +1,5 @@
 """Two edits of one file made apart: a conflict copy only when their bytes differ (conflicts.py rule 2
-by contents, ``_same_bytes``; attack round 40b (3) is the restore from the trash on both devices)."""
+by contents, ``same_bytes``; attack round 40b (3) is the restore from the trash on both devices)."""
 
 from __future__ import annotations
 

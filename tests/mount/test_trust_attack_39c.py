@@ -13,7 +13,7 @@ Holes (all fixed)
    ``test_a_concurrent_edit_served_as_a_descendant_of_her_move_out_of_a_share_does_not_move_it_back``.
 2. A concurrent edit met by her move out of a share (a re-key) was never settled: the settling read
    the versions before the re-key with the newest key and gave up at every arrival.  Now each
-   version is opened under the key her wrapping of it names (conflicts.py ``_descends``).
+   version is opened under the key her wrapping of it names (conflict_rules.py ``descends``).
    ``test_a_concurrent_edit_met_by_her_move_out_of_a_share_is_kept``.
 3. Her laptop's settling reaching the desktop before its closing of the desktop's leaf: a false
    "rollback" alarm (the suite's flaky two-device test).  Now closed quietly (ledger.py

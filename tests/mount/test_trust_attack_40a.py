@@ -228,7 +228,7 @@ Not tried
 - Hole 2 in a real shared mount (a race there) and over CouchDB.
 - Hole 5 with a genuine old request of hers put back (read only).
 - The drop-box collector's first pass (fa8901e: it reads as a fix for the test's timing, not a
-  trust boundary), ``replica.local_of`` with other wrappers, ``conflicts._descends`` with a
+  trust boundary), ``replica.local_of`` with other wrappers, ``conflict_rules.descends`` with a
   wrapping that names an epoch the file never had.
 """
 

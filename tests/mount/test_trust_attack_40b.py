@@ -74,14 +74,14 @@ Holes
    Seen (2 runs of 2): both devices end with plan.txt and "plan (conflict vm DATE).txt", both holding
    "as it was"; no alarm.  Restored on one device only: no copy (control).
    Cause: fusevault/vault/services/recovery.py:195 ``restore`` re-keys the file (``volume.rekey``): each
-   device writes its contents again under a new key, as a new version; conflicts.py:219-235 ``_decide``
+   device writes its contents again under a new key, as a new version; conflicts.py:219-235 ``decide``
    compares the versions' ids (rule 2, "equal contents"), not their contents, and neither new version
    descends from the other (rule 3): rule 4 copies.  ARCHITECTURE.md says equal contents take the later
    change.
    Fix: rule 2 by the contents' digest (the manifests' plain SHA-256s, opened under each leaf's key),
    or by "both versions restore the same parent version with no write after".
    Fixed: two rule 4 edits holding the same bytes are rule 2 (no copy): read and compared up to
-   64 MiB (conflicts.py ``_same_bytes``; tests/mount/test_sync_same_bytes.py).
+   64 MiB (conflict_rules.py ``same_bytes``; tests/mount/test_sync_same_bytes.py).
    Tests: ``test_a_file_restored_from_the_trash_on_both_devices_apart_makes_no_conflict_copy`` (xfail
    before the fix),
    control ``test_control_a_file_restored_from_the_trash_on_one_device_comes_back_on_both`` (passes).
@@ -98,7 +98,7 @@ Holes
    Cause: fusevault/store/local.py:70 ``REVS_LIMIT = 100``: the laptop keeps (and pushes, as
    ``_revisions``) only its last 100 revision ids, so its push does not reach the server's current
    revision and the server keeps that one as a second branch (a conflict, with no edit on either side);
-   each device settles it (vault/services/conflicts.py:158 ``_replayed``) and the ledger finds the
+   each device settles it (vault/services/conflicts.py:158 ``replayed``) and the ledger finds the
    stale leaf older than the laptop's state of the same device (ledger.py ``replayed`` ->
    ``_rolled_back``): said as a replay.
    Impact: a false "rollback" on ordinary offline work teaches her to ignore the one alarm that

@@ -1,7 +1,7 @@
 """Attack round 41a: red-team tests against the changes since c88664f (round 40's last fixes).
 
 Targets: vault/tree/revival.py (``kept_over_removal``, ``revive``), arrivals.py ``link_clashing`` /
-``crossing``, conflicts.py ``_same_bytes``, absorbing.py ``_served_over`` / ``_through_a_writer``.
+``crossing``, conflict_rules.py ``same_bytes``, absorbing.py ``_served_over`` / ``_through_a_writer``.
 Real mounts (pouchdb-server on loopback, two devices of alice's).  Run on r41a at da64a3d+ (fusevault/
 as at fd4f959): the whole module, 5 passed and 8 xfailed (holes 1, 1b, 2 also twice before 1c and 3
 were added; 1c and 3 each again on their own); each xfail also run with ``--runxfail`` to see it fail
@@ -139,7 +139,7 @@ What held
   in the future keeps the name over her file, said (within what WRITE allows anyway; not tested).
 - Genuinely crossing moves on her two devices (the round 40b test), and rm -r with the other device
   online or away with no later change of a child: nothing came back (controls).
-- ``_same_bytes``: read-only, bounded (64 MiB, equal sizes), a version that does not read gives a copy.
+- ``same_bytes``: read-only, bounded (64 MiB, equal sizes), a version that does not read gives a copy.
 
 Not tried
 =========
@@ -147,7 +147,7 @@ Not tried
 - False alarms of ``_served_over`` in legitimate three-device use; whether the planted version
   document of hole 3 can also change what an old version reads (its manifest) - a question for the
   sync's handling of a second revision of a version document, older than this change set.
-- ``_same_bytes`` dropping the loser's names or mode (rule 4 then keeps the keeper's names; a
+- ``same_bytes`` dropping the loser's names or mode (rule 4 then keeps the keeper's names; a
   rename or chmod made with the same bytes on the losing side is lost, unsaid): read only.
 - A third device of hers: ``revive`` of her own folder ignores ``place_unknown`` for her own
   documents, so a folder her laptop moved out of a share and removed could be brought back into the

@@ -6,7 +6,7 @@ different views) and ordinary legitimate use by one user with two or three
 devices and a WRITE member (nothing may be lost, no false alarm).
 
 The report is the attacker's, as written; since, all six are fixed and their tests pass: 2 and 6 in
-the stop of the round (rule 3 keeps a re-keyed move into another folder, conflicts.py ``_decide``;
+the stop of the round (rule 3 keeps a re-keyed move into another folder, conflict_rules.py ``decide``;
 rule 5 holds only for the same bytes, ``_settle_one``), 1, 3, 4 and 5 in the next (punched records
 fetched again, a key's refused deletion said only after a while, metadata merged per field, a
 member's edit kept as his copy where he wrote it: docs/SECURITY.md, "Attack round 41").
@@ -180,7 +180,7 @@ Holes
    concurrent edit" 1 run, dropped it 1
    run): the desktop logs "concurrent edits of <fid>: 1-<x> kept, no copy", shows "as it was", says
    nothing, and closes the laptop's leaf; relayed as it is (control) the edit is shown, nothing said.
-   Cause: fusevault/vault/services/conflicts.py:239-240, 265-271 rule 5 (``_made_twice``): two leaves
+   Cause: fusevault/vault/services/conflicts.py:239-240, 265-271 rule 5 (``made_twice``): two leaves
    whose histories each reach a ``1-`` revision and share none are "one file made twice" (a conflict
    copy made on two devices at once): the current leaf is kept and the other closed, with no copy and
    no word.  The arriving leaf's history is the server's to choose (``_revisions``), and the current

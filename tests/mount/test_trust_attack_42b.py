@@ -3,7 +3,7 @@
 vault/services/conflicts.py ``_writers_copy``/``_beside_writers_current``/``_writers_alone``,
 vault/tree/arrivals.py ``_copied_when_settled``) and her metadata merged field by field between two
 of her devices' states by signed per-field change stamps (vault/model/nodes.py ``changed``/
-``note_change``, vault/services/metadata_merge.py, conflicts.py ``_apart``).
+``note_change``, vault/services/metadata_merge.py, conflict_rules.py ``apart``).
 
 Attacker: a WRITE (or READ) member (holds the keys of what is shared with him, signs with his own key,
 writes documents to the server), the CouchDB server, and ordinary use.
@@ -11,8 +11,8 @@ writes documents to the server), the CouchDB server, and ordinary use.
 The report is the attacker's, as written; since, hole 1 is fixed (``changed`` is carried in ``ATTRS``)
 and its test passes; so are holes 3 and 4 (her own leaf is loaded in place of his copy branch:
 tree/loading.py ``_hers_beside_copies``), 5 (a writer's copy's id is derived from the version it holds)
-and 7 (his other edits are settled after hers), 2 (nodes.py ``taken_stamps``) and 6 (conflicts.py
-``_decide``: rule 2 keeps the newer key epoch): all seven are fixed (docs/SECURITY.md, "Attack round 42").
+and 7 (his other edits are settled after hers), 2 (nodes.py ``taken_stamps``) and 6 (conflict_rules.py
+``decide``: rule 2 keeps the newer key epoch): all seven are fixed (docs/SECURITY.md, "Attack round 42").
 
 Holes
 =====
@@ -61,7 +61,7 @@ Holes
    amplification).**  After the 41b scene (one copy of "bob's words"), his branch re-sealed with
    seq n+1, n+2, n+3, re-signed, put as siblings.  Seen (2 of 2): four copies in proj, nothing said.
    Cause: authorship.py ``writers_copy`` asks only ``seen.newer`` (his own counter) and
-   conflicts.py ``_writers_copy`` ``_descends`` (her history, never the copies made): each costs him a
+   conflicts.py ``_writers_copy`` ``descends`` (her history, never the copies made): each costs him a
    small document and her device a full copy (her storage, her pushes).  Fix: remember the heads
    copied per file (or the copy's contents), no copy of a head already copied.  Test:
    ``::test_his_copied_edit_served_again_as_later_states_of_his_device_makes_no_more_copies``.
@@ -71,10 +71,10 @@ Holes
    laptop chmods proj/blank later.  Seen (2 runs of 3; xfail not strict): both show ``blank`` at the
    top, nothing said, and the
    key bob held opens its current document (control with no chmod: it does not; a folder: held).
-   Cause: conflicts.py ``_decide`` rule 2 (same head: none) keeps the later state whole (old epoch and
-   key) and ``_apart`` then gives it the links of her move (greater stamp): the epoch check only guards
+   Cause: conflict_rules.py ``decide`` rule 2 (same head: none) keeps the later state whole (old epoch and
+   key) and ``apart`` then gives it the links of her move (greater stamp): the epoch check only guards
    the re-keyed side as keeper.  Fix: rule 2 between two of her states keeps the higher epoch's key
-   (or treats a higher epoch in another folder as ``_decide``'s rule 3 case).  Test:
+   (or treats a higher epoch in another folder as ``decide``'s rule 3 case).  Test:
    ``::test_her_move_out_of_a_share_of_an_empty_file_or_folder_is_not_undone_by_a_later_chmod[empty]``.
 7. **Two of a member's devices edit while she moves the file out: one edit lost, unsaid (medium).**
    bob's first device saves six times (current), his second once.  Seen (2 runs of 3): one copy ("bob's

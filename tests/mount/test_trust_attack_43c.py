@@ -28,7 +28,7 @@ shows.  Run 05:43 UTC: each xfail fails at its assertion under --runxfail (1 run
    branch, puts a document of any type at ``edit_copy_ident(fid, vid)``'s id for each (sha256 of clear
    values: the id is no function of a key).  Seen (2 runs of 2; control with nothing planted: the copy
    "bob's words" is made): her mount shows only notes.txt "private now", no copy, no alarm; bob's branch
-   closed.  Cause: services/conflicts.py ``_conflict_copy`` takes any stored document at the copy's id
+   closed.  Cause: services/conflict_copies.py ``conflict_copy`` takes any stored document at the copy's id
    (``store.get(fid) is not None``) for "made already, here or by another device" and returns; the
    caller then closes his leaf.  (Rule 4's ``copy_ident`` from the revision id is as plantable: older.)
    Impact: a member's concurrent edit (or her own other device's, rule 4) silently dropped by the server,
@@ -44,7 +44,7 @@ shows.  Run 05:43 UTC: each xfail fails at its assertion under --runxfail (1 run
    bob's state of team/sub made over the one before (the key he, and carol, held), with epoch 2**40 sealed
    in (and in the clear field): his chmod/rename/xattr, as his client could do at every commit. Seen (2
    runs; nothing said; control with his epoch as it was: her new key stands): the current document of
-   team/sub is his, epoch 2**40, and the key carol held opens it. Cause: services/conflicts.py ``_decide``
+   team/sub is his, epoch 2**40, and the key carol held opens it. Cause: services/conflict_rules.py ``decide``
    rule 2 keeps ``max`` by (epoch, ctime): the epoch is what the signer says; a member's state is
    ``leaf_verdict`` KEPT with any epoch (no check that it is the held one's, nor that he can re-key).
    Impact: the unshare undone for that folder (or empty file): carol's old key is the node's again, its
@@ -73,7 +73,7 @@ from fusevault.encoding import b64e
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
 from fusevault.vault.model.nodes import VERSION, open_node_attrs
-from fusevault.vault.services.conflicts import edit_copy_ident
+from fusevault.vault.services.conflict_copies import edit_copy_ident
 from fusevault.vault.tree.loading import HER_LEAVES
 from mount.test_trust_attack_39b import _proj_with_bob
 from mount.test_trust_attack_41b import _tree_of

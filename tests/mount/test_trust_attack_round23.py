@@ -6,8 +6,8 @@ built on it (key_memory.py ``signing_base``/``own_body``/``BODY``, settings.py `
 ``_base``/``_save``/``_refuse_unsigned``/``judged``, requests.py ``do_config``); the members record of
 group shares (rotations_done.py ``sealed_members``/``remember_members``, share_ops.py
 ``_rekey_for_removals``/``_rotation_pass``/``PASSES``/``rotate``/``_forget``); the ledger's ``unplaced``
-(ledger.py ``trashed_elsewhere``/``left_from``); conflicts (conflicts.py ``_decide``/``_adopt``,
-authorship.py ``leaf_ok``).  Real mounts, the real ``fusevault`` command, the store writer
+(ledger.py ``trashed_elsewhere``/``left_from``); conflicts (conflict_rules.py ``decide``, conflicts.py
+``_adopt``, authorship.py ``leaf_ok``).  Real mounts, the real ``fusevault`` command, the store writer
 (tests/adversary.py); a pouchdb-server of the test's own where said.
 
 Status: every hole below is fixed and its test passes (share_ops: a removed group is the removal of its

@@ -72,9 +72,9 @@ Holes
    Seen: the desktop settles the "conflict" by rule 3: it keeps the contents "desktop v3" under the
    replayed branch's name: the mount shows plan.txt (b"desktop v3"), final.txt is gone, no alarm.
    Her rename is undone silently.
-   Cause: fusevault/vault/services/conflicts.py:162-168 ``_replayed`` asks ``Ledger.replayed``
+   Cause: fusevault/vault/services/conflicts.py:162-168 ``replayed`` asks ``Ledger.replayed``
    (ledger.py:624), which is per-device ``older`` or a ``closed`` leaf: (laptop, n) is neither on the
-   desktop, so the replay is judged a concurrent edit; ``_decide`` (conflicts.py:213-220, rule 3: the
+   desktop, so the replay is judged a concurrent edit; ``decide`` (conflicts.py:213-220, rule 3: the
    side with older contents "changed only names") then gives the kept contents the replay's names.
    docs/SECURITY.md "Rollback" claims for a replayed branch "never settled in ... no rename is
    undone, no file is moved back into a folder shared since"; across two devices it is settled in.
@@ -94,7 +94,7 @@ Holes
    key (``_bobs_dek == _alice_dek``): bob reads "the secret, never for bob".  Control, the same scene
    without the replay: secret.txt stays in private/, bob holds no key
    (``test_a_file_moved_out_on_the_desktop_before_a_share_stays_out_without_a_replay``).
-   Cause: as hole 4 (conflicts.py ``_replayed`` -> ledger.py ``replayed``/``older`` per device; rule 3
+   Cause: as hole 4 (conflict_rules.py ``replayed`` -> ledger.py ``replayed``/``older`` per device; rule 3
    takes the replay's names); the settled-in place is then a place she chose (the ledger's ``where``),
    so ``fill_missing`` seals the key to the share's members.  docs/SECURITY.md "Rollback" names this
    very case ("no file is moved back into a folder shared since (where the owner's device would seal

@@ -88,7 +88,7 @@ What held
   re-commit keeps ``over`` (the held node keeps its own), and the laptop refuses its superseded state
   afterwards (``test_her_own_older_state_refused_on_the_desktop_keeps_the_lineage_for_the_laptop[server]``).
 - Read only (no test): a grantee's ``over`` is dropped at every reading (nodes.py:373, also for a
-  conflict branch: conflicts.py ``_open``); his raw ``seq`` naming her device reaches her signed
+  conflict branch: conflict_rules.py ``open_leaf``); his raw ``seq`` naming her device reaches her signed
   lineage (``made_over``) only when its number is at most what this device recorded from that device
   for the file, so it can cover nothing her device had not already seen (no denial of service found
   along that way in the time).  A replay at load is shown with an alarm (``check_loaded``), as
@@ -100,7 +100,7 @@ Not tried (time: a one-hour round, half of it lost)
 A grantee's document whose raw ``seq`` names her laptop at exactly the number her desktop recorded, made
 concurrent with the laptop's state of that number (a conflict): whether the desktop's commit over his
 state then covers the laptop's concurrent edit so the laptop's own branch is settled out as a
-"replay" (``conflicts._replayed(mine)``); the guest re-share path (absorbing.py ~L425 ``_update``
+"replay" (``conflict_rules.replayed(mine)``); the guest re-share path (absorbing.py ~L425 ``_update``
 without ``Ledger.admit``: another owner's older state taken when her share comes back while held);
 rename chains; ``restore`` of an old version across devices; a conflict
 settled by ``_adopt`` of the other device's losing leaf (its seq never recorded, so never in ``over``);

@@ -187,7 +187,7 @@ from fusevault.vault.files.content import Content
 from fusevault.vault.format import layout as layouts
 from fusevault.vault.format.vf import header_for
 from fusevault.vault.model.nodes import open_node_attrs, open_node_doc
-from fusevault.vault.services.conflicts import copy_ident
+from fusevault.vault.services.conflict_copies import copy_ident
 from mount.test_moving_out_of_a_share import CAROL, _current_dek, _docs_and_other, _key_of
 from mount.test_trust_rollback import alarms
 from mount.test_trust_writes import BOB, PASSPHRASE, _admin, _key, _node_fid
@@ -336,7 +336,7 @@ def _largest_size(folder: Path) -> int:
 ])
 def test_a_conflict_copy_is_made_whatever_was_planted_at_its_name(tmp_path: Path, planted: bool) -> None:
     """A writer of the vault folder reads a conflict's ids in the store (plain: fid and revision) and
-    derives the copy's id (conflicts.py ``copy_ident``).  A sparse file of the largest size, with the
+    derives the copy's id (conflict_copies.py ``copy_ident``).  A sparse file of the largest size, with the
     copy's header, put at its ``.vf`` name: the copy must still be made (the old code made it anew)."""
     owner, fid, dek = uuid.uuid4().hex, uuid.uuid4().hex, os.urandom(32)
     layout = layouts.create(tmp_path / "vault", {"type": "local"})

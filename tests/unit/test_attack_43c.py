@@ -1,6 +1,6 @@
 """Round 43c: attack on the fixes of round 42b (a WRITE member's edit kept as his conflict copy when she
 moves the file out of his share; her metadata merged between her devices by signed change stamps):
-tree/loading.py ``_hers_beside_copies``/``_her_leaf``, services/conflicts.py ``_decide`` (rule 2 keeps
+tree/loading.py ``_hers_beside_copies``/``_her_leaf``, services/conflict_rules.py ``decide`` (rule 2 keeps
 the higher key epoch), model/nodes.py ``taken_stamps``/``stamp_ok``.
 
 Attacker: a WRITE member (signs his own commits of her file), the CouchDB server (writes any revision
@@ -53,7 +53,7 @@ tree, any unsigned or badly signed body), and ordinary use (clocks that are off)
 5. **Rule 2's higher epoch undoes her later move on her other device (low-medium).**  The desktop
    re-keys an empty file (or a folder) in place (``unshare`` of its folder: a rotation, epoch 1, same
    folder); apart, later, the laptop moves it proj/blank -> archive/blank (epoch 0).  Rule 2 keeps the
-   desktop's key (right), but ``_apart`` gives it the desktop's names: "not over a re-keyed move into
+   desktop's key (right), but ``apart`` gives it the desktop's names: "not over a re-keyed move into
    another folder" looks only at the folders differing, not at which side moved; her later move is
    undone unsaid.  Seen (unit): links proj.  (For a non-empty file rule 3's 41b (2) guard does the
    same.)  Fix: keep the keeper's names only if the keeper moved (its ``links`` stamp is the later);
@@ -62,7 +62,7 @@ tree, any unsigned or badly signed body), and ordinary use (clocks that are off)
 6. **Rule 2's higher epoch drops a WRITE member's later rename, unsaid (low-medium, honest use).**  team/
    shared WRITE with bob and carol; she unshares carol: team/sub (a folder: no head, rule 2; or an empty
    file) re-keyed in place, epoch 1.  Apart, later, bob renames team/sub to team/sub2: his state, where
-   he writes (``leaf_verdict`` KEPT).  Rule 2 keeps her epoch-1 state whole (right for the key); ``_apart``
+   he writes (``leaf_verdict`` KEPT).  Rule 2 keeps her epoch-1 state whole (right for the key); ``apart``
    merges names only between two states of hers: his rename is lost, nothing said.  (A non-empty file
    goes by rule 3, which keeps his names in one folder.)  Before 42b (6) his later state was kept whole
    (carol's old key): the fix traded that for his lost rename.  Seen (unit): links team/sub.  Fix: when
@@ -80,18 +80,18 @@ tree, any unsigned or badly signed body), and ordinary use (clocks that are off)
    keeps it whole, ``max`` by epoch: the key she just took back from carol stands as the folder's (or the
    empty file's, whose next contents carol reads). (Read only: before 42b (6) a ctime he set ahead likely
    did the same.) The fix's "the newer key stands" does not hold against a member. Seen (unit): keeper's key
-   is the old one. Fix: rule 2 by epoch only between two states of hers (``_hers``); a member's state beside
+   is the old one. Fix: rule 2 by epoch only between two states of hers (``is_hers``); a member's state beside
    her higher epoch keeps her key and epoch (his names/mode merged if judged), or refuse a member's state
    whose epoch is not the held one's (he cannot re-key: only a move, by her device, does). Test:
    ``test_rule_2_keeps_her_new_key_over_a_members_state_claiming_a_higher_epoch``.
 
 Run 05:54 UTC: 7 strict xfails, each failing at its own assertion under --runxfail; controls pass.
 Fixed since: (3), (4) (their tests here pass); (1), (2) and (8), whose fixes turn on who signed a state
-(``taken_stamps(by_owner)``, ``conflicts._newer_key``): the attacker's tests of them took states in with
+(``taken_stamps(by_owner)``, ``conflict_rules._newer_key``): the attacker's tests of them took states in with
 no signer known, where every state counts as hers by design (a vault with no key pairs; 42b's day bound
 for unsigned states), so they could never pass; they are replaced by the same scenes through the signed
 path: tests/unit/test_stamps_by_signer_43c.py (1, 2) and tests/unit/test_conflicts_rule2_43c.py (8).
-(5) is fixed too (conflicts.py ``_rekeyed_by_a_move``: told by the signed placement stamps, not the
+(5) is fixed too (conflict_rules.py ``_rekeyed_by_a_move``: told by the signed placement stamps, not the
 change stamps): its test here passes, with tests/unit/test_conflicts_rekey_in_place_43c.py and at a
 mount tests/mount/test_trust_attack_43c.py
 (``test_her_later_move_beside_her_unshare_on_her_other_device_is_kept``).
@@ -107,7 +107,7 @@ import pytest
 from fusevault.errors import Forged
 from fusevault.vault.model import nodes
 from fusevault.vault.model.nodes import Node, apply_attrs, attrs_plain, check_shapes, note_change
-from fusevault.vault.services.conflicts import Leaf, _apart, _decide
+from fusevault.vault.services.conflict_rules import Leaf, apart, decide
 from fusevault.vault.services.metadata_merge import merged
 from fusevault.vault.tree import loading
 
@@ -276,14 +276,14 @@ def _rekeyed_in_place_and_moved(clock: Clock) -> tuple[Leaf, Leaf]:
 def test_control_rule_2_keeps_the_new_key(clock: Clock) -> None:
     rekeyed, moved = _rekeyed_in_place_and_moved(clock)
     for mine, theirs in ((rekeyed, moved), (moved, rekeyed)):
-        assert _decide(None, mine, theirs, None)[0] is rekeyed  # type: ignore[arg-type]
+        assert decide(None, mine, theirs, None)[0] is rekeyed  # type: ignore[arg-type]
 
 
 def test_rule_2_keeps_her_later_move_beside_a_re_key_in_place(clock: Clock) -> None:
     rekeyed, moved = _rekeyed_in_place_and_moved(clock)
     for mine, theirs in ((rekeyed, moved), (moved, rekeyed)):
-        keeper, named, loser = _decide(None, mine, theirs, None)  # type: ignore[arg-type]
-        named, _ = _apart(SimpleNamespace(authorship=None), mine, theirs, keeper, named, loser)  # type: ignore[arg-type]
+        keeper, named, loser = decide(None, mine, theirs, None)  # type: ignore[arg-type]
+        named, _ = apart(SimpleNamespace(authorship=None), mine, theirs, keeper, named, loser)  # type: ignore[arg-type]
         assert named.links == [(ARCHIVE, b"blank")]
 
 
@@ -306,13 +306,13 @@ def _unshared_and_renamed_by_bob(clock: Clock) -> tuple[Leaf, Leaf]:
 
 
 def test_rule_2_keeps_a_members_later_rename_beside_her_re_key_in_place(clock: Clock, monkeypatch) -> None:
-    from fusevault.vault.services import conflicts
-    monkeypatch.setattr(conflicts, "_hers", lambda volume, leaf: leaf.doc.get("by") == ALICE)
+    from fusevault.vault.services import conflict_rules
+    monkeypatch.setattr(conflict_rules, "is_hers", lambda volume, leaf: leaf.doc.get("by") == ALICE)
     mine, theirs = _unshared_and_renamed_by_bob(clock)
     volume = SimpleNamespace(authorship=object())
-    keeper, named, loser = _decide(None, mine, theirs, None)  # type: ignore[arg-type]
+    keeper, named, loser = decide(None, mine, theirs, None)  # type: ignore[arg-type]
     assert keeper is mine and loser is None  # her new key stands (right)
-    named, _ = _apart(volume, mine, theirs, keeper, named, loser)  # type: ignore[arg-type]
+    named, _ = apart(volume, mine, theirs, keeper, named, loser)  # type: ignore[arg-type]
     assert named.links == [(PROJ, b"sub2")]  # his rename, made later, where he writes
 
 

@@ -1,6 +1,6 @@
 """Round 45c: attack on round 43c's fixes (3), (4), (7) (commit 8e9222b: tree/loading.py ``_her_leaves``
-with ``HER_LEAVES``/``HER_LEAVES_CHECKED``; services/conflicts.py ``_copy_ident``/``_made_copy``) and
-(8), (6), (1), (2) (commit de2d755: ``conflicts._newer_key``, ``_her_key_beside_his``;
+with ``HER_LEAVES``/``HER_LEAVES_CHECKED``; services/conflict_copies.py ``_copy_ident``/``_made_copy``) and
+(8), (6), (1), (2) (commit de2d755: ``conflict_rules._newer_key``, ``_her_key_beside_his``;
 ``nodes.taken_stamps(by_owner)``).
 
 Attacker: a WRITE member (signs his own commits, writes any revision tree his client pushes), the
@@ -37,7 +37,7 @@ with clocks off.
    signature) once; a replica's own cap of leaves per document (with the leaves beyond it said) bounds the
    rest. Tests: ``test_her_leaf_is_found_under_the_checked_cap_of_leaves[member's]``, ``[altered]``.
 3. **A member's node at a copy's id makes the copy "made already": her (or another's) edit lost unsaid
-   (medium).** ``_copy_ident``/``_conflict_copy`` take ``volume.holds(fid)`` for the copy made, before
+   (medium).** ``_copy_ident``/``conflict_copy`` take ``volume.holds(fid)`` for the copy made, before
    (and without) ``_made_copy``'s checks. The copy id is ``sha256(fid, rev)[:32]`` (rule 4,
    ``copy_ident``) or ``sha256(fid, "head", vid)[:32]`` (``edit_copy_ident``): clear values every member's
    replica holds, and 32 hex digits, the shape of any fid (``layout.is_id``). Attack: team/ shared WRITE
@@ -58,7 +58,7 @@ with clocks off.
    her unshare of carol: A current (more generations), B claiming epoch 2**40, whose revision id he
    chooses to come first in the settling. Her device settles A vs B first: rule 2, B kept, ``_adopt``
    commits it as her state (signed by her, his epoch, the old key); then her re-key leaf beside that: both
-   hers, ``max`` by epoch: the old key carol holds stands, nothing said. Seen (unit): the two ``_decide``
+   hers, ``max`` by epoch: the old key carol holds stands, nothing said. Seen (unit): the two ``decide``
    steps keep the old key; at a mount (tests/mount/test_trust_attack_45c.py, A claiming epoch 2, B 2**40):
    team/sub's current document is epoch 2**40 and opens under carol's old key, nothing said (control, A
    alone: her key stands). Fix: between two states of members, never an epoch above the one this device
@@ -83,7 +83,7 @@ with clocks off.
    this clock *at all* as none (``taken_stamps(by_owner=False)``). team/sub, renamed by her long ago (a
    links stamp of hers: a file manager's "New folder" renamed); her desktop unshares carol (re-key in
    place, links untouched); then bob, his clock 5 minutes ahead, renames it team/sub2; her desktop takes
-   his state in a minute later: his stamp is ahead, none; ``_apart``/``_her_key_beside_his`` compare her
+   his state in a minute later: his stamp is ahead, none; ``apart``/``_her_key_beside_his`` compare her
    month-old stamp with none: her old names win. Seen (unit): links team/sub (control, clocks right:
    team/sub2). Cause: a stamp ahead of this clock by minutes is an ordinary clock, dropped to nothing
    rather than held down; nothing said. Impact: his rename (or chmod, xattr: ``merged``) made after her
@@ -108,8 +108,9 @@ from fusevault.errors import Forged
 from fusevault.vault.model import nodes
 from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.nodes import Node
-from fusevault.vault.services import conflicts
-from fusevault.vault.services.conflicts import Leaf, _decide, copy_ident
+from fusevault.vault.services import conflict_copies, conflict_rules
+from fusevault.vault.services.conflict_copies import copy_ident
+from fusevault.vault.services.conflict_rules import Leaf, decide
 from fusevault.vault.tree import loading
 
 FID, TEAM, ROOT = "f" * 32, "t" * 32, "r" * 32
@@ -210,7 +211,7 @@ def _copy_ident_with(held: dict[str, Node]) -> tuple[tuple[str, bytes] | None, A
                              ledger=None)
     loser = _her_losing_edit()
     ident = copy_ident(FID, str(loser.doc["_rev"]), loser.node.dek)
-    return conflicts._copy_ident(volume, SimpleNamespace(get=lambda fid: None), loser, ident), alarms  # type: ignore[arg-type]
+    return conflict_copies._copy_ident(volume, SimpleNamespace(get=lambda fid: None), loser, ident), alarms  # type: ignore[arg-type]
 
 
 def test_control_nothing_at_the_copy_id_makes_the_copy_there() -> None:
@@ -231,7 +232,7 @@ def test_a_members_node_held_at_the_copy_id_is_not_the_copy() -> None:
 def judged(monkeypatch) -> None:
     now = iter(range(10**18, 2 * 10**18, 1000))
     monkeypatch.setattr(nodes, "now_ns", lambda: next(now))
-    monkeypatch.setattr(conflicts, "_hers", lambda volume, leaf: leaf.doc.get("by") == ALICE)
+    monkeypatch.setattr(conflict_rules, "is_hers", lambda volume, leaf: leaf.doc.get("by") == ALICE)
 
 
 def _folder_leaf(by: str, rev: str, dek: bytes, epoch: int) -> Leaf:
@@ -246,11 +247,11 @@ def test_two_states_of_the_member_do_not_undo_her_re_key(judged) -> None:
     her_rekey = _folder_leaf(ALICE, "2-d", NEW, 1)      # her unshare of carol: team/sub re-keyed in place
     his_a = _folder_leaf(BOB, "9-a", OLD, 0)           # current: more generations
     his_b = _folder_leaf(BOB, "2-b", OLD, 2**40)       # settled first (his revision id's choice)
-    keeper, _, loser = _decide(None, his_a, his_b, None, volume)  # type: ignore[arg-type]
+    keeper, _, loser = decide(None, his_a, his_b, None, volume)  # type: ignore[arg-type]
     assert loser is None
     # ``_adopt`` commits the keeper's state on her device: the current revision is now signed by her.
     adopted = _folder_leaf(ALICE, "10-s", keeper.node.dek, keeper.node.epoch)
-    final, _, _ = _decide(None, adopted, her_rekey, None, volume)  # type: ignore[arg-type]
+    final, _, _ = decide(None, adopted, her_rekey, None, volume)  # type: ignore[arg-type]
     assert final.node.dek == NEW, (final.node.epoch, said)
 
 
@@ -258,7 +259,7 @@ def test_control_her_re_key_stands_beside_one_state_of_the_member(judged) -> Non
     volume = SimpleNamespace(authorship=SimpleNamespace(deny=lambda doc, why: None))
     her_rekey = _folder_leaf(ALICE, "2-d", NEW, 1)
     his_b = _folder_leaf(BOB, "2-b", OLD, 2**40)
-    assert _decide(None, his_b, her_rekey, None, volume)[0].node.dek == NEW  # type: ignore[arg-type]
+    assert decide(None, his_b, her_rekey, None, volume)[0].node.dek == NEW  # type: ignore[arg-type]
 
 
 # --- 5: a member's state claiming her very epoch under the old key
@@ -270,7 +271,7 @@ def test_a_members_state_claiming_her_epoch_does_not_keep_the_old_key(judged) ->
     his = _folder_leaf(BOB, "2-b", OLD, 1)  # made over the old state, the epoch her re-key sealed claimed
     his.node.ctime = her_rekey.node.ctime + 60 * 10**9
     for mine, theirs in ((her_rekey, his), (his, her_rekey)):
-        keeper = _decide(None, mine, theirs, None, volume)[0]  # type: ignore[arg-type]
+        keeper = decide(None, mine, theirs, None, volume)[0]  # type: ignore[arg-type]
         assert keeper.node.dek == NEW or said, "his claim of her epoch kept the key carol holds"
 
 
@@ -292,7 +293,7 @@ def _rename_beside_her_unshare(monkeypatch, ahead: int) -> list[tuple[str, bytes
         return real[0]
 
     monkeypatch.setattr(nodes, "now_ns", lambda: now())
-    monkeypatch.setattr(conflicts, "_hers", lambda volume, leaf: leaf.doc.get("by") == ALICE)
+    monkeypatch.setattr(conflict_rules, "is_hers", lambda volume, leaf: leaf.doc.get("by") == ALICE)
     hers = _node(1, NEW, stat.S_IFDIR | 0o755)
     hers.changed = {"links": 10**18 - 30 * 86400 * 10**9}  # her rename, a month ago
     his = _node(0, OLD, stat.S_IFDIR | 0o755)
@@ -308,9 +309,9 @@ def _rename_beside_her_unshare(monkeypatch, ahead: int) -> list[tuple[str, bytes
                   ["3-b", "2-a"])
     hers.links, taken.links = mine.links, theirs.links
     volume = SimpleNamespace(authorship=SimpleNamespace(deny=lambda doc, why: None))
-    keeper, named, loser = _decide(None, mine, theirs, None, volume)  # type: ignore[arg-type]
+    keeper, named, loser = decide(None, mine, theirs, None, volume)  # type: ignore[arg-type]
     assert keeper is mine  # her new key stands (right)
-    named, _ = conflicts._apart(volume, mine, theirs, keeper, named, loser)  # type: ignore[arg-type]
+    named, _ = conflict_rules.apart(volume, mine, theirs, keeper, named, loser)  # type: ignore[arg-type]
     return named.links
 
 

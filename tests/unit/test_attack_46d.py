@@ -1,11 +1,11 @@
-"""Round 46d: attack on 43c (5)'s fix (59b1fd6, ae58a81): vault/services/conflicts.py
+"""Round 46d: attack on 43c (5)'s fix (59b1fd6, ae58a81): vault/services/conflict_rules.py
 ``_rekeyed_by_a_move`` / ``_made_over`` decide, when two states of her file differ in key epoch (rule 2,
 or rule 3's 41b (2) guard), whether the higher-epoch side keeps its names (a move out of a share) or the
 names changed last stand (a re-key in place beside a later move), by her signed placement stamps
 (``Node.placed``) and what the other state was made over (its seq, its signed ``over``).
 
 Attacker: a WRITE member (signs his own states), the CouchDB server, and honest use.  Unit only
-(``_decide`` / ``_apart`` as ``_settle_one`` calls them, as tests/unit/test_conflicts_rekey_in_place_43c.py
+(``decide`` / ``apart`` as ``_settle_one`` calls them, as tests/unit/test_conflicts_rekey_in_place_43c.py
 does); ``-n 0``.
 
 1. **Her move out of a share to the folder her stamp still names is undone by a later rename in the share
@@ -27,7 +27,7 @@ does); ``-n 0``.
    (a new stamp) stays out.  The precondition needs no unshare either: carol (WRITE on A and B) moves
    x A -> B; she moves it back to A, away from bob (B only).  Held: bob's own concurrent rename (he
    offline during her move) is ``leaf_verdict`` COPY (``writers_copy``) on her devices, never reaching
-   ``_decide``: seen at a mount (one run, not kept), priv/x on both, his key opens nothing.
+   ``decide``: seen at a mount (one run, not kept), priv/x on both, his key opens nothing.
    Fix (suggested): sign a new stamp at every commit that re-keys by a move (or whenever the commit's
    parents differ from the state it was made over, not only from the stamp's), so a move out always
    carries a stamp of its own commit; or tell "moved" by the state's own previous parents as well.
@@ -63,8 +63,9 @@ does); ``-n 0``.
    tests/mount/test_trust_attack_46d.py::test_her_later_move_beside_her_unshare_of_a_file_bob_moved_is_kept
    (seen: proj/sub/notes.txt on both devices; control with her own earlier move: archive kept).
    Fixed: a commit that keeps the file where the device had it signs no stamp (``inodes._places_it``), her
-   re-keyed state with no stamp (a vault with key pairs) is no move (``conflicts._rekeyed_by_a_move``), and
-   a commit over a state carrying her stamp of another device's commit names it in ``over``
+   re-keyed state with no stamp (a vault with key pairs) is no move
+   (``conflict_rules._rekeyed_by_a_move``), and a commit over a state carrying her stamp of another
+   device's commit names it in ``over``
    (``Ledger._carried``: where bob's state came alone, ``superseded`` already covered it; beside a live
    branch nothing did).  The tests now take the desktop's stamp from ``Inodes._place_stamps`` and the
    laptop's ``over`` from its ledger (``admit``, ``stamp``), not as the code gave them before.
@@ -87,8 +88,8 @@ from fusevault.vault.model import nodes
 from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.ledger import Ledger
 from fusevault.vault.model.nodes import Node, note_change
-from fusevault.vault.services import conflicts
-from fusevault.vault.services.conflicts import Leaf, _apart, _decide
+from fusevault.vault.services import conflict_rules
+from fusevault.vault.services.conflict_rules import Leaf, apart, decide
 from fusevault.vault.tree.inodes import Inodes
 
 FID, A, B, TEAM, ARCHIVE, SUB = "f" * 32, "a" * 32, "b" * 32, "t" * 32, "c" * 32, "s" * 32
@@ -106,7 +107,7 @@ def clock(monkeypatch) -> None:
 @pytest.fixture(autouse=True)
 def signers(monkeypatch) -> None:
     """Her states are hers, bob's are his (the signature as ``Leaf.doc["sig"]["by"]`` says)."""
-    monkeypatch.setattr(conflicts, "_hers", lambda volume, leaf: _said(leaf) == ALICE)
+    monkeypatch.setattr(conflict_rules, "is_hers", lambda volume, leaf: _said(leaf) == ALICE)
 
 
 def _said(leaf: Leaf) -> str:
@@ -144,15 +145,16 @@ def _volume() -> SimpleNamespace:
 def _settled(mine: Leaf, theirs: Leaf) -> tuple[Leaf, Leaf]:
     """(the kept leaf, the leaf whose names it gets), as ``_settle_one`` settles them."""
     volume = _volume()
-    keeper, named, loser = _decide(None, mine, theirs, None, volume)  # type: ignore[arg-type]
+    keeper, named, loser = decide(None, mine, theirs, None, volume)  # type: ignore[arg-type]
     assert loser is None
-    named, _ = _apart(volume, mine, theirs, keeper, named, loser)  # type: ignore[arg-type]
+    named, _ = apart(volume, mine, theirs, keeper, named, loser)  # type: ignore[arg-type]
     return keeper, named
 
 
 def _rule3(monkeypatch, head: str | None) -> None:
     if head is not None:
-        monkeypatch.setattr(conflicts, "_descends", lambda store, leaf, ancestor, key: leaf.node.epoch == 1)
+        monkeypatch.setattr(conflict_rules, "descends",
+                            lambda store, leaf, ancestor, key: leaf.node.epoch == 1)
 
 
 # --- 1: her move out of a share to the folder her stamp still names
@@ -161,7 +163,7 @@ def _moved_back_out(head: str | None, by: str, stamped_anew: bool = False) -> tu
     """x in B (bob moved it there from A: her stamp still {A, desktop 3}).  The desktop moves it B -> A
     (its commit 7, out of bob's share: epoch 1; no new stamp, A being the stamp's own folder; with
     ``stamped_anew`` a new one, as a move to any other folder signs); apart, later, ``by`` renames it within
-    B (``by``: her laptop, made over bob's state; bob's own rename is stopped before ``_decide``)."""
+    B (``by``: her laptop, made over bob's state; bob's own rename is stopped before ``decide``)."""
     stamp = _placed(A, DESKTOP, 3)
     desktop, other = _base(stamp), _base(stamp)
     _rekeyed(desktop, 7, head)

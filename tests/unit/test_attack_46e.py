@@ -1,5 +1,6 @@
 """Round 46e: attack on 45c's fixes (1)-(3) (commit 50bdd37: tree/loading.py ``_her_leaves`` a generator,
-``_body_of``, ``_says_hers``, ``_leaf_rank``, ``_say_leaves_left``; services/conflicts.py ``_copy_there``).
+``_body_of``, ``_says_hers``, ``_leaf_rank``, ``_say_leaves_left``; services/conflict_copies.py
+``_copy_there``).
 
 Attacker: the CouchDB server (any revision tree, altered or re-encoded bodies, any clear epoch), a WRITE
 member (his own signed states, files at ids he computes), honest use.

@@ -1,11 +1,11 @@
-"""Attack round 47d (2): 46d (1)'s net ``conflicts._within_readers`` counts readers, not rights.
+"""Attack round 47d (2): 46d (1)'s net ``conflict_rules.within_readers`` counts readers, not rights.
 
 Attack: alice's file sits in folder B, shared to bob WRITE.  She moves it to folder A, shared to bob
 READ only (bob keeps reading, but no longer writes it); the move re-keys it.  A state of the old key
 made apart from her move (her own older device's rename in B, or a state a member's device carries)
 names B.  Seen: conflict settling takes the old state's names (B) beside her re-keyed state: ``wider``
 is empty, as ``Inodes.readers_under`` gives ``{"bob"}`` under A and under B alike.  Cause:
-``readers_under`` returns grantee ids without their rights; ``_within_readers`` compares sets.
+``readers_under`` returns grantee ids without their rights; ``within_readers`` compares sets.
 Impact: the file goes back under the share that gives bob WRITE, which her move had just taken
 (a right given back wrongly, silently: no ``concurrent-move`` alarm).  Fix (suggested): compare
 grants with rights (``gives_as_much`` per grantee, as ``Guests.new_readers`` does), or return
@@ -29,7 +29,7 @@ from types import SimpleNamespace
 
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.sharing import Grant
-from fusevault.vault.services.conflicts import Leaf, _within_readers
+from fusevault.vault.services.conflict_rules import Leaf, within_readers
 from fusevault.vault.tree.guests import Guests
 from fusevault.vault.tree.inodes import Inodes
 
@@ -61,7 +61,7 @@ def _settle(grants: list[Grant]) -> tuple[Leaf, Leaf, Leaf, list[str]]:
     volume = SimpleNamespace(find=lambda fid: None, tree=tree, trust=SimpleNamespace(alarms=alarms))
     keeper = _leaf(_node(A, 1, b"n" * 32), "4-d")  # her move to A, re-keyed
     other = _leaf(_node(B), "4-l")  # the old key's state, named in B
-    return keeper, other, _within_readers(volume, keeper, other), said  # type: ignore[arg-type]
+    return keeper, other, within_readers(volume, keeper, other), said  # type: ignore[arg-type]
 
 
 def test_control_a_name_under_a_new_reader_is_not_taken() -> None:
@@ -90,5 +90,5 @@ def test_a_name_in_a_folder_not_held_here_is_not_taken() -> None:
     volume = SimpleNamespace(find=lambda fid: None, tree=tree, trust=SimpleNamespace(alarms=alarms))
     keeper = _leaf(_node(A, 1, b"n" * 32), "4-d")
     other = _leaf(_node(B), "4-l")  # B: her folder, not held here (withheld)
-    named = _within_readers(volume, keeper, other)  # type: ignore[arg-type]
+    named = within_readers(volume, keeper, other)  # type: ignore[arg-type]
     assert named is keeper, "the old key's name in a folder not held here is taken, unsaid"

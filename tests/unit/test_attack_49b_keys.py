@@ -312,7 +312,7 @@ def _settle_under_s(behind: str, other_in_x: bool = True) -> tuple[object, objec
     was said."""
     from fusevault.vault.model.nodes import Node
     from fusevault.vault.model.sharing import Grant
-    from fusevault.vault.services.conflicts import _within_readers
+    from fusevault.vault.services.conflict_rules import within_readers
     from fusevault.vault.tree.guests import Guests
     from fusevault.vault.tree.inodes import Inodes
     from unit.test_attack_47d import FID, _leaf, _node
@@ -332,7 +332,7 @@ def _settle_under_s(behind: str, other_in_x: bool = True) -> tuple[object, objec
     volume = SimpleNamespace(find=lambda fid: None, tree=tree, trust=SimpleNamespace(alarms=alarms))
     keeper = _leaf(_node(a, 1, b"n" * 32), "4-d")  # her move to A, re-keyed
     other = _leaf(_node(x if other_in_x else s), "4-l")  # the old key's state, named in S/X (or S)
-    return keeper, _within_readers(volume, keeper, other), said  # type: ignore[arg-type]
+    return keeper, within_readers(volume, keeper, other), said  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("behind", ["", "x"], ids=["x-placed", "x-behind"])

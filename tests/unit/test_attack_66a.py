@@ -3,24 +3,24 @@ into the stem, cuts the device label, clamps the time to four-digit years).
 
 (1) medium (the mount stops: its trio loop spins, at every settling of that conflict): a conflict copy whose
 device label is cut by ``copy_name`` loses the number the settling's loop appends to it: every numbered
-name is the same, and ``_conflict_copy``'s ``while copy in parent.children`` never ends.
+name is the same, and ``conflict_copy``'s ``while copy in parent.children`` never ends.
 Attacker: a WRITE member of a share of hers (or anyone who writes a version under the file's key: her own
 device's replica taken over); he chooses the sealed ``device`` of his versions (nodes.py ``version_doc``
-seals whatever his client passes; ``conflicts._device_of`` reads it back).
+seals whatever his client passes; ``conflict_copies._device_of`` reads it back).
 Steps: in the shared folder he makes ``a (conflict L 2023-11-14 22.14).txt`` (any file of his: he is a
 WRITE member; or a first losing edit of his, the copy named so), L the cut label below; then he writes a
 concurrent edit of a.txt that loses rule 4 to hers, its version sealed with ``device`` = 63 x U+1F600
-(252 bytes: ``names.valid``, and 63 characters <= the 64 ``_conflict_copy`` counts, in characters not
+(252 bytes: ``names.valid``, and 63 characters <= the 64 ``conflict_copy`` counts, in characters not
 bytes), its node mtime that minute.  Her device settles the conflict: ``copy_name`` has ``room`` =
 255 - 1 - 29 - len(".txt") = 221 bytes for the label, so "L 2", "L 3", ... are all cut to the same
 55 emoji; the first name is taken, every numbered one is the same name.
-Seen: ``_conflict_copy`` loops in ``while copy in parent.children`` (stopped by the test after 5,000
+Seen: ``conflict_copy`` loops in ``while copy in parent.children`` (stopped by the test after 5,000
 looks; with no await in the loop the mount's trio loop spins there: every request of the mount waits, on a
 shared mount every user's).  Expected: a free name beside (the number kept, the label cut first), the
 copy made.  Control: a 64-character ASCII label (what a hostname can be): numbered, made under "... 2".
-Cause: conflicts.py ``copy_name`` (``label = device.encode()[:room]``) cuts the label with the number the
-caller put in it (conflicts.py ``_conflict_copy``: ``copy_name(name, f"{device} {number}", ...)``), and
-``_conflict_copy`` bounds the label by characters (``len(device) > 64``), not bytes.
+Cause: conflict_copies.py ``copy_name`` (``label = device.encode()[:room]``) cuts the label with the number
+the caller put in it (conflict_copies.py ``conflict_copy``: ``copy_name(name, f"{device} {number}", ...)``),
+and ``conflict_copy`` bounds the label by characters (``len(device) > 64``), not bytes.
 Impact: the mount hangs at each settling of that conflict (at every mount: the conflict stays open);
 without a hang (a label cut mid-number, "L 1" for 10..19) a numbered copy could be refused.
 Fix: bound the label in bytes where it is read (e.g. ``len(device.encode()) > 64``, then "another
@@ -30,10 +30,10 @@ New at 45dbcc1: before it the label was kept whole, each numbered name differed 
 at ``volume.create``, no hang).
 Tests: ``test_66a_1_numbered_copy_names_stay_distinct_with_a_long_label`` (unit, copy_name: pins a fix in
 ``copy_name``; a fix only in the caller, bounding the label's bytes, leaves it xfailed: then drop it),
-``test_66a_1_conflict_copy_loop_ends_with_a_cut_label`` (``_conflict_copy`` run over fakes of the volume
+``test_66a_1_conflict_copy_loop_ends_with_a_cut_label`` (``conflict_copy`` run over fakes of the volume
 and store, the real version sealing read by ``_device_of``); control
-``test_control_66a_1_an_ascii_label_is_numbered``.  A scratch fix in ``_conflict_copy`` (the label
-refused past 64 UTF-8 bytes or when not ``isprintable``) made both ``_conflict_copy`` tests and (2)'s pass.
+``test_control_66a_1_an_ascii_label_is_numbered``.  A scratch fix in ``conflict_copy`` (the label
+refused past 64 UTF-8 bytes or when not ``isprintable``) made both ``conflict_copy`` tests and (2)'s pass.
 
 (2) low-medium (an exception in the settling: edits left unsettled, for good while it stands; older than
 45dbcc1, the tail's ``.encode()`` was strict before too): a device label with a lone surrogate.
@@ -46,21 +46,21 @@ Seen: ``names.valid`` says it is a name (``str_to_name`` encodes with ``surrogat
 ``_settle_conflicts`` logs "settling concurrent edits failed" and drops the batch's ``changed`` too);
 his edit never gets its copy (hidden from her), and at each later arrival/mount the same.
 Expected: the label refused ("another device") or shown escaped; the copy made; the batch goes on.
-Fix: refuse a label that does not encode strictly (or is not ``isprintable``) in ``_conflict_copy``; and/or
+Fix: refuse a label that does not encode strictly (or is not ``isprintable``) in ``conflict_copy``; and/or
 catch ValueError per document in ``settle`` as ``note_branches`` does.
-Tests: ``test_66a_2_a_label_with_a_lone_surrogate_still_names_a_copy`` (the real ``_conflict_copy``),
+Tests: ``test_66a_2_a_label_with_a_lone_surrogate_still_names_a_copy`` (the real ``conflict_copy``),
 ``test_66a_2_the_batch_after_a_surrogate_label_is_settled`` (the real ``settle`` over two ids,
-``_settle_one`` replaced: his runs the real ``_conflict_copy``, hers is counted).
+``_settle_one`` replaced: his runs the real ``conflict_copy``, hers is counted).
 
 Tried and held (read, or run at the shell): the import's names (labels "import", "import N<=1000",
 "import " + 8 hex, "kept", "kept " + 6 hex: at most 15 bytes, never cut: the room is at least 97 bytes
 since the extension kept is at most 127), so ``longest_copy_name`` against ``_past_path_max`` still
 agrees (all years four digits, all labels' lengths counted); a peer's mtime is an int in the signed
 64-bit range (nodes.py ``_RANGES``): huge/negative clamp to 1000..9999, no gmtime error, no float/NaN
-reaches ``copy_name``; name bytes with "/" or NUL or ".", "..": ``names.valid`` in ``_conflict_copy``
+reaches ``copy_name``; name bytes with "/" or NUL or ".", "..": ``names.valid`` in ``conflict_copy``
 ("file"); the device label with "/" or NUL: ``names.valid`` ("another device"); an extension of 127 vs
 128 bytes (kept vs into the stem): names <= 255, never empty (stem kept >= 1 byte).  Not tried: a real
-mount's settling with a member's forged version (the unit test runs the real ``_conflict_copy`` up to
+mount's settling with a member's forged version (the unit test runs the real ``conflict_copy`` up to
 ``volume.create``).
 """
 
@@ -76,8 +76,9 @@ from fusevault.crypto import aead
 from fusevault.encoding import b64e, loads_untrusted
 from fusevault.errors import VaultError
 from fusevault.vault.model import names
-from fusevault.vault.services import conflicts
-from fusevault.vault.services.conflicts import Leaf, copy_name
+from fusevault.vault.services import conflict_copies, conflicts
+from fusevault.vault.services.conflict_copies import copy_name
+from fusevault.vault.services.conflict_rules import Leaf
 from fusevault.vault.tree.arrivals import Absorbed
 
 WHEN = 1_700_000_040 * 10**9
@@ -144,10 +145,10 @@ def _scene(label: str, taken: bool = True) -> tuple[SimpleNamespace, SimpleNames
 
 
 def _settle_copy(label: str, taken: bool = True) -> bytes:
-    """Run the real ``_conflict_copy`` for ``_scene``'s losing edit: the name it creates the copy under."""
+    """Run the real ``conflict_copy`` for ``_scene``'s losing edit: the name it creates the copy under."""
     volume, store, loser, parent = _scene(label, taken)
     with pytest.raises(Created) as made:
-        trio.run(conflicts._conflict_copy, volume, store, loser, Absorbed())
+        trio.run(conflict_copies.conflict_copy, volume, store, loser, Absorbed())
     name = made.value.args[0]
     assert name not in parent.children and names.valid(name)
     return name
@@ -176,7 +177,7 @@ def test_66a_2_the_batch_after_a_surrogate_label_is_settled(monkeypatch: pytest.
 
     async def settle_one(volume, store, doc_id, out):  # his edit copied for real; hers only counted
         if doc_id == "his":
-            await conflicts._conflict_copy(volume, store, loser, out)
+            await conflict_copies.conflict_copy(volume, store, loser, out)
         settled.append(doc_id)
 
     monkeypatch.setattr(conflicts, "_settle_one", settle_one)

@@ -8,7 +8,7 @@ Attacker: whoever signs a branch of her file that is settled as a loser (rule 4)
 wrote it (``_writers_copy``): her own other device, or a WRITE member whose links ``may_write`` lets through
 (``writes_at`` walks up from the node named, a file or a folder alike: a file inside his share is granted
 like its folder; read, not run).
-Steps: the branch's sealed links are ``[(FID_OF_A_FILE, b"a.txt")]``; it loses; ``_conflict_copy`` takes
+Steps: the branch's sealed links are ``[(FID_OF_A_FILE, b"a.txt")]``; it loses; ``conflict_copy`` takes
 ``parent = volume.find(parent_fid) or volume.root`` (conflicts.py:766): a regular file's node, whose
 ``children`` is None (nodes.py:275).
 Seen: ``next(c for c in copy_names(...) if c not in parent.children)`` (conflicts.py:773) raises
@@ -19,7 +19,7 @@ taken as no parent (the root, as for an unknown fid, or the file's own folder), 
 goes on.
 Fix: ``parent = volume.find(parent_fid)``; ``if parent is None or parent.children is None: parent =
 volume.root`` (said); and/or catch ValueError/TypeError per document in ``settle``.
-Tests: ``test_67a_1_a_loser_whose_parent_is_a_file_still_gets_a_copy`` (the real ``_conflict_copy`` over
+Tests: ``test_67a_1_a_loser_whose_parent_is_a_file_still_gets_a_copy`` (the real ``conflict_copy`` over
 66a's fakes), ``test_67a_1_the_batch_after_a_file_parent_is_settled`` (the real ``settle``).
 
 Tried and held (run): ``label_of`` refuses a lone surrogate, a label past 64 bytes, a non-printable
@@ -46,13 +46,13 @@ import trio
 
 from fusevault.imports.importer import _copy_names, longest_copy_name
 from fusevault.vault.model import names
-from fusevault.vault.services import conflicts
-from fusevault.vault.services.conflicts import copy_name, copy_names, label_of
+from fusevault.vault.services import conflict_copies, conflict_rules, conflicts
+from fusevault.vault.services.conflict_copies import copy_name, copy_names, label_of
 from fusevault.vault.tree.arrivals import Absorbed
 from tests.unit.test_attack_66a import WHEN, Created, _scene
 
 
-def _file_parent_scene() -> tuple[SimpleNamespace, SimpleNamespace, conflicts.Leaf]:
+def _file_parent_scene() -> tuple[SimpleNamespace, SimpleNamespace, conflict_rules.Leaf]:
     volume, store, loser, _ = _scene("laptop", taken=False)
     a_file = SimpleNamespace(ino=9, children=None)  # a regular file's node (nodes.py: children None)
     volume.find = lambda fid: a_file
@@ -62,7 +62,7 @@ def _file_parent_scene() -> tuple[SimpleNamespace, SimpleNamespace, conflicts.Le
 def test_67a_1_a_loser_whose_parent_is_a_file_still_gets_a_copy() -> None:
     volume, store, loser = _file_parent_scene()
     with pytest.raises(Created):
-        trio.run(conflicts._conflict_copy, volume, store, loser, Absorbed())
+        trio.run(conflict_copies.conflict_copy, volume, store, loser, Absorbed())
 
 
 def test_67a_1_the_batch_after_a_file_parent_is_settled(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,7 +71,7 @@ def test_67a_1_the_batch_after_a_file_parent_is_settled(monkeypatch: pytest.Monk
 
     async def settle_one(volume, store, doc_id, out):  # his edit copied for real; hers only counted
         if doc_id == "his":
-            await conflicts._conflict_copy(volume, store, loser, out)
+            await conflict_copies.conflict_copy(volume, store, loser, out)
         settled.append(doc_id)
 
     monkeypatch.setattr(conflicts, "_settle_one", settle_one)
@@ -91,10 +91,10 @@ def test_control_67a_label_of_keeps_a_64_byte_label() -> None:
 
 def test_control_67a_a_full_folder_of_numbered_names_ends_in_a_random_one() -> None:
     label = "\U0001F600" * 16
-    given = list(itertools.islice(copy_names(b"a." + b"e" * 127, label, WHEN), conflicts.NUMBERED + 50))
+    given = list(itertools.islice(copy_names(b"a." + b"e" * 127, label, WHEN), conflict_copies.NUMBERED + 50))
     assert len(set(given)) == len(given)
     assert all(names.valid(name) and len(name) <= names.MAX_BYTES for name in given)
-    taken = set(given[:conflicts.NUMBERED])
+    taken = set(given[:conflict_copies.NUMBERED])
     free = next(c for c in copy_names(b"a." + b"e" * 127, label, WHEN) if c not in taken)
     assert free not in taken and label.encode() in free
 
@@ -103,6 +103,6 @@ def test_control_67a_a_full_folder_of_numbered_names_ends_in_a_random_one() -> N
 @pytest.mark.parametrize("name", [b"n" * 250, b"s" * 127 + b"." + b"e" * 127, b"a." + b"e" * 128])
 def test_control_67a_the_import_bound_is_the_longest_name(name: bytes, mtime: int) -> None:
     longest = len(longest_copy_name(name))
-    given = list(itertools.islice(_copy_names(name, mtime), conflicts.NUMBERED + 20))
+    given = list(itertools.islice(_copy_names(name, mtime), conflict_copies.NUMBERED + 20))
     assert max(len(n) for n in given) <= longest and len(set(given)) == len(given)
     assert copy_name(name, "kept " + "f" * 6, mtime)  # source_paths' put-back names: valid too

@@ -1,5 +1,5 @@
 """Attack round 69c (the naming of copies and conflicts after rounds 65a-67a: ``copy_name``,
-``copy_names``, ``label_of``, ``_conflict_copy``; the importer's compare-and-place; the import records'
+``copy_names``, ``label_of``, ``conflict_copy``; the importer's compare-and-place; the import records'
 PATH_MAX bounds).
 
 (1) low-medium (an exception out of the settling: the batch's later conflicts unsettled, at every arrival
@@ -13,7 +13,7 @@ Steps: his version of the file (his head) seals ``[]``; his node state is concur
 Seen: ``_device_of`` (conflicts.py:900) calls ``version_plain(doc, dek).get("device")``: ``version_plain``
 (history.py:86-91) returns whatever ``loads_untrusted`` parsed, so ``.get`` raises AttributeError; the
 same in ``history.made_over`` (history.py:167 through ``version_parents``, history.py:95), which
-``_descends`` (conflicts.py:729, rule 3) runs before any copy, and whose ``except (VaultError, KeyError,
+``descends`` (conflicts.py:729, rule 3) runs before any copy, and whose ``except (VaultError, KeyError,
 TypeError, ValueError)`` does not hold it.  Not a VaultError: ``settle``'s ``except VaultError`` lets it
 out, fs/arrivals.py ``_settle_conflicts`` logs "settling concurrent edits failed" and the rest of the
 batch is not settled; his edit never gets its copy (hidden from her), and the same at each later arrival.
@@ -24,7 +24,7 @@ Fix: ``version_plain`` raises CorruptData unless ``loads_untrusted`` gave a dict
 and ``_device_of`` takes a version that does not open as no label (None: "another device"), else the
 loser is never copied ("could not settle", at each arrival); a scratch fix of both made all nine pass
 (the first alone: the batch and ``made_over`` tests, not the copy's).
-Tests: ``test_69c_1_a_loser_whose_version_seals_no_object_still_gets_a_copy`` (the real ``_conflict_copy``
+Tests: ``test_69c_1_a_loser_whose_version_seals_no_object_still_gets_a_copy`` (the real ``conflict_copy``
 over 66a's fakes), ``test_69c_1_the_batch_after_it_is_settled`` (the real ``settle``),
 ``test_69c_1_made_over_passes_such_a_version_over`` (the real ``made_over``); control
 ``test_control_69c_1_a_version_object_names_the_copy``.
@@ -54,7 +54,7 @@ importer's compare-and-place (``judged``/``nothing`` at ``Tree.rename(over=)``: 
 her file renamed away and back, the place freed, a new file of hers there) and ``_move``
 (noreplace); ``_past_path_max`` against every name ``_copy_names`` gives and ``_recorded_at``
 (``path_of`` and ``put_at`` both without a leading "/", ``import_into`` normalised in settings.py);
-``drop_unseen``'s bound; ``_conflict_copy`` raising Exists (mknod) when its name is taken meanwhile
+``drop_unseen``'s bound; ``conflict_copy`` raising Exists (mknod) when its name is taken meanwhile
 (the conflict stays open, settled at the next arrival, not dropped); a kill -9 after the copy's commit
 (``_copy_there``: no second copy).  Not tried: a real mount; a kill -9 inside ``remove_if`` between its
 rename aside and its look (her save moved aside then would stay as ``.NAME.fvpart-remove-XXXX``,
@@ -76,8 +76,8 @@ from fusevault.encoding import b64e
 from fusevault.errors import CorruptData
 from fusevault.vault.model import names
 from fusevault.vault.model.history import made_over, version_parents
-from fusevault.vault.services import conflicts
-from fusevault.vault.services.conflicts import copy_name, copy_names
+from fusevault.vault.services import conflict_copies, conflicts
+from fusevault.vault.services.conflict_copies import copy_name, copy_names
 from fusevault.vault.tree.arrivals import Absorbed
 from fusevault.vault.tree.loading import _where_it_was
 from tests.unit.test_attack_66a import WHEN, Created, _scene
@@ -99,7 +99,7 @@ def _sealed_as(plain: object):
 def test_69c_1_a_loser_whose_version_seals_no_object_still_gets_a_copy(plain: object) -> None:
     volume, store, loser, _ = _sealed_as(plain)
     with pytest.raises(Created):
-        trio.run(conflicts._conflict_copy, volume, store, loser, Absorbed())
+        trio.run(conflict_copies.conflict_copy, volume, store, loser, Absorbed())
 
 
 def test_69c_1_the_batch_after_it_is_settled(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,7 +108,7 @@ def test_69c_1_the_batch_after_it_is_settled(monkeypatch: pytest.MonkeyPatch) ->
 
     async def settle_one(volume, store, doc_id, out):  # his edit copied for real; hers only counted
         if doc_id == "his":
-            await conflicts._conflict_copy(volume, store, loser, out)
+            await conflict_copies.conflict_copy(volume, store, loser, out)
         settled.append(doc_id)
 
     monkeypatch.setattr(conflicts, "_settle_one", settle_one)
@@ -125,7 +125,7 @@ def test_69c_1_made_over_passes_such_a_version_over(plain: object) -> None:
 def test_control_69c_1_a_version_object_names_the_copy() -> None:
     volume, store, loser, _ = _sealed_as({"device": "laptop"})
     with pytest.raises(Created) as made:
-        trio.run(conflicts._conflict_copy, volume, store, loser, Absorbed())
+        trio.run(conflict_copies.conflict_copy, volume, store, loser, Absorbed())
     assert made.value.args[0] == copy_name(b"a.txt", "laptop", WHEN)
     assert made_over(store, None, FID, DEK, HEAD, "w" * 32) is None
 

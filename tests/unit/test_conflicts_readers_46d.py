@@ -2,7 +2,7 @@
 stamp names, beside her later rename in the share.  Two layers: a commit that changes the file's
 folders from those of the state it was made over signs a new stamp (vault/tree/inodes.py
 ``_place_stamps``), and, whatever the stamps say, names of a state of another key that would widen who
-reads the file are not taken, said (vault/services/conflicts.py ``_within_readers``, who reads by
+reads the file are not taken, said (vault/services/conflict_rules.py ``within_readers``, who reads by
 ``Inodes.readers_under``)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fusevault.vault.model.nodes import Node
 from fusevault.vault.model.sharing import Grant
-from fusevault.vault.services.conflicts import Leaf, _within_readers
+from fusevault.vault.services.conflict_rules import Leaf, within_readers
 from fusevault.vault.tree.guests import Guests
 from fusevault.vault.tree.inodes import Inodes
 
@@ -69,7 +69,7 @@ def test_names_of_another_key_that_widen_who_reads_are_not_taken(wider: bool) ->
     said: list[str] = []
     volume = _volume({A: set(), B: {"bob", "group:team"} if wider else set()}, said)
     keeper, other = _leaf(_node(A, 1, b"n" * 32), "4-d"), _leaf(_node(B), "4-l")
-    named = _within_readers(volume, keeper, other)  # type: ignore[arg-type]
+    named = within_readers(volume, keeper, other)  # type: ignore[arg-type]
     assert named is (keeper if wider else other)
     assert said == (["concurrent-move"] if wider else [])
 
@@ -79,7 +79,7 @@ def test_names_of_the_same_key_are_taken_as_decided() -> None:
     said: list[str] = []
     volume = _volume({A: set(), B: {"bob"}}, said)
     keeper, other = _leaf(_node(A), "4-d"), _leaf(_node(B), "4-l")
-    assert _within_readers(volume, keeper, other) is other and not said  # type: ignore[arg-type]
+    assert within_readers(volume, keeper, other) is other and not said  # type: ignore[arg-type]
 
 
 def test_readers_under_names_count_every_grantee_and_recipient_above_them() -> None:

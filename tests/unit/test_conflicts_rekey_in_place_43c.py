@@ -2,7 +2,7 @@
 folder kept) on one device, her later move on the other is kept, with the new key; beside her move out
 of a share (a re-key by a move) a later rename in the share is not (round 41b (2)).  Their change
 stamps alone do not tell the two apart: the signed placement stamps (``Node.placed``) and what each
-state was made over (``seq``, ``over``) do (vault/services/conflicts.py ``_rekeyed_by_a_move``).
+state was made over (``seq``, ``over``) do (vault/services/conflict_rules.py ``_rekeyed_by_a_move``).
 Rule 2 (an empty file or a folder: the same head) and rule 3 (a re-key that sealed its contents again)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 
 from fusevault.vault.model import nodes
 from fusevault.vault.model.nodes import Node, note_change
-from fusevault.vault.services import conflicts
-from fusevault.vault.services.conflicts import Leaf, _apart, _decide
+from fusevault.vault.services import conflict_rules
+from fusevault.vault.services.conflict_rules import Leaf, apart, decide
 
 FID, TEAM, PROJ, ARCHIVE, ROOT = "f" * 32, "t" * 32, "p" * 32, "a" * 32, "r" * 32
 ALICE, DESKTOP, LAPTOP = "alice", "d" * 16, "1" * 16
@@ -81,9 +81,9 @@ def _moved_out_then_renamed(head: str | None = None, his: bool = False) -> tuple
 
 def _settled(mine: Leaf, theirs: Leaf) -> tuple[Leaf, Leaf]:
     """(the kept leaf, the leaf whose names it gets), as ``_settle_one`` settles them."""
-    keeper, named, loser = _decide(None, mine, theirs, None)  # type: ignore[arg-type]
+    keeper, named, loser = decide(None, mine, theirs, None)  # type: ignore[arg-type]
     assert loser is None
-    named, _ = _apart(SimpleNamespace(authorship=None), mine, theirs, keeper, named, loser)  # type: ignore[arg-type]
+    named, _ = apart(SimpleNamespace(authorship=None), mine, theirs, keeper, named, loser)  # type: ignore[arg-type]
     return keeper, named
 
 
@@ -91,7 +91,8 @@ def _settled(mine: Leaf, theirs: Leaf) -> tuple[Leaf, Leaf]:
 def test_her_later_move_beside_a_re_key_in_place_is_kept_with_the_new_key(
         head: str | None, monkeypatch) -> None:
     if head is not None:
-        monkeypatch.setattr(conflicts, "_descends", lambda store, leaf, ancestor, key: leaf.node.epoch == 1)
+        monkeypatch.setattr(conflict_rules, "descends",
+                            lambda store, leaf, ancestor, key: leaf.node.epoch == 1)
     rekeyed, moved = _rekeyed_in_place_then_moved(head)
     for mine, theirs in ((rekeyed, moved), (moved, rekeyed)):
         keeper, named = _settled(mine, theirs)
@@ -103,7 +104,8 @@ def test_her_later_move_beside_a_re_key_in_place_is_kept_with_the_new_key(
 def test_her_move_out_of_a_share_beside_a_later_rename_in_it_keeps_its_place(
         head: str | None, monkeypatch) -> None:
     if head is not None:
-        monkeypatch.setattr(conflicts, "_descends", lambda store, leaf, ancestor, key: leaf.node.epoch == 1)
+        monkeypatch.setattr(conflict_rules, "descends",
+                            lambda store, leaf, ancestor, key: leaf.node.epoch == 1)
     moved_out, renamed = _moved_out_then_renamed(head)
     for mine, theirs in ((moved_out, renamed), (renamed, moved_out)):
         keeper, named = _settled(mine, theirs)
@@ -111,24 +113,24 @@ def test_her_move_out_of_a_share_beside_a_later_rename_in_it_keeps_its_place(
 
 
 def test_a_members_seq_naming_her_device_ahead_does_not_undo_her_move_out(monkeypatch) -> None:
-    monkeypatch.setattr(conflicts, "_descends", lambda store, leaf, ancestor, key: leaf.node.epoch == 1)
+    monkeypatch.setattr(conflict_rules, "descends", lambda store, leaf, ancestor, key: leaf.node.epoch == 1)
     moved_out, his = _moved_out_then_renamed("v-resealed", his=True)
     for mine, theirs in ((moved_out, his), (his, moved_out)):
-        assert _decide(None, mine, theirs, None)[:2] == (moved_out, moved_out)  # type: ignore[arg-type]
+        assert decide(None, mine, theirs, None)[:2] == (moved_out, moved_out)  # type: ignore[arg-type]
 
 
 def test_a_members_later_move_beside_her_re_key_in_place_is_kept_for_adopt_to_judge(monkeypatch) -> None:
     """Her unshare re-keys team/blank in place; apart, bob (WRITE on team) moves it to team/archive (his
     state carries her placement stamp over unchanged: the place both had before).  Her key stands, his
     names are taken (``_adopt`` judges them as his, ``leaf_ok``), as his rename in one folder is (43c (6))."""
-    monkeypatch.setattr(conflicts, "_hers", lambda volume, leaf: said(leaf) == ALICE)
+    monkeypatch.setattr(conflict_rules, "is_hers", lambda volume, leaf: said(leaf) == ALICE)
     rekeyed, his = _rekeyed_in_place_then_moved()
     his.doc["sig"], his.node.seq, his.node.over = {"by": "bob"}, ("b0bdev", 7), None
     his.node.placed = dict(rekeyed.node.placed or {})  # carried over from hers, as his client does
     volume = SimpleNamespace(authorship=SimpleNamespace(deny=lambda doc, why: None))
     for mine, theirs in ((rekeyed, his), (his, rekeyed)):
-        keeper, named, loser = _decide(None, mine, theirs, None, volume)  # type: ignore[arg-type]
-        named, _ = _apart(volume, mine, theirs, keeper, named, loser)  # type: ignore[arg-type]
+        keeper, named, loser = decide(None, mine, theirs, None, volume)  # type: ignore[arg-type]
+        named, _ = apart(volume, mine, theirs, keeper, named, loser)  # type: ignore[arg-type]
         assert keeper is rekeyed and named.links == [(ARCHIVE, b"blank")]
 
 

@@ -1,8 +1,8 @@
 """Round 42b (6): rule 2 (the same contents on both sides) between her move of an empty file out of a
 share (a re-key: a new key and epoch, no version, the same head) and a later chmod on her other device
 kept the later state whole, under the old key the member holds, with the names of her move.  Fixed:
-rule 2 keeps the newer key epoch (vault/services/conflicts.py ``_decide``); the chmod is merged in
-(``_apart``).  The mount run: tests/mount/test_trust_attack_42b.py."""
+rule 2 keeps the newer key epoch (vault/services/conflict_rules.py ``decide``); the chmod is merged in
+(``apart``).  The mount run: tests/mount/test_trust_attack_42b.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from fusevault.vault.model import nodes
 from fusevault.vault.model.nodes import Node, note_change
-from fusevault.vault.services.conflicts import Leaf, _apart, _decide
+from fusevault.vault.services.conflict_rules import Leaf, apart, decide
 
 FID, PROJ, ROOT = "f" * 32, "p" * 32, "r" * 32
 
@@ -51,9 +51,9 @@ def _moved_out_and_chmodded() -> tuple[Leaf, Leaf]:
 def test_rule_2_keeps_her_move_out_of_a_share_under_its_new_key_with_the_later_chmod(current: str) -> None:
     moved, chmodded = _moved_out_and_chmodded()
     mine, theirs = (moved, chmodded) if current == "desktop" else (chmodded, moved)
-    keeper, named, loser = _decide(None, mine, theirs, None)  # type: ignore[arg-type]  # rule 2 reads neither
+    keeper, named, loser = decide(None, mine, theirs, None)  # type: ignore[arg-type]  # rule 2 reads neither
     assert (keeper, named, loser) == (moved, moved, None)
-    named, meta = _apart(SimpleNamespace(authorship=None), mine, theirs, keeper, named, loser)  # type: ignore[arg-type]
+    named, meta = apart(SimpleNamespace(authorship=None), mine, theirs, keeper, named, loser)  # type: ignore[arg-type]
     assert named is moved
     assert meta is not None and meta.perm == 0o700
 
@@ -62,4 +62,4 @@ def test_rule_2_at_one_epoch_keeps_the_later_state() -> None:
     first, later = _blank(0, b"o" * 32, ctime=10), _blank(0, b"o" * 32, ctime=20)
     a, b = _leaf(first, "2-a", PROJ), _leaf(later, "2-b", PROJ)
     for mine, theirs in ((a, b), (b, a)):
-        assert _decide(None, mine, theirs, None)[0] is b  # type: ignore[arg-type]
+        assert decide(None, mine, theirs, None)[0] is b  # type: ignore[arg-type]

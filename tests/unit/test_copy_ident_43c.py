@@ -1,6 +1,6 @@
 """Round 43c (3), (7), beside tests/unit/test_attack_43c.py and tests/mount/test_trust_attack_43c.py.
 
-(7): services/conflicts.py ``_copy_ident``: a conflict copy's derived id holding a document that is not
+(7): services/conflict_copies.py ``_copy_ident``: a conflict copy's derived id holding a document that is not
 that copy (one a server planted: the id is a hash of clear values) is said, and the copy made under the
 next id derived from it (the same on her every device); her copy there (signed by her, opening under
 the copy's derived key) is the copy made already.  (3): tree/loading.py ``_her_leaves`` checks at most
@@ -16,8 +16,9 @@ import pytest
 from fusevault.errors import CorruptData, Forged
 from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.nodes import NODE, Node
-from fusevault.vault.services import conflicts
-from fusevault.vault.services.conflicts import COPY_IDENTS, Leaf, copy_ident, edit_copy_ident
+from fusevault.vault.services import conflict_copies
+from fusevault.vault.services.conflict_copies import COPY_IDENTS, copy_ident, edit_copy_ident
+from fusevault.vault.services.conflict_rules import Leaf
 from fusevault.vault.tree import loading
 
 FID, TEAM, ALICE, BOB, CAROL = "f" * 32, "t" * 32, "alice", "bob", "carol"
@@ -61,13 +62,13 @@ def _opens(monkeypatch) -> None:
         if doc.get("sealed_with") != dek:
             raise CorruptData("fails authentication")
         return {}
-    monkeypatch.setattr(conflicts, "open_node_attrs", open_node_attrs)
+    monkeypatch.setattr(conflict_copies, "open_node_attrs", open_node_attrs)
 
 
 def _ident(volume: SimpleNamespace, stored: dict[str, dict]) -> tuple[str, bytes] | None:
     leaf = _his_edit()
     store = SimpleNamespace(get=stored.get)
-    return conflicts._copy_ident(volume, store, leaf, edit_copy_ident(FID, str(leaf.node.head), OLD))  # type: ignore[arg-type]
+    return conflict_copies._copy_ident(volume, store, leaf, edit_copy_ident(FID, str(leaf.node.head), OLD))  # type: ignore[arg-type]
 
 
 def test_control_nothing_at_the_copy_id_makes_it_there() -> None:

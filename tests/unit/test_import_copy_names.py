@@ -11,8 +11,7 @@ import pytest
 
 from fusevault.imports.importer import _copy_names, longest_copy_name
 from fusevault.vault.model import names
-from fusevault.vault.services import conflicts
-from fusevault.vault.services.conflicts import copy_name
+from fusevault.vault.services.conflict_copies import NUMBERED, copy_name
 
 YEAR_14645 = 400_000_000_000 * 10**9
 
@@ -24,10 +23,10 @@ YEAR_14645 = 400_000_000_000 * 10**9
                                   b"a." + b"x" * 220, b"." + b"e" * 254])
 def test_no_copy_name_is_longer_than_the_longest_counted(name: bytes, mtime_ns: int) -> None:
     longest = len(longest_copy_name(name))
-    given = list(itertools.islice(_copy_names(name, mtime_ns), conflicts.NUMBERED + 20))  # random ones too
+    given = list(itertools.islice(_copy_names(name, mtime_ns), NUMBERED + 20))  # random ones too
     assert max(len(copy) for copy in given) <= longest  # seen before the fix: +1 a year past 9999
     assert all(len(copy) <= names.MAX_BYTES for copy in given)
-    assert len(set(given[:conflicts.NUMBERED])) == conflicts.NUMBERED  # numbered names all differ
+    assert len(set(given[:NUMBERED])) == NUMBERED  # numbered names all differ
 
 
 def test_a_far_future_mtime_shows_the_last_four_digit_year() -> None:

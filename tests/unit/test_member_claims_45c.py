@@ -1,6 +1,7 @@
 """Round 45c (4), (5), (6) (tests/unit/test_attack_45c.py): a member's state is never taken for its key
-or epoch (services/conflicts.py ``_newer_key``, ``_adopt``'s ``_no_claimed_epoch``); a member's stamp a
-little ahead of this clock is held down to now, one far ahead is none (model/nodes.py ``taken_stamps``)."""
+or epoch (services/conflict_rules.py ``_newer_key``, conflicts.py ``_adopt``'s ``_no_claimed_epoch``); a
+member's stamp a little ahead of this clock is held down to now, one far ahead is none (model/nodes.py
+``taken_stamps``)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytest
 
 from fusevault.vault.model import nodes
 from fusevault.vault.model.nodes import Node, note_change, taken_stamps
-from fusevault.vault.services import conflicts
-from fusevault.vault.services.conflicts import Leaf, _apart, _decide, _no_claimed_epoch
+from fusevault.vault.services import conflict_rules
+from fusevault.vault.services.conflict_rules import Leaf, apart, decide
+from fusevault.vault.services.conflicts import _no_claimed_epoch
 
 FID, TEAM, ALICE, BOB = "f" * 32, "t" * 32, "alice", "bob"
 OLD, NEW = b"o" * 32, b"n" * 32
@@ -23,7 +25,7 @@ NOW = 10**18
 def judged(monkeypatch) -> None:
     now = iter(range(NOW, 2 * NOW, 1000))
     monkeypatch.setattr(nodes, "now_ns", lambda: next(now))
-    monkeypatch.setattr(conflicts, "_hers", lambda volume, leaf: leaf.doc.get("by") == ALICE)
+    monkeypatch.setattr(conflict_rules, "is_hers", lambda volume, leaf: leaf.doc.get("by") == ALICE)
 
 
 def _leaf(by: str, rev: str, dek: bytes, epoch: int, name: bytes = b"sub") -> Leaf:
@@ -42,9 +44,9 @@ def test_of_two_states_of_members_the_held_key_stands_and_the_others_later_renam
     held = _leaf(BOB, "9-a", OLD, 0)
     claim = _leaf(BOB, "2-b", OLD, 2**40, b"sub2")
     note_change(claim.node, "links")  # his later rename, on the state claiming an epoch
-    keeper, named, loser = _decide(None, held, claim, None, _volume(said))  # type: ignore[arg-type]
+    keeper, named, loser = decide(None, held, claim, None, _volume(said))  # type: ignore[arg-type]
     assert keeper is held and loser is None
-    named, meta = _apart(_volume(said), held, claim, keeper, named, loser)  # type: ignore[arg-type]
+    named, meta = apart(_volume(said), held, claim, keeper, named, loser)  # type: ignore[arg-type]
     assert named.links == [(TEAM, b"sub2")] and meta is not None
     assert said  # one key at two epochs: a claim
 
@@ -54,14 +56,14 @@ def test_her_state_stands_beside_a_members_of_her_epoch_under_another_key_and_it
     hers, his = _leaf(ALICE, "2-d", NEW, 1), _leaf(BOB, "2-b", OLD, 1)
     his.node.ctime = hers.node.ctime + 60 * 10**9
     for mine, theirs in ((hers, his), (his, hers)):
-        assert _decide(None, mine, theirs, None, _volume(said))[0] is hers  # type: ignore[arg-type]
+        assert decide(None, mine, theirs, None, _volume(said))[0] is hers  # type: ignore[arg-type]
     assert len(said) == 2
 
 
 def test_one_key_at_one_epoch_is_decided_by_ctime_as_before() -> None:
     hers, his = _leaf(ALICE, "2-d", OLD, 1), _leaf(BOB, "2-b", OLD, 1, b"sub2")
     his.node.ctime = hers.node.ctime + 10
-    assert _decide(None, hers, his, None, _volume([]))[0] is his  # type: ignore[arg-type]
+    assert decide(None, hers, his, None, _volume([]))[0] is his  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("claimed", [0, 2, 2**40])
