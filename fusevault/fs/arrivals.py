@@ -384,7 +384,7 @@ class Arrivals:
         try:
             if volume.key is not None and volume.find(node.fid) is node and node.rev == rev:
                 await volume.save_node(node)
-        except VaultError as err:  # the next unlock judges the replay again (vault/tree/loading.py)
+        except VaultError as err:  # the next unlock judges the replay again (vault/tree/rebuilding.py)
             log.error("could not put the newer state of %s back over a replay: %s", node.fid, err)
         except Exception:  # a background task: a bug must not end the mount
             log.exception("putting the newer state of %s back over a replay failed", node.fid)

@@ -69,7 +69,7 @@ Scenes use the 43c (8) fixer's harness (tests/inprocess/test_member_newer_key_43
 what matters is that the re-key she asked is dropped; in use the revoked one is another (carol).
 Run 12:17 UTC, 2026-12-06: 1 passed, 4 xfailed; under --runxfail the 4 fail at their own assertion.
 Fixed (1): the load judges as the arrival does (vault/model/her_keys.py ``key_not_hers``,
-vault/tree/loading.py ``_claims_judged``), and ``rotation._carry_out`` takes a request as done only for
+vault/tree/key_claims.py ``claims_judged``), and ``rotation._carry_out`` takes a request as done only for
 a key of hers (``_her_key``: ``test_her_request_is_not_dropped_for_a_claimed_epoch_the_load_let_through``).
 Fixed (2), in part: a key above her epoch is hers if her master key derives it at that epoch for the
 recipients seen here, or those less one grant or one recipient (vault/model/her_keys.py ``her_key_at``),
@@ -156,7 +156,7 @@ async def test_her_request_is_not_dropped_for_a_claimed_epoch_the_load_let_throu
     alice, hers, older, held = await _bobs_claim_held(shared, monkeypatch)
     requests = shared.drive.seat_of(ALICE_UID).ops.session.requests
     assert "error" in await requests.handle({"cmd": "unshare", "path": "docs/sub", "with": "bob"})
-    monkeypatch.setattr(loading, "_claims_judged", lambda *args: None)
+    monkeypatch.setattr(loading, "claims_judged", lambda *args: None)
     again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)
     assert again.tree.find(hers.fid).epoch == held[1] + 1, "the load took his claimed epoch"
     await rotation.resume(again)

@@ -1,4 +1,4 @@
-"""Round 51b (at 50b (1), (2)'s fix: vault/model/her_keys.py, vault/tree/loading.py ``_claims_judged``,
+"""Round 51b (at 50b (1), (2)'s fix: vault/model/her_keys.py, vault/tree/key_claims.py ``claims_judged``,
 services/rotation.py ``_her_key``, services/absorbing.py through her_keys), in-process.
 
 Harness: 43c (8)'s (tests/inprocess/test_member_newer_key_43c.py): docs/ and docs/sub shared WRITE with
@@ -12,7 +12,7 @@ Seen: her unlock loads her older key at E, no forged-write alarm, nothing rolled
 her next commit seals/signs that key: her rotation undone, unsaid.  On arrival the same state is
 judged (said, re-keyed): control ``test_a_claim_at_her_own_epoch_is_said_on_arrival``.
 Cause: ``key_not_hers`` returns False where her key is unknown (``dek is None``) and the state's epoch
-equals the held one; ``_claims_judged`` passes ``(None, held)``.
+equals the held one; ``claims_judged`` passes ``(None, held)``.
 Impact: medium-high: the very hole of 50b (1) / 45c (4), one epoch lower: a WRITE member keeps a
 rotated-away key in force, silently.
 Fix (suggested): at the ledger's epoch E >= 1 her key is a derived one: judge it with ``her_key_at``
@@ -75,7 +75,7 @@ bob saves over it honestly, under that key.  Her new device (no ledger; or a led
 from before the rotation) unlocks.
 Seen: forged-write alarm naming bob, his state taken at epoch 0 and re-keyed (``rolled``); on a
 device whose ledger saw epoch 1 nothing is said (the control inside the test).
-Cause: ``_claims_judged`` takes the ledger's epoch (0 where unknown) as her newest; above it only a
+Cause: ``claims_judged`` takes the ledger's epoch (0 where unknown) as her newest; above it only a
 key ``her_key_at`` derives is hers: a random key of hers never is.  New with the fix (before it the
 load judged nothing).  The same for a derived key of hers from more than one grant change ago, or
 (4)'s change of permission, on any new device: every file a member saved last is said and re-keyed.

@@ -13,7 +13,7 @@ bob commits again at once at E, still under K(E-1), before her re-key lands (it 
 Seen: the second state is no claim (``key_not_hers``: ``fresh.dek == dek``, the key held is the one he
 just put there), taken at E under K(E-1), nothing said, no re-key asked, ``claimed`` empty; the
 ledger's ``saw_key`` records the digest of K(E-1) at E as HERS (``keys``).  Her unlock then takes
-the state unsaid (``_claims_judged``: ``key_known`` True), nothing rolled: her next commit signs
+the state unsaid (``claims_judged``: ``key_known`` True), nothing rolled: her next commit signs
 K(E-1) at E.  Her rotation (an unshare) undone, silently, for good.
 Cause: the state taken "under an older key" (``fresh.epoch < node.epoch``, absorbing.py) leaves
 her node holding HIS key (her older one) with nothing persisted saying so (51b's root, by the
@@ -227,7 +227,7 @@ async def _epoch_raised_under_the_held_key(shared, monkeypatch):
 
 
 async def test_an_epoch_raised_under_the_held_key_is_said_at_unlock(shared, monkeypatch):
-    """Control: stored while she is locked, her unlock judges it (``_claims_judged``: above the
+    """Control: stored while she is locked, her unlock judges it (``claims_judged``: above the
     ledger's epoch, no key of hers derived there): said, and re-keyed."""
     alice, hers, key, epoch = await _epoch_raised_under_the_held_key(shared, monkeypatch)
     again = Volume.load(alice.layout, alice.store, alice.key, alice.tree.get(1).fid)

@@ -13,18 +13,18 @@ re-keyed.
 Attack: bob commits docs/sub at E-1 under K(E-1) (the 52a (1) walk-back's first step, or an honest-
 looking "write during a revoke") while her device is locked (or unmounted, or offline and then
 syncing before the unlock).
-Seen: her unlock loads docs/sub at E-1 under K(E-1): not judged (``_claims_judged`` judges only states
+Seen: her unlock loads docs/sub at E-1 under K(E-1): not judged (``claims_judged`` judges only states
 at or above the ledger's epoch: ``key_not_hers`` returns False below), not ``claimed``, not ``rolled``
 (``check_loaded`` rolls an older epoch only for a state older than seen, a rollback; his is newer),
 nothing said.  Her next commit (a chmod here) signs K(E-1) at E-1, and every later unlock takes it as
 hers (her signed state): her rotation undone, for good, unsaid; whoever her unshare removed reads
 what she writes next.  The same state arriving while she is unlocked IS re-keyed (52a (1)'s fix:
 ``claimed``, control ``test_his_state_below_her_epoch_on_arrival_is_claimed``).
-Cause: vault/tree/loading.py ``_claims_judged`` (and ``her_keys.key_not_hers``: ``fresh.epoch < epoch``
+Cause: vault/tree/key_claims.py ``claims_judged`` (and ``her_keys.key_not_hers``: ``fresh.epoch < epoch``
 is never a claim) have no counterpart of absorbing.py's "written under an older key" branch (absorbing
 .py:380-388: ``out.rekey`` and ``ledger.claim``); ``Ledger.check_loaded`` (ledger.py, the ``older``
 branch) adds to ``rolled`` only a rollback.
-Fix (suggested): in ``_claims_judged`` (or ``check_loaded``), a member's state (signer not the owner)
+Fix (suggested): in ``claims_judged`` (or ``check_loaded``), a member's state (signer not the owner)
 of her file at an epoch below the ledger's ``epochs`` marks it ``claimed`` (at its epoch) and
 ``rolled``, as the arrival does; saying it is optional (an honest write during a revoke looks alike).
 Test: ``test_his_state_below_her_epoch_stored_while_she_is_locked_is_re_keyed_at_unlock``.
@@ -129,7 +129,7 @@ three, their tests here pass, and so do tests/inprocess/test_attack_52a.py, test
 three open limits, strict xfails) and tests/unit/test_ledger_claimed_51b.py.
 Run 18:40 UTC, 2026-12-06: 3 passed, 6 xfailed (11 s); under --runxfail the 6 fail at their own assertion.
 Fixed (w-f53a): the six pass, their strict xfails removed (docs/SECURITY.md, round 53a); (6) by her other
-device's judging (``_claimed_keys_signed``, ``_claimed_key_signed``), and its arrival test added.
+device's judging (``claimed_keys_signed``, ``_claimed_key_signed``), and its arrival test added.
 
 Held (run or read): 52a's scenes (tests/inprocess/test_attack_52a.py, all pass); a claim at the held
 epoch under the held key (no claim, right: one key per epoch); a walk-up from a take-back (52a (1)) is

@@ -46,7 +46,7 @@ is in, and the file re-keyed (``test_key_document_and_state_in_one_batch_re_key_
 Tried and held (no test kept): her proof copied to another epoch or file, or of her newer key used for
 her older one (tests/inprocess/test_key_proof.py covers these); a proof under another user's master key.
 Not tried (short round): the member's variant with a third user (the in-process fixture has two users:
-same code path, ``proven`` in ``key_not_hers``); 53a's ``_claims_judged`` take-back and ``claims_said``;
+same code path, ``proven`` in ``key_not_hers``); 53a's ``claims_judged`` take-back and ``claims_said``;
 53c (2)'s wrapping rules (``carried_wrapping``, ``wrapping_ok``, ``_open_mine``) for a commit loop.
 """
 

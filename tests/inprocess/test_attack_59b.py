@@ -1,5 +1,5 @@
 """Attack round 59b, in-process: round 58b's fix (vault/model/ledger.py ``owners``, ``saw_owner``,
-``owner_refused``; arrivals.py ``owner_changed``; loading.py ``_load``), attacked as a WRITE member
+``owner_refused``; arrivals.py ``owner_changed``; loading.py ``_read``), attacked as a WRITE member
 of the vault who also replicates (a peer, or the CouchDB server).
 
 Hole (1), medium: a file that reached a member's seat by a NEW SHARE is shown there but never bound

@@ -9,7 +9,7 @@ the move service takes bob's key of notes.txt back and records the re-key as owe
 (rotation.py ``_taken_back`` -> ``_requested``: the debt names the Shares LOST by the move, i.e.
 ``sharing.doc_id(docs, bob)``, the folder's Share, which stays in force); she locks before the re-key
 (test_rekeys_owed.py's ``test_a_lock_right_after_a_move_out_...`` scene).  Her next unlock: the load
-(vault/tree/loading.py ``_load``, the 59c (1) fix) takes back and marks deleted every Share a debt
+(vault/tree/loading.py ``_trust_at_load``, the 59c (1) fix) takes back and marks deleted every Share a debt
 names, so the folder's live Share is now "a replayed body" (freshness.py ``_replay``: gone, same tip).
 Seen: at that unlock her device takes bob's key of docs back and re-keys docs (``_rekey_unreached``:
 a key no share she believes gives; docs epoch 0 -> 1, bob's key file of docs gone) while the Share is

@@ -14,7 +14,7 @@ bob stands for any sync peer holding a user's signing key: a vault user, or a us
     Cause: vault/tree/arrivals.py:193 (``if signer == doc.get("owner"): return True``) takes an
     owner-signed state whatever folders its ``links`` name; ``Authorship.may_write`` (and
     ``_names_widen``) judge only a signer who is not the node's owner; at unlock
-    ``loading.admit_guests``/``_link_loaded`` link a guest node into any held folder, hers included
+    ``linking.admit_guests``/``link_loaded`` link a guest node into any held folder, hers included
     (only a parent she cannot open makes it a share root, vault/tree/guests.py).  Impact: a file planted
     among hers, unnoticed (the issue's "planted node" promise), by anyone who can sign as some user.
     Suggested fix: a link from a node to a folder of another owner counts only if the node's signer

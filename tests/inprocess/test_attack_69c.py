@@ -153,8 +153,8 @@ def test_69c_3_a_conflict_copy_is_not_made_in_a_folder_she_removed(vault: Path) 
     Seen: ``conflict_copy`` (conflicts.py:766-770) takes ``volume.find(P)``: a removed folder with no
     name is kept in the tree while the kernel holds it (inodes.py:514 ``purge_if_unused``), its
     ``children`` a dict, so it passes 67a (1)'s check; the copy is made in it, reachable from no name
-    of hers, the loser closed as copied; at the next unlock the copy's link revives P (loading.py
-    ``_revive_for_orphans``: "skipping a dangling link" then P back with the copy, run by hand).
+    of hers, the loser closed as copied; at the next unlock the copy's link revives P (linking.py
+    ``revive_for_orphans``: "skipping a dangling link" then P back with the copy, run by hand).
     Expected: the copy shown now, as for a folder gone from the tree: at the root, or P revived.
     Fix (suggested): take a parent with no links (and not the root) as gone:
     ``if parent is None or parent.children is None or (not parent.links and parent is not volume.root)``.

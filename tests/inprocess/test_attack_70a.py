@@ -12,7 +12,7 @@ back, or sends it late, does.
     so bob sees P); the server holds P back from her desktop.  bob signs a node document of his own
     x.txt naming ``[[<his root>, "x.txt"], [P, "x.txt"]]`` and shares x.txt with alice: her desktop
     admits it and, holding no P, keeps P as a phantom, whose owner is guessed from x.txt: bob
-    (loading.py ``_link_loaded``, ``phantom(0, parent_fid, node.owner)``).  Then P's own document
+    (linking.py ``link_loaded``, ``phantom(0, parent_fid, node.owner)``).  Then P's own document
     (hers, signed by her) arrives.  Seen: P is taken in as a state of the phantom, and keeps owner
     bob: Secret is listed in her root, lists bob's x.txt (``may_name`` sees a folder of bob's), her
     laptop's Secret/plan.txt is refused with an alarm blaming her ("signed by <alice> ... in folder
@@ -123,7 +123,7 @@ back, or sends it late, does.
     calls for n = 20, 40, 80; 80,200 and 320,400 for n = 400, 800 (names_across 0.39 s, 1.74 s of
     her load on this machine, ~5 us a call): ~3 min at n = 8,000, ~18 min at n = 20,000, at every
     unlock of hers (a share's arrival does not judge it: the chain's folders are phantoms then).
-    Expected: a cost linear in what was named.  Cause: loading.py ``names_across`` ("judged again
+    Expected: a cost linear in what was named.  Cause: linking.py ``names_across`` ("judged again
     while one goes": the whole list again after each refusal).  Suggested fix: judge in an order
     where a folder's own names are judged before the names in it (walk down from the root over
     what is held), or keep, per folder, the names judged through it and judge again only those

@@ -95,7 +95,7 @@ at the id of the conflict copy ... is not that copy" (``_made_copy`` counts only
 owner and the loser's signer) and makes a second copy: for a file in a shared folder as for one
 shared alone (whose copy 69c (3) now sends to her root).  Not tried: a refused
 deletion put back where ``NAME (recovered ID)`` is taken too (``_where_it_was``'s name is not looked
-at, ``_link_loaded`` then skips it); two devices importing one name into one shared folder (a
+at, ``link_loaded`` then skips it); two devices importing one name into one shared folder (a
 regular file at ``.NAME.fvpart`` that no write of this process holds may be another device's write
 under way, synced).
 """

@@ -83,7 +83,7 @@ test hands it over (``absorb_arrivals``), as a sync does.
     shared/carol is bob's F, the virtual folder shown as ``carol (also virtual:)``, and
     shared/carol/C/c.txt reads "bob's, as carol's"; what she writes there is bob's, sealed to him.
     Without x.txt's name (the control) his name is refused (``may_name``: the virtual folder's owner
-    is nobody) and shared/carol is carol's.  Cause: loading.py ``_link_loaded`` (:786-789) makes a
+    is nobody) and shared/carol is carol's.  Cause: linking.py ``link_loaded`` (:786-789) makes a
     phantom at any parent id not held yet, a virtual folder's too (``_place_shares`` runs after the
     guests are linked, at the same fid: two nodes of one fid); inodes.py ``inode_numbers`` keeps one
     number a fid, the virtual folder's, so at the next load both get it (``Inodes.add``:
@@ -106,11 +106,11 @@ test hands it over (``absorb_arrivals``), as a sync does.
     found; the alarm says "deleted by <bob>, who holds no WRITE where it was: it stays", but it does
     not.  The control (no x.txt naming D): D is rebuilt, shown, plan.txt read.  Cause: loading.py
     ``_load``: the guests are linked (``admit_guests``, :200) before her refused deletions are put
-    back (``_keep_undeleted``, :223): ``_link_loaded`` (:786-789) makes a phantom at D's id, and
-    ``_keep_undeleted`` skips an id the tree holds (loading.py:514, ``tree.holds(fid)``), the phantom
+    back (``keep_undeleted``, :223): ``link_loaded`` (:786-789) makes a phantom at D's id, and
+    ``keep_undeleted`` skips an id the tree holds (loading.py:514, ``tree.holds(fid)``), the phantom
     taken for her folder.  Suggested fix: a refused deletion's node takes the phantom's place
     (``phantom_gives_way``, as ``adopt`` does), or the phantoms are made only after every node of hers
-    is placed (``_keep_undeleted``, ``_revive_for_orphans`` first), and ``_keep_undeleted``'s
+    is placed (``keep_undeleted``, ``revive_for_orphans`` first), and ``keep_undeleted``'s
     ``holds`` never counts a phantom.
 
 Tried and held.  A writer's refused move of her file (into his folder named in docs, then his folder

@@ -39,7 +39,7 @@ seat, only the Shares that changed read again).
     Attacker: bob, any user who shares with her (a member of a group of hers, for ``groups/<g>/``).
     Steps: bob shares many files with alice (his own client may sign Shares and seal keys by the
     thousand: nothing bounds them), then keeps sharing one more now and then.
-    Seen: each arrival runs ``_admit_new_shares`` -> ``loading.admit_guests`` -> ``_place_shares``
+    Seen: each arrival runs ``_admit_new_shares`` -> ``linking.admit_guests`` -> ``_place_shares``
     (vault/tree/loading.py:958), which walks every reach of hers and, for each, tests ``ino in
     inner.children.values()`` (loading.py:998): a scan of the folder's entries.  Counted here: 60
     shares shown, one more costs 1,890 entry looks (n(n+1)/2 + n).  Measured (synthetic grants and

@@ -34,7 +34,7 @@ In-process, three seats in one shared mount's ``Drive`` (tests/inprocess/test_at
     can judge the move and finds it forged, yet still loses the file.  Suggested fix: a name a node
     held before a refused move is given back (as ``relink`` keeps the node where it was when every
     new name is refused), in ``names_judged_again`` and at the load (the guest's state signed by its
-    owner, as ``_rebuilt_in_place`` does for hers); or, if a reader's seat is to keep another
+    owner, as ``rebuilt_in_place`` does for hers); or, if a reader's seat is to keep another
     owner's file in place whenever a non-owner moves it where nothing can be judged, extend the
     ``mine`` guard of ``may_take`` to every held node (a genuine move out of her sight then waits
     for the owner's next commit: to be weighed).
@@ -50,7 +50,7 @@ within one folder), the conflict copy (made by the owner's devices, in her own f
 table (a number in use to another id is never given again; ``new_ino`` above the table's numbers);
 ``made_real`` in both places (``absorb_node``, ``_admit_new_shares``) is followed by
 ``names_judged_again``; a node's owner is set only at the load and by ``made_real``.
-Not tried (time): real mounts; a phantom giving way at the load (``_keep_undeleted``) with names of
+Not tried (time): real mounts; a phantom giving way at the load (``keep_undeleted``) with names of
 her own in it; the conflict settling of documents naming phantoms; groups.
 """
 

@@ -28,7 +28,7 @@ In-process: the ``shared`` fixture (alice and bob seats of one shared mount) or 
     NotFound); her next unlock shows cf.txt.  Control: no name of bob's in C, cf.txt shown.  Cause:
     vault/services/absorbing.py:980 (``_admit_new_shares`` ignores what ``admit_guests`` returns: the
     names found taken, which ``names_across`` already cleared of refused ones); the load places them
-    (loading.py ``_link_beside``).  Fix: place the returned names as the load does (``_link_beside``,
+    (linking.py ``_link_beside``).  Fix: place the returned names as the load does (``_link_beside``,
     ``link_clashing``).  Test:
     ``test_73d_2_carols_file_is_shown_when_her_share_and_bobs_arrive_together``.
 (3) At her unlock a writer's file loses to her file's name and is dropped (medium: honest data
@@ -38,7 +38,7 @@ In-process: the ``shared`` fixture (alice and bob seats of one shared mount) or 
     docs/other.txt; his document of other.txt names it ``plan.txt``.  Seen: mounted, both shown (his
     holds the name, hers ``plan (also ID).txt``, 40b (7)); at her unlock his file is not in her tree,
     said "signed by bob, who holds no WRITE on it: left out".  Control: named ``new.txt``, shown at the
-    unlock.  Cause: vault/tree/loading.py:198-259: ``_link_loaded`` leaves a name held already in
+    unlock.  Cause: vault/tree/loading.py:198-259: ``link_loaded`` leaves a name held already in
     ``taken``; ``gate.settle`` (authorship.py ``settle`` -> ``may_write(placed=True)`` ->
     ``writes_at`` from no name) judges the node placed nowhere and drops it, before ``_link_beside``
     shows it beside.  The same order drops a guest whose current state a writer signed, and rebuilds
@@ -129,7 +129,7 @@ from fusevault.encoding import b64e
 from fusevault.vault.model import names
 from fusevault.vault.services import absorbing
 from fusevault.vault.services.absorbing import absorb_arrivals
-from fusevault.vault.tree import guests, loading, namespace
+from fusevault.vault.tree import guests, linking, namespace
 from fusevault.vault.volume import Volume
 from inprocess.conftest import BOB_UID, ROOT, shared  # noqa: F401  (fixture)
 from inprocess.test_attack_53c import CAROL, CAROL_UID, _in_scene
@@ -448,7 +448,7 @@ def test_73d_5_one_name_repeated_where_another_holds_it_costs_linear_looks(
         doc["_rev"] = shared.store.get(x)["_rev"]
         (rev,) = shared.store.put_many([doc])
         calls = [0]
-        real_ending, real_beside = names.ending, loading._link_beside
+        real_ending, real_beside = names.ending, linking._link_beside
 
         def counted(*args):
             calls[0] += 1
@@ -460,7 +460,7 @@ def test_73d_5_one_name_repeated_where_another_holds_it_costs_linear_looks(
 
         if at_load:
             absorb_arrivals(alice, [{**doc, "_rev": rev}])
-            monkeypatch.setattr(loading, "_link_beside", walked)
+            monkeypatch.setattr(linking, "_link_beside", walked)
         else:
             alice.find(x).links = _Looked(alice.find(x).links)
         _Looked.looks = 0

@@ -47,7 +47,7 @@ desktop only when handed over (the server between them decides what and when).
     member alone (with the server withholding the deletion) makes the re-key happen.  Control
     ``[no_rekey_there]``: bob's Share in force, left out again at the next unlock, no key.
     Other triggers read, not run: a member's state under an older key stored while she was locked
-    (loading.py ``_claims_judged`` -> ``ledger.rolled`` -> ``_rekey_rolled_back`` before
+    (key_claims.py ``claims_judged`` -> ``ledger.rolled`` -> ``_rekey_rolled_back`` before
     ``fill_missing``), a debt of the desktop's own (its unshare cut short: ``_pay_owed``), a group
     owner's request not done here; a rollback (``rolled``) follows no share above the file
     (``behind``), so it reaches only a node the Share is on (the folder docs itself).

@@ -48,7 +48,7 @@ peer sends them (``absorb_arrivals``), her unlock as ``Volume.load``.
     from her unlock and from her laptop.  Expected: judged by her signature (the state held is her
     laptop's).  Control: no replay: Secret lists plan.txt.  Fix: the ledger's refusal (and every other
     place that moves ``node.rev`` onto a state not taken: ``under_older_key`` ledger.py:809,
-    ``reopen``'s Unreadable arrivals.py:329, the load's rebuilt nodes, loading.py ``_rebuilt_in_place``,
+    ``reopen``'s Unreadable arrivals.py:329, the load's rebuilt nodes, rebuilding.py ``rebuilt_in_place``,
     which stand on the refused writer's revision with no note) through ``stand_on``; or
     ``_signer_held`` never falls back to the stored document for a node of the folder's owner (note
     every state taken, owner's included, and default to the owner).

@@ -50,8 +50,8 @@ seat is her desktop, a Volume of her own over the same store her laptop (as test
     ``[no_replay]``: bob stays out at the second unlock.
     Expected: the states rebuilt from her own material keep the grants her records took back out.
     Cause: vault/tree/undeleting.py:82 builds the node anew (``sealed_for`` None) and
-    vault/tree/loading.py:588 (``_rebuilt_in_place``) copies that over the node (``_replays_refused``,
-    loading.py:614; ``_keep_undeleted`` for an unreadable one); vault/services/rotation.py:421
+    vault/tree/loading.py:588 (``rebuilt_in_place``) copies that over the node (``replays_refused``,
+    loading.py:614; ``keep_undeleted`` for an unreadable one); vault/services/rotation.py:421
     ``note_left`` (and ``fill_missing``) read the records of the nodes as loaded, the only evidence
     (vault/tree/guests.py:408, 372): a rollback of every node under the Share
     erases it, and the rollback's re-key and ``fill_missing`` seal to the Share.
@@ -71,7 +71,7 @@ seat is her desktop, a Volume of her own over the same store her laptop (as test
     the desktop's unlock found bob left out, carol signs states of docs and plan.txt at key epoch 0 under
     the epoch-0 key she holds (no record); the server stores them while the desktop is locked; the
     desktop unlocks again (a Volume loaded again, ``rotation.resume``).
-    Seen: the load takes each in at epoch 0 (``_claims_judged``: below her epoch, "an honest write during a
+    Seen: the load takes each in at epoch 0 (``claims_judged``: below her epoch, "an honest write during a
     revoke looks alike", unsaid) and marks it ``rolled``; neither node has a record of hers at its epoch,
     so ``note_left`` finds nothing; ``_rekey_rolled_back`` re-keys docs and plan.txt to epoch 2 sealed to
     bob (his Share in force there), and the new records name him in ``to``.  Nothing said at that unlock.
@@ -80,7 +80,7 @@ seat is her desktop, a Volume of her own over the same store her laptop (as test
     and the same re-key seals bob.  (A claim carrying her record, as 74a's ``_carols_claim`` signs it,
     keeps it: held.)  Control ``[no_member_state]``: bob stays out.  While mounted the same states are
     re-keyed with bob left out (``left`` filled at that session's unlock): only the load loses it.
-    Expected: bob stays out.  Cause: vault/tree/loading.py ``_claims_judged`` (below her epoch: the node
+    Expected: bob stays out.  Cause: vault/tree/key_claims.py ``claims_judged`` (below her epoch: the node
     keeps his state; above: his state at her epoch; ``ledger.rolled`` both) with no record of hers there
     (``sealed_for.in_force`` in vault/tree/guests.py ``_record_of``; on arrival ``sealed_for.taken``
     keeps none below her epoch either: epochs differ); vault/services/rotation.py:421 ``note_left``

@@ -64,12 +64,12 @@ named in a folder id of hers her desktop does not hold yet (a phantom there: ran
     file there, at her unlock; her next saves commit it on every device).  Attacker: bob, READ on her
     folder D holding h.txt; he knows (or guesses, many names in one document) a name in her private
     folder S: plan.txt.  Steps: bob signs a state of D/h.txt naming it only (S, plan.txt); her seat
-    refuses it (no WRITE); her unlock.  Seen: ``_link_loaded`` finds plan.txt taken (``taken``), the
-    settling refuses his state and rebuilds h.txt in D from her material (``_rebuilt_in_place``), then
-    ``_link_loaded(node, lost)`` / ``place_taken`` give the rebuilt node his name: S lists
+    refuses it (no WRITE); her unlock.  Seen: ``link_loaded`` finds plan.txt taken (``taken``), the
+    settling refuses his state and rebuilds h.txt in D from her material (``rebuilt_in_place``), then
+    ``link_loaded(node, lost)`` / ``place_taken`` give the rebuilt node his name: S lists
     ``plan (also H).txt`` (h.txt), or, h.txt changed after plan.txt, h.txt holds plan.txt and her
     plan.txt is shown ``plan (also A).txt``; her saves commit both.  Expected: S as mounted.  Cause:
-    loading.py:250-260 (``taken`` kept for nodes ``keep`` rebuilt; ``_hers_beside_copies`` drops a
+    loading.py:250-260 (``taken`` kept for nodes ``keep`` rebuilt; ``hers_beside_copies`` drops a
     node's entries, the settling's rebuilding does not).  Fix: drop ``taken`` entries of the nodes
     rebuilt (and of any whose document was refused).  Test:
     ``test_76b_5_a_readers_refused_state_gives_her_file_no_name_at_her_unlock``.

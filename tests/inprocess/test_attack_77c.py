@@ -21,11 +21,11 @@ other".  Two ways it does not; and (3), of 3b5ca97:
     handed: D lists g.txt, h.txt.  Seen at her unlock (after a lock: her ledger saved): D lists
     ``h.txt (recovered H8)`` and g.txt (the replay: ``g.txt (recovered ..)``, h.txt); her saves commit
     it.  Expected: D as mounted.  Cause: vault/tree/authorship.py:611 ``settle`` rebuilds the refused
-    nodes one by one (``keep`` -> loading.py:564 ``_rebuilt_in_place`` -> ``_as_seen`` -> loading.py:735
+    nodes one by one (``keep`` -> loading.py:564 ``rebuilt_in_place`` -> ``_as_seen`` -> loading.py:735
     ``_where_it_was``), each put back at the name this device last saw while the others, not rebuilt
     yet, still hold the names their refused documents gave (a swap: the first rebuilt finds its name
-    held by the second, whatever the order); ``_keep_undeleted`` (loading.py:224, before the settling)
-    rebuilds a refused deletion while a refused rename still holds its name; ``_replays_refused``
+    held by the second, whatever the order); ``keep_undeleted`` (loading.py:224, before the settling)
+    rebuilds a refused deletion while a refused rename still holds its name; ``replays_refused``
     (loading.py:270) likewise node by node.  ``_where_it_was`` then makes ``(recovered ID)``.  Suggested
     fix: take every refused node's names out first, then rebuild them all (a refused document never
     holds a name a rebuilt node wants); a rebuilt node whose name is still held after that goes through
@@ -42,7 +42,7 @@ other".  Two ways it does not; and (3), of 3b5ca97:
     commits it.  Expected: both names, where they were.  Cause: loading.py:735 ``_where_it_was`` returns
     one link (the first held folder of ``was`` under ``Ledger.name_seen``, which keeps only
     ``node.links[0]``'s name: ledger.py:730, FORMAT.md ``names``), for every rebuild (``settle``'s
-    ``keep``, ``_keep_undeleted``, ``_replays_refused``).  0f29e04's rule ("a node rebuilt from her own
+    ``keep``, ``keep_undeleted``, ``replays_refused``).  0f29e04's rule ("a node rebuilt from her own
     material has the names she gave it") is not met.  Suggested fix: the ledger keeps every (folder,
     name) this device last saw the node under (bounded as the node's names are), and ``_where_it_was``
     puts each back (those held through ``taken``, as in (1)).  Test:
@@ -271,7 +271,7 @@ def test_77c_3_a_file_shown_beside_in_a_phantom_is_listed_once_its_folder_is_sha
 def test_77c_1_a_rebuilt_file_whose_name_her_own_state_gave_another_is_shown_beside_it(shared) -> None:  # noqa: F811
     """77c (1)'s fix puts a rebuilt file back where it was once every refused node is rebuilt; a name
     still held then (her other device named g ``h.txt``, her own state: taken) goes through the clash
-    rule: h shown beside g, never nameless nor left out (taken alone, ``_link_loaded`` skipped it)."""
+    rule: h shown beside g, never nameless nor left out (taken alone, ``link_loaded`` skipped it)."""
     from inprocess.test_attack_70a import _signed_by
 
     async def scene() -> tuple[dict, dict, dict, str, str]:

@@ -76,7 +76,7 @@ grants (left_kept, now device_file.py).
     tree is not loaded on), the server stores its unsigned F stacked on L (history [F, L, S, ...], no
     conflict, L's body never sent).  She unlocks.
     Seen: the load refuses F (said) and rebuilds notes.txt from her own material as this device last
-    saw it (``_rebuilt_in_place`` -> ``_as_seen``: its name where it was, live), standing on F; nothing
+    saw it (``rebuilt_in_place`` -> ``_as_seen``: its name where it was, live), standing on F; nothing
     notes L beneath (``tree.beneath`` stays empty: the sync's next pull asks for nothing).  Her root
     shows notes.txt again; her next save of it commits that over F and L (run with a write in the edit
     case: [S', F, L, ...]): the rename, or the trash, undone on every replica.  Said only: F refused,
@@ -86,7 +86,7 @@ grants (left_kept, now device_file.py).
     Expected (the control, F arriving while her tree is unlocked:
     ``test_78a_3_control_the_same_refused_state_arriving_while_unlocked_keeps_her_laptops_change``):
     L noted beneath (``keep``), fetched and taken under F (39a (5)): plan.txt, or the file in her trash.
-    Cause: fusevault/vault/tree/loading.py:576-628 (``_rebuilt_in_place``/``_as_seen`` stand on the
+    Cause: fusevault/vault/tree/loading.py:576-628 (``rebuilt_in_place``/``_as_seen`` stand on the
     refused revision and never note the revisions under it the device did not take, as
     fusevault/vault/tree/arrivals.py:155-166 ``keep`` does on arrival).  Related to, not the same as,
     56b (3)'s limit (a member's revision over her version, its signature failing, at unlock).

@@ -29,23 +29,23 @@ In-process: the ``shared`` fixture (alice's and bob's seats of one shared mount)
     device while this one was locked. Steps: D/Y/R/f.txt hers, D shared READ with bob; her device locks;
     her other device moves R up into D, then Y into R (D/R/Y, D/R/f.txt: her signed states); bob signs a
     state of R changing only its mtime, its ``placed`` stamp left out (refused: READ)
-    [bobs_refused_touch_of_r], or a deletion of R (``_keep_undeleted``) [bobs_refused_deletion_of_r]; or
+    [bobs_refused_touch_of_r], or a deletion of R (``keep_undeleted``) [bobs_refused_deletion_of_r]; or
     the server serves her own older state of R (in Y, before two renames of hers there) over her other
     device's move [server_replays_her_older_state_of_r: judged a replay, "not taken in", rebuilt by
-    ``_replays_refused``, which runs no ``_break_cycles`` after it]. Seen at her unlock: D lists nothing
+    ``replays_refused``, which runs no ``break_cycles`` after it]. Seen at her unlock: D lists nothing
     (R, Y, f.txt in no listing; the load says "folder Y was named inside itself (in R)"; Y's links name R
     and R's name Y). Without bob's state: D/R, D/R/Y, D/R/f.txt. Expected: nothing of hers hidden, no loop
     (R where her other device put it, or where this device last saw it only where that makes no loop).
-    Cause: vault/tree/loading.py ``_rebuilt_in_place`` -> ``_as_seen`` -> ``_where_it_was``
+    Cause: vault/tree/rebuilding.py ``rebuilt_in_place`` -> ``_as_seen`` -> ``_where_it_was``
     (loading.py:772) puts the refused R back in the folder this device last saw it in (Y) with no look at
-    whether Y is under R now (her other device's move, taken); ``_owed_placed`` links it (e494806; before
+    whether Y is under R now (her other device's move, taken); ``owed_placed`` links it (e494806; before
     it, ``_as_seen`` did at once: the same hole, checked with loading.py of e494806^), and
-    ``_break_cycles(tree)`` (loading.py:268) then cuts a name of the loop R -> Y -> R, which no walk from
-    the root reaches: both stay hidden; if it cut Y's, ``_revive_for_orphans`` (loading.py:815) links Y
-    into R again (a loop in the tree, not cut: ``_break_cycles`` does not run after it). Suggested fix: a
+    ``break_cycles(tree)`` (loading.py:268) then cuts a name of the loop R -> Y -> R, which no walk from
+    the root reaches: both stay hidden; if it cut Y's, ``revive_for_orphans`` (loading.py:815) links Y
+    into R again (a loop in the tree, not cut: ``break_cycles`` does not run after it). Suggested fix: a
     rebuilt folder whose last-seen folder is under it now is put back nowhere there: placed as its taken
     document (her other device's) or its stamp places it, else at the top with a ``rebuilt`` note (as
-    ``unreadable`` is); ``_break_cycles`` after ``_revive_for_orphans``; in general a cut of a loop not
+    ``unreadable`` is); ``break_cycles`` after ``revive_for_orphans``; in general a cut of a loop not
     reached from the root should prefer a name a rebuilt (refused) node was given back over a name of a
     taken document. Test:
     ``test_78b_2_a_readers_refused_touch_of_her_moved_folder_hides_nothing_at_her_unlock``.
@@ -69,8 +69,8 @@ In-process: the ``shared`` fixture (alice's and bob's seats of one shared mount)
     her signed states, stored). Seen at her unlock: D lists nothing ("folder A was named inside itself (in
     B)"). Expected: both folders and their files shown (one put back where this device last saw it, as the
     live mount's ``crossing`` rule keeps one device's own folder where it was). Cause:
-    vault/tree/loading.py ``_break_cycles`` (loading.py:199) cuts a name of a loop no walk from the root
-    reaches: the two stay unreachable; ``_revive_for_orphans`` (loading.py:815) links the cut one into the
+    vault/tree/linking.py ``break_cycles`` (loading.py:199) cuts a name of a loop no walk from the root
+    reaches: the two stay unreachable; ``revive_for_orphans`` (loading.py:815) links the cut one into the
     other again (a loop in memory). Suggested fix: as (2): a folder whose name a loop's cut took put back
     where this device last saw it (``was_at``) if that is reachable, else at the top, said; no revive into
     the loop. Test: ``test_78b_3_her_crossing_moves_made_apart_hide_nothing_at_her_unlock``.
@@ -82,7 +82,7 @@ two ranks first: bob's refused deletion or rename of h beside her other device's
 kept: test_77c_1's last test covers the shape); a three-way rotation (two refused, one hers) reasoned
 through ``link_clashing``'s symmetric rank: same as live.  test_attack_77c.py and test_attack_76b.py
 under PYTHONHASHSEED 1 to 5: the same results (25 passed, 4 xfailed each); this file under 7 and 11
-too.  ``_owed_placed`` skips a node left by the settling and a folder gone (no exception); the walks
+too.  ``owed_placed`` skips a node left by the settling and a folder gone (no exception); the walks
 over a loop left in memory (``path_of``, ``is_ancestor``) are bounded (46b (1)): ``rotation.resume``
 over (2)'s tree ran to its end.  4652bac's ``decided``: ``relink`` returns False only where it kept
 its place (a cycle, every held name refused), where dropping the names under phantoms not given is
@@ -90,7 +90,7 @@ its place (a cycle, every held name refused), where dropping the names under pha
 Not reported (documented): a READ member's refused touch of her file whose last-seen folder her other
 device removed (the file moved elsewhere first) leaves it out at her unlock (SECURITY.md, issue 22:
 "its folders not held ... is still left out"); her single replayed state shown beside before
-``_replays_refused`` (the 76b limit in the open list); 77c (2).
+``replays_refused`` (the 76b limit in the open list); 77c (2).
 Not tried: real mounts (a settle-rebuilt node is not committed at unlock in-process: (2)'s bob case
 stays on this device until her next save of R), groups, a CouchDB store serving ``_all_docs`` in
 another order between unlocks (each loop of (2), (3) hides both folders whichever is cut).

@@ -1,5 +1,5 @@
 """Attack round 79b, controls of d37fc17 (the ledger's ``links`` of her hard-linked nodes, put back by
-loading.py ``_where_it_was``): the holes and what was tried are in tests/unit/test_attack_79b.py.
+rebuilding.py ``_where_it_was``): the holes and what was tried are in tests/unit/test_attack_79b.py.
 
 In-process, as tests/inprocess/test_attack_77c.py: her D shared READ with bob, her file h.txt with a
 second link; a change of its links by her, then a refused state of bob's (a touch, a deletion) or the

@@ -10,7 +10,7 @@ writes the vault folder places his own file in alice's root, under the name of h
     ``diary (also <fid>).txt``), her write lands in it, and mallory's mount reads her entry from his
     x.txt.  Expected: nothing she writes in her own tree is sealed to someone she did not choose; his
     name in her folder refused and said.  Cause: vault/tree/arrivals.py:193 and the unlock's
-    ``loading.admit_guests`` take an owner-signed node's names in any held folder, another user's
+    ``linking.admit_guests`` take an owner-signed node's names in any held folder, another user's
     private folder included (the WRITE judgement, ``Authorship.may_write``, is asked only of a signer
     who is not the node's owner).  The in-process scenes and the suggested fix are in
     tests/inprocess/test_attack_69b.py.

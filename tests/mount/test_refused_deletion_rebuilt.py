@@ -1,5 +1,5 @@
 """Issue 22, SECURITY.md's "not covered" items left by attack rounds 11-13 on a file rebuilt from a
-refused deletion (vault/tree/undeleting.py, loading.py ``_keep_undeleted``) and on a writer's ``previous``.
+refused deletion (vault/tree/undeleting.py, rebuilding.py ``keep_undeleted``) and on a writer's ``previous``.
 
 The owner, alice; bob, a user of her vault who can write the vault folder (READ on her private/notes.txt,
 or WRITE on team only: the scenes of tests/mount/test_trust_attack_round11.py).  Each test asserts the SAFE

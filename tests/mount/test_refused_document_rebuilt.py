@@ -62,7 +62,7 @@ def _forget_types(vault: Path) -> None:
 def test_a_read_recipients_retyping_of_her_file_rebuilt_keeps_her_folders_link_count(
         vault: Path, tmp_path: Path) -> None:
     """bob (READ on private/notes.txt) signs its document as an empty folder, on a device whose ledger
-    knows no types.  Refused, and rebuilt a file from her versions (``_rebuilt_in_place``).  Safe: it reads
+    knows no types.  Refused, and rebuilt a file from her versions (``rebuilt_in_place``).  Safe: it reads
     her text and private's link count is 2 (no folder in it): before, the rebuilt node was unlinked from
     private after it had become a file, so private kept counting it as a subfolder (st_nlink 3)."""
     mnt, notes, _old = _notes_read_to_bob(vault, tmp_path)
@@ -171,7 +171,7 @@ def test_a_replay_of_her_own_older_document_signed_by_her_puts_nothing_back(vaul
     "private", on this device.  A store writer puts her own older document of private back (validly
     signed by her, its seq this device's, lower than the one it stamped since) as the store's newest
     row.  Safe: at her next unlock "private" is where she left it, other empty, nothing hidden, and a
-    rollback alarm names it (vault/tree/loading.py ``_replays_refused``).  Before, "old" showed in
+    rollback alarm names it (vault/tree/rebuilding.py ``replays_refused``).  Before, "old" showed in
     other (said, but taken: only a document another signed was rebuilt)."""
     mnt, private = _private_read_to_bob(vault, tmp_path)
     with mounted(vault, mnt):

@@ -194,7 +194,7 @@ def test_a_removal_stored_but_not_taken_in_before_a_kill_brings_the_folder_back_
     """The desktop, away, saves F/new.txt and unmounts; the laptop removes F.  The removal reaches the
     desktop's store but the desktop never takes it in (as after a ``kill -9`` between the sync storing a
     batch and the mount taking it in): its next mount loads F's removal and new.txt naming F.  F comes
-    back there (``loading._revive_for_orphans``), committed, and reaches the laptop."""
+    back there (``linking.revive_for_orphans``), committed, and reaches the laptop."""
     with laptop_and_desktop(tmp_path, ("keep.txt",)) as (server, laptop, a, desktop):
         (a / "F").mkdir()
         (a / "F" / "x.txt").write_text("x")

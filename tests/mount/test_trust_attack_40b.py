@@ -127,7 +127,7 @@ Holes
    (vault/tree/namespace.py:121-123 ``_touch_dir``, committed at unmount), so F's deletion arrives as
    a plain successor and is taken (vault/tree/arrivals.py:257 ``leave`` unlinks a folder whatever
    children it holds here); at load a deleted folder is skipped (vault/tree/loading.py:109) and a
-   live file whose only folder is not in the tree is linked nowhere (``_link_loaded``), with no alarm,
+   live file whose only folder is not in the tree is linked nowhere (``link_loaded``), with no alarm,
    and ``trash`` lists only files whose own document is deleted.
    Impact: work saved on one device disappears on both, silently, whenever the other device removed
    the folder meanwhile (a cleanup, a ``rm -r`` of a project); the user has no way to find it.
@@ -179,7 +179,7 @@ Holes
    named new.txt (control) both devices show both.
    Cause: no rule for two live nodes naming the same (folder, name): while mounted the second is not
    linked ("the name is taken here; it shows at the next unlock", vault/tree/arrivals.py:242-244), and
-   at the next unlock vault/tree/loading.py:509-513 ``_link_loaded`` skips "a dangling link" of
+   at the next unlock vault/tree/loading.py:509-513 ``link_loaded`` skips "a dangling link" of
    whichever comes second (each device loads its own first), logged at WARNING only.
    Impact: each device silently hides one of her files; what she edits under that name differs by
    device; the hidden one is in no listing, no trash.
@@ -211,7 +211,7 @@ Holes
    (vault/tree/arrivals.py:118-120 ``may_take`` -> ``makes_cycle``, denied as a forgery through
    ``gate.deny``; ``keep``: the tree keeps its own state, its next commit goes over the refused
    revision; by reading), so each keeps its own; neither ever takes the other's.
-   ``_break_cycles`` (loading.py:518) would cut one name the same way on every device, but the
+   ``break_cycles`` (loading.py:518) would cut one name the same way on every device, but the
    arrival path refuses first.
    Impact: her two devices show different folders for good, each says her own other device forged a
    write (and, after a remount, that the server hid a conflict); what she saves in either tree goes

@@ -89,7 +89,7 @@ Holes
    Fix: call a loop "crossing" only when the state here that closes it is concurrent with the
    arriving move (not covered by its ``over`` / not a state of the same device it was made over);
    and judge loops after the whole batch is placed (a document later in the batch may open the loop),
-   as ``_break_cycles`` does at load.
+   as ``break_cycles`` does at load.
    Tests: ``test_one_devices_moves_that_swap_two_folders_nesting_are_kept[together]``, ``[asleep]``
    (xfail); control ``test_control_one_devices_moves_that_swap_two_folders_nesting_are_kept`` (pass).
 

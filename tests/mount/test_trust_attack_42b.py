@@ -10,7 +10,7 @@ writes documents to the server), the CouchDB server, and ordinary use.
 
 The report is the attacker's, as written; since, hole 1 is fixed (``changed`` is carried in ``ATTRS``)
 and its test passes; so are holes 3 and 4 (her own leaf is loaded in place of his copy branch:
-tree/loading.py ``_hers_beside_copies``), 5 (a writer's copy's id is derived from the version it holds)
+tree/her_leaves.py ``hers_beside_copies``), 5 (a writer's copy's id is derived from the version it holds)
 and 7 (his other edits are settled after hers), 2 (nodes.py ``taken_stamps``) and 6 (conflict_rules.py
 ``decide``: rule 2 keeps the newer key epoch): all seven are fixed (docs/SECURITY.md, "Attack round 42").
 

@@ -8,7 +8,7 @@ store.sqlite) serves bob's old-key branch (his edit in team, a state of his neve
 withheld: 42b (3)) as the current revision, and beside it ``HER_LEAVES`` (16) bodies of her node with a
 bad signature (her document, its sealed part altered), one generation above her own leaf.
 
-Seen: her mount shows no "plan.txt" at the top: loading.py ``_her_leaf`` opens only the 16 leaves ranked
+Seen: her mount shows no "plan.txt" at the top: her_leaves.py ``_her_leaf`` opens only the 16 leaves ranked
 first among those saying owner alice, none verifies, hers is never looked at; the load places her file
 where bob's document says (team/plan.txt, its version withheld), as before 42b's fix.  The 16 are refused
 and said at the settling, hers then waits for his version: her state hidden for the session (for good if
@@ -74,7 +74,7 @@ from fusevault.store import replica
 from fusevault.store.local import LocalStore
 from fusevault.vault.model.nodes import VERSION, open_node_attrs
 from fusevault.vault.services.conflict_copies import edit_copy_ident
-from fusevault.vault.tree.loading import HER_LEAVES
+from fusevault.vault.tree.her_leaves import HER_LEAVES
 from mount.test_trust_attack_39b import _proj_with_bob
 from mount.test_trust_attack_41b import _tree_of
 from mount.test_trust_attack_42b import _said

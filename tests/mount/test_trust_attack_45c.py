@@ -45,7 +45,7 @@ from attack_scenes import add_users, recipients_dek, share
 from conftest import PouchServer, fusevault, mounted, settled, wait_for
 
 from fusevault.vault.services.conflict_copies import copy_ident
-from fusevault.vault.tree.loading import HER_LEAVES, HER_LEAVES_CHECKED
+from fusevault.vault.tree.her_leaves import HER_LEAVES, HER_LEAVES_CHECKED
 from mount.test_trust_attack_39b import _proj_with_bob
 from mount.test_trust_attack_41b import _tree_of
 from mount.test_trust_attack_43c import _bobs_body, _buried, _opens, _put_above

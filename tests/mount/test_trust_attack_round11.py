@@ -1,5 +1,5 @@
 """Issue 22, attack round 11: fusevault at 5056f39 (a refused deletion put back where it was last seen,
-loading.py ``_keep_undeleted``/``_where_it_was``; the ledger's ``where``; gc and trash_seen), attacked
+rebuilding.py ``keep_undeleted``/``_where_it_was``; the ledger's ``where``; gc and trash_seen), attacked
 through its entry points.
 
 The owner, alice; bob, a user of her vault who can write the vault folder (a WRITE grantee of her folder
@@ -8,7 +8,7 @@ are marked ``xfail(strict=True)``, each seen to fail for the reason named (``--r
 
 Root of (1), (3), (7), (8): at unlock a deletion signed by another than the owner is refused when this
 device last saw the file in folders the signer may not write (``Authorship.deleted``), and
-``_keep_undeleted`` then makes the file from THAT refused document: its key, its sealed attributes, its
+``keep_undeleted`` then makes the file from THAT refused document: its key, its sealed attributes, its
 ``seq``, none of them judged (while mounted, by reading the code, ``may_take`` judges such a document and
 refuses it whole). Suggested fix: a refused deletion changes nothing: keep the node from the owner's (or
 an admitted writer's) last state (the ledger could remember the head/DEK digest it last saw; or rebuild it
@@ -58,12 +58,12 @@ Found at 5056f39, most severe first:
   was in a folder put back linked again.
   DATA HIDDEN: bob (WRITE on team only; no grant needed) signs a deletion of alice's folder private
   (a copy of her document marked deleted: no key).  Refused ("it stays"), and private comes back EMPTY:
-  every node was linked before ``_keep_undeleted`` put the folder back, so its files' links named a folder
+  every node was linked before ``keep_undeleted`` put the folder back, so its files' links named a folder
   not in the tree ("skipping a dangling link") and nothing links them again.  Her files (and everything
   under private) are in no folder and not in the trash, at every unlock while his document is there
   (``test_a_refused_deletion_of_the_owners_folder_brings_it_back_with_its_files``).  Fix: put refused
   deletions back before linking the rest (or link again the nodes whose folder came back).
-- (6) FIXED: loading.py ``_parents_first``: a folder's deletion judged, and put back, before what
+- (6) FIXED: rebuilding.py ``_parents_first``: a folder's deletion judged, and put back, before what
   was in it.
   DATA HIDDEN: bob (WRITE on team only) signs deletions (copies of her documents: no key) of
   private/diary.txt AND of private.  All deletions are judged before any is put back, so diary.txt's
@@ -71,7 +71,7 @@ Found at 5056f39, most severe first:
   to "he may write something of hers": taken, no alarm for it.  private comes back empty; diary.txt is
   in no folder and not in the trash (a deletion naming no ``trashed`` path), so ``restore`` cannot find it
   (``test_a_non_writers_deletion_of_a_file_and_its_folder_deletes_neither``).  Fix: judge the deletions
-  after ``_keep_undeleted`` (or treat a folder whose deletion is refused as held; a folder not held
+  after ``keep_undeleted`` (or treat a folder whose deletion is refused as held; a folder not held
   vouches for nothing, as settle's ``unheld`` does).
 - (7) FIXED: undeleting.py: never left out: her key from her versions, else a new one.
   DATA HIDDEN: as (1) on a file with versions: ``owner_dek_ok`` refuses bob's key, and the file whose
@@ -84,7 +84,7 @@ Found at 5056f39, most severe first:
   ``at_load``, so check_loaded counts it as hers (round 9a's fix, ``writer_seq``, bypassed): each later
   save of hers is a "rollback" at every unlock and the file is kept behind: private's new reader carol
   gets no key (``test_a_read_recipients_refused_deletion_does_not_make_the_owners_later_saves_rollbacks``).
-- (9) FIXED: loading.py ``_root_again``: never taken, said; a missing root a rollback, made empty in
+- (9) FIXED: rebuilding.py ``root_again``: never taken, said; a missing root a rollback, made empty in
   memory.
   DENIAL: a deletion of her root folder signed by any user of the vault (a copy of her document), or
   its row removed by a store writer, and her vault does not mount ("the root directory's document is

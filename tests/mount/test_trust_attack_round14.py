@@ -64,7 +64,7 @@ Found at 3e89cc8: 7 holes in 16 xfail tests, most severe first:
    Fix: the ledger keeps the name (with ``where``) each of her nodes was last seen under; name_of takes
    it first; with none, never a name the deleter's document gives unless no other is known (and then
    never a dot name).  Test: test_a_read_recipients_refused_deletion_does_not_rename_the_owners_folder.
-4. FIXED (``undeleting.rebuilt`` says when it made the key; ``_keep_undeleted`` puts such a node in
+4. FIXED (``undeleting.rebuilt`` says when it made the key; ``keep_undeleted`` puts such a node in
    ``ledger.rolled``: before the mount serves it gets a key above every epoch seen or held by its
    grantees, sealed to them; no key kept in the ledger, so no new copy of one on disk).  Test also:
    test_a_read_recipients_refused_deletion_of_a_shared_file_with_no_version_does_not_lock_out_its_readers.
@@ -94,11 +94,11 @@ Found at 3e89cc8: 7 holes in 16 xfail tests, most severe first:
    well-formed document of another kind, as each kind; all_grants).
 6. HER ROOT'S ROW MADE UNREADABLE STOPS HER MOUNT (store writer, no key; round 11 (9)'s fix bypassed).
    Her root folder's row given the body ``[]`` or JSON nested too deep: iter_type leaves it out, then
-   ``loading._root_again`` reads it with ``store.get``, which raises CorruptData: "document ... is not a
-   JSON object", exit 5, at every mount.  Fix: _root_again takes a root that does not read as missing (a
+   ``rebuilding.root_again`` reads it with ``store.get``, which raises CorruptData: "document ... is not a
+   JSON object", exit 5, at every mount.  Fix: root_again takes a root that does not read as missing (a
    rollback, said; an empty root in memory): seen passing with that one change.
    Test: test_a_root_row_that_does_not_read_does_not_stop_her_mount (no-object, too-deep).
-   FIXED (vault/tree/loading.py): _root_again takes a root whose row does not read as missing (said
+   FIXED (vault/tree/loading.py): root_again takes a root whose row does not read as missing (said
    as a rollback), keeping the row's revision (store/unreadable.py carries it) so her next commit of the
    root replaces that row.  Also test_a_root_row_that_does_not_read_takes_her_next_writes_there.
 7. A REPLACED FILE'S ROW THAT DOES NOT READ TAKES HER FILE'S HISTORY (store writer, no key; round 13

@@ -123,7 +123,7 @@ Seen, not tested (for the next round)
   a foreign file, but the open itself, as root, of a device node a link points at is not refused).
   FIXED with hole 1 (inside.open_file).
 
-Not reached this round (for the next): loading._rebuilt_in_place/_replays_refused and _keep_undeleted
+Not reached this round (for the next): rebuilding.rebuilt_in_place/replays_refused and keep_undeleted
 with forged documents through a mount; Inodes.settled under a peer's flood (whether a large pull holds
 the metadata lock for its whole batch and stalls every local operation); Tree.unshown against a create
 at the copy's name while the copy is being written; history.carried with a WRITE grantee's

@@ -140,7 +140,7 @@ Seen, not tested (for the next round)
   ``info``; no hang: stat of a pipe does not wait).
 
 Not reached this round: forged documents through a real pouchdb-server and replays (item 2 of the
-brief); loading._rebuilt_in_place/_replays_refused and _keep_undeleted with forged documents through a
+brief); rebuilding.rebuilt_in_place/replays_refused and keep_undeleted with forged documents through a
 mount; Inodes.settled under a peer's flood; recovery.trash's hiding of a live fid.
 """
 

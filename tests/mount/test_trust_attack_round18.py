@@ -193,13 +193,13 @@ Holes
 8. (Documented limit, "Not yet for a file": SECURITY.md Rollback.)  Her own older signed DELETION
    put back as the current row (by the store writer, or hole 7) moves her live file into the trash
    at the next mount: the folder no longer shows it; a rollback alarm names the fid; ``restore``
-   brings back its newest contents (held, below).  ``_replays_refused`` (loading.py:308-331) rebuilds
+   brings back its newest contents (held, below).  ``replays_refused`` (loading.py:308-331) rebuilds
    only folders (``node.is_dir``), and a deleted document never becomes a node at all (loading.py
    skips every ``delete`` signed by the owner).  Fix: judge her own deletions as folders are: a
    deletion whose seq is older than one this device saw is refused and the file rebuilt in place
-   from the ledger (``_keep_undeleted`` already rebuilds refused deletions by another signer).
+   from the ledger (``keep_undeleted`` already rebuilds refused deletions by another signer).
    Test: test_her_own_older_deletion_put_back_does_not_hide_the_live_file.
-   FIXED (vault/tree/loading.py ``_deletion_replayed``, ``_replays_refused``): her own deletion, and a
+   FIXED (vault/tree/rebuilding.py ``deletion_replayed``, ``replays_refused``): her own deletion, and a
    file's older state, numbered by THIS device below a state it saw since, of a file it last saw live,
    is refused at unlock, the file rebuilt where it was with its newest version (an alarm), and the state
    rebuilt committed over the replay before the mount serves (share_ops.py ``_put_back_over_replays``).
@@ -213,7 +213,7 @@ What held
   test_her_own_older_deletion_put_back_is_said_and_restore_brings_back_the_newest_contents (since
   hole 8's fix the file simply stays, said, the trash empty; the test asserts that now).
 - The server's tombstone of her ROOT folder's document: at her next mount her files are all where
-  they were (loading.py ``_root_again``), unlike a file's (hole 2) -
+  they were (rebuilding.py ``root_again``), unlike a file's (hole 2) -
   test_the_server_deleting_her_root_folders_document_leaves_her_files_where_they_are.
 - Live, a replayed deletion from the server is refused and said, the file stays (the first half of
   test_her_own_older_deletion_served_by_the_server_is_refused_live_and_at_her_next_mount; the
@@ -238,7 +238,7 @@ Seen, not tested (for the next round)
   (at most a denial of her unlock: the passphrase still decides).
   FIXED (fs/shared.py ``_read_uids``, round 19): only a document its user signed maps a uid, and a uid
   two users claim maps neither (an alarm for each): tests/mount/test_trust_attack_round19_rotation.py.
-- Not reached: vault/tree/loading.py ``_rebuilt_in_place``/``_replays_refused`` with forged documents
+- Not reached: vault/tree/rebuilding.py ``rebuilt_in_place``/``replays_refused`` with forged documents
   through a mount (only read; no hole found by reading), conflicting revisions of Share/Group/
   UserDetails with a server-chosen winner (conflicts.py keeps CouchDB's pick for non-node types).
 """
@@ -693,7 +693,7 @@ def test_gc_on_one_device_deletes_the_same_versions_on_the_other_and_says_nothin
 def test_the_server_deleting_her_root_folders_document_leaves_her_files_where_they_are(
         couch: tuple[str, adversary.Server], tmp_path: Path) -> None:
     """held: the server tombstones the node document of her root folder; at her next mount her files
-    are all where they were (loading's ``_root_again``)."""
+    are all where they were (loading's ``root_again``)."""
     url, server = couch
     laptop = first_device(url, tmp_path)
     with mounted(laptop, tmp_path / "a") as a:

@@ -7,7 +7,7 @@ arrivals; another local user of root's shared mount against its worker threads. 
 Status: holes 1-3 are fixed and their tests pass (the parameters that were strict xfails now pass beside
 their controls).  1: a document naming a folder more than once is malformed (vault/model/nodes.py
 ``node_from_doc``), and the walks down a tree take each node once.  2: the load's walk for loops starts
-at the nodes whose document another signed (vault/tree/loading.py ``_break_cycles(first=...)``), so a
+at the nodes whose document another signed (vault/tree/linking.py ``break_cycles(first=...)``), so a
 loop is cut at the writer's name and his document, refused, gives the folder back where it was.  3: a
 writer's move of her file into a folder not held here is refused while mounted (vault/tree/arrivals.py
 ``may_take``) and at unlock (vault/tree/authorship.py ``settle``: rebuilt where she left it).
@@ -34,9 +34,9 @@ Holes
    synchronously, on the trio thread that answers every FUSE request (extrapolated, not run: with 30,
    a billion entries, several GB and minutes during which no user of the mount is answered).
    Cause: nothing refuses a second link of a folder.  ``check_shapes``/``node_from_doc``
-   (vault/model/nodes.py:91-95, :359-383) take any number of links for any node; ``_link_loaded``
+   (vault/model/nodes.py:91-95, :359-383) take any number of links for any node; ``link_loaded``
    (vault/tree/loading.py:476-490) and ``relink`` (vault/tree/arrivals.py:197-219) give a folder every
-   name its document says; ``makes_cycle`` (arrivals.py:160) and ``_break_cycles`` (loading.py:494)
+   name its document says; ``makes_cycle`` (arrivals.py:160) and ``break_cycles`` (loading.py:494)
    only look for a folder inside itself, never for a folder reached twice.  Then the walks down the
    tree keep no set of what they saw: ``exporting.tree`` (vault/services/exporting.py:42-61) and
    ``share_ops.subtree`` (vault/services/share_ops.py:129-139), which ``share`` (:165), ``unshare``
@@ -52,7 +52,7 @@ Holes
    doing anything.  Nothing says why.
    Fix: a folder has exactly one name: refuse (``forged-write``/``malformed`` alarm, the node keeps
    what it had) a document of a folder with more than one link, in ``may_take`` and at load
-   (``_link_loaded``: keep the first name, as ``_break_cycles`` leaves out a name), whoever signed it
+   (``link_loaded``: keep the first name, as ``break_cycles`` leaves out a name), whoever signed it
    (a peer's, hers, a grantee's), exactly as the kernel refuses ``link`` of a folder.  And as a backstop
    let every walk down (``exporting.tree``, ``share_ops.subtree``, check's ``_folder_path``) keep the
    set of inodes it reached and take each node once.
@@ -75,7 +75,7 @@ Holes
    own subfolder, a 2- (3-) cycle.  His peer sends it.
    What happens (seen): her mounted device refuses it on arrival (``forged-write``: "it puts a folder
    inside itself", ``makes_cycle``), and shows her tree whole.  At her next mount (the document is in
-   her store) the load first links c1 where bob's document says, then ``_break_cycles`` cuts the
+   her store) the load first links c1 where bob's document says, then ``break_cycles`` cuts the
    cycle at the first name it meets on the way down, which is HER genuine name c1/c2 ("cycle: folder
    <c2> was named inside itself (in <c1>): that name is left out"); then settling refuses bob's
    document and rebuilds c1 in docs ("rebuilt ... who holds no WRITE on it"), but nothing gives the
@@ -87,7 +87,7 @@ Holes
    and neither removes bob's key file of f.txt nor gives f.txt a new key: once c2 is back and she
    writes f.txt, bob's key file still opens the key she wrote it under.  With bob's document naming
    c1 inside itself (the control) the cut is at bob's name and nothing is lost.
-   Cause: vault/tree/loading.py:158 ``_break_cycles(tree)`` runs "before settling", on the names
+   Cause: vault/tree/loading.py:158 ``break_cycles(tree)`` runs "before settling", on the names
    every document says, judged or not; it cuts the name it meets on the way down
    (loading.py:515-522), whoever's document made the loop, and the names it cut are not among those
    given back after settling (loading.py:196-202 give back only ``taken``, the names a refused node
@@ -101,7 +101,7 @@ Holes
    Fix: judge before cutting: settle (refuse and rebuild) the documents of the load first and break
    cycles only on what was admitted, or, when a loop is found, cut the name that a refused/unjudged
    document (not the owner's) gave, never one the owner's signed document gives; and give back every
-   name ``_break_cycles`` cut once the rebuilt nodes are in place (as ``taken``).  ``unshare`` should
+   name ``break_cycles`` cut once the rebuilt nodes are in place (as ``taken``).  ``unshare`` should
    also re-key every node of the owner's whose last seen place (ledger ``was_at``) is under the folder,
    not only those the tree shows there.
    Tests: test_a_write_members_cycle_does_not_hide_her_folders_at_her_next_mount[c2], [c3] ([c1]: the
@@ -166,7 +166,7 @@ What held
 - (read) The upward walks keep a ``seen`` set or follow one link: ``writes_at``,
   ``writes_where_it_left`` (a folder met twice refused), ``makes_cycle``, ``_parents_first``,
   ``path_of``/``is_ancestor`` (first link only), guests.py:161/185 (capped at 4096), history
-  ``lineage`` (``MAX_LINEAGE``), conflicts ancestry (``history.made_over``); ``_break_cycles`` walks with a
+  ``lineage`` (``MAX_LINEAGE``), conflicts ancestry (``history.made_over``); ``break_cycles`` walks with a
   list.  No recursion left on the chains I read.
 - (read, part 3: another local user of a shared mount) the long store reads of control requests run
   on the tree's own limiter (``read_call``/``in_thread``, per user) and each user's requests are

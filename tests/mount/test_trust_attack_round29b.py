@@ -8,7 +8,7 @@ reading of the grants (vault/model/freshness.py ``sweep``: at unlock and mount t
 here, gone from the store, that no ``unshare`` here took back (``took_back``, now recorded before the
 tombstone is written) is said once (``share-missing`` / ``group-missing``).  2: a file of hers whose
 writer's document does not read and whose place this device does not know is rebuilt at the top of her
-vault from her newest version, with a ``rebuilt`` alarm (vault/tree/loading.py ``_keep_undeleted``); never
+vault from her newest version, with a ``rebuilt`` alarm (vault/tree/rebuilding.py ``keep_undeleted``); never
 where the refused document (or a stamp it carries) puts it.
 
 Holes
@@ -44,7 +44,7 @@ Holes
    is not in her tree (docs holds only notes.txt), no ``rebuilt``.  The control (the laptop mounted once
    between the desktop's push and bob's document, so it saw new.txt): refused, ``rebuilt``, shown.
    Cause: vault/tree/loading.py:131-136 refuses the document and queues it as refused-as-read
-   (``deleted.append((_identity(doc), None))``); ``_keep_undeleted`` then places it only where this device
+   (``deleted.append((_identity(doc), None))``); ``keep_undeleted`` then places it only where this device
    last saw it: loading.py:250-252 (``if signer is None: if not [parent for parent in was if
    tree.find(parent) is not None]: continue``), and ``gate.was_placed(tree, fid, stamp)`` has nothing for
    a file this device's ledger never placed (her placement stamp is sealed inside bob's unreadable
@@ -75,7 +75,7 @@ What held
 Not tried
 ---------
 - Loops through guest folders and through ``conflicts.py`` adoption; a writer's readable document that
-  makes ``_rebuilt_in_place`` fail; moves into phantom folders; bob's ``mkdir X; mv notes.txt X`` in
+  makes ``rebuilt_in_place`` fail; moves into phantom folders; bob's ``mkdir X; mv notes.txt X`` in
   either order of arrival; concurrent folder moves of two of her devices (no time in this round).
 """
 

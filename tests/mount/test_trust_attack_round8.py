@@ -336,7 +336,7 @@ def test_a_writers_node_document_with_an_odd_reference_breaks_nothing_else(
 
 
 @pytest.mark.parametrize("kind", [
-    _odd("link-parent-list", "unchecked: loading._link_loaded asks tree.ino_of(list) (vault/tree/inodes.py): "
+    _odd("link-parent-list", "unchecked: linking.link_loaded asks tree.ino_of(list) (vault/tree/inodes.py): "
          "TypeError, the mount fails (exit 70)"),
     "head-dict", "previous-list"])
 def test_a_recipients_node_document_with_an_odd_reference_does_not_stop_the_owners_mount(

@@ -66,8 +66,8 @@ def no_file_keys_for_strangers(vault: Path) -> None:
 
 
 def test_an_older_revision_of_one_file_put_back_in_the_store_is_reported(vault: Path, tmp_path: Path) -> None:
-    """Her own older document of this device's put back: said, and not taken in (vault/tree/loading.py
-    ``_replays_refused``, attack round 18 (7, 8)): the file keeps its newer contents, and the unlock
+    """Her own older document of this device's put back: said, and not taken in (vault/tree/rebuilding.py
+    ``replays_refused``, attack round 18 (7, 8)): the file keeps its newer contents, and the unlock
     commits them over the replay, so the next mount says nothing.  (Before: the older state was shown.)"""
     mnt = tmp_path / "mnt"
     with mounted(vault, mnt):
@@ -157,8 +157,8 @@ def test_a_server_serving_an_older_revision_is_refused_at_the_next_mount_too(tmp
 
 
 def test_a_deletion_and_a_restore_on_her_two_devices_raise_no_alarm(tmp_path: Path) -> None:
-    """False-alarm guard for the refused replays of her own deletions (vault/tree/loading.py
-    ``_deletion_replayed``): the laptop deletes and restores plan.txt (its own numbers grow); her
+    """False-alarm guard for the refused replays of her own deletions (vault/tree/rebuilding.py
+    ``deletion_replayed``): the laptop deletes and restores plan.txt (its own numbers grow); her
     desktop then deletes it (the desktop's numbers, lower): taken, at once and at the laptop's next
     mount (in the trash), with no alarm; the laptop restores it again: the desktop takes that."""
     with laptop_and_desktop(tmp_path, ("plan.txt",)) as (_server, laptop, a, desktop):

@@ -1,6 +1,6 @@
 """Round 43c: attack on the fixes of round 42b (a WRITE member's edit kept as his conflict copy when she
 moves the file out of his share; her metadata merged between her devices by signed change stamps):
-tree/loading.py ``_hers_beside_copies``/``_her_leaf``, services/conflict_rules.py ``decide`` (rule 2 keeps
+tree/her_leaves.py ``hers_beside_copies``/``_her_leaf``, services/conflict_rules.py ``decide`` (rule 2 keeps
 the higher key epoch), model/nodes.py ``taken_stamps``/``stamp_ok``.
 
 Attacker: a WRITE member (signs his own commits of her file), the CouchDB server (writes any revision
@@ -31,7 +31,7 @@ tree, any unsigned or badly signed body), and ordinary use (clocks that are off)
 3. **A server buries her leaf under 16 badly signed leaves (medium: 42b (3)/(4) back).**  ``_her_leaf``
    looks at the ``HER_LEAVES`` leaves CouchDB's rule ranks first among those that *say* owner alice; a
    server puts 16 bodies saying owner alice with a bad signature at higher generations: none verifies,
-   hers (17th) is never opened, ``_hers_beside_copies`` does nothing: his copy branch is placed where his
+   hers (17th) is never opened, ``hers_beside_copies`` does nothing: his copy branch is placed where his
    document says, judged as his move (a false forged-write naming bob) and, his version withheld, her
    file reads EIO in his folder, hers hidden (42b (3)).  Seen (unit, ``_her_leaf``): None.  Cause: the
    cap counts leaves before their signature is checked.  Fix: verify (cheap: cached) or filter by
@@ -109,7 +109,7 @@ from fusevault.vault.model import nodes
 from fusevault.vault.model.nodes import Node, apply_attrs, attrs_plain, check_shapes, note_change
 from fusevault.vault.services.conflict_rules import Leaf, apart, decide
 from fusevault.vault.services.metadata_merge import merged
-from fusevault.vault.tree import loading
+from fusevault.vault.tree import her_leaves
 
 FID, PROJ, ARCHIVE, ROOT = "f" * 32, "p" * 32, "a" * 32, "r" * 32
 DAY = 86400 * 10**9
@@ -215,15 +215,15 @@ class _Trust:
 
 
 def _her_leaf_among(monkeypatch, leaves: list[dict]) -> Node | None:
-    """``loading._her_leaf`` over these other leaves (each carrying the node and links it opens to)."""
-    monkeypatch.setattr(loading, "replica", SimpleNamespace(
+    """``her_leaves._her_leaf`` over these other leaves (each carrying the node and links it opens to)."""
+    monkeypatch.setattr(her_leaves, "replica", SimpleNamespace(
         local_of=lambda store: store, in_conflict=lambda local, fid: True,
         other_leaves=lambda local, fid, **reading: list(leaves)))
-    monkeypatch.setattr(loading, "open_node_doc", lambda doc, key: (b"k" * 32, doc))
-    monkeypatch.setattr(loading, "node_from_doc", lambda doc, dek, attrs: (doc["node"], doc["links"]))
+    monkeypatch.setattr(her_leaves, "open_node_doc", lambda doc, key: (b"k" * 32, doc))
+    monkeypatch.setattr(her_leaves, "node_from_doc", lambda doc, dek, attrs: (doc["node"], doc["links"]))
     gate = SimpleNamespace(trust=_Trust())
     key = SimpleNamespace(user_id=ALICE)
-    found = loading._her_leaf(object(), key, gate, _node(1))  # type: ignore[arg-type]
+    found = her_leaves._her_leaf(object(), key, gate, _node(1))  # type: ignore[arg-type]
     return None if found is None else found[0]
 
 
@@ -241,7 +241,7 @@ def test_control_her_leaf_is_found_beside_a_few_badly_signed_leaves(monkeypatch)
 
 def test_her_leaf_is_found_under_sixteen_badly_signed_leaves(monkeypatch) -> None:
     hers = _leaf("3-hers", 2, ROOT)
-    leaves = [_leaf(f"{100 + i}-x{i}", 2, PROJ, sig="bad") for i in range(loading.HER_LEAVES)] + [hers]
+    leaves = [_leaf(f"{100 + i}-x{i}", 2, PROJ, sig="bad") for i in range(her_leaves.HER_LEAVES)] + [hers]
     assert _her_leaf_among(monkeypatch, leaves) is hers["node"]
 
 

@@ -1,4 +1,4 @@
-"""Round 45c: attack on round 43c's fixes (3), (4), (7) (commit 8e9222b: tree/loading.py ``_her_leaves``
+"""Round 45c: attack on round 43c's fixes (3), (4), (7) (commit 8e9222b: tree/her_leaves.py ``_her_leaves``
 with ``HER_LEAVES``/``HER_LEAVES_CHECKED``; services/conflict_copies.py ``_copy_ident``/``_made_copy``) and
 (8), (6), (1), (2) (commit de2d755: ``conflict_rules._newer_key``, ``_her_key_beside_his``;
 ``nodes.taken_stamps(by_owner)``).
@@ -111,7 +111,7 @@ from fusevault.vault.model.nodes import Node
 from fusevault.vault.services import conflict_copies, conflict_rules
 from fusevault.vault.services.conflict_copies import copy_ident
 from fusevault.vault.services.conflict_rules import Leaf, decide
-from fusevault.vault.tree import loading
+from fusevault.vault.tree import her_leaves
 
 FID, TEAM, ROOT = "f" * 32, "t" * 32, "r" * 32
 ALICE, BOB = "alice", "bob"
@@ -146,18 +146,18 @@ def _leaf(rev: str, epoch: int, parent: str, sig: str = ALICE) -> dict:
 
 
 def _her_leaf_beside_his(monkeypatch, leaves: list[dict]) -> Node | None:
-    """``loading._her_leaf`` as ``_hers_beside_copies`` calls it: bob's current branch is epoch 1 (the
+    """``her_leaves._her_leaf`` as ``hers_beside_copies`` calls it: bob's current branch is epoch 1 (the
     key before her move); ``fits`` is ``loaded_copy``'s test as far as epochs go (``writers_copy``: his
     epoch below hers)."""
-    monkeypatch.setattr(loading, "replica", SimpleNamespace(
+    monkeypatch.setattr(her_leaves, "replica", SimpleNamespace(
         local_of=lambda store: store, in_conflict=lambda local, fid: True,
         other_leaves=lambda local, fid, **reading: list(leaves)))
-    monkeypatch.setattr(loading, "open_node_doc", lambda doc, key: (b"k" * 32, doc))
-    monkeypatch.setattr(loading, "node_from_doc", lambda doc, dek, attrs: (doc["node"], doc["links"]))
+    monkeypatch.setattr(her_leaves, "open_node_doc", lambda doc, key: (b"k" * 32, doc))
+    monkeypatch.setattr(her_leaves, "node_from_doc", lambda doc, dek, attrs: (doc["node"], doc["links"]))
     gate = SimpleNamespace(trust=_Trust())
     his_epoch = 1
-    found = loading._her_leaf(object(), SimpleNamespace(user_id=ALICE), gate, _node(his_epoch),  # type: ignore[arg-type]
-                              lambda hers: hers.epoch > his_epoch)
+    found = her_leaves._her_leaf(object(), SimpleNamespace(user_id=ALICE), gate, _node(his_epoch),  # type: ignore[arg-type]
+                                 lambda hers: hers.epoch > his_epoch)
     return None if found is None else found[0]
 
 
@@ -170,26 +170,26 @@ def _moved_out_under_old_copies(copies: int) -> tuple[dict, list[dict]]:
 
 
 def test_control_her_moved_out_leaf_is_found_under_fifteen_copies_of_her_old_state(monkeypatch) -> None:
-    hers, leaves = _moved_out_under_old_copies(loading.HER_LEAVES - 1)
+    hers, leaves = _moved_out_under_old_copies(her_leaves.HER_LEAVES - 1)
     assert _her_leaf_beside_his(monkeypatch, leaves) is hers["node"]
 
 
 def test_her_moved_out_leaf_is_found_under_sixteen_copies_of_her_old_state(monkeypatch) -> None:
-    hers, leaves = _moved_out_under_old_copies(loading.HER_LEAVES)
+    hers, leaves = _moved_out_under_old_copies(her_leaves.HER_LEAVES)
     assert _her_leaf_beside_his(monkeypatch, leaves) is hers["node"]
 
 
 @pytest.mark.parametrize("sig", ["bad"])
 def test_control_her_leaf_is_found_under_a_few_hundred_fewer_leaves(monkeypatch, sig: str) -> None:
     hers = _leaf("5-moved", 2, ROOT)
-    leaves = [_leaf(f"6-{i:032x}", 1, TEAM, sig) for i in range(loading.HER_LEAVES_CHECKED - 1)] + [hers]
+    leaves = [_leaf(f"6-{i:032x}", 1, TEAM, sig) for i in range(her_leaves.HER_LEAVES_CHECKED - 1)] + [hers]
     assert _her_leaf_beside_his(monkeypatch, leaves) is hers["node"]
 
 
 @pytest.mark.parametrize("sig", [BOB, "bad"], ids=["member's", "altered"])
 def test_her_leaf_is_found_under_the_checked_cap_of_leaves(monkeypatch, sig: str) -> None:
     hers = _leaf("5-moved", 2, ROOT)
-    leaves = [_leaf(f"6-{i:032x}", 1, TEAM, sig) for i in range(loading.HER_LEAVES_CHECKED)] + [hers]
+    leaves = [_leaf(f"6-{i:032x}", 1, TEAM, sig) for i in range(her_leaves.HER_LEAVES_CHECKED)] + [hers]
     assert _her_leaf_beside_his(monkeypatch, leaves) is hers["node"]
 
 

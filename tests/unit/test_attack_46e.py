@@ -1,4 +1,4 @@
-"""Round 46e: attack on 45c's fixes (1)-(3) (commit 50bdd37: tree/loading.py ``_her_leaves`` a generator,
+"""Round 46e: attack on 45c's fixes (1)-(3) (commit 50bdd37: tree/her_leaves.py ``_her_leaves`` a generator,
 ``_body_of``, ``_says_hers``, ``_leaf_rank``, ``_say_leaves_left``; services/conflict_copies.py
 ``_copy_there``).
 
@@ -85,7 +85,7 @@ from fusevault.store import replica
 from fusevault.store.local import LocalStore
 from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.nodes import Node
-from fusevault.vault.tree import loading
+from fusevault.vault.tree import her_leaves
 
 FID, TEAM = "f" * 32, "t" * 32
 ALICE, BOB = "alice", "bob"
@@ -112,13 +112,13 @@ class _RealTrust:
 
 
 def _her_leaves_of(monkeypatch, leaves: list[dict], trust: _RealTrust) -> list:
-    monkeypatch.setattr(loading, "replica", SimpleNamespace(
+    monkeypatch.setattr(her_leaves, "replica", SimpleNamespace(
         local_of=lambda store: store, in_conflict=lambda local, fid: True,
         other_leaves=lambda local, fid, **reading: [dict(leaf) for leaf in leaves]))
-    monkeypatch.setattr(loading, "open_node_doc", lambda doc, key: (b"k" * 32, doc))
-    monkeypatch.setattr(loading, "node_from_doc", lambda doc, dek, attrs: (_node(), [(TEAM, b"plan.txt")]))
-    return list(loading._her_leaves(object(), SimpleNamespace(user_id=ALICE),  # type: ignore[arg-type]
-                                    SimpleNamespace(trust=trust), _node()))  # type: ignore[arg-type]
+    monkeypatch.setattr(her_leaves, "open_node_doc", lambda doc, key: (b"k" * 32, doc))
+    monkeypatch.setattr(her_leaves, "node_from_doc", lambda doc, dek, attrs: (_node(), [(TEAM, b"plan.txt")]))
+    return list(her_leaves._her_leaves(object(), SimpleNamespace(user_id=ALICE),  # type: ignore[arg-type]
+                                       SimpleNamespace(trust=trust), _node()))  # type: ignore[arg-type]
 
 
 def _signed_state(key: Ed25519PrivateKey) -> dict:
@@ -196,7 +196,7 @@ def test_a_batch_beside_many_leaves_is_linear(tmp_path, monkeypatch) -> None:
 
 
 def test_her_leaves_read_a_bounded_number_of_leaves(tmp_path, monkeypatch) -> None:
-    held = 3 * loading.HER_LEAVES_CHECKED
+    held = 3 * her_leaves.HER_LEAVES_CHECKED
     store = _store(tmp_path, held)
     opened = [0]
     real = replica._body
@@ -213,10 +213,10 @@ def test_her_leaves_read_a_bounded_number_of_leaves(tmp_path, monkeypatch) -> No
         def verify(self, doc: dict, author: str | None = None) -> str:
             raise Forged("altered")
 
-    found = list(loading._her_leaves(store, SimpleNamespace(user_id=ALICE),  # type: ignore[arg-type]
-                                     SimpleNamespace(trust=Trust()), _node()))  # type: ignore[arg-type]
+    found = list(her_leaves._her_leaves(store, SimpleNamespace(user_id=ALICE),  # type: ignore[arg-type]
+                                        SimpleNamespace(trust=Trust()), _node()))  # type: ignore[arg-type]
     assert found == []
-    assert opened[0] <= loading.HER_LEAVES_CHECKED + loading.HER_LEAVES, f"{opened[0]} leaf bodies read"
+    assert opened[0] <= her_leaves.HER_LEAVES_CHECKED + her_leaves.HER_LEAVES, f"{opened[0]} leaf bodies read"
 
 
 def _sibling(tag: str, i: int, deleted: bool = False, under: list[str] | None = None) -> dict:

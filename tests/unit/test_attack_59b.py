@@ -12,7 +12,7 @@ Hole (2), medium: a file of hers made on her other device and taken here by an a
   Steps: alice's laptop makes notes.txt (id X); her desktop's seat takes it by an arrival (``admit``:
     her seq recorded in ``fids``, X not in ``mine`` nor ``owners``); the desktop locks (ledger saved).
     The server puts a bare tombstone over her X; bob makes his own file at X and shares it with her.
-    Her desktop unlocks: loading.py ``_load`` asks ``owner_refused(X, bob)`` (X not in ``mine``:
+    Her desktop unlocks: loading.py ``_read`` asks ``owner_refused(X, bob)`` (X not in ``mine``:
     False), opens bob's document as his share, ``check_loaded`` binds X to bob.  Her laptop's next
     state of notes.txt (or hers served again) is refused there: ``owner-changed``, "saw as bob's".
   Seen (``test_59b_2_her_own_file_taken_by_an_arrival_is_bound_to_her``): after ``admit`` of her own

@@ -79,7 +79,7 @@ from fusevault.vault.model.history import made_over, version_parents
 from fusevault.vault.services import conflict_copies, conflicts
 from fusevault.vault.services.conflict_copies import copy_name, copy_names
 from fusevault.vault.tree.arrivals import Absorbed
-from fusevault.vault.tree.loading import _where_it_was
+from fusevault.vault.tree.rebuilding import _where_it_was
 from tests.unit.test_attack_66a import WHEN, Created, _scene
 
 NOT_OBJECTS = [[], "x", 7, None]

@@ -3,7 +3,7 @@
 (7): services/conflict_copies.py ``_copy_ident``: a conflict copy's derived id holding a document that is not
 that copy (one a server planted: the id is a hash of clear values) is said, and the copy made under the
 next id derived from it (the same on her every device); her copy there (signed by her, opening under
-the copy's derived key) is the copy made already.  (3): tree/loading.py ``_her_leaves`` checks at most
+the copy's derived key) is the copy made already.  (3): tree/her_leaves.py ``_her_leaves`` checks at most
 ``HER_LEAVES_CHECKED`` signatures and keeps at most ``HER_LEAVES`` leaves that verify."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fusevault.vault.model.nodes import NODE, Node
 from fusevault.vault.services import conflict_copies
 from fusevault.vault.services.conflict_copies import COPY_IDENTS, copy_ident, edit_copy_ident
 from fusevault.vault.services.conflict_rules import Leaf
-from fusevault.vault.tree import loading
+from fusevault.vault.tree import her_leaves
 
 FID, TEAM, ALICE, BOB, CAROL = "f" * 32, "t" * 32, "alice", "bob", "carol"
 OLD = b"o" * 32
@@ -154,13 +154,13 @@ def _her_leaves(monkeypatch, leaves: list[dict], alarms: Alarms | None = None) -
             read = sorted(bodies.values(), key=lambda leaf: leaf["_rev"])
         return list(read)[:limit] if limit >= 0 else list(read)
 
-    monkeypatch.setattr(loading, "replica", SimpleNamespace(
+    monkeypatch.setattr(her_leaves, "replica", SimpleNamespace(
         local_of=lambda store: store, in_conflict=lambda local, fid: True, other_leaves=other_leaves))
-    monkeypatch.setattr(loading, "open_node_doc", lambda doc, key: (b"k" * 32, doc))
-    monkeypatch.setattr(loading, "node_from_doc", lambda doc, dek, attrs: (doc["node"], doc["links"]))
+    monkeypatch.setattr(her_leaves, "open_node_doc", lambda doc, key: (b"k" * 32, doc))
+    monkeypatch.setattr(her_leaves, "node_from_doc", lambda doc, dek, attrs: (doc["node"], doc["links"]))
     node = Node(2, FID, ALICE, OLD, stat.S_IFREG | 0o644, 1000, 1000, when=1)
-    found = list(loading._her_leaves(object(), SimpleNamespace(user_id=ALICE),  # type: ignore[arg-type]
-                                     SimpleNamespace(trust=Trust()), node))  # type: ignore[arg-type]
+    found = list(her_leaves._her_leaves(object(), SimpleNamespace(user_id=ALICE),  # type: ignore[arg-type]
+                                        SimpleNamespace(trust=Trust()), node))  # type: ignore[arg-type]
     return found, checked
 
 
@@ -174,25 +174,25 @@ def _leaf(i: int, sig: str, body: int | None = None) -> dict:
 
 def test_her_leaves_check_a_bounded_number_of_signatures(monkeypatch) -> None:
     alarms = Alarms()
-    leaves = [_leaf(i, "bad") for i in range(loading.HER_LEAVES_CHECKED + 50)]
+    leaves = [_leaf(i, "bad") for i in range(her_leaves.HER_LEAVES_CHECKED + 50)]
     found, checked = _her_leaves(monkeypatch, leaves, alarms)
-    assert found == [] and len(checked) == loading.HER_LEAVES_CHECKED
+    assert found == [] and len(checked) == her_leaves.HER_LEAVES_CHECKED
     assert [x["kind"] for x in alarms.as_list()] == ["forged"]  # her leaf may be among those left: said
 
 
 def test_her_leaves_keep_a_bounded_number_that_verify(monkeypatch) -> None:
     alarms = Alarms()
-    leaves = [_leaf(i, "good") for i in range(loading.HER_LEAVES + 50)]
+    leaves = [_leaf(i, "good") for i in range(her_leaves.HER_LEAVES + 50)]
     found, checked = _her_leaves(monkeypatch, leaves, alarms)
-    assert len(found) == len(checked) == loading.HER_LEAVES
+    assert len(found) == len(checked) == her_leaves.HER_LEAVES
     assert alarms.as_list()
 
 
 def test_her_leaves_check_one_body_once_whatever_its_revisions(monkeypatch) -> None:
     """45c (1), (2): one body under many revision ids (``_rev`` is not signed) is one check."""
     alarms = Alarms()
-    bad = [_leaf(i, "bad", body=0) for i in range(3 * loading.HER_LEAVES_CHECKED)]
-    good = [_leaf(10**5 + i, "good", body=1) for i in range(3 * loading.HER_LEAVES)]
+    bad = [_leaf(i, "bad", body=0) for i in range(3 * her_leaves.HER_LEAVES_CHECKED)]
+    good = [_leaf(10**5 + i, "good", body=1) for i in range(3 * her_leaves.HER_LEAVES)]
     found, checked = _her_leaves(monkeypatch, bad + good, alarms)
     assert len(found) == 1 and len(checked) == 2 and not alarms.as_list()
 
@@ -200,7 +200,7 @@ def test_her_leaves_check_one_body_once_whatever_its_revisions(monkeypatch) -> N
 def test_her_leaves_never_check_a_leaf_naming_another_signer(monkeypatch) -> None:
     """45c (2): a member's own commit of her file says owner her too; his name as signer: not checked."""
     his = [{**_leaf(i, "bad"), "sig": {"by": "bob", "ed25519": "x"}}
-           for i in range(loading.HER_LEAVES_CHECKED)]
+           for i in range(her_leaves.HER_LEAVES_CHECKED)]
     found, checked = _her_leaves(monkeypatch, his + [_leaf(10**5, "good")])
     assert len(found) == 1 and len(checked) == 1
 
@@ -208,7 +208,7 @@ def test_her_leaves_never_check_a_leaf_naming_another_signer(monkeypatch) -> Non
 def test_her_leaves_highest_epoch_first_whatever_the_generations(monkeypatch) -> None:
     """45c (1): distinct old states of hers (genuine, served above) come after her leaf of a later key
     epoch (the clear epoch, signed): they fill no cap before it."""
-    old = [{**_leaf(i, "good"), "epoch": 1} for i in range(2 * loading.HER_LEAVES)]
+    old = [{**_leaf(i, "good"), "epoch": 1} for i in range(2 * her_leaves.HER_LEAVES)]
     hers = {**_leaf(10**5, "good"), "epoch": 2}
     found, _ = _her_leaves(monkeypatch, old + [hers])
     assert found[0][0] is hers["node"]

@@ -1,5 +1,5 @@
 """Her own older states of THIS device's, judged at unlock (vault/model/ledger.py ``own_replay``,
-``seen_live``, ``replays``; vault/tree/loading.py ``_replays_refused``, ``_deletion_replayed``; attack
+``seen_live``, ``replays``; vault/tree/rebuilding.py ``replays_refused``, ``deletion_replayed``; attack
 round 18 (7, 8)).  In-process, with the stand-in tree of test_ledger_writers.py."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import stat
 from types import SimpleNamespace
 
 from fusevault.vault.model.nodes import Node
-from fusevault.vault.tree import loading, phantoms
+from fusevault.vault.tree import linking, phantoms
 from fusevault.vault.tree.arrivals import Absorbed, give_back, signed_state, stand_on
 from fusevault.vault.tree.beside import Beside
 from fusevault.vault.tree.inodes import Inodes
@@ -165,7 +165,7 @@ def test_the_load_takes_a_free_name_where_the_file_shows_already() -> None:
     tree.find = lambda fid: next((node for node in tree.nodes.values() if node.fid == fid), None)
     folder, hers = tree.add(2, stat.S_IFDIR | 0o700), tree.add(4)
     tree.link_entry(folder, b"copy.txt", hers)
-    assert loading._link_beside(tree, hers, [(folder.fid, b"plan.txt")]) == [(folder.ino, b"plan.txt")]
+    assert linking._link_beside(tree, hers, [(folder.fid, b"plan.txt")]) == [(folder.ino, b"plan.txt")]
     assert folder.children == {b"copy.txt": hers.ino, b"plan.txt": hers.ino}
 
 

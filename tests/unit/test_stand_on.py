@@ -21,7 +21,7 @@ from fusevault.store.unreadable import Unreadable
 from fusevault.vault.model.alarms import Alarms
 from fusevault.vault.model.ledger import Ledger, writer_seq
 from fusevault.vault.model.nodes import Node
-from fusevault.vault.tree import loading, phantoms
+from fusevault.vault.tree import her_leaves, phantoms, rebuilding
 from fusevault.vault.tree.arrivals import reopen, signed_state, stand_on
 
 HERS, HIS, CAROL = "a" * 32, "b" * 32, "d" * 32
@@ -76,22 +76,22 @@ def test_her_leaf_taken_over_his_current_revision_is_judged_as_hers(_signed_by_h
     node = _hers("4-his")
     mine = _hers("3-hers")
     mine.size = 7
-    assert loading._take_her_leaf(tree, node, mine, []) == []  # type: ignore[arg-type]
+    assert her_leaves._take_her_leaf(tree, node, mine, []) == []  # type: ignore[arg-type]
     assert (node.rev, node.size) == ("4-his", 7)
     assert phantoms._signer_held(tree, node) == HERS  # type: ignore[arg-type]
 
 
 def test_her_node_rebuilt_over_his_refused_document_is_judged_as_hers(_signed_by_him, monkeypatch) -> None:
-    """A node of hers rebuilt from her own material over his refused document (``_rebuilt_in_place``,
-    ``_keep_undeleted``: ``_as_seen``) stands on his revision: her names are hers."""
+    """A node of hers rebuilt from her own material over his refused document (``rebuilt_in_place``,
+    ``keep_undeleted``: ``_as_seen``) stands on his revision: her names are hers."""
     tree = _tree(_Store("4-his"))
     node = _hers("4-his")  # as undeleting.rebuilt leaves it: her state, his revision
     ledger = SimpleNamespace(fids={}, epochs={}, rolled=set(), name_seen=lambda fid: None,
                              links_seen=lambda fid: [])
-    monkeypatch.setattr(loading.undeleting, "name_of", lambda *args: b"plan.txt")
-    monkeypatch.setattr(loading, "_where_it_was", lambda *args: [])
-    loading._as_seen(tree, None, ledger, {"_id": FID, "_rev": "4-his"}, node,  # type: ignore[arg-type]
-                     None, [], None, False, [])
+    monkeypatch.setattr(rebuilding.undeleting, "name_of", lambda *args: b"plan.txt")
+    monkeypatch.setattr(rebuilding, "_where_it_was", lambda *args: [])
+    rebuilding._as_seen(tree, None, ledger, {"_id": FID, "_rev": "4-his"}, node,  # type: ignore[arg-type]
+                        None, [], None, False, [])
     assert node.rev == "4-his"
     assert phantoms._signer_held(tree, node) == HERS  # type: ignore[arg-type]
 

@@ -5,7 +5,7 @@ carry any wrapping of her older key he once held.  A member's state of her file 
 an epoch not below hers is his claim (attack round 45c (4), (5)): taken as it is, her node held her
 older key at his epoch, her next commit signed it, and her rotation was undone.  Judged alike where
 such a state arrives (vault/services/absorbing.py ``_claims_a_key``) and where the load takes the
-store's current revision (vault/tree/loading.py ``_claims_judged``, attack round 50b (1)): the floor
+store's current revision (vault/tree/key_claims.py ``claims_judged``, attack round 50b (1)): the floor
 below both.
 
 Her key at an epoch is known by her proof of it (``MasterKey.key_proof``: her re-key writes it into

@@ -284,7 +284,7 @@ class Ledger:
         # Only files written on two devices of the owner's have an entry.
         self.covered: dict[str, dict[str, int]] = {}
         # The user's own nodes rebuilt at this load from a refused replay of her
-        # own older document (vault/tree/loading.py ``_replays_refused``), with the
+        # own older document (vault/tree/rebuilding.py ``replays_refused``), with the
         # replayed revision (never saved): said with the load's rollbacks, and her
         # newer state committed over that revision before the mount serves
         # (vault/services/rotation.py ``resume``; attack round 18 (7, 8)).

@@ -71,7 +71,7 @@ from fusevault.vault.tree.arrivals import (
     wrapped_by_her,
 )
 from fusevault.vault.tree.guests import key_files, open_guest
-from fusevault.vault.tree.loading import admit_guests, place_taken
+from fusevault.vault.tree.linking import admit_guests, place_taken
 from fusevault.vault.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -451,7 +451,7 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
     decided = relink(tree, node, links, out, signer)
     if sharing is not None and node.owner != volume.key.user_id:
         # Another's node: its names in folders not held here kept under phantoms, as the load keeps them
-        # (loading.py ``_link_loaded``): dropped, his seat judged a write to her file as if it sat only
+        # (linking.py ``link_loaded``): dropped, his seat judged a write to her file as if it sat only
         # where he sees it, and his next commit of it took her name in her own folder away (attack round
         # 73d (6)).
         phantoms.placed_as_a_guest(tree, node, links, decided)
@@ -498,8 +498,8 @@ def _claims_a_key(volume: Volume, node: Node, fresh: Node, signer: str | None) -
 def _claims_as_seen(volume: Volume, fresh: Node, links: list[tuple[str, bytes]],
                     signer: str | None) -> int | None:
     """``_claims_a_key`` for a member's state of her file the tree does not hold (in her trash,
-    forgotten here: he brings it back), judged as the load judges one (vault/tree/loading.py
-    ``_claims_judged``): against the newest epoch the ledger saw of it, and the digest of her key
+    forgotten here: he brings it back), judged as the load judges one (vault/tree/key_claims.py
+    ``claims_judged``): against the newest epoch the ledger saw of it, and the digest of her key
     there (``keys``).  Taken unjudged, her older key he kept came back at an epoch above hers, which
     the ledger then keyed as hers, and her unlock took it as hers (attack round 53a (4)).  Judged in
     the folders ``links`` names that the tree holds (the shares over them give the recipients her key
@@ -543,7 +543,7 @@ def _claimed_key_signed(volume: Volume, node: Node, fresh: Node, signer: str | N
     device saw another key, not one her device derives there (her_keys.py ``her_key_unknown``): a key a
     member claimed that her other device's commit signed before its re-key landed.  Claimed here too
     (unsaid: her other device said it), so its digest is never kept as hers and her re-key is asked
-    (attack round 53a (6); vault/tree/loading.py ``_claimed_keys_signed`` at unlock)."""
+    (attack round 53a (6); vault/tree/key_claims.py ``claimed_keys_signed`` at unlock)."""
     ledger = volume.ledger
     if (ledger is None or signer not in (None, fresh.owner) or node.owner != volume.key.user_id
             or node.fid in ledger.claimed or (held := ledger.keys.get(node.fid)) is None

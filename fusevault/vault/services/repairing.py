@@ -57,9 +57,11 @@ def load_tree(layout: Layout, store: Store, key: MasterKey, root_fid: str, broke
     """The user's tree as a mount loads it (its checks apply), without the documents that
     do not open; None (and said) when even that does not load."""
     # Entries of a folder whose document did not open dangle: the report says so, by path.
-    quiet = logging.getLogger("fusevault.vault.tree.loading")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
+    quiet = [logging.getLogger(f"fusevault.vault.tree.{step}")
+             for step in ("loading", "linking", "rebuilding", "her_leaves")]  # the load's steps
+    levels = [each.level for each in quiet]
+    for each in quiet:
+        each.setLevel(logging.ERROR)
     try:
         volume = Volume.load(layout, _Without(store, broken) if broken else store, key, root_fid)
     except VaultError as err:
@@ -67,7 +69,8 @@ def load_tree(layout: Layout, store: Store, key: MasterKey, root_fid: str, broke
                             "and nothing can be repaired")
         return None
     finally:
-        quiet.setLevel(level)
+        for each, level in zip(quiet, levels, strict=True):
+            each.setLevel(level)
     if volume.trust is not None:
         report.alarms = volume.trust.alarms.as_list()
     return volume

@@ -744,7 +744,7 @@ async def _rekey_rolled_back(volume: Volume) -> None:
 
 async def _put_back_over_replays(volume: Volume) -> None:
     """Her own nodes rebuilt at this load from a refused replay of her own older
-    document (vault/tree/loading.py ``_replays_refused``): the state rebuilt is
+    document (vault/tree/rebuilding.py ``replays_refused``): the state rebuilt is
     committed over the replayed revision, so the store (and every peer it syncs
     with) holds her newer state again, not the replay, and the next unlock finds
     nothing to refuse.  One given a new key since (``_rekey_rolled_back``) was

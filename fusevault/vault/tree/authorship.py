@@ -282,7 +282,7 @@ class Authorship:
         folder the document puts it in.  ``placed`` (at unlock: the tree was
         built from the documents themselves, no link is known to be new):
         where it sits, and the folders ``beside`` its names another node
-        held first put it in once judged (loading.py ``_link_beside``;
+        held first put it in once judged (linking.py ``_link_beside``;
         judged from none, a writer's file given her file's name left the
         tree: attack round 73d (3)).  A grant on the node never lets a new name go into a
         folder he does not write, nor does a folder he writes make the
@@ -450,7 +450,7 @@ class Authorship:
         Share signed anywhere made her seat walk his names' folders up to that grant (71a (2)).
         A view folder (``shared/``, ``groups/`` and those in them) holds no name of any document
         (71a (4)).  An owner compare: no grant changes the answer, so a change of shares judges
-        nothing again.  The load and an arrival both ask this (loading.py ``names_across``,
+        nothing again.  The load and an arrival both ask this (linking.py ``names_across``,
         arrivals.py ``relink``)."""
         sharing = volume.sharing
         if parent.owner == owner or sharing is None:
@@ -555,7 +555,7 @@ class Authorship:
         owner's file, and their earlier name is not known.
 
         ``beside`` (fid -> folder fids): names of a node another node held
-        first, shown beside that one once judged (loading.py
+        first, shown beside that one once judged (linking.py
         ``_link_beside``): judged with the names it holds, as where it sits
         then (judged from none, a writer's file given her file's name, her
         file his edit named as another took first, left the tree or lost

@@ -226,7 +226,7 @@ class Guests:
         """WRITE on ``start`` for ``signer`` by a grant of ``owner``'s on it or, failing that, on every
         folder it sits in, all the way up: every way to the top passes such a grant.  ``beside``:
         folders it is to be named in too (the load's names another node held first, shown beside it
-        once judged: loading.py ``_link_beside``).  A phantom (a folder this user cannot see) with no
+        once judged: linking.py ``_link_beside``).  A phantom (a folder this user cannot see) with no
         grant on the way says no.  The one rule a writer's change of another's node is judged by:
         a document of it (vault/tree/authorship.py ``writes_at``) and a seat's own write through the
         mount (vault/tree/access.py ``may``): a name in a folder he cannot see or write is a name

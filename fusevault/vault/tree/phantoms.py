@@ -1,7 +1,7 @@
 """A phantom's owner: unknown until the folder's own document says it (attack round 70a (1), (3)).
 
 A *phantom* is a folder a shared node names as its parent that this tree does not hold (a share
-root's real parent, loading.py ``_link_loaded``): no key, no name, never shown.  Whose folder it is
+root's real parent, linking.py ``link_loaded``): no key, no name, never shown.  Whose folder it is
 nobody here knows: the document naming it is the sharer's, and any user names any id he replicates.
 So a phantom is made with no owner (``guests.phantom``): no grant counts on it (``Guests._root_perm``,
 ``covering`` count a grant of the node's owner only), nothing is sealed to anyone for it, and no
@@ -74,7 +74,7 @@ def made_real(tree: Tree, node: Node, owner: str) -> bool:
 
 def placed_as_a_guest(tree: Tree, node: Node, links: list[tuple[str, bytes]], decided: bool) -> None:
     """A phantom a share made real (``_admit_new_shares``): its names in folders not held here kept
-    under phantoms of their own, as a guest's are at its admission (loading.py ``_link_loaded``), so
+    under phantoms of their own, as a guest's are at its admission (linking.py ``link_loaded``), so
     the share shows it under the name its owner gave it, not its id.
 
     Its names under phantoms are those its current document gives: where ``relink`` kept its place
@@ -105,7 +105,7 @@ def parents_again(tree: Tree, links: list[tuple[str, bytes]], coming: Container[
     """A guest still held here (open, or its unsaved writes kept it: ``sharing.leaving``) whose share
     is given again: each folder its ``links`` name that is not held and comes with no key of this
     share (``coming``: a share root's real parent) is a phantom again, as at its admission
-    (loading.py ``_link_loaded``), so ``relink`` shows it there under its name.  The phantom its
+    (linking.py ``link_loaded``), so ``relink`` shows it there under its name.  The phantom its
     names were in went when it left (arrivals.py ``leave``): kept for a node that might come back,
     a member's revision naming his file in fresh folder ids, shared and unshared, left as many
     phantoms behind each round for the rest of the mount (attack round 78b (1))."""

@@ -1,8 +1,8 @@
 """A deletion refused at unlock changes nothing: the file rebuilt from what its owner signed.
 
 So does any other refused document of the user's own node (issue 22: a READ
-recipient's rename or chmod, one not admitted; vault/tree/loading.py
-``_rebuilt_in_place`` and ``_keep_undeleted``): it is rebuilt the same way.
+recipient's rename or chmod, one not admitted; vault/tree/rebuilding.py
+``rebuilt_in_place`` and ``keep_undeleted``): it is rebuilt the same way.
 
 A deletion of the user's file signed by another who holds no WRITE where this
 device last saw it is refused (vault/tree/authorship.py ``deleted``).  Its

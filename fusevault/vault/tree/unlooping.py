@@ -3,9 +3,9 @@
 A loop of folders (each naming the next as its folder: her two devices' moves made apart, or a refused
 or replayed state of hers rebuilt where this device last saw it, under a folder her other device has
 moved under it since) is reached by no walk from the root.  The load cuts one name of it
-(loading.py ``_break_cycles``), and the folder that lost it is in no folder: it and every folder and
+(linking.py ``break_cycles``), and the folder that lost it is in no folder: it and every folder and
 file under it were hidden at every unlock, and, linked back by its own document
-(``_revive_for_orphans``), the loop came back in memory.  Put back here instead: where this device last
+(``revive_for_orphans``), the loop came back in memory.  Put back here instead: where this device last
 saw it if that folder is reached from the root now (a folder reached is under no loose one: linked
 there it closes no loop); else, once every folder that can go back where it was has gone, in the
 nearest folder reached up the chain of folders this device last saw it and its folders in; else at the
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 def relinked(tree: Tree, cut: list[tuple[Node, Node, bytes]]) -> None:
     """The names ``cut`` took (folder, the folder it was in, its name there) given back where the
     folder is still in none and the name still free: cut again once the load is judged, the name left
-    out is the one into a rebuilt node first (``_break_cycles``'s ``first``), whose commit (a replay's
+    out is the one into a rebuilt node first (``break_cycles``'s ``first``), whose commit (a replay's
     rebuild, rotation.py ``_put_back_over_replays``) then never names the loop under her signature."""
     for node, parent, name in cut:
         if (node.owner == tree.key.user_id and not node.links and tree.get(node.ino) is node
