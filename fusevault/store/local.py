@@ -45,11 +45,6 @@ CREATE TABLE IF NOT EXISTS docs (
     type TEXT,
     body TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS docs_type ON docs(type) WHERE deleted = 0;
-CREATE INDEX IF NOT EXISTS docs_fid ON docs(json_extract(body, '$.fid')) WHERE deleted = 0;
--- A document's kind as its body says (``iter_type``, ``by_file``): the clear ``type`` column is kept
--- for older code only, never read (a writer of the vault folder may change it: attack round 78c (3)).
-CREATE INDEX IF NOT EXISTS docs_kind ON docs(json_extract(body, '$.type')) WHERE deleted = 0;
 -- Revisions of other branches, after peers edited a document concurrently
 -- (store/replica.py): kept so that every replica holds the same revisions.
 CREATE TABLE IF NOT EXISTS leaves (
@@ -66,6 +61,23 @@ CREATE TABLE IF NOT EXISTS local_docs (
     body TEXT NOT NULL
 );
 """ + places_table.SCHEMA  # the places of content records: store/places.py owns that table
+# The indexes of ``docs``, each exactly as ``sqlite_master`` keeps it (``_settle_indexes``).  Made apart
+# from SCHEMA: ``CREATE INDEX IF NOT EXISTS`` checks a name only, and kept an impostor of that name (an
+# index on other columns a writer of the vault folder made) under which the selections scanned the table
+# and one body SQLite calls no JSON stopped every unlock (attack round 80b (1)).
+INDEXES = {
+    "docs_type": "CREATE INDEX docs_type ON docs(type) WHERE deleted = 0",
+    "docs_fid": "CREATE INDEX docs_fid ON docs(json_extract(body, '$.fid')) WHERE deleted = 0",
+    # A document's kind as its body says (``iter_type``, ``by_file``): the clear ``type`` column is kept
+    # for older code only, never read (a writer of the vault folder may change it: attack round 78c (3)).
+    "docs_kind": "CREATE INDEX docs_kind ON docs(json_extract(body, '$.type')) WHERE deleted = 0",
+}
+# The indexes whose entries SQLite computes from the body: rebuilt at each open (``_settle_indexes``), for
+# a writer of the schema (``PRAGMA writable_schema``) can leave their entries at what a body said before:
+# her file selected as another kind, or a body that is no JSON still selected (attack round 80b (1), (4)).
+JSON_INDEXES = ("docs_kind", "docs_fid")
+# How to drop what holds an index's name in ``sqlite_master`` (any kind of schema object has one).
+_DROPPABLE = {"index": "INDEX", "table": "TABLE", "view": "VIEW", "trigger": "TRIGGER"}
 INCREMENTAL = 2  # PRAGMA auto_vacuum's value for step-by-step freeing
 COMPACT_STEP = 256  # pages (1 MiB at 4 KiB) a compact() call gives back
 COMPACT_MIN_PAGES = 64  # less free (256 KiB at 4 KiB pages) is not worth a step
@@ -73,20 +85,27 @@ WAL_LIMIT = 4 << 20
 
 REVS_LIMIT = 100  # revisions of history kept per document, as CouchDB's _revs_limit
 # The store's change counter is this replica's own, one a document written: it never comes near this.
-# A row whose ``seq`` is not a whole number in 1..SEQ_LIMIT was put there by a writer of the vault folder
-# (``seq INTEGER`` is only an affinity: SQLite keeps 1e300 or "x" as they are, and 2**63-1 has no next):
-# it is left out of the counter and of the changes, so it can neither give every later document one
-# clashing seq nor stall a reader of the changes.
+# A row whose ``seq`` is not a whole number in 1..SEQ_LIMIT - 1 was put there by a writer of the vault
+# folder (``seq INTEGER`` is only an affinity: SQLite keeps 1e300 or "x" as they are, and 2**63-1 has no
+# next): it is left out of the counter and of the changes, so it can neither give every later document one
+# clashing seq nor stall a reader of the changes.  A row AT the limit too: counted, it gave her next commit
+# a seq past it, which no push read nor the sync status counted, and every later commit a clashing one
+# (attack round 80b (3)); a commit that would reach the limit is refused, said (``write_doc``).
 SEQ_LIMIT = 1 << 62
 # A row's kind, as its body says (the index ``docs_kind`` holds it): the expression must be written
 # exactly as the index's for SQLite to use it.
 _KIND = "json_extract(body, '$.type')"
 _FID = "json_extract(body, '$.fid')"  # as the index ``docs_fid`` holds it
-WHOLE_SEQ = f"typeof(seq) = 'integer' AND seq BETWEEN 1 AND {SEQ_LIMIT}"
+# Before either, in a selection: SQLite's JSON functions raise for a body that is no JSON (a writer of the
+# vault folder's, past the indexes: ``PRAGMA writable_schema``), and one such row stopped the whole query,
+# every unlock (attack round 80b (1)).  As the first term of the WHERE it is tested first on each row the
+# table gives (a scan: no index, or one being rebuilt), and the index (``_KIND = ?``) is still used.
+_JSON = "json_valid(body)"
+WHOLE_SEQ = f"typeof(seq) = 'integer' AND seq BETWEEN 1 AND {SEQ_LIMIT - 1}"
 # The rows of the changes after a seq (the ``?``, at least 0): a whole seq and an id that is text (a BLOB
 # id is none of fusevault's either).  Its lower bound first: SQLite scans the seq index from it (with
 # BETWEEN 1 too it scanned from 1: 50 ms a watcher's turn at 200,000 rows).
-AFTER = f"seq > ? AND seq <= {SEQ_LIMIT} AND typeof(seq) = 'integer' AND typeof(id) = 'text'"
+AFTER = f"seq > ? AND seq < {SEQ_LIMIT} AND typeof(seq) = 'integer' AND typeof(id) = 'text'"
 
 
 def history_of(rev: str, revs: str | None) -> list[str]:
@@ -115,10 +134,10 @@ def _translate(err: sqlite3.Error) -> Exception:
 
 
 def _whole(seq: object) -> int:
-    """``seq`` as a seq of this store, 0 if it is none (not a whole number in 0..SEQ_LIMIT)."""
+    """``seq`` as a seq of this store, 0 if it is none (not a whole number in 0..SEQ_LIMIT - 1)."""
     if isinstance(seq, str) and seq.isascii() and seq.isdigit() and len(seq) < 20:
         seq = int(seq)
-    return seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= SEQ_LIMIT else 0
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < SEQ_LIMIT else 0
 
 
 def _agree(said: object, sql: object) -> bool:
@@ -174,16 +193,55 @@ class LocalStore:
             if "revs" not in columns:  # a vault from before sync: history starts now
                 self._db.execute("ALTER TABLE docs ADD COLUMN revs TEXT")
             places_table.migrate(self._db)
+            self._settle_indexes()
             # Out of range only (a TEXT or BLOB sorts above every number): two index
             # searches, not a scan at every open; a fraction such as 5.5 goes unsaid.
             (odd,) = self._db.execute(
-                f"SELECT COUNT(*) FROM docs WHERE seq < 1 OR seq > {SEQ_LIMIT}").fetchone()
+                f"SELECT COUNT(*) FROM docs WHERE seq < 1 OR seq >= {SEQ_LIMIT}").fetchone()
         except sqlite3.Error as err:
             raise _translate(err) from None
         if odd:
             log.warning("store %s: %d row(s) whose seq is none of fusevault's (a writer of the vault "
                         "folder's): left out of the changes", self.path, odd)
         self.check_linked()
+
+    def _settle_indexes(self) -> None:
+        """Each index of ``docs`` exactly as INDEXES says (another of its name, an impostor a writer of
+        the vault folder made, dropped and made again), and the JSON indexes rebuilt: their entries are
+        SQLite's reading of each body when it was last written through an honest schema, which a writer
+        of the schema can leave at another kind or file (attack round 80b (1), (4)).  An index that
+        cannot be made or rebuilt (a body that is no JSON: the write that put it there went past the
+        indexes) is dropped, said: the selections then scan (``_JSON``), and the next open tries again."""
+        marks = ",".join("?" * len(INDEXES))
+        found = {name: (kind, table, sql) for name, kind, table, sql in self._db.execute(
+            f"SELECT name, type, tbl_name, sql FROM sqlite_master WHERE name IN ({marks})", tuple(INDEXES))}
+        for name, sql in INDEXES.items():
+            if found.get(name) == ("index", "docs", sql):
+                if name in JSON_INDEXES:
+                    self._index_step(name, f"REINDEX {name}")
+                continue
+            if name in found:
+                log.warning("store %s: %s is not the index fusevault makes (%r): made again", self.path, name,
+                            found[name][2])
+                if not self._index_step(name, f"DROP {_DROPPABLE.get(found[name][0], 'INDEX')} {name}"):
+                    continue
+            self._index_step(name, sql)
+
+    def _index_step(self, name: str, sql: str) -> bool:
+        """One step of ``_settle_indexes``; on failure, the index dropped (a stale or half one is worse
+        than none) and said.  Never a reason not to open: a full or read-only disk, a busy store."""
+        try:
+            self._db.execute(sql)
+            return True
+        except sqlite3.Error as err:
+            bad = [row[0] for row in self._db.execute(
+                f"SELECT id FROM docs WHERE deleted = 0 AND NOT {_JSON} LIMIT 5")] \
+                if "JSON" in str(err) else []
+            log.warning("store %s: index %s not made or rebuilt (%s)%s: left out, the selections scan",
+                        self.path, name, err, f"; rows whose body is no JSON: {bad!r}" if bad else "")
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute(f"DROP INDEX IF EXISTS {name}")
+        return False
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -221,7 +279,8 @@ class LocalStore:
 
     def get(self, doc_id: str) -> dict | None:
         row = self._reader.execute(
-            f"SELECT rev, body, {_KIND}, {_FID} FROM docs WHERE id = ? AND deleted = 0", (doc_id,)
+            f"SELECT rev, body, CASE WHEN {_JSON} THEN {_KIND} END, CASE WHEN {_JSON} THEN {_FID} END "
+            "FROM docs WHERE id = ? AND deleted = 0", (doc_id,)
         ).fetchone()
         if row is None:
             return None
@@ -302,6 +361,12 @@ class LocalStore:
 
     def write_doc(self, doc_id: str, rev: str, history: list[str], seq: int, doc: dict) -> None:
         """Make ``doc`` the current revision (inside a transaction)."""
+        if seq >= SEQ_LIMIT:
+            # Never a seq the changes leave out: the commit was hers, never pushed, unsaid (attack round
+            # 80b (3)).  Only a row of the folder's writer's just below the limit leads here.
+            raise StoreUnavailable(f"the vault's document store holds a row at seq {seq - 1}, near its limit "
+                                   f"({SEQ_LIMIT}): none fusevault wrote (the vault folder's writer's); "
+                                   "nothing more can be saved into it")
         body = {k: v for k, v in doc.items() if not k.startswith("_")}
         # Its own row goes by id, then a plain INSERT: a seq another row holds
         # (a store writer's) fails the commit, where REPLACE would delete that row.
@@ -323,14 +388,16 @@ class LocalStore:
         # By the body's kind (its index ``docs_kind``), never the clear ``type`` column: one changed
         # column hid a live file of hers, unsaid, while ``get`` found its body (attack round 78c (3)).
         cursor = self._reader.execute(
-            f"SELECT id, rev, body FROM docs WHERE {_KIND} = ? AND deleted = 0", (doc_type,))
+            f"SELECT id, rev, body FROM docs WHERE {_JSON} AND {_KIND} = ? AND deleted = 0", (doc_type,))
         while rows := cursor.fetchmany(2000):
             yield from self._readable(doc_type, rows)
 
     def by_file(self, doc_type: str, fid: str) -> list[dict]:
+        # By ``docs_fid`` (a file's few rows): the unary ``+`` keeps SQLite off ``docs_kind``, which it
+        # chose otherwise, testing the file of every row of the kind (8 ms at 10,000 documents, not 0.01).
         rows = self._reader.execute(
-            f"SELECT id, rev, body FROM docs WHERE {_FID} = ? AND deleted = 0 "
-            f"AND {_KIND} = ?", (fid, doc_type)).fetchall()
+            f"SELECT id, rev, body FROM docs WHERE {_JSON} AND {_FID} = ? AND deleted = 0 "
+            f"AND +{_KIND} = ?", (fid, doc_type)).fetchall()
         return list(self._readable(doc_type, rows, fid))
 
     def _readable(self, doc_type: str, rows: Iterable[tuple[str, str, str]],

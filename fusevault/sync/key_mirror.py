@@ -84,6 +84,7 @@ from fusevault.errors import Conflict, CorruptData, VaultError
 from fusevault.shortening import shortened
 from fusevault.store import replica
 from fusevault.store.local import LocalStore
+from fusevault.store.unreadable import Unreadable
 from fusevault.vault.format.layout import Layout, is_id
 from fusevault.vault.model import sharing
 from fusevault.vault.model.alarms import for_user
@@ -430,7 +431,15 @@ class KeyMirror:
     def _settle_one(self, doc_id: str, path: Path, files: dict[str, Key], base: dict,
                     updates: list[dict]) -> None:
         """One key: its document and its file brought together (``_settle``)."""
-        doc = self._current(doc_id)
+        try:
+            doc = self._current(doc_id)
+        except Unreadable as err:
+            # A row that does not read (a name given twice, no JSON: a writer of the vault folder's, at an
+            # id anyone predicts from the store's clear ids) is a malformed document: her genuine key file
+            # replaces it (its rev is what the put names), as 46c (3) has it.  Skipped, it kept her key
+            # from ever being mirrored while the sync status said nothing pending (attack round 80b (2)).
+            log.warning("key document %s does not read (%s): a genuine key file replaces it", doc_id, err)
+            doc = {"_id": doc_id, "_rev": err.rev}
         in_doc, in_file = _key_of(doc), files.get(doc_id)
         doc_ok, file_ok = self._genuine(doc_id, in_doc), self._genuine(doc_id, in_file)
         if doc is not None and in_doc is None:  # malformed (logged)

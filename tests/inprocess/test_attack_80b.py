@@ -124,8 +124,6 @@ def _index_replaced(vault: Path, fid: str) -> None:
 PLANTS = {"index_replaced": _index_replaced, "stale_index": _stale_index}
 
 
-@pytest.mark.xfail(strict=True, reason="80b (1): a body no JSON to SQLite raises OperationalError from "
-                   "get/iter_type: every unlock fails")
 @pytest.mark.parametrize("plant", PLANTS.values(), ids=PLANTS.keys())
 def test_80b_1_a_body_that_is_no_json_to_sqlite_does_not_stop_her_unlock(vault_copy: Path, plant) -> None:
     fid = _two_files(vault_copy)
@@ -149,8 +147,6 @@ def test_80b_1_control_a_body_that_is_no_json_with_honest_indexes_cannot_be_writ
         db.close()
 
 
-@pytest.mark.xfail(strict=True, reason="80b (2): a key document row that does not read is skipped: her key "
-                   "never mirrored, nothing said pending")
 def test_80b_2_a_key_document_that_does_not_read_is_answered_by_her_key_file(shared) -> None:  # noqa: F811
     async def scene() -> tuple[dict, int, list, list]:
         drive, alice = shared.drive, shared.volumes["alice"]
@@ -197,8 +193,6 @@ def _index_says_other_kind(vault: Path, fid: str) -> None:
     _stale_index(vault, fid, body)
 
 
-@pytest.mark.xfail(strict=True, reason="80b (4): an index entry left at another kind hides her live file, "
-                   "unsaid (79a (1) again)")
 def test_80b_4_her_file_whose_index_entry_says_another_kind_is_shown_or_said(vault_copy: Path) -> None:
     fid = _two_files(vault_copy)
     _index_says_other_kind(vault_copy, fid)

@@ -79,8 +79,6 @@ def _write_past_indexes(vault: Path, doc_id: str, body: str) -> None:
             db.close()
 
 
-@pytest.mark.xfail(strict=True, reason="80b (4c): a version's index entry left at another kind: check calls "
-                   "it not its file's, --repair rolls back her newest edit")
 def test_80b_4c_an_index_entry_left_at_another_kind_does_not_let_repair_roll_back_her_edit(
         vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"

@@ -71,8 +71,6 @@ READS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="80b (1): a body SQLite calls no JSON raises OperationalError from "
-                   "the store's reads")
 @pytest.mark.parametrize("plant, read", READS.values(), ids=READS.keys())
 def test_80b_1_the_store_reads_a_body_sqlite_calls_no_json_as_unreadable(tmp_path: Path, plant, read) -> None:
     path = tmp_path / "store.sqlite"
@@ -92,8 +90,6 @@ def test_80b_1_the_store_reads_a_body_sqlite_calls_no_json_as_unreadable(tmp_pat
         store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="80b (3): a planted row at seq 2**62 puts her next commit past the "
-                   "changes: never pushed, nothing pending")
 def test_80b_3_a_row_at_the_seq_limit_never_hides_her_next_commit_from_the_push(tmp_path: Path) -> None:
     path = tmp_path / "store.sqlite"
     store = LocalStore(path)

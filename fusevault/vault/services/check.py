@@ -17,6 +17,7 @@ vault/services/repairing.py's (both named here too, as the CLI calls them).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import stat
 import struct
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Checker", "FileState", "Report", "VersionState", "describe", "load_tree", "rebuild_folders",
            "repair", "tree_paths"]
+
+log = logging.getLogger(__name__)
 
 
 def _kind(mode: int) -> str:
@@ -154,6 +157,8 @@ class Checker:
         """Version documents, sidecar, header, manifests and blocks of one node."""
         for doc in self.store.by_file(VERSION, state.fid):
             state.versions.append(self._version_doc(state, doc, key))
+        if (head := self._head_by_id(state, key)) is not None:
+            state.versions.append(head)
         state.versions.sort(key=lambda v: (v.time is None, v.time or 0, v.vid))
         if state.where == "lost":
             self._newest_key(state)
@@ -204,6 +209,30 @@ class Checker:
             state.problems.append(self._head_unlisted(state.head))
         elif head.problem:
             state.head_intact = False  # readable, but its version document does not open
+
+    def _head_by_id(self, state: FileState, key: MasterKey | None) -> VersionState | None:
+        """The current version, read by its id, when the file's versions (``by_file``, by the store's
+        index) left it out: a document naming this file, of a version, that passes the checks every
+        listed one passes (``_version_doc``: it opens, signed as it must be) is the current version, as
+        the mount reads it.  An index entry a writer of the vault folder's schema left at another kind
+        or file made ``check`` call her intact newest version "not its file's", and ``--repair`` put
+        the older one back over it (attack round 80b (4c)); the store now rebuilds those indexes at
+        each open, and a repair never goes by them alone."""
+        if state.head is None or any(v.vid == state.head for v in state.versions):
+            return None
+        try:
+            doc = self.store.get(state.head)
+        except CorruptData:
+            return None  # said by ``_head_unlisted``
+        if doc is None or doc.get("type") != VERSION or doc.get("fid") != state.fid:
+            return None
+        found = self._version_doc(state, doc, key)
+        if found.problem is not None:
+            return None  # not genuine: the file's head is unlisted, said
+        log.warning("file %s: its current version %s was not among its versions the store selected "
+                    "(an index entry the vault folder's writer left?): taken by its id",
+                    state.fid, state.head)
+        return found
 
     def _head_unlisted(self, vid: str) -> str:
         """Why the current version is not among the file's: none at its id, or one that does not read
