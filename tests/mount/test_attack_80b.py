@@ -50,7 +50,6 @@ import sqlite3
 from pathlib import Path
 
 import adversary
-import pytest
 from attack_scenes import recipients_dek
 from conftest import PASSPHRASE, fusevault, mounted
 
