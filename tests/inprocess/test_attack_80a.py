@@ -92,7 +92,7 @@ from fusevault.vault.tree.arrivals import BENEATH_LIMIT, Absorbed
 from fusevault.vault.volume import Volume
 from inprocess.conftest import ME, ROOT, make, rewrite  # noqa: F401
 from inprocess.test_attack_76c import _laptop, _peer
-from inprocess.test_attack_77a import _forged_over
+from inprocess.test_attack_77a import _apart, _forged_over
 from inprocess.test_attack_78a import _settled_fetching, _words
 
 
@@ -265,52 +265,21 @@ async def _unlocked_settled(fs, server: dict[tuple[str, str], dict]) -> tuple[di
                    "unlock beside her desktop's own edit: the desktop's edit lost, the laptop's newest too")
 async def test_80a_3_her_edits_made_apart_under_a_refused_state_stored_while_locked_are_both_kept(
         fs, monkeypatch, tmp_path):
-    from inprocess.test_attack_77a import _apart
-    fid, branch = await _apart(fs, monkeypatch, tmp_path, "edit")
+    fid, branch = await _apart(fs, monkeypatch, tmp_path, "edit")  # L on her laptop, S here (committed)
     store, alice = fs.store, fs.volume
     laptops = replica.history_from(branch)
     forged_rev = f"{int(laptops[0].split('-')[0]) + 1}-" + "f" * 32
     forged = {**_forged_over(store, alice, fid), "_rev": forged_rev,
               "_revisions": replica.revisions([forged_rev, *laptops])}
     server = {(fid, branch["_rev"]): {k: v for k, v in branch.items() if k != "_revisions"}}
-    await alice.save_all()
+    await alice.save_all()  # she locks; the shared mount's sync stores F meanwhile
     locked = Arrivals(store, lambda: [])
     async with trio.open_nursery() as nursery:
         locked.nursery = nursery
         _peer(fs, locked)._store([forged], [], [], 1)
         nursery.cancel_scope.cancel()
-    again = Volume.load(alice.layout, store, alice.key, alice.tree.get(1).fid)
-    try:
-        note_stored(again)
-        agent = SimpleNamespace(session=SimpleNamespace(volume=again), missed=None, kernel=NoKernel(),
-                                user_id=again.key.user_id)
-        mount = Arrivals(store, lambda: [agent])
-
-        async def rest() -> None:
-            await wait_all_tasks_blocked()
-            with trio.fail_after(30):
-                while any(state.running for state in mount._conflicts.values()):
-                    await trio.sleep(0.01)
-            await wait_all_tasks_blocked()
-
-        async with trio.open_nursery() as nursery:
-            mount.nursery = nursery
-            mount.loaded(agent, Absorbed())
-            await rest()
-            for _ in range(5):
-                if not (wanted := mount.beneath_wanted()):
-                    break
-                mount.take_beneath([server[key] for key in wanted if key in server])
-                await rest()
-            nursery.cancel_scope.cancel()
-        await again.flush_pending()
-        seen = {name: await _words(again, again.tree.get(ino).fid)
-                for name, ino in again.tree.root.children.items() if name.startswith(b"notes")}
-        said = [a["text"] for a in again.tree.trust.alarms.as_list() if a["subject"] == fid]
-        withheld = [text for text in said if "withheld" in text or "not sent" in text]
-        assert b"the desktop's words" in seen.values() and (
-            b"the laptop's words" in seen.values() or withheld), (
-            f"her unlock, her two devices' edits under the refused state: shown {seen}, said {said}, "
-            f"stored {replica.current_history(store, fid)[:4]}")
-    finally:
-        await again.close()
+    seen, said, stored = await _unlocked_settled(fs, server)  # her unlock; the sync serves L when asked
+    withheld = [text for text in said if "withheld" in text or "not sent" in text]
+    assert b"the desktop's words" in seen.values() and (
+        b"the laptop's words" in seen.values() or withheld), (
+        f"her unlock, her two devices' edits under the refused state: shown {seen}, said {said}, {stored}")
