@@ -67,6 +67,30 @@ vault/tree/unlooping.py ``put_back``).
     pass it, so L is settled against S by the rules.  Test:
     ``test_80a_3_her_edits_made_apart_under_a_refused_state_stored_while_locked_are_both_kept``.
 
+(4) high (her laptop's rename or trash, or a WRITE member's change, hidden unsaid; undone on every
+    replica at her desktop's next save of the file: 39a (5) and 78a (1)-(3) bypassed with no forgery).
+    Attacker: the CouchDB server or any peer, with nothing to sign: it copies the body of her state this
+    desktop holds (S, stored as is, her valid signature) under a revision id of its own stacked on her
+    laptop's change L (history [S*, L, S, ...]), and sends S* alone, while the desktop is mounted or
+    while it is locked.  Seen: S* is taken as the file's state (absorbing.py ``absorb_node``: "the same
+    state under another revision", ``same_state``), nothing is refused, so ``keep``'s fetch beneath and
+    ``note_beneath`` at unlock never run: notes.txt shows as it was (plan.txt not shown, the trash not
+    taken), nothing said, no alarm at all.  Her next save of notes.txt (any write) commits her state
+    over S* and L: the rename (or trash) undone in the store, under her signature; the server then gives
+    the laptop that save (never S*): the laptop fast-forwards by reading, the rename gone on every
+    replica, nothing said anywhere.  Expected: what a refused revision gets (78a): L fetched and taken
+    under S*, or its loss said (``withheld``); S* is no honest revision (an honest save carries a new
+    ``seq``: one repeating the held state's over revisions never taken here is a replay).
+    Cause: fusevault/vault/services/absorbing.py ``absorb_node`` (the ``fresh.seq == node.seq`` branch,
+    ~437-441) takes a copy of the held state on top of revisions this tree never took with no look at its
+    history; vault/tree/arrivals.py ``keep`` and loading.py ``_noted_beneath`` look beneath refused ones only.
+    Suggested fix: an arriving (or loaded current) revision holding the held state's ``seq`` whose
+    history passes revisions neither held nor in ``same_state`` is treated as a replay stacked on them:
+    note them beneath (``keep``), fetch, take the newest admissible under it, say ``withheld`` otherwise.
+    Tests: ``test_80a_4_her_held_state_served_again_over_her_laptops_change_hides_nothing[rename|trash]``,
+    ``test_80a_4_her_next_save_does_not_undo_her_laptops_rename_unsaid``,
+    ``test_80a_4_her_held_state_served_again_while_she_is_locked_hides_nothing[rename|trash]``.
+
 Tried and held: the server answering the fetch of L (the beside case) with her own older state under
 L's revision id: said as a rollback (``written back as a concurrent edit``), not taken, her desktop's
 words kept.  Read, not run: ``_over_beneath`` ends the wait at her save (a stale ``beneath`` entry is
@@ -86,6 +110,7 @@ from trio.testing import wait_all_tasks_blocked
 
 from fusevault.fs.arrivals import Arrivals
 from fusevault.store import replica
+from fusevault.vault.model.nodes import open_node_attrs
 from fusevault.vault.services.conflicts import note_stored
 from fusevault.vault.services.placing import NoKernel
 from fusevault.vault.tree.arrivals import BENEATH_LIMIT, Absorbed
@@ -93,7 +118,7 @@ from fusevault.vault.volume import Volume
 from inprocess.conftest import ME, ROOT, make, rewrite  # noqa: F401
 from inprocess.test_attack_76c import _laptop, _peer
 from inprocess.test_attack_77a import _apart, _forged_over
-from inprocess.test_attack_78a import _settled_fetching, _words
+from inprocess.test_attack_78a import _laptop_edits_after, _settled_fetching, _words
 
 
 async def _laptop_saves(fs, monkeypatch, tmp_path, saves: int) -> tuple[str, dict, list[dict]]:
@@ -283,3 +308,74 @@ async def test_80a_3_her_edits_made_apart_under_a_refused_state_stored_while_loc
     assert b"the desktop's words" in seen.values() and (
         b"the laptop's words" in seen.values() or withheld), (
         f"her unlock, her two devices' edits under the refused state: shown {seen}, said {said}, {stored}")
+
+
+
+def _her_state_again_over(fid: str, branch: dict, base: dict) -> dict:
+    """The server's copy of ``base`` (her state this desktop holds, validly signed: the body as stored)
+    under a revision id of its own stacked on her laptop's ``branch``: no signature to forge."""
+    laptops = replica.history_from(branch)
+    top = f"{int(laptops[0].split('-')[0]) + 1}-" + "ab" * 16
+    return {**{k: v for k, v in base.items() if k != "_rev"}, "_rev": top,
+            "_revisions": replica.revisions([top, *laptops])}
+
+
+def _kept_or_said(fs_root: list[bytes], said: list[str], action: str) -> bool:
+    return fs_root == ([b"plan.txt"] if action == "rename" else []) or bool(said)
+
+
+@pytest.mark.xfail(strict=True, reason="80a (4): the state she holds, served again stacked on her laptop's "
+                   "rename or trash, is taken as current: nothing fetched beneath, nothing said")
+@pytest.mark.parametrize("action", ["rename", "trash"])
+async def test_80a_4_her_held_state_served_again_over_her_laptops_change_hides_nothing(
+        fs, monkeypatch, tmp_path, action):
+    fid, branch, base = await _laptop_edits_after(fs, monkeypatch, tmp_path, action)
+    replay = _her_state_again_over(fid, branch, base)
+    server = {(fid, branch["_rev"]): {k: v for k, v in branch.items() if k != "_revisions"}}
+    seen = await _settled_fetching(fs, [replay], server)
+    said = [a["text"] for a in fs.volume.tree.trust.alarms.as_list() if a["subject"] == fid]
+    root = sorted(fs.volume.tree.root.children)
+    assert _kept_or_said(root, said, action), (
+        f"her laptop's {action} under her own state served again is hidden, unsaid: her root {root}, shown "
+        f"{seen}, said {said}, stored {replica.current_history(fs.store, fid)[:3]}")
+
+
+@pytest.mark.xfail(strict=True, reason="80a (4): her next save goes over her laptop's rename hidden under "
+                   "her own state served again: the rename undone in the store, unsaid")
+async def test_80a_4_her_next_save_does_not_undo_her_laptops_rename_unsaid(fs, monkeypatch, tmp_path):
+    fid, branch, base = await _laptop_edits_after(fs, monkeypatch, tmp_path, "rename")
+    replay = _her_state_again_over(fid, branch, base)
+    await _settled_fetching(fs, [replay], {(fid, branch["_rev"]): {
+        k: v for k, v in branch.items() if k != "_revisions"}})
+    node = fs.volume.find(fid)
+    name = next(name for _, name in node.links)
+    await rewrite(fs.ops, node.ino, b"her desktop's words")  # an ordinary save of the file she sees
+    stored = open_node_attrs(fs.store.get(fid), node.dek)
+    said = [a["text"] for a in fs.volume.tree.trust.alarms.as_list() if a["subject"] == fid]
+    history = replica.current_history(fs.store, fid)
+    assert [n for _, n in stored["links"]] == ["plan.txt"] or said, (
+        f"her save committed {stored['links']} (shown as {name!r}) over her laptop's rename "
+        f"(L {branch['_rev'][:8]} in history {history[:4]}), said {said}")
+
+
+@pytest.mark.xfail(strict=True, reason="80a (4): the same met at her unlock: her laptop's change hidden, "
+                   "unsaid")
+@pytest.mark.parametrize("action", ["rename", "trash"])
+async def test_80a_4_her_held_state_served_again_while_she_is_locked_hides_nothing(
+        fs, monkeypatch, tmp_path, action):
+    fid, branch, base = await _laptop_edits_after(fs, monkeypatch, tmp_path, action)
+    replay = _her_state_again_over(fid, branch, base)
+    server = {(fid, branch["_rev"]): {k: v for k, v in branch.items() if k != "_revisions"}}
+    await fs.volume.save_all()  # she locks; the shared mount's sync stores the server's copy meanwhile
+    locked = Arrivals(fs.store, lambda: [])
+    async with trio.open_nursery() as nursery:
+        locked.nursery = nursery
+        assert _peer(fs, locked)._takes(replay), "scene: the replicator refuses the copy"
+        _peer(fs, locked)._store([replay], [], [], 1)
+        nursery.cancel_scope.cancel()
+    assert replica.current_history(fs.store, fid)[:2] == [replay["_rev"], branch["_rev"]], "scene: stored"
+    seen, said, stored = await _unlocked_settled(fs, server)
+    root = sorted(name for name in seen)
+    assert _kept_or_said(root, said, action), (
+        f"at her unlock her laptop's {action} under her own state served again is hidden, unsaid: shown "
+        f"{seen}, said {said}, {stored}")
