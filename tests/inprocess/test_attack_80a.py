@@ -67,8 +67,9 @@ vault/tree/unlooping.py ``put_back``).
     pass it, so L is settled against S by the rules.  Test:
     ``test_80a_3_her_edits_made_apart_under_a_refused_state_stored_while_locked_are_both_kept``.
 
-(4) high (her laptop's rename or trash, or a WRITE member's change, hidden unsaid; undone on every
-    replica at her desktop's next save of the file: 39a (5) and 78a (1)-(3) bypassed with no forgery).
+(4) high (her laptop's rename or trash hidden unsaid; undone on every replica at her desktop's next
+    save of the file: 39a (5) and 78a (1)-(3) bypassed with no forgery; by reading, a WRITE member's
+    change the same).
     Attacker: the CouchDB server or any peer, with nothing to sign: it copies the body of her state this
     desktop holds (S, stored as is, her valid signature) under a revision id of its own stacked on her
     laptop's change L (history [S*, L, S, ...]), and sends S* alone, while the desktop is mounted or
@@ -91,6 +92,27 @@ vault/tree/unlooping.py ``put_back``).
     ``test_80a_4_her_next_save_does_not_undo_her_laptops_rename_unsaid``,
     ``test_80a_4_her_held_state_served_again_while_she_is_locked_hides_nothing[rename|trash]``.
 
+(5) high (her laptop's rename, trash or move undone on every replica by her desktop's own unlock, no
+    save of hers needed; said only as a refused replay).  Attacker: the CouchDB server or any peer,
+    nothing to sign, while this desktop is locked.  Steps: notes.txt written twice on this desktop (O,
+    then S; both devices hold S); her laptop renames it plan.txt (L, over S); the server stores O's body
+    (her own, validly signed) under a revision of its own stacked on L ([O*, L, S, O]).  She unlocks.
+    Seen: the load judges O* her own replay (``_replays_refused``: "rollback ... rebuilt as this device
+    last saw it") and rebuilds S; nothing is noted beneath it (``_replays_refused`` never calls
+    ``_noted_beneath``, and ``_keep_undeleted`` skips it for replays: "her own older deletion: nothing of
+    another device's beneath it", which a server stacking the replay on another device's change
+    falsifies); ``rotation.resume`` (``_put_back_over_replays``) then commits S over O* and L at once:
+    notes.txt in the store, under her signature, history [S', O*, L, ...]; her laptop fast-forwards by
+    reading: its rename gone on every replica, said nowhere but as the replay's refusal (nothing of L).
+    Expected (78a (3) for an unsigned F): the revisions under the replay noted (``note_beneath``) and
+    fetched before her rebuild is committed over them, the newest admissible taken in under it, else
+    ``withheld`` said.  Cause: fusevault/vault/tree/loading.py ``_replays_refused`` and
+    ``_keep_undeleted`` (``if fid not in replayed``), with rotation.py ``_put_back_over_replays``
+    committing over a replay at unlock.  Suggested fix: note beneath a replay's rebuild as beneath a
+    refused current's (the history under O* down to what this device took), and have the put-back
+    commit wait for the fetch (or say ``withheld``).  Test:
+    ``test_80a_5_her_unlock_over_a_replay_stacked_on_her_laptops_rename_keeps_the_rename``.
+
 Tried and held: the server answering the fetch of L (the beside case) with her own older state under
 L's revision id: said as a rollback (``written back as a concurrent edit``), not taken, her desktop's
 words kept.  Read, not run: ``_over_beneath`` ends the wait at her save (a stale ``beneath`` entry is
@@ -111,6 +133,7 @@ from trio.testing import wait_all_tasks_blocked
 from fusevault.fs.arrivals import Arrivals
 from fusevault.store import replica
 from fusevault.vault.model.nodes import open_node_attrs
+from fusevault.vault.services import rotation
 from fusevault.vault.services.conflicts import note_stored
 from fusevault.vault.services.placing import NoKernel
 from fusevault.vault.tree.arrivals import BENEATH_LIMIT, Absorbed
@@ -379,3 +402,44 @@ async def test_80a_4_her_held_state_served_again_while_she_is_locked_hides_nothi
     assert _kept_or_said(root, said, action), (
         f"at her unlock her laptop's {action} under her own state served again is hidden, unsaid: shown "
         f"{seen}, said {said}, {stored}")
+
+
+
+@pytest.mark.xfail(strict=True, reason="80a (5): her unlock commits her state over a replay of her older "
+                   "one stacked on her laptop's rename, nothing fetched beneath: the rename undone")
+async def test_80a_5_her_unlock_over_a_replay_stacked_on_her_laptops_rename_keeps_the_rename(
+        fs, monkeypatch, tmp_path):
+    ino = (await make(fs.ops, b"notes.txt", b"as it was")).st_ino
+    fid = fs.volume.resolve(b"notes.txt").fid
+    store, alice = fs.store, fs.volume
+    older = store.get(fid)  # O: this desktop's own state
+    await rewrite(fs.ops, ino, b"the desktop's words")  # S: this desktop's, newer; both devices hold it
+    base, history = store.get(fid), replica.current_history(store, fid)
+    laptop, ops = _laptop(fs, monkeypatch, tmp_path)
+    await ops.rename(ROOT, b"notes.txt", ROOT, b"plan.txt", 0, ME)  # L, over S, on her laptop
+    await laptop.flush_pending()
+    branch = {**store.get(fid), "_revisions": replica.revisions(replica.current_history(store, fid))}
+    with store.transaction():  # this replica never got the laptop's rename
+        store.write_doc(fid, base["_rev"], history, store.next_seq(), base)
+    replay = _her_state_again_over(fid, branch, older)  # O's body stacked on L: [O*, L, S, O]
+    await alice.save_all()  # she locks; the shared mount's sync stores the replay meanwhile
+    locked = Arrivals(store, lambda: [])
+    async with trio.open_nursery() as nursery:
+        locked.nursery = nursery
+        assert _peer(fs, locked)._takes(replay), "scene: the replicator refuses the replay"
+        _peer(fs, locked)._store([replay], [], [], 1)
+        nursery.cancel_scope.cancel()
+    again = Volume.load(alice.layout, store, alice.key, alice.tree.get(1).fid)  # her unlock
+    try:
+        wanted = dict(again.tree.beneath)
+        await rotation.resume(again)  # as her unlock runs it: a replay's rebuild committed
+        node = again.find(fid)
+        links = [name for _, name in open_node_attrs(store.get(fid), node.dek)["links"]]
+        said = [a["text"] for a in again.tree.trust.alarms.as_list() if a["subject"] == fid]
+        history = replica.current_history(store, fid)
+    finally:
+        await again.close()
+    withheld = [text for text in said if "rollback" not in text]
+    assert branch["_rev"] not in history or links == ["plan.txt"] or wanted or withheld, (
+        f"her unlock committed {links} over the replay and her laptop's rename (L {branch['_rev'][:8]} in "
+        f"{history[:4]}), asked for nothing beneath ({wanted}), said {said}")
