@@ -15,8 +15,8 @@ vault/tree/unlooping.py ``put_back``).
     deep in F's history, else none at all, and says nothing; the sync fetches nothing, no ``withheld``.
     notes.txt shows "as it was"; her next save goes over F and so over her laptop's edits: gone on
     every replica (the laptop, taking her save, fast-forwards by reading).  Only F's refusal said,
-    as in 39a (5) and 78a (1) before their fixes.  The same for a WRITE member's edit (39a (5)'s own
-    scene), and the same path for a refused revision met at the settling.
+    as in 39a (5) and 78a (1) before their fixes.  By reading, the same for a WRITE member's edit
+    (39a (5)'s own scene).
     Expected (the control, F stacked on one laptop save: 78a's test): the newest of the revisions under
     F fetched and taken under it, or its loss said (``withheld``).
     Cause: fusevault/vault/tree/arrivals.py ``_unseen_under``: ``history[1:at] if at <= BENEATH_LIMIT
@@ -113,13 +113,20 @@ vault/tree/unlooping.py ``put_back``).
     commit wait for the fetch (or say ``withheld``).  Test:
     ``test_80a_5_her_unlock_over_a_replay_stacked_on_her_laptops_rename_keeps_the_rename``.
 
-Tried and held: the server answering the fetch of L (the beside case) with her own older state under
-L's revision id: said as a rollback (``written back as a concurrent edit``), not taken, her desktop's
-words kept.  Read, not run: ``_over_beneath`` ends the wait at her save (a stale ``beneath`` entry is
-dropped by the next fetch's answer, ``node.rev != top``); ``beneath_wanted``/``absorb_beneath`` are
-linear in the entries; a fetch that fails makes the pull fail (the sync said down, not silent).
-Not tried: 78b's ``unlooping.put_back`` beyond reading (its clash goes through ``link_clashing``, beside);
-(1) with a WRITE member's edit (the same code path by reading).
+Tried and held (run, not kept unless a control): the server answering the fetch of L (the beside case)
+with her own older state under L's revision id: said as a rollback ("written back as a concurrent
+edit"), not taken, her desktop's words kept; (3)'s scene with her desktop's trash as S (at unlock): her
+laptop's live edit kept live (rule 1); sixteen laptop saves under F (the bound): the newest fetched
+and taken (``test_80a_1_control_the_same_within_the_bound_is_fetched``).  Read, not run:
+``_over_beneath`` ends the wait at her save (a stale ``beneath`` entry is dropped by the next fetch's
+answer, ``node.rev != top``); ``beneath_wanted``/``absorb_beneath`` are linear in the entries; a fetch
+that fails makes the pull fail (the sync said down, not silent); ``unlooping.put_back`` is linear (each
+chain walked once, ``nearest`` memoised; ``reach`` marks each folder once), never raises on a chain
+that ends in itself (the root then), and its clash goes through ``link_clashing`` (shown beside, said);
+``phantoms.parents_again`` is bounded by one document's links (held phantoms skipped).
+Not tried: a WRITE member's edit as L in (1), (4) (the same code path by reading); a put-back folder
+committed where a replay's rebuild put it (``_put_back_over_replays``) beyond 78b's own scene (the
+replay's loss of her other device's move is (5)'s cause); real mounts.
 """
 
 from __future__ import annotations
@@ -443,3 +450,4 @@ async def test_80a_5_her_unlock_over_a_replay_stacked_on_her_laptops_rename_keep
     assert branch["_rev"] not in history or links == ["plan.txt"] or wanted or withheld, (
         f"her unlock committed {links} over the replay and her laptop's rename (L {branch['_rev'][:8]} in "
         f"{history[:4]}), asked for nothing beneath ({wanted}), said {said}")
+
