@@ -179,8 +179,6 @@ async def _laptop_saves(fs, monkeypatch, tmp_path, saves: int) -> tuple[str, dic
     return fid, branch, kept
 
 
-@pytest.mark.xfail(strict=True, reason="80a (1): a refused revision stacked deeper than BENEATH_LIMIT past "
-                   "the held one has nothing fetched and nothing said: her laptop's edits lost")
 @pytest.mark.parametrize("how", ["laptop_saves_17_times", "server_pads_the_history"])
 async def test_80a_1_her_laptops_edits_under_a_refused_state_deeper_than_the_bound_are_kept_or_said(
         fs, monkeypatch, tmp_path, how):
@@ -362,8 +360,6 @@ def _kept_or_said(fs_root: list[bytes], said: list[str], action: str) -> bool:
     return fs_root == ([b"plan.txt"] if action == "rename" else []) or bool(said)
 
 
-@pytest.mark.xfail(strict=True, reason="80a (4): the state she holds, served again stacked on her laptop's "
-                   "rename or trash, is taken as current: nothing fetched beneath, nothing said")
 @pytest.mark.parametrize("action", ["rename", "trash"])
 async def test_80a_4_her_held_state_served_again_over_her_laptops_change_hides_nothing(
         fs, monkeypatch, tmp_path, action):
@@ -378,8 +374,6 @@ async def test_80a_4_her_held_state_served_again_over_her_laptops_change_hides_n
         f"{seen}, said {said}, stored {replica.current_history(fs.store, fid)[:3]}")
 
 
-@pytest.mark.xfail(strict=True, reason="80a (4): her next save goes over her laptop's rename hidden under "
-                   "her own state served again: the rename undone in the store, unsaid")
 async def test_80a_4_her_next_save_does_not_undo_her_laptops_rename_unsaid(fs, monkeypatch, tmp_path):
     fid, branch, base = await _laptop_edits_after(fs, monkeypatch, tmp_path, "rename")
     replay = _her_state_again_over(fid, branch, base)
@@ -397,7 +391,7 @@ async def test_80a_4_her_next_save_does_not_undo_her_laptops_rename_unsaid(fs, m
 
 
 @pytest.mark.xfail(strict=True, reason="80a (4): the same met at her unlock: her laptop's change hidden, "
-                   "unsaid")
+                   "unsaid (no record of the revision this device last held survives her lock: waits)")
 @pytest.mark.parametrize("action", ["rename", "trash"])
 async def test_80a_4_her_held_state_served_again_while_she_is_locked_hides_nothing(
         fs, monkeypatch, tmp_path, action):
@@ -497,8 +491,6 @@ def _a_members_chmod_under_her_state_again(three: Path) -> tuple[int, list[str]]
     return _in_scene(three, scene)
 
 
-@pytest.mark.xfail(strict=True, reason="80a (4): a WRITE member's chmod under her held state served again "
-                   "is hidden, nothing fetched, nothing said")
 def test_80a_4_a_write_members_chmod_under_her_held_state_served_again_is_kept(three: Path) -> None:  # noqa: F811
     mode, said = _a_members_chmod_under_her_state_again(three)
     assert mode == 0o600 or said, f"bob's chmod under her state served again, hidden unsaid: {mode:o} {said}"
