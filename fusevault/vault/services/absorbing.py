@@ -51,6 +51,7 @@ from fusevault.vault.services.punched_wants import inherits_punched
 from fusevault.vault.tree import phantoms, revival
 from fusevault.vault.tree.arrivals import (
     ATTRS,
+    BENEATH_LIMIT,
     CONTENTS,
     Absorbed,
     crossing,
@@ -60,6 +61,7 @@ from fusevault.vault.tree.arrivals import (
     leave,
     makes_cycle,
     may_take,
+    note_replayed,
     open_doc,
     owner_changed,
     past_the_xattr_cap,
@@ -156,8 +158,9 @@ def absorb_beneath(volume: Volume, fetched: dict[tuple[str, str], dict]) -> Abso
     tree = volume.tree
     for fid, (top, unseen) in list(tree.beneath.items()):
         tree.beneath.pop(fid, None)
-        beside = fid in tree.beneath_beside
+        beside, deeper = fid in tree.beneath_beside, fid in tree.beneath_deeper
         tree.beneath_beside.discard(fid)
+        tree.beneath_deeper.discard(fid)
         node = tree.find(fid)
         if node is None or node.rev != top:
             continue  # taken past since (a newer revision admitted; her own commit over it said that)
@@ -179,15 +182,26 @@ def absorb_beneath(volume: Volume, fetched: dict[tuple[str, str], dict]) -> Abso
                 _newest_withheld(volume, fid, unseen, fetched, doc)
                 break
         else:
-            _withheld(volume, fid)
+            _withheld(volume, fid, deeper)
         tree.beneath.pop(fid, None)  # a refused one met on the way noted its own
         tree.beneath_beside.discard(fid)
+        tree.beneath_deeper.discard(fid)
         if tree.find(fid) is node:
             stand_on(tree, node, top)  # the refused revision stays the store's current one: her next commit's
     return out
 
 
-def _withheld(volume: Volume, fid: str) -> None:
+def _withheld(volume: Volume, fid: str, deeper: bool = False) -> None:
+    """Nothing under a refused (or replayed) revision was sent or could be taken in: said.  ``deeper``:
+    its history passed the revision held here deeper than the ``BENEATH_LIMIT`` fetched, so a change
+    made under those (padded by the server, whose word the history is) is out of this device's reach:
+    said as that, never left silent (attack round 80a (1))."""
+    if deeper:
+        alarms.for_user(volume.key.user_id).warn(
+            "withheld", fid, f"a change of file {fid} may lie deeper in the history served than the "
+            f"{BENEATH_LIMIT} revisions this device fetches, and none of those was sent or could be taken "
+            "in: the file shows what this device last took in, and a write to it goes over them")
+        return
     alarms.for_user(volume.key.user_id).warn(
         "withheld", fid, f"a change of file {fid} lies under a refused one and was not sent "
         "here: the file shows what this device last took in, and a write to it goes over both")
@@ -438,7 +452,11 @@ def absorb_node(volume: Volume, doc: dict, out: Absorbed, *, again: bool = False
             # revisions it was held under, so that a change made over it still descends from it
             # (``_held_under``; attack round 40a (3)).
             seq, revs = tree.same_state.get(node.fid, (fresh.seq, set()))
-            tree.same_state[node.fid] = (fresh.seq, (revs if seq == fresh.seq else set()) | {node.rev})
+            same = revs if seq == fresh.seq else set()
+            # Stacked over revisions never taken here, it is a replay hiding them: noted beneath it to
+            # be fetched, before it is taken (attack round 80a (4)).
+            note_replayed(tree, node, doc, same)
+            tree.same_state[node.fid] = (fresh.seq, same | {node.rev})
         _update(volume, node, fresh, out)
         if node.owner == volume.key.user_id and signer not in (None, node.owner) \
                 and not wrapped_by_her(tree, doc):

@@ -166,14 +166,39 @@ def keep(tree: Tree, node: Node | None, doc: dict) -> None:
     unsaid (attack round 78a (1))."""
     if node is None:
         return
-    unseen, beside = _unseen_under(doc, node.rev, _held_branch(tree, node))
-    if unseen:
-        tree.beneath[node.fid] = (doc["_rev"], unseen)
-        if beside:
-            tree.beneath_beside.add(node.fid)
-        else:
-            tree.beneath_beside.discard(node.fid)
+    _note_under(tree, node, doc, set())
     stand_on(tree, node, doc["_rev"])
+
+
+def note_replayed(tree: Tree, node: Node, doc: dict, same: set[str]) -> None:
+    """``doc`` holds the very state ``node`` holds (its ``seq``) under another revision, about to be
+    taken (vault/services/absorbing.py ``absorb_node``): no honest commit repeats a ``seq`` (each is
+    stamped anew), so one stacked over revisions this tree never took in (``same``: the revisions the
+    state was held under here) is a copy the server made over them.  Those are noted beneath it, as
+    ``keep`` notes them under a refused one, for the sync to fetch and take in under it (or say
+    ``withheld``).  Taken as the same state and no more, her laptop's rename or trash (or a WRITE
+    member's chmod) under the server's copy of her state was hidden, unsaid, and her next save undid
+    it on every replica: no forgery needed (attack round 80a (4)).  Called before the node takes it."""
+    _note_under(tree, node, doc, same)
+
+
+def _note_under(tree: Tree, node: Node, doc: dict, same: set[str]) -> None:
+    """The revisions under ``doc`` this tree never took in (``_unseen_under``, less ``same``) noted in
+    ``tree.beneath`` for the sync to fetch; the list cut at ``BENEATH_LIMIT`` noted in
+    ``tree.beneath_deeper`` (none of it taken in: said as such, attack round 80a (1))."""
+    unseen, beside = _unseen_under(doc, node.rev, _held_branch(tree, node))
+    unseen = [rev for rev in unseen if rev not in same]
+    if not unseen:
+        return
+    tree.beneath[node.fid] = (doc["_rev"], unseen)
+    if beside:
+        tree.beneath_beside.add(node.fid)
+    else:
+        tree.beneath_beside.discard(node.fid)
+    if not beside and _deeper(doc, node.rev):
+        tree.beneath_deeper.add(node.fid)
+    else:
+        tree.beneath_deeper.discard(node.fid)
 
 
 def note_beneath(tree: Tree, node: Node, rev: str, history: list[str]) -> None:
@@ -187,6 +212,7 @@ def note_beneath(tree: Tree, node: Node, rev: str, history: list[str]) -> None:
     if len(history) > 1 and history[0] == rev:
         tree.beneath[node.fid] = (rev, history[1:BENEATH_LIMIT + 1])
         tree.beneath_beside.discard(node.fid)
+        tree.beneath_deeper.discard(node.fid)  # how deep the held one lies is not known here
 
 
 def signed_state(tree: Tree, node: Node, signer: str | None) -> None:
@@ -210,8 +236,8 @@ def _held_branch(tree: Tree, node: Node) -> set[str] | None:
 
 def _unseen_under(doc: dict, held: str | None, took: set[str] | None = None) -> tuple[list[str], bool]:
     """The revisions between ``doc`` and ``held`` (this tree's) in ``doc``'s history as its
-    peer sent it, newest first; none when it has no history or passes ``held`` deeper than
-    ``BENEATH_LIMIT``.  Not passing ``held`` (stacked on another branch: True with them), those
+    peer sent it, newest first, at most the ``BENEATH_LIMIT`` nearest ``doc``; none when it has no
+    history.  Not passing ``held`` (stacked on another branch: True with them), those
     down to the first one of ``took`` (the branch ending at ``held``, with its history), at most
     ``BENEATH_LIMIT``: none when ``took`` is not known."""
     if not held or not isinstance(doc.get("_revisions"), dict):
@@ -221,13 +247,27 @@ def _unseen_under(doc: dict, held: str | None, took: set[str] | None = None) -> 
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         return [], False  # malformed history: nothing fetched on its word
     if held in history:
-        at = history.index(held)
-        return (history[1:at] if at <= BENEATH_LIMIT + 1 else []), False
+        # The newest ``BENEATH_LIMIT`` only, never none: passing ``held`` deeper, the whole list was
+        # dropped and nothing fetched nor said, so 17 saves on her laptop (or 16 ids the server wrote
+        # into the history, which is its word) under a refused revision were gone over by her next save
+        # (attack round 80a (1)).  The newest admissible one is what is taken (the deeper ones are older
+        # states of the same edits); none of these sent or admissible is said (``withheld``).
+        return history[1:min(history.index(held), BENEATH_LIMIT + 1)], False
     if took is None:
         return [], False
     under = history[1:BENEATH_LIMIT + 1]
     shared = next((at for at, rev in enumerate(under) if rev in took), len(under))
     return under[:shared], True
+
+
+def _deeper(doc: dict, held: str | None) -> bool:
+    """Whether ``doc``'s history passes ``held`` deeper than the ``BENEATH_LIMIT`` revisions fetched
+    under it (``_unseen_under`` read it already: it reads)."""
+    try:
+        history = history_from(doc)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+        return False
+    return held in history and history.index(held) > BENEATH_LIMIT + 1
 
 
 def may_take(tree: Tree, doc: dict, signer: str, node: Node | None, opened: tuple[Node, list]) -> bool:

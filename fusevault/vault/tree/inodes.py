@@ -178,6 +178,9 @@ class Inodes:
         # beside the one held here: ``keep``), and the newest of their revisions fetched: settled
         # against hers by the rules (vault/services/conflicts.py), never taken over it (round 78a (1)).
         self.beneath_beside: set[str] = set()
+        # Of those, the ones whose history passes the node's own revision deeper than the revisions
+        # fetched (``BENEATH_LIMIT``): none of those taken in is said as such (attack round 80a (1)).
+        self.beneath_deeper: set[str] = set()
         self.came_beneath: dict[str, dict] = {}
         # (fid, vid) of a peer's version held back (or shown as it is) -> {(vid, idx): (owner, SHA-256
         # its manifest names or None)} of the records it inherits that gc punched out here (punched_wants.py
@@ -811,6 +814,7 @@ class Inodes:
             return
         self.beneath.pop(node.fid, None)
         self.beneath_beside.discard(node.fid)
+        self.beneath_deeper.discard(node.fid)
         alarms.for_user(self.key.user_id).warn(
             "withheld", node.fid, f"a change of file {node.fid} lies under a refused one and had not been "
             "sent here when this device saved the file over both: it is in the file's history only")
@@ -969,6 +973,7 @@ class Inodes:
         self.beside.clear()
         self.beneath.clear()
         self.beneath_beside.clear()
+        self.beneath_deeper.clear()
         self.came_beneath.clear()
         self.records_wanted.clear()
         self.records_asked.clear()
