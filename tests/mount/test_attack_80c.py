@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 from fusevault.vault.format.manifest import KIND_MANIFEST
 from fusevault.vault.format.vf import KIND_BLOCK, RECORD_HEAD
-from conftest import first_device, fusevault, mounted, settled, sync_status, wait_for
+from conftest import first_device, fusevault, mounted, new_device, settled, sync_status, wait_for
 
 PLANTED = 6
 MANIFEST_BYTES = 4 << 20  # each planted manifest record: 4 MiB (a place takes up to 2 GiB at a manifest's index)
@@ -79,3 +79,40 @@ def test_80c_2_an_oversized_block_record_does_not_hold_her_push_pending(couch, t
         wait_for(lambda: _vf_bytes(laptop, fids) > 0, "the planted record pulled")
         wait_for(lambda: sync_status(a)["pending_down"] == 0, "the pull")
         wait_for(lambda: settled(a), lambda: f"sync settled; it says {sync_status(a)}", timeout=30)
+
+
+def _plant_huge_index(url: str, owner: str) -> None:
+    """One Record document whose index (its id's tail, digits) is past what SQLite's integer holds."""
+    fid, vid = secrets.token_hex(16), secrets.token_hex(16)
+    doc = {"_id": f"rec-{fid}-{vid}-{10**30}", "type": "Record", "owner": owner, "fid": fid,
+           "data": base64.b64encode(_record(KIND_BLOCK, 100)).decode()}
+    httpx.put(f"{url}/{doc['_id']}", content=json.dumps(doc), timeout=60,
+              headers={"Content-Type": "application/json"}).raise_for_status()
+
+
+def test_80c_3_a_record_id_with_a_huge_index_does_not_stop_a_join(couch, tmp_path: Path) -> None:
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        (a / "one.txt").write_bytes(b"one")
+        wait_for(lambda: settled(a), "the first push")
+    _plant_huge_index(url, _her_owner_id(server))
+    joined = fusevault("init", tmp_path / "desktop", "--join", url, "--user", "alice")
+    said = joined.stdout + joined.stderr
+    assert "internal error" not in said and joined.returncode == 0, said[-400:]
+
+
+def test_80c_3_a_record_id_with_a_huge_index_does_not_stop_her_pull(couch, tmp_path: Path) -> None:
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        (a / "one.txt").write_bytes(b"one")
+        wait_for(lambda: settled(a), "the first push")
+    desktop = new_device(url, tmp_path, "desktop")
+    _plant_huge_index(url, _her_owner_id(server))
+    with mounted(laptop, tmp_path / "a") as a, mounted(desktop, tmp_path / "b") as b:
+        (a / "two.txt").write_bytes(b"written on the laptop after the plant")
+        wait_for(lambda: (b / "two.txt").exists(), lambda: (
+            f"two.txt on the desktop; the laptop's sync: {sync_status(a)}; the desktop's: {sync_status(b)}"),
+            timeout=45)
+        assert sync_status(b)["error"] is None, sync_status(b)
