@@ -1,7 +1,70 @@
 """Attack round 80c, an outsider: the CouchDB server between alice's devices (a real pouchdb-server on
-loopback), holding what her devices pushed, with no key; through real mounts and the real command.
+loopback, ``couch`` fixture), holding what her devices pushed, with no key; through real mounts and the
+real ``fusevault`` command.  Every planted document below is plain HTTP to the server's database: a
+member who syncs through the same database (READ or WRITE) can put them there too.
 
-(docstring completed below, per hole)
+Hole (1), medium (a flood: her disk filled with the server's bytes, for good): Record documents that no
+  signed document names.
+  Attacker: the server (or any writer of its database).  No key.
+  Steps: alice's laptop syncs (a.txt pushed); the server PUTs 6 documents
+    ``rec-<fresh fid>-<fresh vid>-m`` (type Record, owner her id, data: 4 MiB of noise behind a right
+    record head; a manifest's place may be up to 2 GiB, store/places.py ``_RECORD_MOST``); her mount
+    pulls; she runs ``fusevault gc --as-of 2099-01-01``.
+  Seen: 6 new ``.vf`` files under users/<her id>/own/ (25 MB on disk), for file ids no node or version
+    names; gc frees none of it; ``fusevault check`` says "unreferenced in .vf files: 0 B" (it walks
+    only the files her nodes name); each such row is also pushed on to her other peers (a backup
+    buddy: read, not run).  An owner id that is no user's makes a users/<that id>/own/ folder (run by
+    hand: ``info`` and ``user list`` unmoved).  Nothing bounds how many: the server's storage is the
+    only limit, and each pull writes what it is offered.
+  Expected: what no signed version names is not kept for good: gc (or the pull, once its version
+    never comes) removes a ``.vf`` no node names, as it removes a purged file's; check counts it.
+  Cause: sync/replicator.py ``pull`` fetches and places every record id in the feed that is not
+    placed here (``_placed``), whatever names it; sync/content_docs.py ``place_records`` /
+    vault/files/placements.py ``append_arrived`` append it, unbounded; vault/services/gc.py
+    ``collect``/``_remove_files`` walk only her nodes' files, so an orphan ``.vf`` is never removed.
+  Fix (suggested): gc (and check) walk the ``own`` folders and drop (count) ``.vf`` files and places
+    rows whose fid no node (live, trashed or held back) names, after a grace while for records that
+    came before their version document; or hold arrived records of a version no document names yet
+    in a bounded area.
+  Test: ``test_80c_1_records_no_version_names_do_not_stay_on_her_disk`` (strict xfail).
+
+Hole (2), low (``sync status`` says documents wait to go when none do; read, not run: until a later row
+  of hers moves the checkpoint): one
+  oversized block record from the server.
+  Steps: as (1), one ``rec-<fid>-<vid>-0`` of 128 KiB (a block record is at most 64 KiB + 33:
+    places.py ``_BLOCK_MOST``).
+  Seen: the pull appends it and inserts its ``places`` row (``insert_arrived`` takes what
+    ``place_records`` made, unchecked); the push then reads past it ("a places row of store.sqlite that
+    fusevault never writes, left out": ``since``) but never moves its checkpoint past a tail of such
+    rows (``_push_records`` advances only on rows ``since`` returned), while ``pending_up``
+    (``count_since``) counts them: ``sync status`` says "up 1" for good while idle; a scene (or a
+    script) that waits for her device to have sent everything waits forever.  The store now holds a row
+    that its own check calls tampered with, put there by the pull.
+  Expected: the pull refuses a record longer than its index allows (said, not placed); the push's
+    checkpoint moves past rows it leaves out, and ``count_since`` does not count them.
+  Cause: sync/content_docs.py ``place_records`` (no ``checked_place``); replicator.py
+    ``_push_records``; store/places.py ``since``/``count_since``.
+  Test: ``test_80c_2_an_oversized_block_record_does_not_hold_her_push_pending`` (strict xfail).
+
+Hole (3), medium (every device's sync stops for good, and every join crashes: "internal error"): one
+  Record document whose index is past SQLite's integer.
+  Steps: the server PUTs ``rec-<fid>-<vid>-1000000000000000000000000000000`` (or ``-n<as many digits>``:
+    a node index keeps its level in the low 3 bits, so it passes ``is_node_index``); her devices pull.
+  Seen: every pull of every device fails ("sync with server failed ... OverflowError: Python int too
+    large to convert to SQLite INTEGER"; ``sync status``: "internal error: see the mount's log",
+    retried every second): the laptop's new two.txt never reaches the desktop, and nothing the laptop
+    writes is pushed either (its round starts with the pull); ``fusevault init --join`` ends in
+    "fusevault: internal error (OverflowError ...); please report it", exit 70.  Round 40b (2) fixed the
+    same effect for a deletion or a non-record at a record's id; round 78c (1) bounds such an index
+    read from store.sqlite, but not from the feed.
+  Expected: the id refused as malformed (said once, not placed), the rest of the batch taken.
+  Cause: sync/content_docs.py ``parse_record_id`` / ``_checked``: ``idx >= -1 or is_node_index(idx)``
+    with no upper bound (places.py's ``_LOWEST``/``_HIGHEST`` are not applied); replicator.py
+    ``_placed`` hands the index to store/places.py ``find`` (sqlite3 OverflowError), outside any catch.
+  Fix (suggested): ``_checked`` (and ``parse_record_id``) refuse an index outside ``checked_place``'s
+    bounds; ``_placed`` skips what ``malformed`` refuses.
+  Tests: ``test_80c_3_a_record_id_with_a_huge_index_does_not_stop_a_join``,
+    ``test_80c_3_a_record_id_with_a_huge_index_does_not_stop_her_pull`` (strict xfails).
 """
 
 from __future__ import annotations
@@ -13,17 +76,20 @@ import secrets
 from pathlib import Path
 
 import httpx
-from fusevault.vault.format.manifest import KIND_MANIFEST
-from fusevault.vault.format.vf import KIND_BLOCK, RECORD_HEAD
+import pytest
 from conftest import first_device, fusevault, mounted, new_device, settled, sync_status, wait_for
 
+from fusevault.vault.format.manifest import KIND_MANIFEST
+from fusevault.vault.format.vf import KIND_BLOCK, RECORD_HEAD
+
 PLANTED = 6
-MANIFEST_BYTES = 4 << 20  # each planted manifest record: 4 MiB (a place takes up to 2 GiB at a manifest's index)
+MANIFEST_BYTES = 4 << 20  # each planted manifest record: 4 MiB (a manifest's place may be up to 2 GiB)
 
 
 def _vf_bytes(vault: Path, fids: set[str]) -> int:
     """What the vault folder holds on disk (allocated) for the ``.vf`` of ``fids``."""
-    return sum(os.stat(path).st_blocks * 512 for path in (vault / "users").glob("*/own/*.vf") if path.stem in fids)
+    return sum(os.stat(path).st_blocks * 512
+               for path in (vault / "users").glob("*/own/*.vf") if path.stem in fids)
 
 
 def _record(kind: int, length: int) -> bytes:
@@ -49,6 +115,7 @@ def _her_owner_id(server) -> str:
     return owner
 
 
+@pytest.mark.xfail(strict=True, reason="80c (1): records no signed document names stay on her disk")
 def test_80c_1_records_no_version_names_do_not_stay_on_her_disk(couch, tmp_path: Path) -> None:
     url, server = couch
     laptop = first_device(url, tmp_path)
@@ -69,6 +136,7 @@ def test_80c_1_records_no_version_names_do_not_stay_on_her_disk(couch, tmp_path:
                        "files that no node or version document names) stay on her disk after gc")
 
 
+@pytest.mark.xfail(strict=True, reason="80c (2): an oversized arrived block record holds pending_up above 0")
 def test_80c_2_an_oversized_block_record_does_not_hold_her_push_pending(couch, tmp_path: Path) -> None:
     url, server = couch
     laptop = first_device(url, tmp_path)
@@ -90,6 +158,7 @@ def _plant_huge_index(url: str, owner: str) -> None:
               headers={"Content-Type": "application/json"}).raise_for_status()
 
 
+@pytest.mark.xfail(strict=True, reason="80c (3): a record id with a huge index crashes init --join")
 def test_80c_3_a_record_id_with_a_huge_index_does_not_stop_a_join(couch, tmp_path: Path) -> None:
     url, server = couch
     laptop = first_device(url, tmp_path)
@@ -102,6 +171,7 @@ def test_80c_3_a_record_id_with_a_huge_index_does_not_stop_a_join(couch, tmp_pat
     assert "internal error" not in said and joined.returncode == 0, said[-400:]
 
 
+@pytest.mark.xfail(strict=True, reason="80c (3): a record id with a huge index stops every pull")
 def test_80c_3_a_record_id_with_a_huge_index_does_not_stop_her_pull(couch, tmp_path: Path) -> None:
     url, server = couch
     laptop = first_device(url, tmp_path)
