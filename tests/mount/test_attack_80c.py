@@ -81,8 +81,11 @@ Hole (4), medium (every device's sync stops for good, and every join crashes, as
     reaches ``_placed`` the same way (read, not run).
   Fix (suggested): ``loads_untrusted`` refuses a text holding a surrogate (RefusedJson, as it refuses
     NaN), or the pull drops an id (and a body) that is not valid Unicode, said once.
-  Tests: ``test_80c_4_a_document_id_with_a_lone_surrogate_does_not_stop_a_join``,
-    ``test_80c_4_a_document_id_with_a_lone_surrogate_does_not_stop_her_pull`` (strict xfails).
+  The same with a good hex id and ``"type": "\\udc00"``: store/local.py ``put`` binds the clear type
+    column (``body.get("type")``), same error, same effect.  (Held: a node or Share body with hex id
+    whose ``owner``/``enc`` or a key is a lone surrogate: "refused a malformed Share document", sync on.)
+  Tests: ``test_80c_4_a_document_id_with_a_lone_surrogate_does_not_stop_a_join[id|type]``,
+    ``test_80c_4_a_document_id_with_a_lone_surrogate_does_not_stop_her_pull[id|type]`` (strict xfails).
 """
 
 from __future__ import annotations
@@ -206,36 +209,44 @@ def test_80c_3_a_record_id_with_a_huge_index_does_not_stop_her_pull(couch, tmp_p
         assert sync_status(b)["error"] is None, sync_status(b)
 
 
-def _plant_surrogate_id(url: str) -> None:
-    """One document whose id holds a lone surrogate: JSON may say so (``\\ud800``), and pouchdb-server
-    stores and lists it; UTF-8 (SQLite's text) has no such character."""
-    body = '{"docs": [{"_id": "ab\\ud800cd", "type": "node"}]}'
+SURROGATE_BODIES = {
+    "id": '{"docs": [{"_id": "ab\\ud800cd", "type": "node"}]}',
+    "type": '{"docs": [{"_id": "%s", "type": "\\udc00"}]}' % ("a" * 32),
+}
+
+
+def _plant_surrogate(url: str, where: str) -> None:
+    """One document whose id (or clear ``type``) holds a lone surrogate: JSON may say so (``\\ud800``),
+    and pouchdb-server stores and lists it; UTF-8 (SQLite's text) has no such character."""
+    body = SURROGATE_BODIES[where]
     httpx.post(f"{url}/_bulk_docs", content=body, timeout=60,
                headers={"Content-Type": "application/json"}).raise_for_status()
 
 
 @pytest.mark.xfail(strict=True, reason="80c (4): a document id with a lone surrogate crashes init --join")
-def test_80c_4_a_document_id_with_a_lone_surrogate_does_not_stop_a_join(couchdb_url: str,
-                                                                        tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", list(SURROGATE_BODIES))
+def test_80c_4_a_document_id_with_a_lone_surrogate_does_not_stop_a_join(couchdb_url: str, tmp_path: Path,
+                                                                        where: str) -> None:
     laptop = first_device(couchdb_url, tmp_path)
     with mounted(laptop, tmp_path / "a") as a:
         (a / "one.txt").write_bytes(b"one")
         wait_for(lambda: settled(a), "the first push")
-    _plant_surrogate_id(couchdb_url)
+    _plant_surrogate(couchdb_url, where)
     joined = fusevault("init", tmp_path / "desktop", "--join", couchdb_url, "--user", "alice")
     said = joined.stdout + joined.stderr
     assert "internal error" not in said and joined.returncode == 0, said[-400:]
 
 
 @pytest.mark.xfail(strict=True, reason="80c (4): a document id with a lone surrogate stops every pull")
-def test_80c_4_a_document_id_with_a_lone_surrogate_does_not_stop_her_pull(couchdb_url: str,
-                                                                         tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", list(SURROGATE_BODIES))
+def test_80c_4_a_document_id_with_a_lone_surrogate_does_not_stop_her_pull(couchdb_url: str, tmp_path: Path,
+                                                                         where: str) -> None:
     laptop = first_device(couchdb_url, tmp_path)
     with mounted(laptop, tmp_path / "a") as a:
         (a / "one.txt").write_bytes(b"one")
         wait_for(lambda: settled(a), "the first push")
     desktop = new_device(couchdb_url, tmp_path, "desktop")
-    _plant_surrogate_id(couchdb_url)
+    _plant_surrogate(couchdb_url, where)
     with mounted(laptop, tmp_path / "a") as a, mounted(desktop, tmp_path / "b") as b:
         (a / "two.txt").write_bytes(b"written on the laptop after the plant")
         wait_for(lambda: (b / "two.txt").exists(), lambda: (
