@@ -187,7 +187,7 @@ def test_80c_3_a_record_id_with_a_huge_index_does_not_stop_a_join(couch, tmp_pat
         (a / "one.txt").write_bytes(b"one")
         wait_for(lambda: settled(a), "the first push")
     _plant_huge_index(url, _her_owner_id(server))
-    joined = fusevault("init", tmp_path / "desktop", "--join", url, "--user", "alice")
+    joined = fusevault("init", str(tmp_path / "desktop"), "--join", url, "--user", "alice")
     said = joined.stdout + joined.stderr
     assert "internal error" not in said and joined.returncode == 0, said[-400:]
 
@@ -232,7 +232,7 @@ def test_80c_4_a_document_id_with_a_lone_surrogate_does_not_stop_a_join(couchdb_
         (a / "one.txt").write_bytes(b"one")
         wait_for(lambda: settled(a), "the first push")
     _plant_surrogate(couchdb_url, where)
-    joined = fusevault("init", tmp_path / "desktop", "--join", couchdb_url, "--user", "alice")
+    joined = fusevault("init", str(tmp_path / "desktop"), "--join", couchdb_url, "--user", "alice")
     said = joined.stdout + joined.stderr
     assert "internal error" not in said and joined.returncode == 0, said[-400:]
 
