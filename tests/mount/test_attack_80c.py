@@ -26,7 +26,13 @@ Hole (1), medium (a flood: her disk filled with the server's bytes, for good): R
     rows whose fid no node (live, trashed or held back) names, after a grace while for records that
     came before their version document; or hold arrived records of a version no document names yet
     in a bounded area.
-  Test: ``test_80c_1_records_no_version_names_do_not_stay_on_her_disk`` (strict xfail).
+  The same into her real file's ``.vf`` (4 records at one.txt's fid, fresh version ids): 16 MiB appended
+    to it; ``check`` then says "unreferenced in .vf files: 16.0 MiB ... `fusevault gc` frees what old
+    versions held", but gc says "0 B freed" and frees nothing (it frees a file's unused ranges only when
+    it drops one of its versions: gc.py ``_thin``/``free_unused``): the command she is pointed to
+    does not do what it is said to.
+  Tests: ``test_80c_1_records_no_version_names_do_not_stay_on_her_disk``,
+    ``test_80c_1_records_planted_in_her_files_vf_are_freed_by_gc`` (strict xfails).
 
 Hole (2), low (``sync status`` says documents wait to go when none do; read, not run: until a later row
   of hers moves the checkpoint): one
@@ -253,3 +259,28 @@ def test_80c_4_a_document_id_with_a_lone_surrogate_does_not_stop_her_pull(couchd
             f"two.txt on the desktop; the laptop's sync: {sync_status(a)}; the desktop's: {sync_status(b)}"),
             timeout=45)
         assert sync_status(b)["error"] is None, sync_status(b)
+
+
+@pytest.mark.xfail(strict=True, reason="80c (1): records planted in her file's .vf are left there by gc")
+def test_80c_1_records_planted_in_her_files_vf_are_freed_by_gc(couch, tmp_path: Path) -> None:
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        (a / "one.txt").write_bytes(b"first")
+        wait_for(lambda: settled(a), "the first push")
+        owner = _her_owner_id(server)
+        (fid,) = {v["fid"] for v in server.all("FilesMetaData")}
+        for _ in range(4):  # fresh version ids of her real file: appended to her own .vf
+            vid = secrets.token_hex(16)
+            server.put({"_id": f"rec-{fid}-{vid}-m", "type": "Record", "owner": owner, "fid": fid,
+                        "data": base64.b64encode(_record(KIND_MANIFEST, MANIFEST_BYTES)).decode()})
+        wait_for(lambda: _vf_bytes(laptop, {fid}) >= 4 * MANIFEST_BYTES, "the planted records pulled")
+        wait_for(lambda: settled(a), lambda: f"the pull: {sync_status(a)}")
+        gc = fusevault("gc", "--as-of", "2099-01-01", str(a))
+        assert gc.returncode == 0, gc.stdout + gc.stderr
+        kept = _vf_bytes(laptop, {fid})
+        assert (a / "one.txt").read_bytes() == b"first"
+    check = fusevault("check", str(laptop))
+    assert "16.0 MiB" in check.stdout, f"the scene: check calls them unreferenced, for gc: {check.stdout}"
+    assert kept < MANIFEST_BYTES, (f"{kept} bytes in one.txt's .vf after gc, which check calls unreferenced "
+                                   "and says gc frees: gc said 0 B freed")
