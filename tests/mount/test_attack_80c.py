@@ -92,6 +92,31 @@ Hole (4), medium (every device's sync stops for good, and every join crashes, as
     whose ``owner``/``enc`` or a key is a lone surrogate: "refused a malformed Share document", sync on.)
   Tests: ``test_80c_4_a_document_id_with_a_lone_surrogate_does_not_stop_a_join[id|type]``,
     ``test_80c_4_a_document_id_with_a_lone_surrogate_does_not_stop_her_pull[id|type]`` (strict xfails).
+
+Hole (5), low (a folder name of her drive read by the server; borderline: "settings" are listed as clear
+  in SECURITY.md's Peers section, but "What is protected" names file and directory names, and this one is
+  one): ``import_into``.
+  Steps: alice makes "Divorce papers 2026/" in her drive and runs ``fusevault config set import_into
+    "Divorce papers 2026"``; her device pushes.
+  Seen: her UserDetails document on the server holds ``"import_into": "Divorce papers 2026"`` in clear
+    (signed, not sealed); the folder's own node keeps its name sealed.  The same holds for the absolute
+    paths ``source_dir_to_watch`` / ``target_dir_to_dump`` (local folder names: not run).
+  Expected: names (of her drive, and her local folders) sealed under her key like the tree's; the
+    signature can stay over the sealed value.
+  Cause: vault/model (UserDetails settings fields, FORMAT.md "UserDetails"): settings are clear fields.
+  Test: ``test_80c_5_the_server_does_not_read_the_name_of_her_import_folder`` (strict xfail).
+
+Tried and held (run through pouchdb-server, not kept): a genuine FilesMetaData copied under a fresh id
+(refused: "does not carry a valid signature", history unchanged); FileKey documents (``vfkey-u``/
+``vfkey-g``) forged at fresh ids (no file, no folder written, sync on); her node and version documents
+with ``epoch``/``owner``/``fid``/``sig``/``type`` set to 10**30 (refused and said, sync and a join go
+on); a node / Share body with a lone surrogate in ``owner``/``enc`` or a key ("malformed Share", sync on);
+alarm texts with server-made ids (printed through ``one_line``/``shown``).  Read, not run: a record id
+``-00`` beside ``-0`` (places keep the first; no more than serving other bytes at the id); an answer past
+JSON_LIMIT (bulk_get halves its ask).
+Not tried (time): members' (READ/WRITE) scenes, groups, history/restore/trash under a replaying server.
+
+Run (-n 2, this file, 2026-12-07 ~21:10 UTC): 10 xfailed; each fails with --runxfail at its own assertion.
 """
 
 from __future__ import annotations
@@ -284,3 +309,18 @@ def test_80c_1_records_planted_in_her_files_vf_are_freed_by_gc(couch, tmp_path: 
     assert "16.0 MiB" in check.stdout, f"the scene: check calls them unreferenced, for gc: {check.stdout}"
     assert kept < MANIFEST_BYTES, (f"{kept} bytes in one.txt's .vf after gc, which check calls unreferenced "
                                    "and says gc frees: gc said 0 B freed")
+
+
+@pytest.mark.xfail(strict=True, reason="80c (5): the name of her import folder is clear text on the server")
+def test_80c_5_the_server_does_not_read_the_name_of_her_import_folder(couch, tmp_path: Path) -> None:
+    url, server = couch
+    laptop = first_device(url, tmp_path)
+    with mounted(laptop, tmp_path / "a") as a:
+        (a / "Divorce papers 2026").mkdir()
+        (a / "Divorce papers 2026" / "note.txt").write_bytes(b"hers")
+        result = fusevault("config", "set", "import_into", "Divorce papers 2026", "--vault", str(laptop))
+        assert result.returncode == 0, result.stdout + result.stderr
+        wait_for(lambda: settled(a), "the push")
+    held = json.dumps(server.all())
+    assert "note.txt" not in held, "the scene: the file's name is sealed"
+    assert "Divorce papers" not in held, "her folder's name (import_into) reached the server in clear"
