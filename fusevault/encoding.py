@@ -35,6 +35,18 @@ def str_to_name(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+def is_text(value: object) -> bool:
+    """Whether ``value`` is a str of Unicode text: no lone surrogate, which JSON's ``\\udXXX`` escapes
+    let a peer send, and which neither UTF-8 nor SQLite takes (attack round 80c (4))."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def shown(text: object) -> str:
     """A name from outside (a sender's, a link owner's, a dropper's, a store writer's) as it may
     reach a terminal or a log: as it is when every character prints, else its repr.  Any of them

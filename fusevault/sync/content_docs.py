@@ -52,12 +52,20 @@ def record_id(fid: str, vid: str, idx: int) -> str:
     return f"rec-{fid}-{vid}-{tail}"
 
 
+# The most digits a record's index is given in: any index of a file of up to 2**62 bytes fits, and every
+# such index is an integer SQLite stores.  A longer one (a peer's: "-1000...000", 31 digits) raised
+# OverflowError where the pull looked it up, and every pull and join of every device stopped.
+INDEX_DIGITS = 18
+
+
 def parse_record_id(doc_id: str) -> tuple[str, str, int]:
     _, fid, vid, tail = doc_id.split("-")
     if tail == "m":
         return fid, vid, MANIFEST_INDEX
     digits = tail[1:] if tail.startswith("n") else tail
     if not digits.isdigit() or not digits.isascii():  # never a sign: a node is never a block
+        raise ValueError(f"malformed record id {doc_id!r}")
+    if len(digits) > INDEX_DIGITS:  # a peer's id: SQLite holds 8-byte integers (attack round 80c (3))
         raise ValueError(f"malformed record id {doc_id!r}")
     return fid, vid, -2 - int(digits) if tail.startswith("n") else int(digits)
 
@@ -138,10 +146,14 @@ def malformed(doc: dict) -> str | None:
     if doc.get("_deleted"):
         return "a deletion"
     try:
-        _checked(doc)
-        _data(doc)
+        _, _, idx, _ = _checked(doc)
+        data = _data(doc)
     except PeerUnavailable:
         return "a document that is no record"
+    if not checked_place(idx, 0, len(data)):
+        # Larger than any record of its kind: placed, its row was one the store's own check then left
+        # out of every push, whose count kept it pending for good (attack round 80c (2)).
+        return "a record larger than any fusevault writes"
     return None
 
 

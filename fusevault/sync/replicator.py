@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
+from fusevault.encoding import is_text
 from fusevault.errors import ForeignVault, NoSpace, PeerUnavailable, StoreUnavailable, VaultReadOnly
 from fusevault.shortening import shortened
 from fusevault.store import places as places_table
@@ -417,6 +418,8 @@ class Replicator(PunchedAsks):
         offered: dict[str, list[str]] = {}
         for result in results:
             revs = [change["rev"] for change in result["changes"]]
+            if not self._speakable(result["id"], revs):
+                continue
             if is_record(result["id"]):
                 records[result["id"]] = revs[0]
             else:
@@ -602,9 +605,23 @@ class Replicator(PunchedAsks):
             replica.put_local(self.store, self.checkpoint_id, self.checkpoint)
             self._pull_saved = time.monotonic()
 
+    def _speakable(self, doc_id: object, revs: list[object], kind: object = None) -> bool:
+        """Whether an id, its revisions and its kind are text the store can hold: fusevault writes no
+        other; one with a lone surrogate (JSON's escapes let a peer send it) stopped every pull and
+        every join of every device at the store's look-up (attack round 80c (4)).  Said; never stored."""
+        if all(is_text(text) for text in (doc_id, *revs, kind) if isinstance(text, str)):
+            return True
+        shown_id = ascii(doc_id)[:80]
+        self._refused(f"text {shown_id}", f"sync with {self.name}: refused a document whose id, revision or "
+                      f"kind is no text ({shown_id}; the server, or a peer who may write its database?): "
+                      "not stored")
+        return False
+
     def _takes(self, doc: dict) -> bool:
         # Peers documents are each replica's own; a vault document naming
         # another vault would be refused at the next connect anyway.
+        if not self._speakable(doc["_id"], [doc.get("_rev", "")], doc.get("type")):
+            return False
         if doc["_id"] == VAULT_DOC:
             return doc.get("vault_id") == self.layout.vault_id
         if doc.get("_deleted") and not self._deletion_taken(doc):
