@@ -1,0 +1,78 @@
+"""Attack round 81a, at 2069958b: the store's side (store/local.py).  Attacker: whoever writes the vault
+folder (store.sqlite and its schema: plain SQL; no key).  The in-process hole is in
+tests/inprocess/test_attack_81a.py.
+
+(2) low-medium (every save of hers, from then on, never pushed to any peer while her sync status says
+    nothing pending; not a log line).  Steps: the folder's writer adds one trigger to ``docs`` (plain
+    SQL, kept in store.sqlite; SQLite runs it inside HER process's own commits):
+    ``CREATE TRIGGER AFTER INSERT ON docs WHEN <a free seq below the row's> BEGIN UPDATE docs SET seq =
+    <that free seq> WHERE id = NEW.id; END``.  Free whole seqs below the push checkpoint are plenty: every
+    document rewritten leaves its old seq free (``write_doc`` deletes its row and inserts one at the next
+    seq).  Her commit (``put_many``) is stored, reads back, is shown; its row now sits at a whole seq the
+    push already passed, so ``changes(checkpoint)`` (the push) and ``count_after`` (replicator.py's
+    pending count) never see it: never sent, "0 pending"; and no open logs it (the seq is whole, in
+    range, unlike 80b (3)'s).  Without a trigger the same move is plain SQL between two mounts on a save
+    she made offline.  Expected: her commit is in the changes after the checkpoint, or refused, said.
+    Cause: store/local.py ``LocalStore.__init__`` / ``_settle_indexes`` check the indexes of ``docs``
+    only; triggers (and views) in ``sqlite_master`` are kept and run on her writes; and the push trusts
+    the row's ``seq`` column as the order of her commits.  Fix (suggested): at open, drop every trigger
+    and view in ``sqlite_master`` (fusevault makes none), said; or ``PRAGMA trusted_schema = OFF`` does
+    not stop a plain UPDATE in a trigger, so dropping is needed; and check ``total_changes`` / the row's
+    seq after each ``write_doc`` (``SELECT seq FROM docs WHERE id = ?`` equals the one given).
+    Test: ``test_81a_2_a_trigger_in_the_store_never_keeps_her_commit_from_the_push``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from fusevault.errors import VaultError
+from fusevault.store.local import LocalStore
+
+# Her new row moved to the lowest free whole seq below it (a gap a rewrite left): no log, no pending.
+GAP = ("(SELECT d.seq - 1 FROM docs d WHERE d.seq > 1 AND d.seq < NEW.seq "
+       "AND NOT EXISTS (SELECT 1 FROM docs e WHERE e.seq = d.seq - 1) ORDER BY d.seq LIMIT 1)")
+TRIGGER = f"CREATE TRIGGER docs_log AFTER INSERT ON docs WHEN {GAP} IS NOT NULL " \
+          f"BEGIN UPDATE docs SET seq = {GAP} WHERE id = NEW.id; END"
+
+
+@pytest.mark.xfail(strict=True, reason="81a (2): a trigger in store.sqlite moves her commit below the push checkpoint")
+def test_81a_2_a_trigger_in_the_store_never_keeps_her_commit_from_the_push(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite"
+    store = LocalStore(path)
+    store.put_many([{"_id": "a" * 32, "type": "node"}])
+    store.put_many([dict(store.get("a" * 32) or {}, edited=1)])  # seq 1 left free, as any rewrite leaves one
+    pushed, checkpoint = store.changes(0)  # all sent: the push's checkpoint
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute(TRIGGER)
+    db.commit()
+    db.close()
+    store = LocalStore(path)
+    try:
+        try:
+            store.put_many([{"_id": "b" * 32, "type": "node"}])
+        except VaultError:
+            return  # refused, said: no save of hers held back in silence
+        assert store.get("b" * 32) is not None, "the scene: her commit is stored"
+        changes, _ = store.changes(checkpoint)
+        assert "b" * 32 in [c["id"] for c in changes], (
+            f"her commit stored, never in the push's changes after {checkpoint}: {changes}; "
+            f"pending: {store.count_after(checkpoint)}")
+    finally:
+        store.close()
+
+
+def test_81a_2_control_without_the_trigger_her_commit_is_pushed(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite"
+    store = LocalStore(path)
+    store.put_many([{"_id": "a" * 32, "type": "node"}])
+    store.put_many([dict(store.get("a" * 32) or {}, edited=1)])
+    _, checkpoint = store.changes(0)
+    store.put_many([{"_id": "b" * 32, "type": "node"}])
+    assert [c["id"] for c in store.changes(checkpoint)[0]] == ["b" * 32]
+    assert store.count_after(checkpoint) == 1
+    store.close()
