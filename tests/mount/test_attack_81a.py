@@ -1,0 +1,82 @@
+"""Attack round 81a, through the real command and mount: 80b (5)'s fix bypassed by an older validation
+string of hers.
+
+(4) medium (80b (5)'s refusal bypassed for every user made before it: her key pairs replaced in the
+    store by new ones, the grants sealed to her genuine keys no longer open at that device, her files
+    signed anew with keys no device of hers knew; nothing said but the migration's own lines).
+    Attacker: whoever writes the vault folder (no key of hers).  Steps: alice's user document holds,
+    or once held, a validation string of the older text (``VALIDATION_TEXT``: every user made before
+    80b (5)'s fix, whatever passphrase changes since; the text is sealed under her master key with
+    ``ad("validation", user_id)`` only, bound to neither the wrapping's salt nor its sealed master key,
+    so an older body's string opens under her current wrapping).  The writer puts that older string in
+    her current document (``checksum`` is a plain SHA-256 of the clear fields: made again), takes off
+    every trace of her key pairs and every ``sig`` of hers (as 80b (5)), and plants an unsigned Share
+    of her proj with bob.  Alice mounts on a device with no mark of hers.  Seen: the mount succeeds;
+    ``users.unlock`` finds the older text (``pairs_sealed`` False), ``ensure_identity`` takes her for a
+    user from before key pairs and mints new ones (``minted``), replacing her public keys in the store;
+    ``migrate.sign_own`` signs her nodes and versions with them (the planted Share is left unsigned,
+    said: that half of the fix holds).  Expected: as 80b (5)'s fix says of "her document stripped of
+    its pairs and every signature": refused, one line, nothing made.  The same older string also
+    passes ``users.recover`` (``check_master``) and makes ``passwd --recovery`` on such a device seal
+    the older text into her NEW wrapping (``_has_pairs``), so the downgrade outlives the writer.
+    Cause: crypto/keys.py ``wrap_master`` / ``_validation`` (the validation string's AD names the user
+    only) and vault/model/users.py ``unlock`` (``pairs_sealed`` of whatever string the document holds).
+    Fix (suggested): bind the validation string to its wrapping (AD with the salt and ``en_master_kek``,
+    and the recovery wrapping's check likewise), so only the string written with the wrapping that
+    opened counts; or keep "has pairs" inside what the passphrase's KEK itself seals (``en_master_kek``'s
+    plaintext or AD).
+    Test: ``test_81a_4_an_older_validation_string_of_hers_gets_no_new_pairs_minted_on_a_new_device``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import adversary
+import pytest
+from conftest import PASSPHRASE, fusevault, mounted
+
+from mount.test_attack_80b import OWNED, TRACES
+from mount.test_trust_attack_40c import _alices_proj, _bobs_keys_of_alices, _planted_share, _user
+
+
+def _older_validation_string(alice: dict) -> str:
+    """A validation string of the older text under alice's master key: what her every body from before
+    80b (5)'s fix held (the vault folder's writer kept one; the test makes one with her passphrase)."""
+    from fusevault.crypto.kdf import KdfParams
+    from fusevault.crypto.keys import unwrap_master, wrap_master
+
+    master = unwrap_master(alice["_id"], alice, PASSPHRASE.encode())
+    return wrap_master(alice["_id"], master, b"her passphrase then", KdfParams.from_doc(alice["kdf"]),
+                       pairs=False)["en_validation_string"]
+
+
+@pytest.mark.xfail(strict=True, reason="81a (4): an older validation string of hers gets new pairs minted")
+def test_81a_4_an_older_validation_string_of_hers_gets_no_new_pairs_minted_on_a_new_device(
+        vault: Path, tmp_path: Path) -> None:
+    from fusevault.crypto.keys import checksum
+
+    mnt, proj = _alices_proj(vault, tmp_path)
+    alice = _user(vault, "alice")
+    older = _older_validation_string(alice)
+    # The writer: her current wrapping with the older string, the checksum made again, every trace of
+    # her pairs and every signature of hers off, a Share of proj with bob planted.
+    swapped = {**{k: v for k, v in alice.items() if k not in TRACES}, "en_validation_string": older}
+    swapped["checksum"] = checksum(swapped)
+    adversary.put(vault, _planted_share(vault, proj))
+    adversary.put(vault, swapped)
+    for kind in OWNED:
+        for doc in adversary.docs(vault, kind):
+            if doc.get("owner") == alice["_id"] and "sig" in doc:
+                adversary.put(vault, {k: v for k, v in doc.items() if k != "sig"})
+    device = {"FUSEVAULT_STATE_DIR": str(tmp_path / "new-device-state")}  # no mark, no memory
+    said = fusevault("mount", vault, mnt, env=device)
+    if said.returncode == 0:
+        fusevault("unmount", mnt)
+        with mounted(vault, mnt, env=device):  # her next mount there: the migration done
+            pass
+    now = _user(vault, "alice")
+    assert _bobs_keys_of_alices(vault) == [], "the planted Share acted on"
+    assert said.returncode != 0 and now.get("public_sign") in (None, alice["public_sign"]), (
+        f"mount exit {said.returncode}; her public key {alice['public_sign']} -> {now.get('public_sign')} "
+        f"(new pairs minted: her wrapping's older validation string taken as hers)")
