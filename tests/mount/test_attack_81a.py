@@ -25,7 +25,9 @@ string of hers.
     and the recovery wrapping's check likewise), so only the string written with the wrapping that
     opened counts; or keep "has pairs" inside what the passphrase's KEK itself seals (``en_master_kek``'s
     plaintext or AD).
-    Test: ``test_81a_4_an_older_validation_string_of_hers_gets_no_new_pairs_minted_on_a_new_device``.
+    Tests: ``test_81a_4_an_older_validation_string_of_hers_gets_no_new_pairs_minted_on_a_new_device``,
+    ``test_81a_4_passwd_recovery_over_an_older_validation_string_keeps_her_wrapping_saying_pairs[older_string]``
+    (control: ``[control_stripped_only]``, her body stripped alone: the new wrapping still says pairs).
 """
 
 from __future__ import annotations
@@ -54,21 +56,9 @@ def _older_validation_string(alice: dict) -> str:
 @pytest.mark.xfail(strict=True, reason="81a (4): an older validation string of hers gets new pairs minted")
 def test_81a_4_an_older_validation_string_of_hers_gets_no_new_pairs_minted_on_a_new_device(
         vault: Path, tmp_path: Path) -> None:
-    from fusevault.crypto.keys import checksum
-
     mnt, proj = _alices_proj(vault, tmp_path)
-    alice = _user(vault, "alice")
-    older = _older_validation_string(alice)
-    # The writer: her current wrapping with the older string, the checksum made again, every trace of
-    # her pairs and every signature of hers off, a Share of proj with bob planted.
-    swapped = {**{k: v for k, v in alice.items() if k not in TRACES}, "en_validation_string": older}
-    swapped["checksum"] = checksum(swapped)
     adversary.put(vault, _planted_share(vault, proj))
-    adversary.put(vault, swapped)
-    for kind in OWNED:
-        for doc in adversary.docs(vault, kind):
-            if doc.get("owner") == alice["_id"] and "sig" in doc:
-                adversary.put(vault, {k: v for k, v in doc.items() if k != "sig"})
+    alice = _swapped(vault)
     device = {"FUSEVAULT_STATE_DIR": str(tmp_path / "new-device-state")}  # no mark, no memory
     said = fusevault("mount", vault, mnt, env=device)
     if said.returncode == 0:
@@ -80,3 +70,42 @@ def test_81a_4_an_older_validation_string_of_hers_gets_no_new_pairs_minted_on_a_
     assert said.returncode != 0 and now.get("public_sign") in (None, alice["public_sign"]), (
         f"mount exit {said.returncode}; her public key {alice['public_sign']} -> {now.get('public_sign')} "
         f"(new pairs minted: her wrapping's older validation string taken as hers)")
+
+
+def _swapped(vault: Path, older: bool = True) -> dict:
+    """The writer's steps of (4): her current wrapping with an older validation string of hers (checksum
+    made again), every trace of her pairs and every signature of hers off.  Her body before, returned."""
+    from fusevault.crypto.keys import checksum
+
+    alice = _user(vault, "alice")
+    swapped = {**{k: v for k, v in alice.items() if k not in TRACES},
+               **({"en_validation_string": _older_validation_string(alice)} if older else {})}
+    swapped["checksum"] = checksum(swapped)
+    adversary.put(vault, swapped)
+    for kind in OWNED:
+        for doc in adversary.docs(vault, kind):
+            if doc.get("owner") == alice["_id"] and "sig" in doc:
+                adversary.put(vault, {k: v for k, v in doc.items() if k != "sig"})
+    return alice
+
+
+@pytest.mark.parametrize("older", [
+    pytest.param(True, marks=pytest.mark.xfail(
+        strict=True, reason="81a (4): passwd --recovery seals the older text into her new wrapping")),
+    False], ids=["older_string", "control_stripped_only"])
+def test_81a_4_passwd_recovery_over_an_older_validation_string_keeps_her_wrapping_saying_pairs(
+        vault: Path, tmp_path: Path, older: bool) -> None:
+    from fusevault.crypto.keys import pairs_sealed, unwrap_master
+
+    words = tmp_path / "words"
+    made = fusevault("recovery-key", "create", vault, "--recovery-key-file", words)
+    assert made.returncode == 0, made.stderr
+    _alices_proj(vault, tmp_path)
+    _swapped(vault, older)
+    device = {"FUSEVAULT_STATE_DIR": str(tmp_path / "new-device-state"), "FUSEVAULT_NEW_PASSPHRASE": "new"}
+    reset = fusevault("passwd", vault, "--recovery", "--recovery-file", words, passphrase=None, env=device)
+    now = _user(vault, "alice")
+    says_pairs = pairs_sealed(now, unwrap_master(now["_id"], now, b"new")) if reset.returncode == 0 else None
+    assert reset.returncode != 0 or says_pairs, (
+        f"passwd --recovery exit {reset.returncode}: her new wrapping says she has no key pairs; "
+        f"{(reset.stdout + reset.stderr)[-200:]}")
