@@ -22,6 +22,13 @@ with the personal in-process mount (``_composed``).
     and ``places`` that ``sqlite_master`` lists and INDEXES / the schema does not name (and ``sqlite_stat1``
     / ``sqlite_stat4`` rows, or ``DROP TABLE sqlite_stat1``), or ``REINDEX docs`` (every index on the table).
     Test: ``test_81a_1_an_index_of_another_name_left_stale_does_not_hide_her_file``.
+
+(2) through her mount: tests/unit/test_attack_81a.py (2)'s trigger planted between two mounts; her save of
+    victim.txt through the mount commits its node and version, shown and read back, and not one of its
+    rows is in the push's changes after the checkpoint she had reached; the sync status's count
+    (replicator.py ``pending_up``: ``count_after``) is 0.
+    Test: ``test_81a_2_her_save_through_the_mount_is_not_kept_from_the_push_by_a_trigger[trigger]``
+    (``[control]``: no trigger, her save is in the changes).
 """
 
 from __future__ import annotations
@@ -30,7 +37,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import trio
+from unit.test_attack_81a import TRIGGER
 
+from inprocess.conftest import _composed, read_all, rewrite
 from inprocess.test_attack_79a import _shown_or_said, _two_files
 
 IMPOSTOR = "CREATE INDEX a_kind ON docs(json_extract(body, '$.type')) WHERE deleted = 0"
@@ -87,3 +97,31 @@ def test_81a_1_control_without_the_other_index_her_file_is_shown(vault_copy: Pat
     _run(vault_copy, ("PRAGMA writable_schema = ON", ()), (swap, ("WHERE deleted = 7", "WHERE deleted = 0")))
     shown, _ = _shown_or_said(vault_copy, fid)
     assert shown
+
+
+@pytest.mark.parametrize("planted", [
+    pytest.param(True, marks=pytest.mark.xfail(
+        strict=True, reason="81a (2): a trigger keeps her save through the mount from the push, unsaid")),
+    False], ids=["trigger", "control"])
+def test_81a_2_her_save_through_the_mount_is_not_kept_from_the_push_by_a_trigger(
+        vault_copy: Path, planted: bool) -> None:
+    fid = _two_files(vault_copy)
+    with _composed(vault_copy) as fs:
+        pushed = fs.store.next_seq() - 1  # as if every commit so far were pushed: the push's checkpoint
+    if planted:
+        _run(vault_copy, (TRIGGER, ()))
+    with _composed(vault_copy) as fs:
+        node = fs.volume.resolve(b"victim.txt")
+
+        async def save() -> bytes:
+            await rewrite(fs.ops, node.ino, b"her new words")
+            await fs.volume.flush_pending()
+            return await read_all(fs.ops, node.ino)
+
+        assert trio.run(save) == b"her new words", "the scene: her save shown"
+        head = fs.store.get(fid)["enc"]
+        sent = [c["id"] for c in fs.store.changes(pushed)[0]]
+        pending = fs.store.count_after(pushed)
+    assert fid in sent and pending, (
+        f"her save of victim.txt ({fid}, node now {head[:12]}...) never in the push: changes after "
+        f"{pushed}: {sent}; pending: {pending}")
