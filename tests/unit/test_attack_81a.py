@@ -42,6 +42,22 @@ tests/inprocess/test_attack_81a.py.
     otherwise) and drop every trigger and view (fusevault makes none); a progress handler bounding a
     store call would turn any other endless query into an error.
     Test: ``test_81a_3_a_view_or_trigger_in_the_store_never_hangs_her_store[view|trigger]``.
+
+(5) low-medium (``fusevault check`` quadratic in the vault's size, for ever: 337 s at 10,000 files, not
+    0.2 s; some 9 hours at 100,000; and every other per-file selection, ``history``, the unlock's
+    ``authorship._wrapped_otherwise`` per foreign key, ``guests``, a scan of the whole table each).
+    Steps: the folder's writer puts ONE row whose body is no JSON past the indexes (80b (1)'s
+    ``PRAGMA writable_schema`` steps: any id, any seq, even one outside the changes).  At every open
+    ``_settle_indexes``' ``REINDEX docs_fid`` fails on it, so the index is dropped ("the selections
+    scan", a log line), and every ``by_file`` (one file's versions: ``check`` calls it for each file)
+    evaluates ``json_valid``/``json_extract`` over every body in the store: O(files x documents); the
+    next open fails the same, so it never ends.  Expected: one planted row costs a row, not the index:
+    a selection by file stays an index search.  Cause: store/local.py ``_index_step`` (an index that
+    cannot be rebuilt is dropped, not rebuilt without the row).  Fix (suggested): make the JSON indexes
+    partial over readable bodies (``... WHERE deleted = 0 AND json_valid(body)``, the selections saying
+    ``json_valid(body)`` as they do: SQLite then indexes no row that is no JSON and never raises at a
+    write, a REINDEX or a query), so no planted body can make them unbuildable.
+    Test: ``test_81a_5_one_body_that_is_no_json_keeps_a_selection_by_file_an_index_search``.
 """
 
 from __future__ import annotations
@@ -49,6 +65,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +148,65 @@ def test_81a_3_a_view_or_trigger_in_the_store_never_hangs_her_store(tmp_path: Pa
         raise AssertionError("her store's open or first commit still runs after 20 s: it hangs") from None
     refused = "fusevault.errors" in done.stderr or "Vault" in done.stderr  # said, not a typo's ImportError
     assert done.returncode == 0 or refused, done.stderr[-500:]
+
+
+FILES = 5000
+
+
+def _store_of_files(path: Path) -> None:
+    """A store of FILES nodes, each with a version: a vault of FILES files."""
+    store = LocalStore(path)
+    pad = "x" * 600  # a version's size, roughly
+    docs = []
+    for i in range(FILES):
+        fid = f"{i:032x}"
+        docs += [{"_id": fid, "type": "node", "fid": fid, "pad": pad},
+                 {"_id": f"{i:031x}v", "type": "FilesMetaData", "fid": fid, "pad": pad}]
+    store.put_many(docs)
+    store.close()
+
+
+def _one_body_no_json(path: Path) -> None:
+    """One row whose body is no JSON, put past the JSON indexes (``PRAGMA writable_schema``, 80b (1))."""
+    swap = "UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE name IN ('docs_kind', 'docs_fid')"
+    for step in ("off", "write", "on"):
+        db = sqlite3.connect(path)
+        try:
+            if step == "write":
+                db.execute("INSERT INTO docs (id, rev, seq, deleted, type, body) "
+                           "VALUES ('planted', '1-a', -5, 0, 'x', '{')")
+            else:
+                db.execute("PRAGMA writable_schema = ON")
+                db.execute(swap, ("WHERE deleted = 0", "WHERE deleted = 7") if step == "off"
+                           else ("WHERE deleted = 7", "WHERE deleted = 0"))
+            db.commit()
+        finally:
+            db.close()
+
+
+def _by_file_ms(path: Path) -> tuple[float, list]:
+    """The mean time of one file's versions (as ``check`` asks for each file), and SQLite's plan."""
+    store = LocalStore(path)
+    try:
+        sample = range(0, FILES, FILES // 100)
+        start = time.perf_counter()
+        for i in sample:
+            assert len(store.by_file("FilesMetaData", f"{i:032x}")) == 1
+        spent = (time.perf_counter() - start) / len(sample) * 1000
+        plan = store.db.execute("EXPLAIN QUERY PLAN SELECT id FROM docs WHERE json_valid(body) AND "
+                                "json_extract(body, '$.fid') = ? AND deleted = 0", ("f",)).fetchall()
+        return spent, [row[-1] for row in plan]
+    finally:
+        store.close()
+
+
+@pytest.mark.xfail(strict=True, reason="81a (5): one body that is no JSON makes every selection by file scan")
+def test_81a_5_one_body_that_is_no_json_keeps_a_selection_by_file_an_index_search(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite"
+    _store_of_files(path)
+    honest, _ = _by_file_ms(path)
+    _one_body_no_json(path)
+    planted, plan = _by_file_ms(path)
+    assert planted < max(10 * honest, 1.0), (
+        f"one file's versions take {planted:.2f} ms, not {honest:.3f} ({plan}): a check of {FILES} files "
+        f"{planted * FILES / 1000:.0f} s, quadratic in the vault's size")
