@@ -12,10 +12,10 @@ with the personal in-process mount (``_composed``).
     (REINDEX), but leaves ``a_kind`` alone, stale; SQLite's planner, given two indexes on the same
     expression and no statistics, takes the one made last (``EXPLAIN QUERY PLAN``: ``SEARCH docs USING
     INDEX a_kind``), so ``iter_type('node')`` never selects her node; ``get`` agrees with the body, so
-    the ledger's ``_missing`` takes it for a file in the trash or a share that ended: no alarm.  (The
-    same index on ``$.fid`` or ``(fid, type)`` serves ``by_file``; ``sqlite_stat1`` the attacker writes
-    steers the planner further; an index of another name on ``docs(id)`` or ``docs(seq)`` made stale the
-    same way would mislead ``get`` and ``changes`` alike: not written as tests.)
+    the ledger's ``_missing`` takes it for a file in the trash or a share that ended: no alarm.  (One on
+    ``$.fid`` may serve ``by_file`` the same way: not tried; ``sqlite_stat1``, the attacker's to write,
+    steers the planner too.  One of another name on ``docs(id)`` or ``docs(seq)``
+    is not chosen: SQLite prefers the UNIQUE autoindexes for ``get`` and ``changes``.)
     Expected: shown, or said.  Cause: store/local.py ``_settle_indexes``
     compares and rebuilds the indexes of its own names only; any other index on ``docs`` (or
     ``sqlite_stat1``) is kept.  Fix (suggested): drop every index on ``docs``, ``leaves``, ``local_docs``
