@@ -2,8 +2,9 @@
 string of hers.
 
 (4) medium (80b (5)'s refusal bypassed for every user made before it: her key pairs replaced in the
-    store by new ones, the grants sealed to her genuine keys no longer open at that device, her files
-    signed anew with keys no device of hers knew; nothing said but the migration's own lines).
+    store by new ones, her files signed anew with keys no device of hers knew (what others sealed to
+    her genuine public key then opens with none of hers there: not tested); nothing refused.  The
+    planted Share stays unsigned: ``minted``, the fix's other half, holds).
     Attacker: whoever writes the vault folder (no key of hers).  Steps: alice's user document holds,
     or once held, a validation string of the older text (``VALIDATION_TEXT``: every user made before
     80b (5)'s fix, whatever passphrase changes since; the text is sealed under her master key with
