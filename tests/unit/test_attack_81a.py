@@ -43,7 +43,7 @@ tests/inprocess/test_attack_81a.py.
     store call would turn any other endless query into an error.
     Test: ``test_81a_3_a_view_or_trigger_in_the_store_never_hangs_her_store[view|trigger]``.
 
-(5) low-medium (``fusevault check`` quadratic in the vault's size, for ever: 337 s at 10,000 files, not
+(5) low (``fusevault check`` quadratic in the vault's size, for ever: 337 s at 10,000 files, not
     0.2 s; some 9 hours at 100,000; and every other per-file selection, ``history``, the unlock's
     ``authorship._wrapped_otherwise`` per foreign key, ``guests``, a scan of the whole table each).
     Steps: the folder's writer puts ONE row whose body is no JSON past the indexes (80b (1)'s
