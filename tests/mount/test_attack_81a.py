@@ -29,17 +29,34 @@ string of hers.
     Tests: ``test_81a_4_an_older_validation_string_of_hers_gets_no_new_pairs_minted_on_a_new_device``,
     ``test_81a_4_passwd_recovery_over_an_older_validation_string_keeps_her_wrapping_saying_pairs[older_string]``
     (control: ``[control_stripped_only]``, her body stripped alone: the new wrapping still says pairs).
+
+(6) low-medium (her live file hidden, unsaid: 80b (4) again where the store cannot be written).
+    Attacker: whoever writes the vault folder (no key).  Steps: 80b (4)'s stale ``docs_kind`` entry
+    (her node's body written at another kind, then put back past the indexes), and store.sqlite left
+    one she can read and not write (on a shared folder: his own copy, mode 0444, put in its place; or
+    the vault on read-only media).  At her mount ``_settle_indexes``' ``REINDEX docs_kind`` fails
+    ("attempt to write a readonly database"), ``_index_step``'s ``DROP INDEX`` fails the same
+    (suppressed), so the stale index stays and ``iter_type('node')`` never selects victim.txt: the
+    mount serves without it, nothing said about it.  Expected: an index not rebuilt is not trusted
+    (the selections ``NOT INDEXED``, or the JSON ones checked against the bodies), or the mount refuses,
+    said.  Cause: store/local.py ``_index_step`` (a failed rebuild leaves the index in place when it
+    cannot be dropped either).  The test makes the file read-only with a read-only bind mount (the
+    tests run as root, whom a mode does not stop).
+    Test: ``test_81a_6_a_store_she_cannot_write_does_not_keep_a_stale_index_hiding_her_file``.
 """
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import adversary
 import pytest
 from conftest import PASSPHRASE, fusevault, mounted
+from inprocess.test_attack_80b import _index_says_other_kind
 
 from mount.test_attack_80b import OWNED, TRACES
+from mount.test_sharing import _fid
 from mount.test_trust_attack_40c import _alices_proj, _bobs_keys_of_alices, _planted_share, _user
 
 
@@ -110,3 +127,31 @@ def test_81a_4_passwd_recovery_over_an_older_validation_string_keeps_her_wrappin
     assert reset.returncode != 0 or says_pairs, (
         f"passwd --recovery exit {reset.returncode}: her new wrapping says she has no key pairs; "
         f"{(reset.stdout + reset.stderr)[-200:]}")
+
+
+@pytest.mark.xfail(strict=True, reason="81a (6): a read-only store keeps a stale index: her file hidden")
+def test_81a_6_a_store_she_cannot_write_does_not_keep_a_stale_index_hiding_her_file(
+        vault: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    with mounted(vault, mnt):
+        (mnt / "keep.txt").write_bytes(b"kept")
+        (mnt / "victim.txt").write_bytes(b"to be hidden")
+    fid = _fid(vault, "alice", "victim.txt")
+    _index_says_other_kind(vault, fid)
+    store = vault / "store.sqlite"
+    subprocess.run(["mount", "--bind", store, store], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", store], check=True)
+        said = fusevault("mount", vault, mnt)
+        if said.returncode != 0:
+            return  # refused, said
+        try:
+            listed = sorted(p.name for p in mnt.iterdir())
+            status = fusevault("status", mnt, "--json", passphrase=None)
+        finally:
+            fusevault("unmount", mnt)
+    finally:
+        subprocess.run(["umount", store], check=True)
+    assert "keep.txt" in listed, f"the scene: the mount serves ({listed})"
+    assert "victim.txt" in listed or fid in status.stdout, (
+        f"victim.txt ({fid}) hidden, unsaid: {listed}; the mount said {(said.stdout + said.stderr)[-200:]!r}")
