@@ -134,12 +134,12 @@ def cmd_passwd(args: argparse.Namespace) -> int:
             return 0
         old = passphrase.get(args.passphrase_fd, args.passphrase_file, prompt="Current passphrase: ",
                              about=about)
-        master = users.check_passphrase(args.vault, user, old)  # a wrong one said before a new one is asked
+        opened = users.check_passphrase(args.vault, user, old)  # a wrong one said before a new one is asked
         new = passphrase.get(args.new_passphrase_fd, args.new_passphrase_file, env=passphrase.ENV_NEW,
                              confirm=True, prompt="New passphrase: ", about=about)
         if new == old:
             raise InvalidInput("the new passphrase is the same as the old one")
-        users.change_passphrase(store, args.vault, user, old, new, master)
+        users.change_passphrase(store, args.vault, user, old, new, opened)
     finally:
         store.close()
     print(f"passphrase changed for user {shown(user['username'])}")

@@ -21,11 +21,16 @@ from fusevault.encoding import b64d, b64e
 from fusevault.errors import CorruptData, WrongPassphrase
 
 VALIDATION_TEXT = b"fusevault validation string v1"
-# The text a user with key pairs seals (every user made since attack round 80b (5), and each at her next
-# passphrase change): her document stripped of its pairs by whoever writes the store is then no user
-# from before pairs to give new ones (vault/model/users.py ``ensure_identity``), for only her master
-# key seals it, and her passphrase opens nothing without it.  A v1 text says nothing either way.
-VALIDATION_PAIRS = b"fusevault validation string v2: this user has key pairs"
+
+
+def _kek_ad(user_id: str, pairs: bool) -> bytes:
+    """The associated data of her master key sealed under her passphrase's key.  It says whether she has
+    key pairs (every user made since attack round 80b (5), and each at her next passphrase change): only
+    her passphrase seals it, so her document stripped of its pairs (and of every other sign of them) by
+    whoever writes the store is no user from before pairs to give new ones (vault/model/users.py
+    ``ensure_identity``); nor does an older piece of her wrapping put in (81a (4)): the claim is in the
+    one field her passphrase opens.  The older AD says nothing either way."""
+    return aead.ad("master-kek pairs" if pairs else "master-kek", user_id)
 
 
 def subkey(master: bytes, purpose: str) -> bytes:
@@ -43,7 +48,7 @@ class MasterKey:
         # The user's key pairs (crypto.identity.Identity), opened with this
         # key at unlock: what opens the file keys others sealed to them.
         self.identity = None
-        # Whether the validation string her wrapping holds says she has key pairs (VALIDATION_PAIRS).
+        # Whether the wrapping her passphrase opened says she has key pairs (``_kek_ad``).
         self.pairs_sealed = False
         self._wrap = subkey(master, "fusevault dek-wrap v1")
         self._private = subkey(master, "fusevault private-doc v1")
@@ -135,9 +140,9 @@ def wrap_master(user_id: str, master: bytes, passphrase: bytes, params: KdfParam
     """The clear fields that open ``master`` with ``passphrase``; ``pairs``: the user has key pairs."""
     salt = os.urandom(SALT_SIZE)
     kek = derive_kek(passphrase, salt, params)
-    sealed = aead.seal(kek, master, aead.ad("master-kek", user_id))
-    validation = aead.seal(subkey(master, "fusevault validation v1"),
-                           VALIDATION_PAIRS if pairs else VALIDATION_TEXT, aead.ad("validation", user_id))
+    sealed = aead.seal(kek, master, _kek_ad(user_id, pairs))
+    validation = aead.seal(subkey(master, "fusevault validation v1"), VALIDATION_TEXT,
+                           aead.ad("validation", user_id))
     return {
         "salt": b64e(salt),
         "kdf": params.to_doc(),
@@ -148,6 +153,11 @@ def wrap_master(user_id: str, master: bytes, passphrase: bytes, params: KdfParam
 
 
 def unwrap_master(user_id: str, fields: dict, passphrase: bytes) -> bytes:
+    return open_master(user_id, fields, passphrase)[0]
+
+
+def open_master(user_id: str, fields: dict, passphrase: bytes) -> tuple[bytes, bool]:
+    """Her master key, and whether its wrapping says she has key pairs (``_kek_ad``)."""
     try:
         salt = b64d(fields["salt"])
         params = KdfParams.from_doc(fields["kdf"])
@@ -156,39 +166,29 @@ def unwrap_master(user_id: str, fields: dict, passphrase: bytes) -> bytes:
     except (KeyError, ValueError, TypeError):
         raise CorruptData("the user's key material is malformed") from None
     kek = derive_kek(passphrase, salt, params)
-    try:
-        master = aead.unseal(kek, sealed, aead.ad("master-kek", user_id))
-    except CorruptData:
-        raise WrongPassphrase("wrong passphrase") from None
-    if _validation(user_id, validation, master) is None:
+    for pairs in (True, False):
+        try:
+            master = aead.unseal(kek, sealed, _kek_ad(user_id, pairs))
+            break
+        except CorruptData:
+            continue
+    else:
+        raise WrongPassphrase("wrong passphrase")
+    text = aead.unseal(subkey(master, "fusevault validation v1"), validation, aead.ad("validation", user_id))
+    if not hmac.compare_digest(text, VALIDATION_TEXT):
         raise CorruptData("the validation string does not match")
-    return master
-
-
-def _validation(user_id: str, sealed: bytes, master: bytes) -> bytes | None:
-    """The validation text ``master`` opens (either kind), or None."""
-    try:
-        text = aead.unseal(subkey(master, "fusevault validation v1"), sealed, aead.ad("validation", user_id))
-    except CorruptData:
-        return None
-    return text if any(hmac.compare_digest(text, t) for t in (VALIDATION_TEXT, VALIDATION_PAIRS)) else None
+    return master, pairs
 
 
 def check_master(doc: dict, master: bytes) -> bool:
     """Whether ``master`` opens the document's validation string (the recovery key checks with it)."""
     try:
-        return _validation(doc["_id"], b64d(doc["en_validation_string"]), master) is not None
-    except (KeyError, ValueError, TypeError):
+        validation = b64d(doc["en_validation_string"])
+        text = aead.unseal(subkey(master, "fusevault validation v1"), validation,
+                           aead.ad("validation", doc["_id"]))
+    except (KeyError, ValueError, TypeError, CorruptData):
         return False
-
-
-def pairs_sealed(doc: dict, master: bytes) -> bool:
-    """Whether the document's validation string, opened with ``master``, says its user has key pairs."""
-    try:
-        text = _validation(doc["_id"], b64d(doc["en_validation_string"]), master)
-    except (KeyError, ValueError, TypeError):
-        return False
-    return text is not None and hmac.compare_digest(text, VALIDATION_PAIRS)
+    return hmac.compare_digest(text, VALIDATION_TEXT)
 
 
 def checksum(fields: dict) -> str:

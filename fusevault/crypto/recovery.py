@@ -72,14 +72,25 @@ def _checksum(field: dict) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()
 
 
-def wrap(user_id: str, master: bytes, secret: bytes, created_at: int) -> dict:
-    """The ``recovery_key`` field of a user document."""
+def _ad(user_id: str, pairs: bool) -> bytes:
+    """As crypto/keys.py ``_kek_ad``: the wrapping says whether she has key pairs (attack round 81a (4): a
+    passphrase set with the recovery key over her document stripped of its pairs still says so)."""
+    return aead.ad("master-recovery pairs" if pairs else "master-recovery", user_id)
+
+
+def wrap(user_id: str, master: bytes, secret: bytes, created_at: int, *, pairs: bool) -> dict:
+    """The ``recovery_key`` field of a user document; ``pairs``: the user has key pairs."""
     field = {"v": VERSION, "created_at": created_at,
-             "en_master": b64e(aead.seal(_key(secret), master, aead.ad("master-recovery", user_id)))}
+             "en_master": b64e(aead.seal(_key(secret), master, _ad(user_id, pairs)))}
     return {**field, "checksum": _checksum(field)}
 
 
 def unwrap(user_id: str, field: object, secret: bytes) -> bytes:
+    return open_wrapping(user_id, field, secret)[0]
+
+
+def open_wrapping(user_id: str, field: object, secret: bytes) -> tuple[bytes, bool]:
+    """Her master key, and whether this wrapping says she has key pairs."""
     if not isinstance(field, dict) or field.get("checksum") != _checksum(field):
         raise CorruptData("the recovery key's wrapping in the user's document is damaged")
     if field.get("v") != VERSION:
@@ -88,8 +99,11 @@ def unwrap(user_id: str, field: object, secret: bytes) -> bytes:
         sealed = b64d(field["en_master"])
     except (KeyError, ValueError, TypeError):
         raise CorruptData("the recovery key's wrapping is malformed") from None
-    try:
-        return aead.unseal(_key(secret), sealed, aead.ad("master-recovery", user_id))
-    except CorruptData:
-        raise WrongRecoveryKey("these words are not this user's recovery key (another user's, "
-                               "or one that was replaced or revoked)") from None
+    key = _key(secret)
+    for pairs in (True, False):
+        try:
+            return aead.unseal(key, sealed, _ad(user_id, pairs)), pairs
+        except CorruptData:
+            continue
+    raise WrongRecoveryKey("these words are not this user's recovery key (another user's, "
+                           "or one that was replaced or revoked)")

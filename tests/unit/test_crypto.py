@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from fusevault.crypto import aead
+from fusevault.crypto import aead, recovery
 from fusevault.crypto.kdf import WEAK_FOR_TESTS, KdfParams, derive_kek
 from fusevault.crypto.keys import (
     MasterKey,
-    check_master,
     checksum,
     new_wrapped_master,
-    pairs_sealed,
+    open_master,
     unwrap_master,
     wrap_master,
 )
@@ -79,22 +80,28 @@ def test_master_key_wrap_unwrap_and_rewrap() -> None:
 
 
 def test_the_wrapping_says_whether_its_user_has_key_pairs() -> None:
-    """Attack round 80b (5): a user made now says so in what only her master key seals; one from before
-    pairs (the older text) still opens, and says nothing; another master key or user proves nothing."""
+    """Attack rounds 80b (5), 81a (4): a user made now says so in the one field her passphrase seals (the
+    AD of her master key under it); one from before pairs (the older AD) still opens, and says nothing;
+    no other field of her wrapping, an older validation string put in, changes what it says."""
     fields, master = new_wrapped_master("user1", b"pass", WEAK_FOR_TESTS)
-    made = {"_id": "user1", **fields}
-    assert pairs_sealed(made, master) and check_master(made, master)
+    assert open_master("user1", fields, b"pass") == (master, True)
     older = wrap_master("user1", master, b"pass", WEAK_FOR_TESTS, pairs=False)
+    assert open_master("user1", older, b"pass") == (master, False)
     assert unwrap_master("user1", older, b"pass") == master
-    before = {"_id": "user1", **older}
-    assert check_master(before, master) and not pairs_sealed(before, master)
-    assert not pairs_sealed({"_id": "user2", **fields}, master)
-    assert not pairs_sealed({"_id": "user1", **fields}, aead.new_key())
-    assert not pairs_sealed({"_id": "user1"}, master)
-    # An older copy's text put in (a rollback: docs/SECURITY.md) says nothing either way.
     swapped = {**fields, "en_validation_string": older["en_validation_string"]}
-    assert not pairs_sealed({"_id": "user1", **swapped}, master)
+    assert open_master("user1", swapped, b"pass") == (master, True)
+    with pytest.raises(WrongPassphrase):
+        open_master("user2", fields, b"pass")
+    with pytest.raises(WrongPassphrase):
+        open_master("user1", fields, b"other")
 
+
+def test_the_recovery_wrapping_says_whether_its_user_has_key_pairs() -> None:
+    master, secret = aead.new_key(), os.urandom(32)
+    for pairs in (True, False):
+        field = recovery.wrap("user1", master, secret, 1, pairs=pairs)
+        assert recovery.open_wrapping("user1", field, secret) == (master, pairs)
+        assert recovery.unwrap("user1", field, secret) == master
 
 def test_dek_wrapping_is_bound_to_user_and_file() -> None:
     master = aead.new_key()

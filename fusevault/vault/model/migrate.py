@@ -27,7 +27,7 @@ A user from before key pairs (format 1, early) gets them at her first unlock (va
 signed; a share, group, peers or retention document unsigned in her name is left unsigned and said.
 Her document stripped of its pairs and of every signature by the vault folder's writer, so as to pass
 for such a user, is refused outright where her wrapping says she has pairs (crypto/keys.py
-``VALIDATION_PAIRS``), and otherwise gets none of what he planted signed (attack round 80b (5)).
+``_kek_ad``), and otherwise gets none of what he planted signed (attack round 80b (5)).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from fusevault.crypto import aead, recovery
 from fusevault.crypto.identity import Identity, open_identity, seal_identity
@@ -16,8 +17,7 @@ from fusevault.crypto.keys import (
     check_master,
     checksum,
     new_wrapped_master,
-    pairs_sealed,
-    unwrap_master,
+    open_master,
     wrap_master,
 )
 from fusevault.crypto.signing import sign_doc, signer_of, verify_doc
@@ -87,7 +87,7 @@ def create_user(layout: Layout, store: Store, username: str, passphrase: bytes,
         **fields,
         "checksum": checksum(fields),
         **seal_identity(key, identity),
-        **({recovery.FIELD: recovery.wrap(user_id, master, recovery_secret, int(time.time()))}
+        **({recovery.FIELD: recovery.wrap(user_id, master, recovery_secret, int(time.time()), pairs=True)}
            if recovery_secret is not None else {}),
         "root": root_fid,
         "passphrase_expiry_ttl": dict(DEFAULT_TTL),
@@ -115,7 +115,7 @@ def ensure_identity(store: Store, doc: dict, key: MasterKey, root: Path | str) -
     signature) was stripped by whoever writes the store.  Given new pairs, they signed every unsigned
     document in her name there, a planted Share included, and her devices took them for hers
     (attack round 40c (1)): refused, one line, nothing made.  Stripped of every such sign as well, on a
-    device that never saw her: her wrapping's validation string, which only her master key seals, says
+    device that never saw her: the seal of her master key under her passphrase, which only it makes, says
     she has pairs (every user made or given a passphrase since attack round 80b (5)).  Pairs made here
     are marked ``minted``: vault/model/migrate.py then signs none of her grants or settings."""
     if "en_private_keys" in doc:
@@ -218,9 +218,9 @@ def owned_docs(store: Store, user_id: str) -> list[dict]:
 def unlock(doc: dict, passphrase: bytes) -> MasterKey:
     if doc.get("checksum") != checksum(doc):
         raise CorruptData(f"the key material of user {doc.get('username')!r} is damaged")
-    master = unwrap_master(doc["_id"], doc, passphrase)
+    master, pairs = open_master(doc["_id"], doc, passphrase)
     key = MasterKey(doc["_id"], master)
-    key.pairs_sealed = pairs_sealed(doc, master)
+    key.pairs_sealed = pairs
     if "en_private_keys" in doc:
         key.identity = open_identity(key, doc)
     return key
@@ -278,29 +278,37 @@ def judged(root: Path | str, doc: dict, key: MasterKey, alarms: Alarms | None = 
     key_memory.remember(root, back)
 
 
-def check_passphrase(root: Path | str, doc: dict, passphrase: bytes) -> bytes:
+class Opened(NamedTuple):
+    """Her master key, and whether the wrapping that opened it says she has key pairs."""
+
+    master: bytes
+    pairs: bool
+
+
+def check_passphrase(root: Path | str, doc: dict, passphrase: bytes) -> Opened:
     """Her master key, if ``passphrase`` opens what a key change builds on (WrongPassphrase if not):
     ``passwd`` checks the current one before it asks for a new one (a mistyped one is exit 3 at once)."""
-    return _master(_base(root, doc)[1], passphrase)
+    return _opened(_base(root, doc)[1], passphrase)
 
 
 def change_passphrase(store: Store, root: Path | str, doc: dict, old: bytes, new: bytes,
-                      master: bytes | None = None) -> None:
-    """``old`` replaced by ``new``; ``master``: what ``check_passphrase(old)`` gave (not opened twice)."""
+                      opened: Opened | None = None) -> None:
+    """``old`` replaced by ``new``; ``opened``: what ``check_passphrase(old)`` gave (not opened twice)."""
     served, base = _base(root, doc)
-    master = master if master is not None else _master(base, old)
-    fields = wrap_master(doc["_id"], master, new, default_params(), pairs=_has_pairs(base, master))
+    master, claimed = opened if opened is not None else _opened(base, old)
+    fields = wrap_master(doc["_id"], master, new, default_params(), pairs=_has_pairs(base, claimed))
     # The recovery wrapping (if any) is of the same master key: it stays valid.  The wrapping replaced
     # is retired: a body still carrying it never wins again, whatever its number (key_memory.newest).
     _save(store, root, served, {**base, **fields, "checksum": checksum(fields)}, master,
           retiring=key_memory.wrapping_digest(base))
 
 
-def _has_pairs(base: dict, master: bytes) -> bool:
-    """Whether a new wrapping of her master key says she has key pairs (crypto/keys.py VALIDATION_PAIRS):
-    her body holds them, or its wrapping already said so.  A key change of a user from before pairs (run
-    before her first mount) seals the older text; her first unlock gives her pairs."""
-    return "en_private_keys" in base or pairs_sealed(base, master)
+def _has_pairs(base: dict, claimed: bool) -> bool:
+    """Whether a new wrapping of her master key says she has key pairs (crypto/keys.py ``_kek_ad``): her
+    body holds them, or the wrapping that opened her key said so (``claimed``: a body stripped of them
+    keeps the claim, attack round 81a (4)).  A key change of a user from before pairs (run before her
+    first mount) seals the older AD; her first unlock gives her pairs."""
+    return "en_private_keys" in base or claimed
 
 
 def _base(root: Path | str, doc: dict) -> tuple[dict, dict]:
@@ -313,9 +321,13 @@ def _base(root: Path | str, doc: dict) -> tuple[dict, dict]:
 
 
 def _master(doc: dict, passphrase: bytes) -> bytes:
+    return _opened(doc, passphrase).master
+
+
+def _opened(doc: dict, passphrase: bytes) -> Opened:
     if doc.get("checksum") != checksum(doc):
         raise CorruptData(f"the key material of user {doc.get('username')!r} is damaged")
-    return unwrap_master(doc["_id"], doc, passphrase)
+    return Opened(*open_master(doc["_id"], doc, passphrase))
 
 
 def _save(store: Store, root: Path | str, served: dict, doc: dict, master: bytes,
@@ -375,8 +387,8 @@ def has_recovery_key(doc: dict) -> bool:
 def create_recovery_key(store: Store, root: Path | str, doc: dict, passphrase: bytes, secret: bytes) -> None:
     """Wrap the user's master key under ``secret`` too (replacing an earlier recovery key)."""
     served, base = _base(root, doc)
-    master = _master(base, passphrase)
-    wrapped = recovery.wrap(doc["_id"], master, secret, int(time.time()))
+    master, claimed = _opened(base, passphrase)
+    wrapped = recovery.wrap(doc["_id"], master, secret, int(time.time()), pairs=_has_pairs(base, claimed))
     _save(store, root, served, {**base, recovery.FIELD: wrapped}, master)
 
 
@@ -389,21 +401,21 @@ def revoke_recovery_key(store: Store, root: Path | str, doc: dict, passphrase: b
           revoking=key_memory.recovery_digest(base))
 
 
-def recover(doc: dict, secret: bytes) -> bytes:
+def recover(doc: dict, secret: bytes) -> Opened:
     """The master key, opened with the recovery key instead of the passphrase."""
     if not has_recovery_key(doc):
         raise NoRecoveryKey(f"user {doc.get('username')!r} has no recovery key (none was made, "
                             "or it was revoked)")
-    master = recovery.unwrap(doc["_id"], doc[recovery.FIELD], secret)
+    master, claimed = recovery.open_wrapping(doc["_id"], doc[recovery.FIELD], secret)
     if doc.get("checksum") != checksum(doc) or not check_master(doc, master):
         raise CorruptData(f"the key material of user {doc.get('username')!r} is damaged")
-    return master
+    return Opened(master, claimed)
 
 
 def reset_passphrase(store: Store, root: Path | str, doc: dict, secret: bytes, new: bytes) -> None:
     """A forgotten passphrase: a new one, the master key opened with the recovery key."""
     served, base = _base(root, doc)
-    master = recover(base, secret)
-    fields = wrap_master(doc["_id"], master, new, default_params(), pairs=_has_pairs(base, master))
+    master, claimed = recover(base, secret)
+    fields = wrap_master(doc["_id"], master, new, default_params(), pairs=_has_pairs(base, claimed))
     _save(store, root, served, {**base, **fields, "checksum": checksum(fields)}, master,
           retiring=key_memory.wrapping_digest(base))
