@@ -382,6 +382,7 @@ class Volume:
 
         Returns how many files could not be saved (each is logged); their
         contents stay in memory, so a lock that fails loses nothing."""
+        self.tree.came_unsettled()  # what waits in memory only ends here unsettled: said (80a (2))
         failures = await self.files.save_changed()
         failures += await self.tree.commit_lazy()
         await self.files.flush_all_closed()  # records first: the log that names them is flushed next

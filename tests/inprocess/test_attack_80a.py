@@ -250,8 +250,6 @@ async def _forged_on_withheld(fs, monkeypatch, tmp_path) -> tuple[str, dict, dic
     return fid, branch, version, seen
 
 
-@pytest.mark.xfail(strict=True, reason="80a (2): her state committed over the refused revision, so over her "
-                   "laptop's edit, before that edit is settled (its version withheld): lost unsaid")
 async def test_80a_2_her_laptops_edit_fetched_beside_hers_is_not_gone_over_while_its_version_is_withheld(
         fs, monkeypatch, tmp_path):
     fid, branch, _, seen = await _forged_on_withheld(fs, monkeypatch, tmp_path)
@@ -266,8 +264,6 @@ async def test_80a_2_her_laptops_edit_fetched_beside_hers_is_not_gone_over_while
         f"waiting {list(fs.volume.tree.came_beneath)}")
 
 
-@pytest.mark.xfail(strict=True, reason="80a (2): L, waiting in memory only, is forgotten at her lock: its "
-                   "version come, her unlock settles her leaf alone, the laptop's words in no file, unsaid")
 async def test_80a_2_her_laptops_edit_is_kept_once_its_version_comes_after_her_lock(
         fs, monkeypatch, tmp_path):
     fid, branch, version, _ = await _forged_on_withheld(fs, monkeypatch, tmp_path)
@@ -322,8 +318,6 @@ async def _unlocked_settled(fs, server: dict[tuple[str, str], dict]) -> tuple[di
     finally:
         await again.close()
 
-@pytest.mark.xfail(strict=True, reason="80a (3): a refused current stacked on her laptop's edit, met at her "
-                   "unlock beside her desktop's own edit: the desktop's edit lost, the laptop's newest too")
 async def test_80a_3_her_edits_made_apart_under_a_refused_state_stored_while_locked_are_both_kept(
         fs, monkeypatch, tmp_path):
     fid, branch = await _apart(fs, monkeypatch, tmp_path, "edit")  # L on her laptop, S here (committed)
@@ -414,8 +408,6 @@ async def test_80a_4_her_held_state_served_again_while_she_is_locked_hides_nothi
 
 
 
-@pytest.mark.xfail(strict=True, reason="80a (5): her unlock commits her state over a replay of her older "
-                   "one stacked on her laptop's rename, nothing fetched beneath: the rename undone")
 async def test_80a_5_her_unlock_over_a_replay_stacked_on_her_laptops_rename_keeps_the_rename(
         fs, monkeypatch, tmp_path):
     ino = (await make(fs.ops, b"notes.txt", b"as it was")).st_ino

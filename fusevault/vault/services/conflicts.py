@@ -215,6 +215,8 @@ async def _settle_conflict(volume: Volume, store: LocalStore, doc_id: str, out: 
     # no branch of the store: closing it closes nothing), once her state stands over the refused one
     # (``_hers_over_refused``).  Committed over unsettled, it was lost (attack round 78a (1)).
     came = volume.tree.came_beneath.get(doc_id)
+    if came is not None and _came_waits(volume, store, came):
+        return  # left open, nothing committed over the refused revision (and so over it) meanwhile
     for other in [*([came] if came is not None else []), *_in_order(volume, store, doc_id)]:
         if other is not came:
             volume.tree.came_beneath.pop(doc_id, None)  # settled
@@ -297,6 +299,22 @@ async def _settle_conflict(volume: Volume, store: LocalStore, doc_id: str, out: 
     if volume.ledger is not None and not replica.other_leaves(store, doc_id):
         volume.ledger.settled_branches(doc_id)
     _writers_alone(volume, store, doc_id)
+
+
+def _came_waits(volume: Volume, store: LocalStore, came: dict) -> bool:
+    """Whether her other device's edit fetched from under a refused revision (``came_beneath``) cannot
+    be settled yet: its version has not arrived, or records it inherits were punched here by gc.
+    Looked at before anything is committed: her state committed over the refused revision first
+    (``_hers_over_refused``) went over that edit, which then waited in memory only and was lost
+    unsaid at her lock (attack round 80a (2)).  A leaf that does not open is no wait: the settling
+    says it (``_came_dropped``)."""
+    try:
+        node = open_leaf(came, replica.history_from(came), volume).node
+    except (VaultError, ValueError, TypeError, KeyError):
+        return False
+    if node.head and store.get(node.head) is None:
+        return True
+    return node.is_reg and inherits_punched(volume, node)
 
 
 def _owner_here(volume: Volume, doc_id: str, current: dict, other: dict) -> str | None:

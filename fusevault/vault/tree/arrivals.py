@@ -201,18 +201,35 @@ def _note_under(tree: Tree, node: Node, doc: dict, same: set[str]) -> None:
         tree.beneath_deeper.discard(node.fid)
 
 
-def note_beneath(tree: Tree, node: Node, rev: str, history: list[str]) -> None:
+def note_beneath(tree: Tree, node: Node, rev: str, history: list[str], took: set[str] | None = None) -> None:
     """At unlock: ``node``, rebuilt from her own material over the refused revision ``rev`` of the
     store (``history``: its own, newest first), stands on it, and what lies beneath it was never
     looked at here: the revisions under it, at most ``BENEATH_LIMIT`` (no record names the one this
     device last took), are noted in ``tree.beneath`` for the sync to fetch, the newest admissible
     taken in under it, as ``keep`` has it done while mounted.  Unnoted, the unlock showed the file as
     this device last saw it and her next save went over the refused revision and her laptop's rename
-    or trash under it, or a WRITE member's chmod, undoing them on every replica (attack round 78a (3))."""
-    if len(history) > 1 and history[0] == rev:
-        tree.beneath[node.fid] = (rev, history[1:BENEATH_LIMIT + 1])
+    or trash under it, or a WRITE member's chmod, undoing them on every replica (attack round 78a (3)).
+
+    ``took``: the branches of the store's other live leaves (this device's state, where it was made
+    beside the refused one: a conflict), as ``keep`` has ``_held_branch``.  The refused one's history
+    then passes none of their ends: stacked beside them, those down to the first one it shares, so
+    her other device's edit is settled against hers by the rules (conflicts.py).  Noted as a line
+    under it, her laptop's edit was taken OVER her desktop's at unlock (attack round 80a (3))."""
+    if len(history) < 2 or history[0] != rev:
+        return
+    under = history[1:BENEATH_LIMIT + 1]
+    took = took or set()
+    beside = bool(took)  # a live leaf is in no other branch's history: stacked beside it
+    if beside:
+        under = under[:next((at for at, each in enumerate(under) if each in took), len(under))]
+    if not under:
+        return
+    tree.beneath[node.fid] = (rev, under)
+    tree.beneath_deeper.discard(node.fid)  # how deep the held one lies is not known here
+    if beside:
+        tree.beneath_beside.add(node.fid)
+    else:
         tree.beneath_beside.discard(node.fid)
-        tree.beneath_deeper.discard(node.fid)  # how deep the held one lies is not known here
 
 
 def signed_state(tree: Tree, node: Node, signer: str | None) -> None:

@@ -819,6 +819,18 @@ class Inodes:
             "withheld", node.fid, f"a change of file {node.fid} lies under a refused one and had not been "
             "sent here when this device saved the file over both: it is in the file's history only")
 
+    def came_unsettled(self) -> None:
+        """At her lock (or unmount), before the last commits: each edit of her other device fetched from
+        under a refused revision and still waiting to be settled (``came_beneath``: its version not here
+        yet) is lost to this device with the tree's memory, and the lock's commit of the file (or her next
+        write) goes over it: said (``withheld``).  Forgotten unsaid, it was in no file on any replica
+        (attack round 80a (2)).  Kept until the wipe: a lock that fails serves on, and settles it still."""
+        for fid in sorted(self.came_beneath):
+            alarms.for_user(self.key.user_id).warn(
+                "withheld", fid, f"a change of file {fid} made on another device was fetched here but "
+                "its version had not come when this device locked: it is not in the file, and a write "
+                "to the file goes over it")
+
     def _put(self, docs: list[dict], places: list[tuple], asked: list[str]) -> tuple[list[str], set[str]]:
         """Commit ``docs``; and, of ``asked`` (files whose commit supersedes a state seen of another
         device or writer: ``Ledger.supersedes``), those the store holds no other live branch of now

@@ -14,6 +14,7 @@ from fusevault.crypto import aead
 from fusevault.crypto.keys import MasterKey
 from fusevault.errors import CorruptData, VaultError
 from fusevault.store import Store, replica
+from fusevault.store.local import LocalStore
 from fusevault.store.unreadable import Unreadable
 from fusevault.vault.model import names
 from fusevault.vault.model.alarms import for_user
@@ -84,8 +85,9 @@ def keep_undeleted(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger,
         # Its name held (by a node whose document is judged later: a refused rename of another file of
         # hers onto it): taken, given back once that is settled, else shown beside (77c (1)).
         _as_seen(tree, key, ledger, doc, node, stamp, was, signed_path, new_key, owed)
-        if fid not in replayed:  # her own older deletion: nothing of another device's beneath it
-            noted_beneath(tree, node, doc)
+        # Her own older deletion replayed too: a server may stack it on her other device's change, as
+        # on a refused document (attack round 80a (5)).
+        noted_beneath(tree, node, doc)
         taken += owed
         for child, link in waiting.pop(fid, ()):
             if tree.get(child.ino) is child and (lost := link_loaded(tree, child, [link])):
@@ -100,7 +102,27 @@ def noted_beneath(tree: Tree, node: Node, doc: dict) -> None:
     (3)).  A store that keeps no history here (a server's): nothing noted."""
     local = replica.local_of(tree.store)
     if local is not None and node.rev == doc.get("_rev"):
-        note_beneath(tree, node, node.rev, replica.current_history(local, node.fid))
+        note_beneath(tree, node, node.rev, replica.current_history(local, node.fid),
+                     _leaves_held(local, node.fid))
+
+
+# Leaves of one file read at unlock to find the branch the rebuilt state stands on: an honest conflict
+# has two or three; a server's thousands are never all read.
+LEAVES_LOOKED_AT = 8
+
+
+def _leaves_held(local: LocalStore, fid: str) -> set[str]:
+    """The revisions of the store's other live leaves of ``fid`` with their histories: the branch this
+    device's own state lies on where the refused current was stacked beside it (a conflict), which
+    ``note_beneath`` marks ``beside`` as ``keep`` does while mounted (attack round 80a (3)).  No other
+    leaf (no conflict): an empty set, the refused one's history a line under the rebuilt state."""
+    took: set[str] = set()
+    for leaf in replica.other_leaves(local, fid, limit=LEAVES_LOOKED_AT):
+        try:
+            took.update(replica.history_from(leaf))
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            continue  # a malformed history: nothing taken on its word
+    return took
 
 
 def rebuilt_in_place(tree: Tree, key: MasterKey, gate: Authorship, ledger: Ledger, doc: dict,
@@ -209,6 +231,10 @@ def replays_refused(tree: Tree, store: Store, key: MasterKey, gate: Authorship, 
         # by the ledger's check as before.
         if doc is not None and rebuilt_in_place(tree, key, gate, ledger, doc, node, owed):
             ledger.replays[node.fid] = doc.get("_rev")
+            # What the replay was stacked on (a server's copy of her older state put over her laptop's
+            # rename): fetched and taken under it before her rebuild is put back over it (rotation.py
+            # ``_put_back_over_replays`` waits); unnoted, her unlock undid the rename (80a (5)).
+            noted_beneath(tree, node, doc)
             out.append(node)
     # All put back once all are rebuilt: one by one, a replay of her swap of two names gave the first
     # "(recovered ID)" (attack round 77c (1)).
