@@ -162,7 +162,7 @@ def _checked(doc: dict) -> tuple[str, str, int, str]:
     try:
         fid, vid, idx = parse_record_id(doc["_id"])
         owner = doc["owner"]
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, AttributeError):  # an id that is no text: a number (attack round 82a (1))
         raise PeerUnavailable(f"a peer sent a malformed record {doc.get('_id')!r}") from None
     if not (_HEX_ID.fullmatch(fid) and _HEX_ID.fullmatch(vid) and _HEX_ID.fullmatch(str(owner))
             and doc.get("fid") == fid and (idx >= -1 or is_node_index(idx))):

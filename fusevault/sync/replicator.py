@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
-from fusevault.encoding import is_text
 from fusevault.errors import ForeignVault, NoSpace, PeerUnavailable, StoreUnavailable, VaultReadOnly
 from fusevault.shortening import shortened
 from fusevault.store import places as places_table
@@ -36,6 +35,7 @@ from fusevault.store import replica
 from fusevault.store.local import LocalStore
 from fusevault.store.places import PlaceRow
 from fusevault.store.unreadable import Unreadable
+from fusevault.sync.answer_shapes import doc_shaped, entry_shaped
 from fusevault.sync.content_docs import (
     RECORDS_BATCH,
     is_record,
@@ -417,9 +417,10 @@ class Replicator(PunchedAsks):
         records: dict[str, str] = {}
         offered: dict[str, list[str]] = {}
         for result in results:
-            revs = [change["rev"] for change in result["changes"]]
-            if not self._speakable(result["id"], revs):
+            if not entry_shaped(result):
+                self._refused_shape("changes entry", result.get("id") if isinstance(result, dict) else None)
                 continue
+            revs = [change["rev"] for change in result["changes"]]
             if is_record(result["id"]):
                 records[result["id"]] = revs[0]
             else:
@@ -605,22 +606,17 @@ class Replicator(PunchedAsks):
             replica.put_local(self.store, self.checkpoint_id, self.checkpoint)
             self._pull_saved = time.monotonic()
 
-    def _speakable(self, doc_id: object, revs: list[object], kind: object = None) -> bool:
-        """Whether an id, its revisions and its kind are text the store can hold: fusevault writes no
-        other; one with a lone surrogate (JSON's escapes let a peer send it) stopped every pull and
-        every join of every device at the store's look-up (attack round 80c (4)).  Said; never stored."""
-        if all(is_text(text) for text in (doc_id, *revs, kind) if isinstance(text, str)):
-            return True
+    def _refused_shape(self, what: str, doc_id: object) -> None:
+        """Say a changes entry or document of no shape the store takes (sync/answer_shapes.py)."""
         shown_id = ascii(doc_id)[:80]
-        self._refused(f"text {shown_id}", f"sync with {self.name}: refused a document whose id, revision or "
-                      f"kind is no text ({shown_id}; the server, or a peer who may write its database?): "
-                      "not stored")
-        return False
+        self._refused(f"shape {shown_id}", f"sync with {self.name}: refused a {what} of no shape fusevault "
+                      f"writes ({shown_id}; the server, or a peer who may write its database?): not stored")
 
     def _takes(self, doc: dict) -> bool:
         # Peers documents are each replica's own; a vault document naming
         # another vault would be refused at the next connect anyway.
-        if not self._speakable(doc["_id"], [doc.get("_rev", "")], doc.get("type")):
+        if not doc_shaped(doc):
+            self._refused_shape("document", doc.get("_id"))
             return False
         if doc["_id"] == VAULT_DOC:
             return doc.get("vault_id") == self.layout.vault_id

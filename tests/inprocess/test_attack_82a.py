@@ -86,7 +86,6 @@ ENTRIES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="82a (1): a malformed changes entry stops every pull for good")
 @pytest.mark.parametrize("name", list(ENTRIES))
 async def test_82a_1_a_malformed_changes_entry_is_refused_and_the_batch_goes_on(fs, name: str) -> None:
     honest = await _pulled(fs, [ENTRIES[name]], {})
@@ -106,7 +105,6 @@ DOCS: dict[str, dict[str, object]] = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="82a (1): a malformed fetched document stops every pull for good")
 @pytest.mark.parametrize("name", list(DOCS))
 async def test_82a_1_a_malformed_fetched_document_is_refused_and_the_batch_goes_on(fs, name: str) -> None:
     doc_id = new_id()
@@ -115,7 +113,6 @@ async def test_82a_1_a_malformed_fetched_document_is_refused_and_the_batch_goes_
     assert fs.store.get(honest) is not None, "the member's honest change of the same batch was not taken in"
 
 
-@pytest.mark.xfail(strict=True, reason="82a (1): a record at an id that is no text stops every pull")
 async def test_82a_1_a_record_answered_at_an_id_that_is_no_text_is_refused_and_the_batch_goes_on(fs) -> None:
     record = {"_id": 5, "_rev": record_rev(RECORD_ID), "type": "Record", "fid": "a" * 32, "owner": "c" * 32,
               "data": ""}
