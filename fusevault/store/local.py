@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import logging
 import os
@@ -65,17 +66,36 @@ CREATE TABLE IF NOT EXISTS local_docs (
 # from SCHEMA: ``CREATE INDEX IF NOT EXISTS`` checks a name only, and kept an impostor of that name (an
 # index on other columns a writer of the vault folder made) under which the selections scanned the table
 # and one body SQLite calls no JSON stopped every unlock (attack round 80b (1)).
+# The JSON ones are partial over the bodies that are JSON: SQLite then never computes an entry of a body
+# that is none, so no planted body can make them fail at a write or a REINDEX (which dropped the index,
+# every selection by file a scan of the whole table, at every open: attack round 81a (5)); the selections
+# say ``_JSON`` and ``deleted = 0`` too, for SQLite uses a partial index only where the query implies it.
 INDEXES = {
     "docs_type": "CREATE INDEX docs_type ON docs(type) WHERE deleted = 0",
-    "docs_fid": "CREATE INDEX docs_fid ON docs(json_extract(body, '$.fid')) WHERE deleted = 0",
+    "docs_fid": "CREATE INDEX docs_fid ON docs(json_extract(body, '$.fid')) WHERE deleted = 0 "
+                "AND json_valid(body)",
     # A document's kind as its body says (``iter_type``, ``by_file``): the clear ``type`` column is kept
     # for older code only, never read (a writer of the vault folder may change it: attack round 78c (3)).
+    "docs_kind": "CREATE INDEX docs_kind ON docs(json_extract(body, '$.type')) WHERE deleted = 0 "
+                 "AND json_valid(body)",
+}
+# What an older fusevault made of them (before 81a (5)): made again at open, not said as a writer's.
+OLDER_INDEXES = {
+    "docs_fid": "CREATE INDEX docs_fid ON docs(json_extract(body, '$.fid')) WHERE deleted = 0",
     "docs_kind": "CREATE INDEX docs_kind ON docs(json_extract(body, '$.type')) WHERE deleted = 0",
 }
 # The indexes whose entries SQLite computes from the body: rebuilt at each open (``_settle_indexes``), for
 # a writer of the schema (``PRAGMA writable_schema``) can leave their entries at what a body said before:
 # her file selected as another kind, or a body that is no JSON still selected (attack round 80b (1), (4)).
 JSON_INDEXES = ("docs_kind", "docs_fid")
+# Every object fusevault makes in store.sqlite is a table of SCHEMA, an index of INDEXES, or an index
+# SQLite makes for a table's PRIMARY KEY or UNIQUE (``sqlite_autoindex_<table>_<n>``, no SQL text).  Any
+# other index, trigger or view, and the planner's statistics (``sqlite_stat1``, ``sqlite_stat4``), is a
+# writer of the vault folder's, dropped at open, said: an index of another name on a body's kind, left
+# stale, was chosen over ``docs_kind`` and hid her file (attack round 81a (1)); a trigger ran inside her
+# own commits and moved her row below the push's checkpoint (81a (2)), or ran an endless query (81a (3)).
+# (A table of another name is kept: no query of fusevault's reads it.)
+_STATISTICS = "sqlite_stat"
 # How to drop what holds an index's name in ``sqlite_master`` (any kind of schema object has one).
 _DROPPABLE = {"index": "INDEX", "table": "TABLE", "view": "VIEW", "trigger": "TRIGGER"}
 INCREMENTAL = 2  # PRAGMA auto_vacuum's value for step-by-step freeing
@@ -106,6 +126,48 @@ WHOLE_SEQ = f"typeof(seq) = 'integer' AND seq BETWEEN 1 AND {SEQ_LIMIT - 1}"
 # id is none of fusevault's either).  Its lower bound first: SQLite scans the seq index from it (with
 # BETWEEN 1 too it scanned from 1: 50 ms a watcher's turn at 200,000 rows).
 AFTER = f"seq > ? AND seq < {SEQ_LIMIT} AND typeof(seq) = 'integer' AND typeof(id) = 'text'"
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an older store's tables up to date (SCHEMA made the missing ones)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(docs)")}
+    if "revs" not in columns:  # a vault from before sync: history starts now
+        db.execute("ALTER TABLE docs ADD COLUMN revs TEXT")
+    places_table.migrate(db)
+
+
+@functools.cache
+def _table_texts() -> dict[str, frozenset[str]]:
+    """Each table's definition as ``sqlite_master`` keeps it when fusevault made it, by name: SCHEMA
+    applied to an empty database, before and after ``_migrate``, and so a ``places`` from before ``sha``.
+    The one test of a table (attack round 81a (3)): ``CREATE TABLE IF NOT EXISTS`` checks a name only,
+    and kept a view in the place of ``docs`` whose endless query hung every open, or a table of other
+    columns or constraints."""
+    texts: dict[str, set[str]] = {}
+    for schema in (SCHEMA, SCHEMA.replace("    sha TEXT,\n", "")):  # places before its sha column
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            db.executescript(schema)
+            for _ in range(2):
+                for name, sql in db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"):
+                    texts.setdefault(name, set()).add(sql)
+                _migrate(db)
+        finally:
+            db.close()
+    return {name: frozenset(sqls) for name, sqls in texts.items()}
+
+
+def _ours(kind: str, name: str, table: str, sql: object) -> bool:
+    """Whether a ``sqlite_master`` row is one fusevault makes (or settles itself: INDEXES' names)."""
+    if name in INDEXES or name in _table_texts():
+        return True
+    if kind == "index":
+        return sql is None and table in _table_texts() and name.startswith(f"sqlite_autoindex_{table}_")
+    return kind == "table" and not name.startswith(_STATISTICS)
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def history_of(rev: str, revs: str | None) -> list[str]:
@@ -189,29 +251,79 @@ class LocalStore:
             self._db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(docs)")}
-            if "revs" not in columns:  # a vault from before sync: history starts now
-                self._db.execute("ALTER TABLE docs ADD COLUMN revs TEXT")
-            places_table.migrate(self._db)
-            self._settle_indexes()
+            self._settle_schema()
             # Out of range only (a TEXT or BLOB sorts above every number): two index
             # searches, not a scan at every open; a fraction such as 5.5 goes unsaid.
             (odd,) = self._db.execute(
                 f"SELECT COUNT(*) FROM docs WHERE seq < 1 OR seq >= {SEQ_LIMIT}").fetchone()
         except sqlite3.Error as err:
+            self._db.close()
             raise _translate(err) from None
+        except CorruptData:
+            self._db.close()
+            raise
         if odd:
             log.warning("store %s: %d row(s) whose seq is none of fusevault's (a writer of the vault "
                         "folder's): left out of the changes", self.path, odd)
         self.check_linked()
+
+    def _settle_schema(self) -> None:
+        """The schema exactly fusevault's (attack round 81a): its tables as it makes them (else refused),
+        every other index, trigger, view and the planner's statistics dropped, its indexes as INDEXES
+        says and rebuilt.  Where a step cannot be done (a store she may read and not write), the indexes
+        are not trusted: the selections read every row (``_docs``), said (81a (6))."""
+        self._indexed = True
+        self._refuse_other_tables()
+        _migrate(self._db)
+        self._drop_foreign()
+        self._settle_indexes()
+        if not self._indexed:
+            log.warning("store %s: its indexes could not be checked or rebuilt (a store that cannot be "
+                        "written?): the selections by kind and file read every row", self.path)
+
+    def _refuse_other_tables(self) -> None:
+        """Each table fusevault uses is a table as fusevault made it, or the store is refused, one line."""
+        texts = _table_texts()
+        marks = ",".join("?" * len(texts))
+        found = {name: (kind, sql) for name, kind, sql in self._db.execute(
+            f"SELECT name, type, sql FROM sqlite_master WHERE name IN ({marks})", tuple(texts))}
+        for name, sqls in texts.items():
+            kind, sql = found.get(name, ("none", None))
+            if kind != "table" or sql not in sqls:
+                what = "not the table fusevault makes" if kind == "table" else f"a {kind}, not a table"
+                raise CorruptData(f"refused the vault's document store {self.path}: its {name} is {what} "
+                                  "(a writer of the vault folder's?)")
+
+    def _drop_foreign(self) -> None:
+        """Drop every object of ``sqlite_master`` that fusevault never makes (``_ours``), each said once by
+        its kind and name (never its SQL: the writer's text)."""
+        rows = self._db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
+        for kind, name, table, sql in rows:
+            if _ours(kind, name, table, sql):
+                continue
+            log.warning("store %s: %s %r is none fusevault makes (a writer of the vault folder's): dropped",
+                        self.path, kind, str(name)[:80])
+            try:
+                self._db.execute(f"DROP {_DROPPABLE[kind]} IF EXISTS {_quoted(name)}")
+            except (KeyError, sqlite3.Error) as err:
+                log.warning("store %s: %s %r not dropped (%s)", self.path, kind, str(name)[:80], err)
+                self._indexed = False
+
+    @property
+    def _docs(self) -> str:
+        """``docs`` as the selections by kind and file name it: ``NOT INDEXED`` where the open could not
+        drop what is not fusevault's or rebuild its JSON indexes (a store she cannot write): a stale entry
+        hid her file, unsaid (attack round 81a (6))."""
+        return "docs" if self._indexed else "docs NOT INDEXED"
 
     def _settle_indexes(self) -> None:
         """Each index of ``docs`` exactly as INDEXES says (another of its name, an impostor a writer of
         the vault folder made, dropped and made again), and the JSON indexes rebuilt: their entries are
         SQLite's reading of each body when it was last written through an honest schema, which a writer
         of the schema can leave at another kind or file (attack round 80b (1), (4)).  An index that
-        cannot be made or rebuilt (a body that is no JSON: the write that put it there went past the
-        indexes) is dropped, said: the selections then scan (``_JSON``), and the next open tries again."""
+        cannot be made or rebuilt (a full disk; a body that is no JSON no longer: the JSON indexes leave
+        such bodies out, 81a (5)) is dropped, said: the selections then scan (``_JSON``), and the next open
+        tries again; one that cannot be dropped either is not trusted (``_docs``, 81a (6))."""
         marks = ",".join("?" * len(INDEXES))
         found = {name: (kind, table, sql) for name, kind, table, sql in self._db.execute(
             f"SELECT name, type, tbl_name, sql FROM sqlite_master WHERE name IN ({marks})", tuple(INDEXES))}
@@ -220,9 +332,12 @@ class LocalStore:
                 if name in JSON_INDEXES:
                     self._index_step(name, f"REINDEX {name}")
                 continue
-            if name in found:
+            if found.get(name) == ("index", "docs", OLDER_INDEXES.get(name)):
+                log.info("store %s: index %s made again as this version makes it", self.path, name)
+            elif name in found:
                 log.warning("store %s: %s is not the index fusevault makes (%r): made again", self.path, name,
-                            found[name][2])
+                            str(found[name][2])[:200])
+            if name in found:
                 if not self._index_step(name, f"DROP {_DROPPABLE.get(found[name][0], 'INDEX')} {name}"):
                     continue
             self._index_step(name, sql)
@@ -239,8 +354,10 @@ class LocalStore:
                 if "JSON" in str(err) else []
             log.warning("store %s: index %s not made or rebuilt (%s)%s: left out, the selections scan",
                         self.path, name, err, f"; rows whose body is no JSON: {bad!r}" if bad else "")
-        with contextlib.suppress(sqlite3.Error):
+        try:
             self._db.execute(f"DROP INDEX IF EXISTS {name}")
+        except sqlite3.Error:  # still there, stale perhaps: not trusted (attack round 81a (6))
+            self._indexed = False
         return False
 
     @contextlib.contextmanager
@@ -381,23 +498,32 @@ class LocalStore:
     def db(self) -> sqlite3.Connection:
         return self._db
 
+    @property
+    def of_kind_sql(self) -> str:
+        """The selection of the live documents of a kind (``?``): by ``docs_kind``, whose partial WHERE
+        (``_JSON``, ``deleted = 0``) it implies (attack round 81a (5))."""
+        return f"SELECT id, rev, body FROM {self._docs} WHERE {_JSON} AND {_KIND} = ? AND deleted = 0"
+
+    @property
+    def by_file_sql(self) -> str:
+        """The selection of one file's (``?``) live documents of a kind (``?``), by ``docs_fid``."""
+        return (f"SELECT id, rev, body FROM {self._docs} WHERE {_JSON} AND {_FID} = ? AND deleted = 0 "
+                f"AND +{_KIND} = ?")
+
     def iter_type(self, doc_type: str) -> Iterator[dict]:
         # Streamed in batches: a vault of 100,000 files is never all in memory twice.  Every user's
         # documents of the kind: never inside a store call on the loop (short_calls.py).
         short_calls.scan(f"every {doc_type} document")
         # By the body's kind (its index ``docs_kind``), never the clear ``type`` column: one changed
         # column hid a live file of hers, unsaid, while ``get`` found its body (attack round 78c (3)).
-        cursor = self._reader.execute(
-            f"SELECT id, rev, body FROM docs WHERE {_JSON} AND {_KIND} = ? AND deleted = 0", (doc_type,))
+        cursor = self._reader.execute(self.of_kind_sql, (doc_type,))
         while rows := cursor.fetchmany(2000):
             yield from self._readable(doc_type, rows)
 
     def by_file(self, doc_type: str, fid: str) -> list[dict]:
         # By ``docs_fid`` (a file's few rows): the unary ``+`` keeps SQLite off ``docs_kind``, which it
         # chose otherwise, testing the file of every row of the kind (8 ms at 10,000 documents, not 0.01).
-        rows = self._reader.execute(
-            f"SELECT id, rev, body FROM docs WHERE {_JSON} AND {_FID} = ? AND deleted = 0 "
-            f"AND +{_KIND} = ?", (fid, doc_type)).fetchall()
+        rows = self._reader.execute(self.by_file_sql, (fid, doc_type)).fetchall()
         return list(self._readable(doc_type, rows, fid))
 
     def _readable(self, doc_type: str, rows: Iterable[tuple[str, str, str]],

@@ -73,7 +73,6 @@ def _stale_other_index(vault: Path, fid: str) -> None:
     _run(vault, ("PRAGMA writable_schema = ON", ()), (swap, ("WHERE deleted = 7", "WHERE deleted = 0")))
 
 
-@pytest.mark.xfail(strict=True, reason="81a (1): a stale index of another name on docs' kind hides her file")
 def test_81a_1_an_index_of_another_name_left_stale_does_not_hide_her_file(vault_copy: Path) -> None:
     fid = _two_files(vault_copy)
     _stale_other_index(vault_copy, fid)
@@ -100,9 +99,7 @@ def test_81a_1_control_without_the_other_index_her_file_is_shown(vault_copy: Pat
 
 
 @pytest.mark.parametrize("planted", [
-    pytest.param(True, marks=pytest.mark.xfail(
-        strict=True, reason="81a (2): a trigger keeps her save through the mount from the push, unsaid")),
-    False], ids=["trigger", "control"])
+    True, False], ids=["trigger", "control"])
 def test_81a_2_her_save_through_the_mount_is_not_kept_from_the_push_by_a_trigger(
         vault_copy: Path, planted: bool) -> None:
     fid = _two_files(vault_copy)

@@ -125,7 +125,6 @@ def test_81a_4_passwd_recovery_over_an_older_validation_string_keeps_her_wrappin
         f"{(reset.stdout + reset.stderr)[-200:]}")
 
 
-@pytest.mark.xfail(strict=True, reason="81a (6): a read-only store keeps a stale index: her file hidden")
 def test_81a_6_a_store_she_cannot_write_does_not_keep_a_stale_index_hiding_her_file(
         vault: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
