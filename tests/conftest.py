@@ -413,6 +413,14 @@ def quick_retry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FUSEVAULT_RETRY_MAX_SECONDS", "1")
 
 
+@pytest.fixture
+def quick_gc_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mounts (and commands) this test starts let gc take records no document names once their
+    ``.vf`` was left unchanged for 1 s, not a day (FUSEVAULT_GC_GRACE_SECONDS, vault/services/gc.py):
+    for a scene that collects what the server planted a moment before (attack round 80c (1))."""
+    monkeypatch.setenv("FUSEVAULT_GC_GRACE_SECONDS", "1")
+
+
 def sync_answer(mountpoint: Path) -> dict:
     """The mount's answer to ``fusevault sync status MOUNTPOINT --json``: its peers and its
     ``uncommitted`` count.  Asked in this process, as that command asks (cli/status.py ``gather``):

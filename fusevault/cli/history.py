@@ -172,6 +172,10 @@ def cmd_gc(args: argparse.Namespace) -> int:
         if a.get("kept_changed"):
             print(f"{a['kept_changed']} file(s) left for the next run: they changed while they were "
                   "collected (sync brought another device's changes)")
+        if a.get("unnamed_removed"):  # attack round 80c (1): a peer's records for no version of hers
+            gone = "would be removed" if args.dry_run else "removed"
+            print(f"{a['unnamed_removed']} content file(s) no document names {gone}: "
+                  "records a peer sent for no version")
 
     return _show(args, answer, text)
 

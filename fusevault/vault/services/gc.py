@@ -23,21 +23,26 @@ import ctypes
 import errno
 import logging
 import os
+import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
 
 from fusevault.errors import Conflict, CorruptData, PermissionDenied, VaultError
+from fusevault.shortening import shortened
 from fusevault.store import Store
+from fusevault.store.places import Places, sealed_here
 from fusevault.vault.files.content import Content
 from fusevault.vault.format import inside
+from fusevault.vault.format.layout import is_id
 from fusevault.vault.format.manifest import Manifest
 from fusevault.vault.format.manifest_tree import node_index
 from fusevault.vault.format.vf import HEADER
 from fusevault.vault.model.history import Link, Version, lineage
 from fusevault.vault.model.ledger import writer_seq
-from fusevault.vault.model.nodes import Node, detached_node
+from fusevault.vault.model.nodes import VERSION, Node, detached_node
 from fusevault.vault.model.retention import DAY, Policy, to_drop
 from fusevault.vault.model.trash_seen import TrashSeen, deleted_at
 from fusevault.vault.services.recovery import deleted_nodes, signed_deletion
@@ -50,6 +55,20 @@ _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
 
+# Records no document names (attack round 80c (1): the server planted Record documents at file and
+# version ids of its own, and each pull wrote them into her .vf files for good) are garbage once their
+# .vf has been left unchanged this long: sync places a version's records before the documents naming
+# it come, and a version on its way in is not taken from under its pull.  What goes is noted
+# ``punched`` (store/places.py ``forget``): a version that names it later has it fetched again.
+UNNAMED_GRACE_SECONDS = 24 * 3600
+
+
+def unnamed_grace() -> float:
+    """``UNNAMED_GRACE_SECONDS``, or shorter (1 s at least) where FUSEVAULT_GC_GRACE_SECONDS says so: the
+    tests of round 80c (1) collect what the server planted a moment before, as FUSEVAULT_LONGPOLL_SECONDS
+    shortens the pull's longpoll.  Shorter only lets a slow version's records be fetched twice."""
+    return float(shortened("FUSEVAULT_GC_GRACE_SECONDS", UNNAMED_GRACE_SECONDS))
+
 
 @dataclass
 class Report:
@@ -60,13 +79,15 @@ class Report:
     kept_unverified: int = 0  # files whose versions stay: a block failed its check (EIO to readers)
     kept_replayed: int = 0  # deleted files kept whole: the ledger saw a newer state than the deletion
     kept_changed: int = 0  # files left for a later run: a document of theirs changed while collected
+    unnamed_removed: int = 0  # .vf files no document names, removed (attack round 80c (1))
     dropped: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"versions_dropped": self.versions_dropped, "files_purged": self.files_purged,
                 "bytes_freed": self.bytes_freed, "kept_open": self.kept_open,
                 "kept_unverified": self.kept_unverified, "kept_replayed": self.kept_replayed,
-                "kept_changed": self.kept_changed, "dropped": self.dropped}
+                "kept_changed": self.kept_changed, "unnamed_removed": self.unnamed_removed,
+                "dropped": self.dropped}
 
 
 def punch_hole(fd: int, offset: int, length: int) -> None:
@@ -110,8 +131,10 @@ def _named_nodes(manifest: Manifest) -> set[tuple[str, int]]:
     return {(writer, node_index(level, pos)) for (level, pos), ((_, _, writer), *_) in manifest.tree.items()}
 
 
-def unused_ranges(content: Content, versions: list[Version]) -> list[tuple[int, int]]:
-    """(offset, end) of the ranges of the ``.vf`` the given versions do not use."""
+def unused_ranges(content: Content, versions: list[Version],
+                  unnamed: list[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
+    """(offset, end) of the ranges of the ``.vf`` the given versions do not use; ``unnamed``: places of
+    records that came from peers and that no version document names (``unnamed_records``)."""
     ranges = used_ranges(content, versions)
     if not ranges:
         return []
@@ -124,7 +147,39 @@ def unused_ranges(content: Content, versions: list[Version]) -> list[tuple[int, 
         if start > position:
             unused.append((position, start))
         position = max(position, end)
-    return unused
+    # Past it, records a peer sent that nothing names: a version written here has no such place row
+    # until its commit, so none of its blocks is among them (attack round 80c (1): the server's records
+    # appended to her file's .vf after her last version stayed, whatever gc was run).
+    return unused + _merged([r for r in unnamed or () if r[0] >= limit])
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``ranges`` sorted, overlapping ones made one (rows are the store's: two may overlap)."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def unnamed_records(store: Store, places: Places, fid: str, head: str | None) -> list[tuple[int, int]]:
+    """(offset, end) of the records of ``fid`` that came from peers (``places`` rows) and that no version
+    document of the file names, read or not, judged or not (nor its node's head, nor a version this
+    process sealed and is committing): the server's own Record documents (attack round 80c (1)).  A
+    kept version's manifest may still name one (a block it inherited from a version gc dropped):
+    ``unused_ranges`` keeps those, by the ranges the kept versions use."""
+    arrived = places.arrived_of(fid)
+    if not arrived:
+        return []
+    try:
+        named = {doc["_id"] for doc in store.by_file(VERSION, fid)}
+    except VaultError:
+        return []  # a document that does not read may name any of them: none is let go
+    named.add(head or "")
+    return [(place[0], place[0] + place[1]) for (vid, _), place in arrived.items()
+            if place is not None and vid not in named and not sealed_here(fid, vid)]
 
 
 def allocated(fd: int, start: int, end: int) -> int:
@@ -148,12 +203,12 @@ def allocated(fd: int, start: int, end: int) -> int:
     return total
 
 
-def free_unused(content: Content, versions: list[Version],
-                dry_run: bool = False) -> tuple[int, list[tuple[int, int]]]:
-    """Punch out what the kept versions do not use; return the bytes freed on
-    disk (``dry_run``: that would be freed, nothing punched) and the ranges
+def free_unused(content: Content, versions: list[Version], dry_run: bool = False,
+                unnamed: list[tuple[int, int]] | None = None) -> tuple[int, list[tuple[int, int]]]:
+    """Punch out what the kept versions do not use (and the ``unnamed`` records past them); return the
+    bytes freed on disk (``dry_run``: that would be freed, nothing punched) and the ranges
     punched (their records' place rows are garbage now)."""
-    unused = unused_ranges(content, versions)
+    unused = unused_ranges(content, versions, unnamed)
     fd = content.fd
     if dry_run:
         return sum(allocated(fd, start, end) for start, end in unused), []
@@ -225,6 +280,7 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
                 await _thin(volume, links, _current(node.head, links), policy, now_ns, busy, dry_run, report)
         else:
             await _thin(volume, links, _current(node.head, links), policy, now_ns, busy, dry_run, report)
+        await _free_unnamed(volume, node, accept, dry_run, report)
         await trio.sleep(0)  # let file-system requests through between files
     # The time a deletion counts from is this device's first sight of it unless its owner signed it
     # (a writer chooses the sealed time: vault/model/trash_seen.py); real time, not ``now_ns`` (as_of).
@@ -263,6 +319,7 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
         else:
             await _purge(volume, links, dry_run, report)
     await volume.in_thread(seen.save, [d["_id"] for d in deleted])  # a dry run sees them too
+    await _remove_unnamed_files(volume, dry_run, report)
     if not dry_run:
         await volume.in_thread(store.sync)
         if report.versions_dropped:
@@ -271,6 +328,110 @@ async def collect(volume: Volume, policy: Policy, now_ns: int, busy: set[str] | 
             while await volume.store_call(store.compact, rebuild_store):
                 await trio.sleep(0)
     return report
+
+
+async def _free_unnamed(volume: Volume, node: Node, accept: Callable[[dict], bool] | None, dry_run: bool,
+                        report: Report) -> None:
+    """Punch out of ``node``'s ``.vf`` the records a peer sent that no version document names, and
+    what its kept versions do not use, though no version of it is dropped (attack round 80c (1): the
+    server's records appended to her file stayed, as ``check`` counted them and pointed to gc).
+    Only a file with such records, left unchanged for the grace while (``_quiet``), and under its
+    content lock as ``_thin`` punches: no version is committed or restored meanwhile."""
+    places = volume.layout.places
+    if places is None or not await volume.read_call(unnamed_records, volume.store, places, node.fid,
+                                                    node.head):
+        return
+    if not await volume.in_thread(_quiet, volume, node.owner, node.fid):
+        return
+    if dry_run:
+        await _free_unnamed_now(volume, node, accept, True, report)
+        return
+    async with volume.content_lock(node):
+        await _free_unnamed_now(volume, node, accept, False, report)
+
+
+async def _free_unnamed_now(volume: Volume, node: Node, accept: Callable[[dict], bool] | None, dry_run: bool,
+                            report: Report) -> None:
+    links = await volume.read_call(lineage, volume.store, volume.key, node.fid, node.dek, node.previous,
+                                   node.epoch, accept)
+    if not links or not links[0].versions or links[0].fid != node.fid:
+        return
+    _own_lineage(volume, links)
+    # Read again under the lock: a version whose documents came meanwhile names its records now.
+    unnamed = await volume.read_call(unnamed_records, volume.store, volume.layout.places, node.fid, node.head)
+    freed, punched = await volume.in_thread(_free_file, volume, links[0], links[0].versions, dry_run, unnamed)
+    report.bytes_freed += freed
+    if punched:  # after the punch, as ``_thin``: a crash between leaves rows pointing at holes
+        await volume.store_call(volume.store.forget_places, node.fid, punched)
+
+
+def _quiet(volume: Volume, owner: str, fid: str) -> bool:
+    """Whether ``fid``'s ``.vf`` was left unchanged for the grace while (``unnamed_grace``), by this
+    machine's clock, never gc's ``as_of``: a pull appends a version's records before the documents
+    naming it come (attack round 80c (1)).  No such file (or no regular one): not quiet."""
+    layout = volume.layout
+    try:
+        folder = inside.open_dir(layout.root, layout.own_names(owner))
+    except (OSError, CorruptData):
+        return False
+    try:
+        found = os.stat(layout.vf_path(owner, fid).name, dir_fd=folder, follow_symlinks=False)
+    except OSError:
+        return False
+    finally:
+        os.close(folder)
+    return stat.S_ISREG(found.st_mode) and time.time() - found.st_mtime >= unnamed_grace()
+
+
+async def _remove_unnamed_files(volume: Volume, dry_run: bool, report: Report) -> None:
+    """Remove the ``.vf`` files (sidecars and place rows with them) in her own folder that nothing
+    names: no node of her tree (a new file's document may not be committed yet), no open file, no
+    document of the store (a node, live or in the trash or replaced by a rename, read or not, judged
+    or not; a version), left unchanged for the grace while (attack round 80c (1): the server's Record
+    documents at file ids of its own filled her disk for good).  Only her own folder: files shared
+    with her lie in their owner's (``vf_path``), and are their owner's to collect."""
+    if volume.layout.store.get("kind", "local") != "local":
+        return  # a vault kept in CouchDB: other devices write this folder, their new files not yet named
+    owner = volume.key.user_id
+    fids = await volume.in_thread(_own_vf_fids, volume, owner)
+    named = {node.fid for node in volume.nodes()}
+    for fid in fids:
+        await trio.sleep(0)  # one file at a time: file-system requests go through between them
+        if fid in named or volume.holds(fid):
+            continue
+        if await volume.read_call(_named_in_store, volume.store, fid):
+            continue
+        if not await volume.in_thread(_quiet, volume, owner, fid):
+            continue
+        report.unnamed_removed += 1
+        if dry_run:
+            report.bytes_freed += await volume.in_thread(_remove_files, volume, owner, fid, True)
+        else:
+            log.warning("gc: removed %s.vf: no document names it (records a peer sent for no version)", fid)
+            report.bytes_freed += await _remove(volume, owner, fid)
+
+
+def _own_vf_fids(volume: Volume, owner: str) -> list[str]:
+    """The file ids of the ``.vf`` files in ``owner``'s own folder, as fusevault names them."""
+    layout = volume.layout
+    try:
+        folder = inside.open_dir(layout.root, layout.own_names(owner))
+    except (OSError, CorruptData):
+        return []
+    try:
+        names = os.listdir(folder)
+    finally:
+        os.close(folder)
+    return sorted(name[:-3] for name in names if name.endswith(".vf") and is_id(name[:-3]))
+
+
+def _named_in_store(store: Store, fid: str) -> bool:
+    """Whether a document of the store names ``fid``: its node (whoever's, in the trash too) or a
+    version of it.  One that does not read may: kept."""
+    try:
+        return store.get(fid) is not None or bool(store.by_file(VERSION, fid))
+    except (VaultError, ValueError):
+        return True
 
 
 def _replayed(volume: Volume, doc: dict, node: Node) -> bool:
@@ -437,14 +598,14 @@ def _would_free(volume: Volume, links: list[Link], gone: set[str]) -> int:
     return total
 
 
-def _free_file(volume: Volume, link: Link, kept: list[Version],
-               dry_run: bool = False) -> tuple[int, list[tuple[int, int]]]:
+def _free_file(volume: Volume, link: Link, kept: list[Version], dry_run: bool = False,
+               unnamed: list[tuple[int, int]] | None = None) -> tuple[int, list[tuple[int, int]]]:
     try:
         content = Content(volume.layout, volume.key.user_id, link.fid, link.dek, None, None)
     except CorruptData:
         return 0, []  # no contents on disk (never written, or already removed)
     try:
-        return free_unused(content, kept, dry_run)
+        return free_unused(content, kept, dry_run, unnamed)
     except CorruptData as err:
         # A kept record's place here is damaged (a row fusevault never writes, attack round 78c (1)):
         # where it lies is not known, so nothing of the file is punched; the next files go on.
