@@ -754,9 +754,7 @@ async def _put_back_over_replays(volume: Volume) -> None:
         return
     for fid, rev in sorted(ledger.replays.items()):
         node = volume.find(fid)
-        if node is not None and _waits_beneath(volume, node):
-            log.info("%s: its newer state waits for what lies under the replay", fid)
-        elif node is not None and node.owner == volume.key.user_id and node.rev == rev:
+        if node is not None and node.owner == volume.key.user_id and node.rev == rev:
             try:
                 await volume.save_node(node)
             except VaultError as err:  # judged again at the next unlock
@@ -764,13 +762,3 @@ async def _put_back_over_replays(volume: Volume) -> None:
         ledger.replays.pop(fid, None)
         await trio.sleep(0)
 
-
-def _waits_beneath(volume: Volume, node: Node) -> bool:
-    """Whether the put-back of ``node``, a file rebuilt over a replay, waits: revisions under the replay
-    this device never took are being fetched (rebuilding.py ``noted_beneath``), the newest admissible
-    taken in under it first, and her next save goes over both (or says them ``withheld``: inodes.py
-    ``_over_beneath``).  Put back at once, her rebuild went over her laptop's rename or trash the
-    server stacked the replay on, on every replica (attack round 80a (5)).  A folder is put back at
-    once, its place as this unlock judged it against loops (78b (2)): what lay under the replay is
-    then said ``withheld`` by that commit (``_over_beneath``), never lost unsaid."""
-    return node.fid in volume.tree.beneath and not node.is_dir
