@@ -10,7 +10,7 @@ PYTHONPATH=. .venv-lint/bin/lint-imports  # which package may import which: [too
 # another), each file whole on one worker, the longest first (LONG_FILES in tests/conftest.py).  Every
 # worker runs in a mount namespace of its own (pytest_xdist_setupnodes in tests/conftest.py), so a
 # command run outside a mount sees only its own worker's mounts; every test file has a redis-server
-# of its own.  4 workers ran the suite (4028 tests) in 36 min on 2 cores (docs/PERFORMANCE.md, stop 63).  The two failures that
+# of its own.  4 workers ran the suite (4156 tests) in 27 min on 2 cores (docs/PERFORMANCE.md, stop 64).  The two failures that
 # once kept the default serial are fixed: a shared-mount race that lost acknowledged writes
 # (tests/inprocess/test_two_users.py) and Ctrl-C landing inside httpx on send --keep
 # (tests/services/test_relay.py).
